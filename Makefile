@@ -1,0 +1,40 @@
+# LeadBridge. On a fresh machine: `make run` starts everything, `make test` runs the tests.
+SHELL := /bin/bash
+UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+export UV_LINK_MODE ?= copy
+
+.PHONY: install up down env test test-unit schemas run bench help
+
+help:
+	@echo "make run    - start Kafka, PostgreSQL and the four services (Ctrl-C stops all)"
+	@echo "make test   - run the whole test suite against a real Kafka broker and PostgreSQL"
+	@echo "make up / make down - start / stop the local Kafka + PostgreSQL only"
+	@echo "make schemas - regenerate the JSON Schemas and AsyncAPI document from the event models"
+
+$(UV):
+	@command -v python3 >/dev/null || { echo "error: Python 3.11+ is required"; exit 1; }
+	python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv
+
+install: $(UV)
+	$(UV) sync --all-packages --frozen
+
+up: install
+	$(UV) run leadbridge-devstack up
+
+down:
+	$(UV) run leadbridge-devstack down
+
+env:
+	@$(UV) run leadbridge-devstack env
+
+test: install
+	$(UV) run pytest
+
+test-unit: install
+	$(UV) run pytest -m "not integration"
+
+schemas: install
+	$(UV) run leadbridge-schemas
+
+run: install
+	$(UV) run python -m leadbridge_devstack.run_all

@@ -1,0 +1,2 @@
+# Root conftest: every test (tests/ and services/*/tests/) gets the real-stack fixtures.
+pytest_plugins = ["leadbridge_devstack.pytest_plugin"]

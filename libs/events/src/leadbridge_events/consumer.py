@@ -1,0 +1,286 @@
+"""The consumer runner every service uses: one handler per topic, at-least-once in, effectively once out.
+
+For each record, in partition order:
+
+1. decode and validate it (``Envelope.from_kafka``); a record that cannot be decoded goes straight to
+   ``<topic>.dlq``;
+2. open a database transaction, claim the event id (``processed_events``), run the handler with a
+   ``HandlerContext`` whose ``emit`` writes to the service's outbox in the same transaction, commit;
+   a redelivered event is claimed already and changes nothing;
+3. a handler error is retried with exponential backoff; after ``max_attempts`` the record goes to the
+   DLQ with the error, and the next record is processed. Database outages are retried without limit
+   (they are not the record's fault);
+4. offsets are committed only after the record's transaction committed (or it was dead-lettered), and
+   never for partitions revoked in a rebalance.
+
+``stop()`` (wired to SIGTERM by the service) finishes the current record, commits, and leaves the group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
+from sqlalchemy import Table
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from . import metrics
+from .envelope import Envelope, UndecodableEvent
+from .idempotency import claim_event
+from .outbox import add_to_outbox
+from .producer import EventProducer
+from .topics import DLQ_SUFFIX
+
+log = logging.getLogger("leadbridge.consumer")
+
+
+class PoisonEvent(Exception):
+    """Raise from a handler for an event that can never succeed: it is dead-lettered without retries."""
+
+
+@dataclass
+class HandlerContext:
+    """What a handler gets besides the event: its transaction, and a way to emit events atomically."""
+
+    session: AsyncSession
+    record: ConsumerRecord
+    outbox: Table | None = None
+    emitted: list[Envelope[Any]] = field(default_factory=list)
+
+    async def emit(self, event: Envelope[Any], topic: str | None = None) -> None:
+        if self.outbox is None:
+            raise RuntimeError("this consumer has no outbox table; pass outbox= to ConsumerRunner")
+        await add_to_outbox(self.session, self.outbox, event, topic)
+        self.emitted.append(event)
+
+
+Handler = Callable[[Envelope[Any], HandlerContext], Awaitable[None]]
+
+
+def _is_infrastructure_error(exc: BaseException) -> bool:
+    if isinstance(exc, (OperationalError, InterfaceError, ConnectionError, OSError)):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+class ConsumerRunner:
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str,
+        group_id: str,
+        handlers: Mapping[str, Handler],
+        sessions: async_sessionmaker,
+        processed: Table,
+        producer: EventProducer,
+        outbox: Table | None = None,
+        max_attempts: int = 5,
+        backoff_seconds: float = 0.2,
+        max_backoff_seconds: float = 10.0,
+        auto_offset_reset: str = "earliest",
+        on_committed: Callable[[ConsumerRecord], None] | None = None,
+        **consumer_options: Any,
+    ) -> None:
+        self.group_id = group_id
+        self.handlers = dict(handlers)
+        self._sessions = sessions
+        self._processed = processed
+        self._outbox = outbox
+        self._producer = producer
+        self._max_attempts = max_attempts
+        self._backoff = backoff_seconds
+        self._max_backoff = max_backoff_seconds
+        self._on_committed = on_committed
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap_servers,
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=auto_offset_reset,
+            **consumer_options,
+        )
+        self._lock = asyncio.Lock()  # held while a record is in flight; the rebalance listener waits for it
+        self._pending: dict[TopicPartition, int] = {}  # next offset to commit, per partition
+        self._stopping = asyncio.Event()
+        self._started = asyncio.Event()
+        self._last_lag = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Consume until ``stop()``; returns after committing and leaving the group."""
+        self._consumer.subscribe(list(self.handlers), listener=_Listener(self))
+        await self._consumer.start()
+        self._started.set()
+        try:
+            while not self._stopping.is_set():
+                batches = await self._consumer.getmany(timeout_ms=200, max_records=500)
+                for tp, records in batches.items():
+                    for record in records:
+                        if self._stopping.is_set():
+                            break
+                        async with self._lock:
+                            if tp not in self._consumer.assignment():
+                                break  # revoked while we were busy: the new owner handles the rest
+                            await self._handle(record)
+                            self._pending[tp] = record.offset + 1
+                    await self._commit_pending()
+                await self._report_lag()
+        finally:
+            try:
+                await self._commit_pending()
+            finally:
+                await self._consumer.stop()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def wait_started(self) -> None:
+        await self._started.wait()
+
+    async def wait_assigned(self, timeout: float = 30.0) -> None:
+        """Wait until the group has assigned this runner at least one partition (handy in tests)."""
+        deadline = time.monotonic() + timeout
+        while not self._consumer.assignment():
+            if time.monotonic() > deadline:
+                raise TimeoutError("no partitions assigned")
+            await asyncio.sleep(0.05)
+
+    # -- one record ------------------------------------------------------------------------------
+
+    async def _handle(self, record: ConsumerRecord) -> None:
+        topic = record.topic
+        try:
+            event = Envelope.from_kafka(record.key, record.value, record.headers)
+        except UndecodableEvent as exc:
+            await self._dead_letter(record, "undecodable", str(exc), attempts=0)
+            return
+        handler = self.handlers[topic]
+        attempt = 0
+        backoff = self._backoff
+        while True:
+            attempt += 1
+            started = time.perf_counter()
+            try:
+                duplicate = await self._apply(handler, event, record)
+            except PoisonEvent as exc:
+                metrics.EVENTS_FAILED.labels(self.group_id, topic).inc()
+                await self._dead_letter(record, "poison", str(exc), attempts=attempt, event=event)
+                return
+            except Exception as exc:
+                metrics.EVENTS_FAILED.labels(self.group_id, topic).inc()
+                infra = _is_infrastructure_error(exc)
+                log.warning(
+                    "handler failed (attempt %d): %s", attempt, type(exc).__name__,
+                    extra={"event_id": event.id, "lead_id": event.lead_id, "topic": topic, "infrastructure": infra},
+                )
+                if not infra and attempt >= self._max_attempts:
+                    await self._dead_letter(record, "handler_failed", f"{type(exc).__name__}: {exc}",
+                                            attempts=attempt, event=event)
+                    return
+                if self._stopping.is_set() and infra:
+                    raise
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+                continue
+            metrics.HANDLER_SECONDS.labels(self.group_id, topic).observe(time.perf_counter() - started)
+            metrics.EVENTS_CONSUMED.labels(self.group_id, topic).inc()
+            if duplicate:
+                metrics.EVENTS_DUPLICATE.labels(self.group_id, topic).inc()
+            if self._on_committed:
+                self._on_committed(record)
+            return
+
+    async def _apply(self, handler: Handler, event: Envelope[Any], record: ConsumerRecord) -> bool:
+        """Run the handler in one transaction with the event-id claim. Returns True for a duplicate."""
+        async with self._sessions() as session, session.begin():
+            if not await claim_event(session, self._processed, self.group_id, event.id):
+                return True
+            await handler(event, HandlerContext(session=session, record=record, outbox=self._outbox))
+        return False
+
+    async def _dead_letter(self, record: ConsumerRecord, reason: str, error: str, *, attempts: int,
+                           event: Envelope[Any] | None = None) -> None:
+        headers = list(record.headers or ()) + [
+            ("dlq_reason", reason.encode()),
+            ("dlq_error", error[:4000].encode()),
+            ("dlq_source_topic", record.topic.encode()),
+            ("dlq_source_partition", str(record.partition).encode()),
+            ("dlq_source_offset", str(record.offset).encode()),
+            ("dlq_consumer_group", self.group_id.encode()),
+            ("dlq_attempts", str(attempts).encode()),
+            ("dlq_failed_at", datetime.now(timezone.utc).isoformat().encode()),
+        ]
+        backoff = self._backoff
+        while True:  # the record is only skipped once its dead letter is safely stored
+            try:
+                await self._producer.send_raw(record.topic + DLQ_SUFFIX, record.value, key=record.key,
+                                              headers=headers)
+                break
+            except Exception as exc:
+                log.error("dead-letter publish failed, retrying: %s", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+        metrics.EVENTS_DEAD_LETTERED.labels(self.group_id, record.topic, reason).inc()
+        log.error(
+            "record dead-lettered", extra={
+                "topic": record.topic, "partition": record.partition, "offset": record.offset,
+                "reason": reason, "event_id": event.id if event else None,
+                "lead_id": event.lead_id if event else None,
+            },
+        )
+
+    # -- offsets ---------------------------------------------------------------------------------
+
+    async def _commit_pending(self, only: set[TopicPartition] | None = None) -> None:
+        assigned = self._consumer.assignment()
+        offsets = {tp: OffsetAndMetadata(off, "") for tp, off in self._pending.items()
+                   if tp in assigned and (only is None or tp in only)}
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except CommitFailedError as exc:  # rebalanced meanwhile: the new owner redelivers, handlers dedupe
+            log.warning("offset commit failed after a rebalance: %s", exc)
+        for tp in offsets:
+            self._pending.pop(tp, None)
+
+    async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        async with self._lock:  # let the record in flight finish, then commit what we still own
+            try:
+                await self._commit_pending(only=set(revoked))
+            except Exception as exc:  # the group moved on already: the new owner redelivers, we dedupe
+                log.warning("commit on revoke failed: %s", exc)
+            for tp in revoked:
+                self._pending.pop(tp, None)
+
+    async def _report_lag(self) -> None:
+        now = time.monotonic()
+        if now - self._last_lag < 5.0:
+            return
+        self._last_lag = now
+        for tp in self._consumer.assignment():
+            highwater = self._consumer.highwater(tp)
+            if highwater is None:
+                continue
+            position = await self._consumer.position(tp)
+            metrics.CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(max(highwater - position, 0))
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, runner: ConsumerRunner) -> None:
+        self._runner = runner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._runner._on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        return None

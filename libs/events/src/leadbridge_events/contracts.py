@@ -1,0 +1,252 @@
+"""LeadBridge's published event contracts, version 1.
+
+Events are facts, named in the past tense. Each data model here is the ``data`` of one CloudEvent (see
+``envelope.py`` for the metadata). Rules for changing them:
+
+- within a version, changes are additive only (new optional fields); never rename, retype or remove;
+- consumers ignore fields they do not know (``extra="ignore"``);
+- a breaking change is a new model with ``schema_version = 2`` registered beside the old one.
+
+The JSON Schemas in ``libs/events/schemas/`` and the AsyncAPI document are generated from these models
+(``make schemas``); a test fails when the checked-in files are stale.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class EventData(BaseModel):
+    """Base of every event's data: immutable, and tolerant of fields added later."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    event_type: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+
+
+# -- shared value objects -------------------------------------------------------------------------
+
+
+class Contact(BaseModel):
+    """Personal data of a lead. Travels in events (CRMs need it); never in logs or metric labels."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    email: str | None = Field(default=None, description="Normalized (lower-cased) email address.")
+    phone: str | None = Field(default=None, description="Normalized phone number, E.164 where possible.")
+    name: str | None = None
+
+
+class LeadProfile(BaseModel):
+    """What is known about a lead: who they are, where they came from, what they asked for."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    contact: Contact = Field(default_factory=Contact)
+    company: str | None = None
+    job_title: str | None = None
+    company_size: int | None = Field(default=None, description="Number of employees.")
+    industry: str | None = None
+    country: str | None = Field(default=None, description="ISO 3166-1 alpha-2, upper case.")
+    language: str | None = Field(default=None, description="ISO 639-1, lower case.")
+    channel: str | None = Field(default=None, description="paid, organic, social, seo, mail, referral, event, ...")
+    campaign: str | None = None
+    form_type: str | None = Field(default=None, description="demo_request, pricing, contact, survey, ...")
+    source: str | None = Field(default=None, description="web_form, api, meta, google, linkedin, ...")
+    consent: bool | None = None
+    utm: dict[str, str] = Field(default_factory=dict)
+    custom: dict[str, str] = Field(default_factory=dict)
+    is_test: bool = Field(default=False, description="A platform test lead: kept out of the funnel.")
+
+
+class Stage(StrEnum):
+    NURTURE = "nurture"
+    MQL = "mql"
+    SQL = "sql"
+
+
+class TouchType(StrEnum):
+    CALL = "call"
+    EMAIL = "email"
+    MEETING = "meeting"
+    SOCIAL = "social"
+    NOTE = "note"
+
+
+class FollowUpOutcome(StrEnum):
+    NO_ANSWER = "no-answer"
+    CONNECTED = "connected"
+    MEETING_BOOKED = "meeting-booked"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    QUALIFIED = "qualified"
+    WON = "won"
+    LOST = "lost"
+
+
+FINAL_OUTCOMES = frozenset({FollowUpOutcome.WON, FollowUpOutcome.LOST})
+
+
+class Bant(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    budget: bool = False
+    authority: bool = False
+    need: bool = False
+    timing: bool = False
+
+
+class MatchedRule(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    rule: str = Field(description="Rule id from the scoring model.")
+    category: str = Field(description="fit, engagement, intent or negative.")
+    points: float
+    explanation: str = Field(default="", description="One line a sales rep can read.")
+
+
+class SlaKind(StrEnum):
+    FIRST_TOUCH = "first_touch"
+    CADENCE = "cadence"
+    DISPOSITION = "disposition"
+
+
+# -- the events -----------------------------------------------------------------------------------
+
+
+class LeadCaptured(EventData):
+    """Intake accepted a new lead and stored it durably."""
+
+    event_type: ClassVar[str] = "lead-captured"
+
+    lead_id: str
+    captured_at: datetime
+    profile: LeadProfile
+    dedupe_key: str | None = Field(default=None, description="Idempotency-Key or platform lead id.")
+
+
+class LeadActivityRecorded(EventData):
+    """The same person showed up again (another form, download, visit): activity on an existing lead."""
+
+    event_type: ClassVar[str] = "lead-activity-recorded"
+
+    lead_id: str
+    activity_id: str
+    occurred_at: datetime
+    kind: str = Field(description="form_submission, download, webinar, visit, ...")
+    form_type: str | None = None
+    channel: str | None = None
+    campaign: str | None = None
+    asset: str | None = None
+    profile: LeadProfile | None = Field(default=None, description="Profile fields from this submission.")
+
+
+class LeadScored(EventData):
+    """Scoring computed a (new) score for a lead; the stage says whether it is sales-ready."""
+
+    event_type: ClassVar[str] = "lead-scored"
+
+    lead_id: str
+    scored_at: datetime
+    score: float
+    fit: float = 0
+    engagement: float = 0
+    intent: float = 0
+    negative: float = 0
+    grade: str = Field(description="Letter grade, e.g. A-D.")
+    stage: Stage
+    previous_stage: Stage | None = None
+    became_mql: bool = Field(default=False, description="True exactly once per lead (per recycle) when it crosses the MQL threshold.")
+    reason: str | None = Field(default=None, description="Why the stage is what it is (e.g. sales rejected: no budget).")
+    matched_rules: list[MatchedRule] = Field(default_factory=list)
+    model_version: str
+    profile: LeadProfile = Field(default_factory=LeadProfile, description="Snapshot, so routers and CRMs need no lookup.")
+
+
+class LeadRouted(EventData):
+    """The router assigned the lead to a rep (or, with no rep able to take it, applied an overflow policy)."""
+
+    event_type: ClassVar[str] = "lead-routed"
+
+    lead_id: str
+    routed_at: datetime
+    outcome: str = Field(default="assigned", description="assigned | fallback_owner | returned_to_nurture")
+    assignee_id: str | None = None
+    assignee_name: str | None = None
+    team: str | None = None
+    pool: str | None = None
+    rule: str | None = Field(default=None, description="The routing rule that matched (or 'fallback').")
+    reason: str = Field(description="Human-readable explanation of the decision.")
+    sla_policy: str | None = Field(default=None, description="Name of the SLA policy the watcher applies.")
+    attempt: int = Field(default=1, description="1 for the first routing; +1 for every re-route.")
+    previous_assignees: list[str] = Field(default_factory=list)
+    assignee_timezone: str | None = Field(default=None, description="IANA zone of the assignee, for business hours.")
+    score: float | None = None
+    grade: str | None = None
+    profile: LeadProfile = Field(default_factory=LeadProfile)
+
+
+class FollowUpLogged(EventData):
+    """Sales touched the lead (call, email, meeting, ...) or recorded an outcome, reported by a CRM."""
+
+    event_type: ClassVar[str] = "follow-up-logged"
+
+    lead_id: str
+    follow_up_id: str
+    touch_type: TouchType
+    actor: str | None = Field(default=None, description="Rep id who did it.")
+    occurred_at: datetime
+    logged_at: datetime
+    outcome: FollowUpOutcome | None = None
+    reason: str | None = Field(default=None, description="Why rejected or lost.")
+    bant: Bant | None = None
+    amount: float | None = Field(default=None, description="Won amount.")
+    note: str | None = None
+
+
+class SlaAtRisk(EventData):
+    """A follow-up deadline is close (e.g. 75% of its time used) and has not been met."""
+
+    event_type: ClassVar[str] = "sla-at-risk"
+
+    lead_id: str
+    deadline_id: str
+    policy: str
+    kind: SlaKind
+    assignee_id: str | None = None
+    team: str | None = None
+    due_at: datetime
+    fired_at: datetime
+    routing_attempt: int = 1
+
+
+class SlaBreached(EventData):
+    """A follow-up deadline passed without the touch it required."""
+
+    event_type: ClassVar[str] = "sla-breached"
+
+    lead_id: str
+    deadline_id: str
+    policy: str
+    kind: SlaKind
+    assignee_id: str | None = None
+    team: str | None = None
+    due_at: datetime
+    fired_at: datetime
+    routing_attempt: int = 1
+    escalate: bool = Field(default=True, description="Whether the policy asks the router to re-assign.")
+
+
+EVENT_MODELS: dict[tuple[str, int], type[EventData]] = {
+    (m.event_type, m.schema_version): m
+    for m in (LeadCaptured, LeadActivityRecorded, LeadScored, LeadRouted, FollowUpLogged, SlaAtRisk, SlaBreached)
+}
+
+
+def event_model(event_type: str, version: int = 1) -> type[EventData] | None:
+    return EVENT_MODELS.get((event_type, version))

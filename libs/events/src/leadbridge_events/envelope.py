@@ -1,0 +1,157 @@
+"""The event envelope, and its CloudEvents 1.0 Kafka protocol binding (binary content mode).
+
+On the wire an event is one Kafka record:
+
+- key: the lead id (UTF-8), so every event of one lead lands on one partition, in order;
+- value: the event's data as JSON (``content-type: application/json``);
+- headers: the CloudEvents attributes, each prefixed ``ce_``: ``ce_specversion`` (1.0), ``ce_id``,
+  ``ce_type`` (``io.leadbridge.<event-type>``), ``ce_source`` (``/leadbridge/<service>``), ``ce_time``
+  (RFC 3339), ``ce_subject`` (the lead id), ``ce_dataschema``, plus the LeadBridge extensions
+  ``ce_leadid``, ``ce_schemaversion``, ``ce_correlationid`` and ``ce_causationid``.
+
+Consumers ignore headers and data fields they do not know.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .contracts import EventData, event_model
+
+TYPE_PREFIX = "io.leadbridge."
+SOURCE_PREFIX = "/leadbridge/"
+SPEC_VERSION = "1.0"
+
+D = TypeVar("D", bound=EventData)
+
+
+class UndecodableEvent(ValueError):
+    """A record that is not a valid LeadBridge event: the reason says why. Goes to the DLQ."""
+
+
+def new_event_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Envelope(BaseModel, Generic[D]):
+    """One event: its metadata (the CloudEvents attributes) and its typed data."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(default_factory=new_event_id, description="Unique event id (ce_id); the dedupe key.")
+    type: str = Field(description="Event type, e.g. 'lead-captured' (ce_type without the io.leadbridge. prefix).")
+    source: str = Field(description="The service that emitted it, e.g. 'intake' (ce_source /leadbridge/intake).")
+    time: datetime = Field(default_factory=_utcnow, description="When it occurred (ce_time, UTC).")
+    lead_id: str = Field(description="The lead this event is about; the Kafka record key and ce_subject.")
+    schema_version: int = Field(default=1, description="Version of the data schema (ce_schemaversion).")
+    correlation_id: str | None = Field(default=None, description="Id shared by every event of one flow.")
+    causation_id: str | None = Field(default=None, description="Id of the event that caused this one.")
+    data: D
+
+    @classmethod
+    def of(
+        cls,
+        data: EventData,
+        *,
+        source: str,
+        lead_id: str,
+        caused_by: "Envelope[Any] | None" = None,
+        time: datetime | None = None,
+        event_id: str | None = None,
+    ) -> "Envelope[Any]":
+        """Wrap ``data`` in an envelope; ``caused_by`` links correlation and causation ids."""
+        eid = event_id or new_event_id()
+        correlation = (caused_by.correlation_id or caused_by.id) if caused_by else eid
+        return Envelope[type(data)](  # type: ignore[misc]
+            id=eid,
+            type=data.event_type,
+            source=source,
+            time=time or _utcnow(),
+            lead_id=lead_id,
+            schema_version=data.schema_version,
+            correlation_id=correlation,
+            causation_id=caused_by.id if caused_by else None,
+            data=data,
+        )
+
+    # -- Kafka binding ---------------------------------------------------------------------------
+
+    def kafka_key(self) -> bytes:
+        return self.lead_id.encode()
+
+    def kafka_value(self) -> bytes:
+        return self.data.model_dump_json().encode()
+
+    def kafka_headers(self) -> list[tuple[str, bytes]]:
+        headers = {
+            "ce_specversion": SPEC_VERSION,
+            "ce_id": self.id,
+            "ce_type": TYPE_PREFIX + self.type,
+            "ce_source": SOURCE_PREFIX + self.source,
+            "ce_time": self.time.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"),
+            "ce_subject": self.lead_id,
+            "ce_dataschema": f"urn:leadbridge:schema:{self.type}:v{self.schema_version}",
+            "ce_leadid": self.lead_id,
+            "ce_schemaversion": str(self.schema_version),
+            "content-type": "application/json",
+        }
+        if self.correlation_id:
+            headers["ce_correlationid"] = self.correlation_id
+        if self.causation_id:
+            headers["ce_causationid"] = self.causation_id
+        return [(k, v.encode()) for k, v in headers.items()]
+
+    @staticmethod
+    def from_kafka(key: bytes | None, value: bytes | None, headers: Any) -> "Envelope[Any]":
+        """Decode and validate one record; raises UndecodableEvent with the reason."""
+        try:
+            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in (headers or ())}
+        except UnicodeDecodeError as exc:
+            raise UndecodableEvent(f"header is not UTF-8: {exc}") from exc
+        missing = [h for h in ("ce_id", "ce_type", "ce_source", "ce_time") if h not in attrs]
+        if missing:
+            raise UndecodableEvent(f"missing CloudEvents header(s): {', '.join(missing)}")
+        if attrs.get("ce_specversion", SPEC_VERSION) != SPEC_VERSION:
+            raise UndecodableEvent(f"unsupported ce_specversion {attrs['ce_specversion']!r}")
+        ce_type = attrs["ce_type"]
+        if not ce_type.startswith(TYPE_PREFIX):
+            raise UndecodableEvent(f"unknown ce_type {ce_type!r}")
+        event_type = ce_type[len(TYPE_PREFIX):]
+        try:
+            version = int(attrs.get("ce_schemaversion", "1"))
+        except ValueError as exc:
+            raise UndecodableEvent(f"bad ce_schemaversion {attrs.get('ce_schemaversion')!r}") from exc
+        model = event_model(event_type, version)
+        if model is None:
+            raise UndecodableEvent(f"unknown event type {event_type!r} version {version}")
+        if value is None:
+            raise UndecodableEvent("record has no value")
+        try:
+            data = model.model_validate_json(value)
+        except ValidationError as exc:
+            raise UndecodableEvent(f"{event_type} v{version} failed schema validation: {exc}") from exc
+        lead_id = attrs.get("ce_leadid") or attrs.get("ce_subject") or (key.decode() if key else None)
+        if not lead_id:
+            raise UndecodableEvent("no lead id (ce_leadid, ce_subject or record key)")
+        try:
+            return Envelope[model](  # type: ignore[valid-type]
+                id=attrs["ce_id"],
+                type=event_type,
+                source=attrs["ce_source"].removeprefix(SOURCE_PREFIX),
+                time=attrs["ce_time"],
+                lead_id=lead_id,
+                schema_version=version,
+                correlation_id=attrs.get("ce_correlationid"),
+                causation_id=attrs.get("ce_causationid"),
+                data=data,
+            )
+        except ValidationError as exc:
+            raise UndecodableEvent(f"bad envelope attributes: {exc}") from exc

@@ -1,0 +1,34 @@
+"""Prometheus metrics of the backbone (consumer runner and outbox relay). No per-lead labels."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_CONSUMED = Counter(
+    "leadbridge_events_consumed_total", "Events handled successfully (including duplicates skipped)",
+    ["group", "topic"],
+)
+EVENTS_DUPLICATE = Counter(
+    "leadbridge_events_duplicate_total", "Redelivered events skipped by the idempotent consumer", ["group", "topic"]
+)
+EVENTS_FAILED = Counter(
+    "leadbridge_events_failed_total", "Handler attempts that raised (each retry counts)", ["group", "topic"]
+)
+EVENTS_DEAD_LETTERED = Counter(
+    "leadbridge_events_dead_lettered_total", "Records sent to the dead-letter topic", ["group", "topic", "reason"]
+)
+HANDLER_SECONDS = Histogram(
+    "leadbridge_handler_seconds", "Handler latency including its database transaction", ["group", "topic"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+CONSUMER_LAG = Gauge(
+    "leadbridge_consumer_lag", "Records behind the partition's high watermark", ["group", "topic", "partition"]
+)
+OUTBOX_PUBLISHED = Counter("leadbridge_outbox_published_total", "Outbox rows relayed to Kafka", ["schema"])
+OUTBOX_BACKLOG = Gauge("leadbridge_outbox_backlog", "Outbox rows not yet relayed", ["schema"])
+OUTBOX_OLDEST_AGE = Gauge(
+    "leadbridge_outbox_oldest_unsent_age_seconds", "Age of the oldest outbox row not yet relayed", ["schema"]
+)
+OUTBOX_PUBLISH_ERRORS = Counter(
+    "leadbridge_outbox_publish_errors_total", "Relay batches that failed to publish (will be retried)", ["schema"]
+)

@@ -1,0 +1,75 @@
+"""A safe Kafka producer: idempotent, acks=all, every send awaited, bounded in-flight sends."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import RecordMetadata
+
+from .envelope import Envelope
+from .topics import topic_for
+
+
+class EventProducer:
+    """Publishes envelopes (or raw records) and returns only once the broker has acknowledged them."""
+
+    def __init__(self, bootstrap_servers: str, *, max_in_flight: int = 1000, client_id: str = "leadbridge",
+                 request_timeout_ms: int = 30000, **kafka_options: Any) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap_servers,
+            client_id=client_id,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=kafka_options.pop("linger_ms", 2),
+            request_timeout_ms=request_timeout_ms,
+            **kafka_options,
+        )
+        self._slots = asyncio.Semaphore(max_in_flight)
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def __aenter__(self) -> "EventProducer":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def send_raw(self, topic: str, value: bytes | None, *, key: bytes | None = None,
+                       headers: Sequence[tuple[str, bytes]] = ()) -> RecordMetadata:
+        async with self._slots:
+            future = await self._producer.send(topic, value=value, key=key, headers=list(headers))
+            return await future
+
+    async def send(self, event: Envelope[Any], topic: str | None = None) -> RecordMetadata:
+        return await self.send_raw(
+            topic or topic_for(event.type).name,
+            event.kafka_value(),
+            key=event.kafka_key(),
+            headers=event.kafka_headers(),
+        )
+
+    async def send_many_raw(self, records: Iterable[tuple[str, bytes | None, bytes | None, Sequence[tuple[str, bytes]]]]
+                            ) -> list[RecordMetadata]:
+        """Send (topic, key, value, headers) records in order, pipelined, and await all of them.
+
+        Order per partition is kept by the idempotent producer; the call fails if any send fails.
+        """
+        futures = []
+        for topic, key, value, headers in records:
+            await self._slots.acquire()
+            try:
+                fut = await self._producer.send(topic, value=value, key=key, headers=list(headers))
+            except BaseException:
+                self._slots.release()
+                raise
+            fut.add_done_callback(lambda _f: self._slots.release())
+            futures.append(fut)
+        return list(await asyncio.gather(*futures))

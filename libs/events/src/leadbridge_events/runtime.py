@@ -1,0 +1,141 @@
+"""The backbone wiring of one service process: database, topics, producer, outbox relay, consumer runner.
+
+A service's composition root builds one ``ServiceRuntime`` with its schema's ``MetaData`` (with the
+backbone tables added), its topic->handler map, and its settings; then either uses ``lifespan`` in its
+FastAPI app or ``run_forever()`` for a headless worker. Kafka may be down at start: the relay and the
+runner keep retrying while the HTTP side (e.g. intake) keeps accepting into the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from sqlalchemy import MetaData, Table, text
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from .admin import ensure_topics
+from .consumer import ConsumerRunner, Handler
+from .db import create_schema, make_engine, session_factory
+from .outbox import OutboxRelay
+from .producer import EventProducer
+from .settings import BackboneSettings
+
+log = logging.getLogger("leadbridge.runtime")
+
+
+class ServiceRuntime:
+    def __init__(
+        self,
+        *,
+        name: str,
+        settings: BackboneSettings,
+        metadata: MetaData,
+        handlers: Mapping[str, Handler] | None = None,
+        group_id: str | None = None,
+        engine: AsyncEngine | None = None,
+        **runner_options: Any,
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.metadata = metadata
+        self.handlers = dict(handlers or {})
+        self.group_id = group_id or name
+        self.engine = engine or make_engine(settings.database_url)
+        self.sessions: async_sessionmaker = session_factory(self.engine)
+        self.outbox: Table = metadata.tables[f"{metadata.schema}.outbox"]
+        self.processed: Table = metadata.tables[f"{metadata.schema}.processed_events"]
+        self.producer = EventProducer(settings.kafka_bootstrap_servers, client_id=name)
+        self.relay = OutboxRelay(self.engine, self.outbox, self.producer)
+        self.runner: ConsumerRunner | None = None
+        self._runner_options = runner_options
+        self._tasks: list[asyncio.Task[None]] = []
+        self.kafka_ready = asyncio.Event()
+
+    async def start(self) -> None:
+        await create_schema(self.engine, self.metadata)
+        self._tasks.append(asyncio.create_task(self._kafka_side(), name=f"{self.name}-kafka"))
+
+    async def _kafka_side(self) -> None:
+        backoff = 0.5
+        while True:  # Kafka may be down: keep trying, the outbox keeps the events meanwhile
+            try:
+                await ensure_topics(self.settings.kafka_bootstrap_servers, attempts=1)
+                await self.producer.start()
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("kafka not reachable yet: %s", exc)
+                with contextlib.suppress(Exception):
+                    await self.producer.stop()
+                self.producer = EventProducer(self.settings.kafka_bootstrap_servers, client_id=self.name)
+                self.relay._producer = self.producer
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+        self.kafka_ready.set()
+        self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-relay"))
+        if self.handlers:
+            self.runner = ConsumerRunner(
+                bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                group_id=self.group_id,
+                handlers=self.handlers,
+                sessions=self.sessions,
+                processed=self.processed,
+                outbox=self.outbox,
+                producer=self.producer,
+                max_attempts=self.settings.handler_max_attempts,
+                backoff_seconds=self.settings.handler_backoff_seconds,
+                **self._runner_options,
+            )
+            self._tasks.append(asyncio.create_task(self.runner.run(), name=f"{self.name}-consumer"))
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            self.runner.stop()
+            consumer_task = self._tasks[-1]
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(consumer_task), timeout=15)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        self._tasks.clear()
+        with contextlib.suppress(Exception):
+            await self.producer.stop()
+        await self.engine.dispose()
+
+    async def ready(self) -> dict[str, str]:
+        """Readiness of the database and Kafka, for ``/readyz``."""
+        status = {"database": "ok", "kafka": "ok" if self.kafka_ready.is_set() else "unavailable"}
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:  # noqa: BLE001
+            status["database"] = f"unavailable: {type(exc).__name__}"
+        return status
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    async def run_forever(self) -> None:
+        """Run headless until SIGTERM or SIGINT, then shut down cleanly."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()

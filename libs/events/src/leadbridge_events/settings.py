@@ -1,0 +1,28 @@
+"""Settings every service shares; each service subclasses these in one typed settings object."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class BackboneSettings(BaseSettings):
+    """Kafka and PostgreSQL connection settings, read from the environment; bad values fail at start."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore")
+
+    kafka_bootstrap_servers: str = Field(default="127.0.0.1:19092", validation_alias="KAFKA_BOOTSTRAP_SERVERS")
+    database_url: str = Field(
+        default="postgresql+asyncpg://leadbridge@127.0.0.1:15432/leadbridge", validation_alias="DATABASE_URL"
+    )
+    handler_max_attempts: int = Field(default=5, ge=1, validation_alias="HANDLER_MAX_ATTEMPTS")
+    handler_backoff_seconds: float = Field(default=0.2, gt=0, validation_alias="HANDLER_BACKOFF_SECONDS")
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        if value.startswith("postgresql://") or value.startswith("postgres://"):
+            value = "postgresql+asyncpg://" + value.split("://", 1)[1]
+        if not value.startswith("postgresql+asyncpg://"):
+            raise ValueError("DATABASE_URL must be a postgresql:// URL")
+        return value

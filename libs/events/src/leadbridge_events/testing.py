@@ -1,0 +1,65 @@
+"""Helpers for tests of services and extensions: read what landed on a topic from a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import ConsumerRecord
+
+from .envelope import Envelope
+
+
+async def collect_records(
+    bootstrap_servers: str,
+    topics: Iterable[str],
+    *,
+    until: Callable[[list[ConsumerRecord]], bool],
+    match: Callable[[ConsumerRecord], bool] = lambda r: True,
+    timeout: float = 30.0,
+) -> list[ConsumerRecord]:
+    """Read ``topics`` from the beginning with a throwaway group until ``until(matched)`` or timeout."""
+    consumer = AIOKafkaConsumer(
+        *topics, bootstrap_servers=bootstrap_servers, group_id=f"test-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest", enable_auto_commit=False,
+    )
+    await consumer.start()
+    matched: list[ConsumerRecord] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while not until(matched):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise asyncio.TimeoutError(f"only {len(matched)} matching records after {timeout}s")
+            batches = await consumer.getmany(timeout_ms=int(min(left, 0.5) * 1000))
+            for records in batches.values():
+                matched.extend(r for r in records if match(r))
+        return matched
+    finally:
+        await consumer.stop()
+
+
+async def collect_events(
+    bootstrap_servers: str,
+    topics: Iterable[str],
+    *,
+    lead_ids: Iterable[str],
+    count: int,
+    timeout: float = 30.0,
+    event_type: str | None = None,
+) -> list[Envelope[Any]]:
+    """Decoded events of the given leads (in topic order) until ``count`` arrived."""
+    wanted = {lid.encode() for lid in lead_ids}
+
+    def match(r: ConsumerRecord) -> bool:
+        if r.key not in wanted:
+            return False
+        return event_type is None or dict(r.headers).get("ce_type") == f"io.leadbridge.{event_type}".encode()
+
+    records = await collect_records(bootstrap_servers, topics, match=match, until=lambda m: len(m) >= count,
+                                    timeout=timeout)
+    return [Envelope.from_kafka(r.key, r.value, r.headers) for r in records]

@@ -1,0 +1,1 @@
+"""LeadBridge scoring service."""

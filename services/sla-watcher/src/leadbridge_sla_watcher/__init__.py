@@ -1,0 +1,1 @@
+"""LeadBridge sla-watcher service."""
