@@ -1,0 +1,40 @@
+"""One realistic sample of every event type, for contract and round-trip tests."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from leadbridge_events.contracts import (Bant, Contact, EventData, FollowUpLogged, LeadActivityRecorded, LeadCaptured,
+                                         LeadProfile, LeadRouted, LeadScored, MatchedRule, SlaAtRisk, SlaBreached)
+
+NOW = datetime(2026, 11, 23, 9, 30, tzinfo=timezone.utc)
+
+PROFILE = LeadProfile(
+    contact=Contact(email="ana@example.com", phone="+4915112345678", name="Ana Example"),
+    company="Example GmbH", job_title="VP Sales", company_size=250, industry="software", country="DE",
+    language="de", channel="paid", campaign="q4-demo", form_type="demo_request", source="web_form", consent=True,
+    utm={"utm_source": "google", "utm_medium": "cpc"},
+)
+
+
+def samples(lead_id: str) -> list[EventData]:
+    return [
+        LeadCaptured(lead_id=lead_id, captured_at=NOW, profile=PROFILE, dedupe_key="idem-1"),
+        LeadActivityRecorded(lead_id=lead_id, activity_id="act-1", occurred_at=NOW, kind="form_submission",
+                             form_type="pricing", channel="organic"),
+        LeadScored(lead_id=lead_id, scored_at=NOW, score=72, fit=30, engagement=22, intent=20, grade="B",
+                   stage="mql", became_mql=True, model_version="2026.11",
+                   matched_rules=[MatchedRule(rule="vp_title", category="fit", points=15, explanation="VP title")],
+                   profile=PROFILE),
+        LeadRouted(lead_id=lead_id, routed_at=NOW, assignee_id="rep-7", team="dach", pool="dach-senior",
+                   rule="german-speaking", reason="language de -> DACH senior pool; rep-7 next in weighted round robin",
+                   sla_policy="first-touch-15m", profile=PROFILE),
+        FollowUpLogged(lead_id=lead_id, follow_up_id="fu-1", touch_type="call", actor="rep-7",
+                       occurred_at=NOW + timedelta(minutes=5), logged_at=NOW + timedelta(minutes=6),
+                       outcome="qualified", bant=Bant(budget=True, authority=True, need=True, timing=False)),
+        SlaAtRisk(lead_id=lead_id, deadline_id="d-1", policy="first-touch-15m", kind="first_touch", assignee_id="rep-7",
+                  team="dach", due_at=NOW + timedelta(minutes=15), fired_at=NOW + timedelta(minutes=11)),
+        SlaBreached(lead_id=lead_id, deadline_id="d-1", policy="first-touch-15m", kind="first_touch",
+                    assignee_id="rep-7", team="dach", due_at=NOW + timedelta(minutes=15),
+                    fired_at=NOW + timedelta(minutes=15, seconds=1)),
+    ]

@@ -1,0 +1,91 @@
+"""Unit tests of the event contracts and their CloudEvents Kafka binding (no broker needed)."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+
+from leadbridge_events import schema_export
+from leadbridge_events.contracts import EVENT_MODELS, LeadCaptured
+from leadbridge_events.envelope import Envelope, UndecodableEvent
+from leadbridge_events.topics import ALL_TOPICS, topic_for
+
+from .samples import samples
+
+
+def test_every_event_type_has_a_sample_and_a_topic():
+    assert {s.event_type for s in samples("l")} == {t for t, _ in EVENT_MODELS}
+    for event_type, _ in EVENT_MODELS:
+        assert event_type in topic_for(event_type).event_types
+
+
+@pytest.mark.parametrize("data", samples("lead-1"), ids=lambda d: d.event_type)
+def test_round_trip_through_the_kafka_binding(data):
+    event = Envelope.of(data, source="test", lead_id="lead-1")
+    headers = dict(event.kafka_headers())
+    assert headers["ce_specversion"] == b"1.0"
+    assert headers["ce_type"] == f"io.leadbridge.{data.event_type}".encode()
+    assert event.kafka_key() == b"lead-1"
+    decoded = Envelope.from_kafka(event.kafka_key(), event.kafka_value(), event.kafka_headers())
+    assert decoded == event
+    assert type(decoded.data) is type(data)
+
+
+@pytest.mark.parametrize("data", samples("lead-1"), ids=lambda d: d.event_type)
+def test_values_validate_against_the_published_json_schema(data):
+    schema = json.loads((schema_export.SCHEMA_DIR / f"{data.event_type}.v1.json").read_text())
+    jsonschema.validate(json.loads(Envelope.of(data, source="t", lead_id="x").kafka_value()), schema)
+
+
+def test_consumers_ignore_unknown_fields_and_headers():
+    event = Envelope.of(samples("l")[0], source="intake", lead_id="l")
+    value = json.loads(event.kafka_value())
+    value["added_in_a_later_minor_version"] = {"x": 1}
+    headers = event.kafka_headers() + [("ce_someextension", b"x"), ("traceparent", b"00-abc")]
+    decoded = Envelope.from_kafka(event.kafka_key(), json.dumps(value).encode(), headers)
+    assert decoded.data == event.data
+
+
+def test_causation_links_correlation_and_causation_ids():
+    first = Envelope.of(samples("l")[0], source="intake", lead_id="l")
+    second = Envelope.of(samples("l")[2], source="scoring", lead_id="l", caused_by=first)
+    third = Envelope.of(samples("l")[3], source="router", lead_id="l", caused_by=second)
+    assert second.causation_id == first.id and third.causation_id == second.id
+    assert first.correlation_id == second.correlation_id == third.correlation_id == first.id
+
+
+@pytest.mark.parametrize(
+    "mutate, reason",
+    [
+        (lambda k, v, h: (k, b"not json", h), "failed schema validation"),
+        (lambda k, v, h: (k, b'{"lead_id": "l"}', h), "failed schema validation"),
+        (lambda k, v, h: (k, v, [x for x in h if x[0] != "ce_id"]), "missing CloudEvents header"),
+        (lambda k, v, h: (k, v, [(n, b"io.leadbridge.nope") if n == "ce_type" else (n, x) for n, x in h]),
+         "unknown event type"),
+        (lambda k, v, h: (k, v, [(n, b"9") if n == "ce_schemaversion" else (n, x) for n, x in h]),
+         "unknown event type"),
+        (lambda k, v, h: (k, None, h), "no value"),
+    ],
+)
+def test_bad_records_are_rejected_with_a_reason(mutate, reason):
+    event = Envelope.of(samples("l")[0], source="intake", lead_id="l")
+    key, value, headers = mutate(event.kafka_key(), event.kafka_value(), event.kafka_headers())
+    with pytest.raises(UndecodableEvent, match=reason):
+        Envelope.from_kafka(key, value, headers)
+
+
+def test_checked_in_schemas_and_asyncapi_are_current():
+    assert schema_export.stale_files() == [], "run `make schemas` and commit the result"
+
+
+def test_asyncapi_lists_every_topic_and_message():
+    doc = schema_export.asyncapi()
+    assert set(doc["channels"]) == {t.name for t in ALL_TOPICS}
+    assert set(doc["components"]["messages"]) == {m.__name__ for m in EVENT_MODELS.values()}
+
+
+def test_lead_captured_requires_a_profile():
+    with pytest.raises(Exception):
+        LeadCaptured.model_validate({"lead_id": "l", "captured_at": "2026-01-01T00:00:00Z"})
