@@ -19,13 +19,10 @@ class MissingPostgresError(RuntimeError):
 
 def server_bindir() -> Path:
     candidates = []
-    if os.environ.get("PG_BINDIR"):
+    if os.environ.get("PG_BINDIR"):  # explicit: use only this one
         candidates.append(Path(os.environ["PG_BINDIR"]))
-    initdb = shutil.which("initdb")
-    if initdb:
-        candidates.append(Path(os.path.realpath(initdb)).parent)
-    candidates += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]
-    candidates += [Path(p) for p in sorted(glob.glob("/opt/homebrew/opt/postgresql*/bin"), reverse=True)]
+    else:
+        candidates += _discovered()
     for path in candidates:
         if (path / "initdb").exists() and (path / "pg_ctl").exists():
             return path
@@ -34,6 +31,16 @@ def server_bindir() -> Path:
         "(Debian/Ubuntu: `apt-get install postgresql`; macOS: `brew install postgresql@16`), "
         "set PG_BINDIR, or point DATABASE_URL at an existing server."
     )
+
+
+def _discovered() -> list[Path]:
+    candidates = []
+    initdb = shutil.which("initdb")
+    if initdb:
+        candidates.append(Path(os.path.realpath(initdb)).parent)
+    candidates += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]
+    candidates += [Path(p) for p in sorted(glob.glob("/opt/homebrew/opt/postgresql*/bin"), reverse=True)]
+    return candidates
 
 
 @dataclass

@@ -182,6 +182,9 @@ class LeadRouted(EventData):
     pool: str | None = None
     rule: str | None = Field(default=None, description="The routing rule that matched (or 'fallback').")
     reason: str = Field(description="Human-readable explanation of the decision.")
+    reason_code: str | None = Field(
+        default=None, description="Machine-readable reason: assigned | capacity (overflowed) | no_pool."
+    )
     sla_policy: str | None = Field(default=None, description="Name of the SLA policy the watcher applies.")
     attempt: int = Field(default=1, description="1 for the first routing; +1 for every re-route.")
     previous_assignees: list[str] = Field(default_factory=list)

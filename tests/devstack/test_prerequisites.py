@@ -1,0 +1,59 @@
+"""The local stack says clearly what is missing instead of skipping anything."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+
+import pytest
+
+from leadbridge_devstack import kafka, postgres
+from leadbridge_devstack.paths import repo_root
+
+
+def test_missing_java_names_what_to_install(monkeypatch):
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setattr(kafka.shutil, "which", lambda name: None)
+    with pytest.raises(kafka.MissingJavaError, match="Java 17\\+ is required.*apt-get install openjdk-17"):
+        kafka.java_binary()
+
+
+def test_missing_postgres_names_what_to_install(monkeypatch):
+    monkeypatch.delenv("PG_BINDIR", raising=False)
+    monkeypatch.setattr(postgres.shutil, "which", lambda name: None)
+    monkeypatch.setattr(postgres.glob, "glob", lambda pattern: [])
+    with pytest.raises(postgres.MissingPostgresError, match="apt-get install postgresql"):
+        postgres.server_bindir()
+
+
+def test_cli_reports_a_missing_prerequisite_as_one_clear_error(tmp_path):
+    env = {"PATH": str(tmp_path), "HOME": str(tmp_path), "LEADBRIDGE_PG_PORT": "1", "PG_BINDIR": str(tmp_path),
+           "LEADBRIDGE_ROOT": str(repo_root())}
+    result = subprocess.run([sys.executable, "-m", "leadbridge_devstack.cli", "up"], env=env, capture_output=True,
+                            text=True)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: PostgreSQL server binaries")
+    assert "Traceback" not in result.stderr
+
+
+def test_every_pinned_jar_has_a_sha256():
+    lines = [l for l in (repo_root() / "deploy/kafka/jars.lock").read_text().splitlines() if l and l[0] != "#"]
+    assert any(l.startswith("org.apache.kafka:kafka_2.13:4.") for l in lines)
+    for line in lines:
+        coordinate, digest = line.split()
+        assert coordinate.count(":") == 2 and len(digest) == 64
+
+
+def test_a_corrupted_download_is_refused(tmp_path, monkeypatch):
+    lock = tmp_path / "jars.lock"
+    lock.write_text("org.example:thing:1.0 " + hashlib.sha256(b"the real bytes").hexdigest() + "\n")
+    monkeypatch.setattr(kafka, "lock_file", lambda: lock)
+    monkeypatch.setenv("LEADBRIDGE_CACHE", str(tmp_path / "cache"))
+    served = tmp_path / "repo/org/example/thing/1.0"
+    served.mkdir(parents=True)
+    (served / "thing-1.0.jar").write_bytes(b"tampered bytes")
+    monkeypatch.setattr(kafka, "MAVEN_CENTRAL", (tmp_path / "repo").as_uri())
+    with pytest.raises(RuntimeError, match="checksum mismatch for org.example:thing:1.0"):
+        kafka.fetch_jars(log=lambda *_: None)
+    assert not list((tmp_path / "cache").rglob("*.jar")), "nothing unverified is kept"
