@@ -1,0 +1,1 @@
+"""LeadBridge insights: the lead timeline and the closed-loop funnel."""

@@ -1,0 +1,61 @@
+"""Scoring's composition root: settings -> model -> runtime (Kafka, Postgres, handlers) -> HTTP app."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from leadbridge_events.runtime import ServiceRuntime
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from . import store
+from .handlers import handlers_for
+from .model import ScoringModel
+from .model_file import load_model
+from .settings import ScoringSettings
+
+
+def build_runtime(settings: ScoringSettings, model: ScoringModel, *, group_id: str | None = None,
+                  **runner_options: Any) -> ServiceRuntime:
+    return ServiceRuntime(name="scoring", settings=settings, metadata=store.metadata, handlers=handlers_for(model),
+                          group_id=group_id or settings.group_id, **runner_options)
+
+
+def create_app(settings: ScoringSettings | None = None, model: ScoringModel | None = None) -> FastAPI:
+    """The service. A bad model file raises ModelError here, before anything starts."""
+    settings = settings or ScoringSettings()
+    model = model or load_model(settings.model_path)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = build_runtime(settings, model)  # aiokafka needs the running loop
+        app.state.runtime = runtime
+        async with runtime.lifespan(app):
+            yield
+
+    app = FastAPI(title="LeadBridge scoring", lifespan=lifespan)
+    app.state.model = model
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        status = await app.state.runtime.ready()
+        ok = all(v == "ok" for v in status.values())
+        return JSONResponse(status, status_code=200 if ok else 503)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/model")
+    async def current_model() -> dict[str, Any]:
+        """The scoring model in force: the rules both teams agreed on."""
+        return model.model_dump(mode="json")
+
+    return app

@@ -1,0 +1,111 @@
+"""Applying one incoming fact to one lead: store it, re-score, decide the stage, say what to emit.
+
+The glue between the pure domain (``scoring``, ``lifecycle``) and the store; the Kafka side (``handlers``)
+only decodes events and emits what this returns. Runs inside the consumer's transaction, with the lead's
+row locked, so handling is ordered and idempotent per lead.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from leadbridge_events.contracts import FollowUpLogged, LeadProfile, LeadScored, MatchedRule, Stage
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from . import metrics, store
+from .lifecycle import LeadState, Transition, after_follow_up, after_scoring, counted_activities
+from .model import ScoringModel
+from .scoring import Activity, Breakdown, score
+
+log = logging.getLogger("leadbridge.scoring")
+
+
+def merge_profile(old: LeadProfile, new: LeadProfile | None) -> LeadProfile:
+    """Newer non-empty fields win; contact, utm and custom are merged key by key."""
+    if new is None:
+        return old
+    base = old.model_dump()
+    for key, value in new.model_dump(exclude_defaults=True).items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = {**base[key], **{k: v for k, v in value.items() if v is not None}}
+        elif value is not None:
+            base[key] = value
+    return LeadProfile.model_validate(base)
+
+
+def build_event(lead_id: str, profile: LeadProfile, breakdown: Breakdown, transition: Transition,
+                now: datetime) -> LeadScored:
+    return LeadScored(
+        lead_id=lead_id, scored_at=now, score=breakdown.total, fit=breakdown.fit,
+        engagement=breakdown.engagement, intent=breakdown.intent, negative=breakdown.negative,
+        grade=breakdown.grade, stage=transition.state.stage, previous_stage=transition.previous_stage,
+        became_mql=transition.became_mql, reason=transition.state.reason,
+        matched_rules=[MatchedRule(rule=h.rule, category=h.category, points=h.points, explanation=h.explanation)
+                       for h in breakdown.matched],
+        model_version=breakdown.model_version, profile=profile,
+    )
+
+
+class Rescorer:
+    def __init__(self, model: ScoringModel) -> None:
+        self.model = model
+
+    async def on_activity(self, session: AsyncSession, lead_id: str, activity: Activity,
+                          profile: LeadProfile | None, *, captured: bool) -> LeadScored | None:
+        lead = await store.load_lead(session, lead_id)
+        if lead is None:
+            await store.insert_lead(session, lead_id, profile or LeadProfile(), activity.occurred_at)
+            lead = await store.load_lead(session, lead_id)
+            assert lead is not None
+            if not captured:
+                log.info("activity for a lead scoring has not seen captured", extra={"lead_id": lead_id})
+        elif profile is not None:
+            merged = merge_profile(lead.profile, profile)
+            if merged != lead.profile:
+                await store.update_profile(session, lead_id, merged)
+                lead = await store.load_lead(session, lead_id)
+                assert lead is not None
+        await store.add_activity(session, lead_id, activity)
+        activities = [*lead.activities, activity] if all(
+            a.activity_id != activity.activity_id for a in lead.activities) else lead.activities
+        now = max([activity.occurred_at, *(a.occurred_at for a in activities)])
+        state = lead.state if lead.last_signature is not None else None
+        breakdown = score(lead.profile, counted_activities(activities, state), self.model, now)
+        transition = after_scoring(state, breakdown, threshold=self.model.mql_threshold,
+                                   is_test=lead.profile.is_test)
+        return await self._save(session, lead, breakdown, transition, now)
+
+    async def on_follow_up(self, session: AsyncSession, follow_up: FollowUpLogged) -> LeadScored | None:
+        lead = await store.load_lead(session, follow_up.lead_id)
+        if lead is None:
+            log.info("follow-up for a lead scoring does not know; ignored", extra={"lead_id": follow_up.lead_id})
+            return None
+        transition = after_follow_up(lead.state, outcome=follow_up.outcome, reason=follow_up.reason,
+                                     bant=follow_up.bant, occurred_at=follow_up.occurred_at,
+                                     min_bant=self.model.sql_min_bant)
+        if transition is None:
+            return None
+        now = max([follow_up.occurred_at, *(a.occurred_at for a in lead.activities)])
+        breakdown = score(lead.profile, counted_activities(lead.activities, transition.state), self.model, now)
+        if transition.state.stage is Stage.NURTURE:
+            metrics.RECYCLED.inc()
+        elif transition.state.stage is Stage.SQL:
+            metrics.BECAME_SQL.inc()
+        return await self._save(session, lead, breakdown, transition, now)
+
+    async def _save(self, session: AsyncSession, lead: store.StoredLead, breakdown: Breakdown,
+                    transition: Transition, now: datetime) -> LeadScored | None:
+        state: LeadState = transition.state
+        signature = [*breakdown.signature(), state.stage.value, state.reason]
+        if signature == lead.last_signature and not transition.became_mql:
+            return None  # nothing changed: nothing to say
+        await store.save_state(session, lead.lead_id, state, score=breakdown.total, grade=breakdown.grade,
+                               model_version=breakdown.model_version, signature=signature)
+        metrics.LEADS_SCORED.labels(state.stage.value).inc()
+        metrics.SCORES.observe(breakdown.total)
+        if transition.became_mql:
+            metrics.BECAME_MQL.inc()
+        log.info("lead scored", extra={"lead_id": lead.lead_id, "score": breakdown.total, "stage": state.stage.value,
+                                       "became_mql": transition.became_mql})
+        return build_event(lead.lead_id, lead.profile, breakdown, transition, now)

@@ -1,0 +1,129 @@
+"""Scoring's own tables (PostgreSQL schema ``scoring``) and the queries on them. An adapter: no rules here.
+
+- ``leads``: the merged profile, the current stage, whether MQL was emitted, the stage reason, the recycle
+  time, and the signature of the last lead-scored event (to emit only on change);
+- ``activities``: everything the lead did (the capture itself and later activity), the input of scoring.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from leadbridge_events.contracts import LeadProfile, Stage
+from leadbridge_events.db import add_backbone_tables
+from sqlalchemy import Boolean, Column, DateTime, Float, ForeignKey, MetaData, String, Table, func, select
+from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from .lifecycle import LeadState
+from .scoring import Activity
+
+SCHEMA = "scoring"
+
+metadata = MetaData(schema=SCHEMA)
+add_backbone_tables(metadata)
+
+leads = Table(
+    "leads", metadata,
+    Column("lead_id", String(200), primary_key=True),
+    Column("profile", JSONB, nullable=False),
+    Column("channel", String(200)),
+    Column("campaign", String(300)),
+    Column("captured_at", DateTime(timezone=True), nullable=False),
+    Column("stage", String(20), nullable=False),
+    Column("mql_emitted", Boolean, nullable=False, default=False),
+    Column("reason", String(1000)),
+    Column("recycled_at", DateTime(timezone=True)),
+    Column("score", Float),
+    Column("grade", String(20)),
+    Column("model_version", String(200)),
+    Column("last_signature", JSONB),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now()),
+)
+
+activities = Table(
+    "activities", metadata,
+    Column("lead_id", String(200), ForeignKey(f"{SCHEMA}.leads.lead_id"), primary_key=True),
+    Column("activity_id", String(200), primary_key=True),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(100), nullable=False),
+    Column("form_type", String(100)),
+    Column("channel", String(200)),
+    Column("campaign", String(300)),
+    Column("asset", String(500)),
+)
+
+
+@dataclass(frozen=True)
+class StoredLead:
+    lead_id: str
+    profile: LeadProfile
+    state: LeadState
+    activities: list[Activity]
+    channel: str | None = None
+    campaign: str | None = None
+    last_signature: list[Any] | None = None
+
+
+def _state(row: Any) -> LeadState:
+    return LeadState(stage=Stage(row.stage), mql_emitted=row.mql_emitted, reason=row.reason,
+                     recycled_at=row.recycled_at)
+
+
+def _activity(row: Any) -> Activity:
+    return Activity(activity_id=row.activity_id, occurred_at=row.occurred_at, kind=row.kind,
+                    form_type=row.form_type, channel=row.channel, campaign=row.campaign, asset=row.asset)
+
+
+async def load_lead(session: AsyncSession, lead_id: str, *, lock: bool = True) -> StoredLead | None:
+    query = select(leads).where(leads.c.lead_id == lead_id)
+    row = (await session.execute(query.with_for_update() if lock else query)).first()
+    if row is None:
+        return None
+    acts = (await session.execute(
+        select(activities).where(activities.c.lead_id == lead_id).order_by(activities.c.occurred_at)
+    )).all()
+    return StoredLead(lead_id, LeadProfile.model_validate(row.profile), _state(row), [_activity(a) for a in acts],
+                      row.channel, row.campaign, row.last_signature)
+
+
+async def insert_lead(session: AsyncSession, lead_id: str, profile: LeadProfile, captured_at: datetime) -> None:
+    await session.execute(insert(leads).values(
+        lead_id=lead_id, profile=profile.model_dump(mode="json"), channel=profile.channel,
+        campaign=profile.campaign, captured_at=captured_at, stage=Stage.NURTURE.value, mql_emitted=False,
+    ).on_conflict_do_nothing(index_elements=[leads.c.lead_id]))
+
+
+async def update_profile(session: AsyncSession, lead_id: str, profile: LeadProfile) -> None:
+    await session.execute(leads.update().where(leads.c.lead_id == lead_id).values(
+        profile=profile.model_dump(mode="json")))
+
+
+async def add_activity(session: AsyncSession, lead_id: str, activity: Activity) -> bool:
+    """Store an activity; False when it was stored already (a replay under another event id)."""
+    result = await session.execute(insert(activities).values(
+        lead_id=lead_id, activity_id=activity.activity_id, occurred_at=activity.occurred_at, kind=activity.kind,
+        form_type=activity.form_type, channel=activity.channel, campaign=activity.campaign, asset=activity.asset,
+    ).on_conflict_do_nothing())
+    return bool(result.rowcount)
+
+
+async def save_state(session: AsyncSession, lead_id: str, state: LeadState, *, score: float, grade: str,
+                     model_version: str, signature: list[Any]) -> None:
+    await session.execute(leads.update().where(leads.c.lead_id == lead_id).values(
+        stage=state.stage.value, mql_emitted=state.mql_emitted, reason=state.reason,
+        recycled_at=state.recycled_at, score=score, grade=grade, model_version=model_version,
+        last_signature=signature,
+    ))
+
+
+async def all_leads(conn: AsyncConnection) -> list[StoredLead]:
+    """Every stored lead with its activities (for what-if); read-only."""
+    acts: dict[str, list[Activity]] = {}
+    for a in (await conn.execute(select(activities).order_by(activities.c.occurred_at))).all():
+        acts.setdefault(a.lead_id, []).append(_activity(a))
+    rows = (await conn.execute(select(leads).order_by(leads.c.captured_at))).all()
+    return [StoredLead(r.lead_id, LeadProfile.model_validate(r.profile), _state(r), acts.get(r.lead_id, []),
+                       r.channel, r.campaign, r.last_signature) for r in rows]
