@@ -153,6 +153,8 @@ class ConsumerRunner:
             if time.monotonic() > deadline:
                 raise TimeoutError("no partitions assigned")
             await asyncio.sleep(0.05)
+        for tp in self._consumer.assignment():  # resolve starting offsets ("latest" means from now on)
+            await self._consumer.position(tp)
 
     # -- one record ------------------------------------------------------------------------------
 

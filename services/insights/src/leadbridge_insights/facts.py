@@ -1,0 +1,158 @@
+"""What the funnel needs to know about one lead, folded from its events. Pure: no I/O, no clock.
+
+Events of one lead arrive on several topics, so not necessarily in the order they happened. The fold is
+order-tolerant: flags only turn on, first times keep the minimum, "current" values keep the latest by
+their own timestamp, and touches are counted by follow-up id (a replay under a new event id counts once).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import datetime
+from typing import Any
+
+from leadbridge_events.contracts import (EventData, FollowUpLogged, FollowUpOutcome, LeadActivityRecorded,
+                                         LeadCaptured, LeadProfile, LeadRouted, LeadScored, SlaAtRisk,
+                                         SlaBreached, SlaKind, Stage, TouchType)
+
+ROUTED_OUTCOMES = frozenset({"assigned", "fallback_owner"})
+_TIMES = ("captured_at", "first_seen_at", "stage_at", "routed_at", "assigned_at", "first_touch_at",
+          "first_touch_due_at")
+
+
+@dataclass(frozen=True)
+class LeadFacts:
+    lead_id: str
+    captured: bool = False
+    captured_at: datetime | None = None
+    first_seen_at: datetime | None = None
+    is_test: bool = False
+    channel: str | None = None
+    campaign: str | None = None
+    source: str | None = None
+    mql: bool = False
+    stage: str | None = None          # the current stage (latest by time): nurture | mql | sql
+    stage_at: datetime | None = None
+    routed: bool = False              # ever assigned to a rep or a fallback owner
+    routed_at: datetime | None = None
+    team: str | None = None           # of the latest assignment
+    rep: str | None = None
+    assigned_at: datetime | None = None
+    touch_ids: tuple[str, ...] = ()   # contact attempts (calls, emails, meetings, social), by follow-up id
+    first_touch_at: datetime | None = None
+    first_touch_due_at: datetime | None = None  # earliest first-touch deadline the SLA watcher reported
+    sla_at_risk: bool = False
+    sla_breached: bool = False
+    accepted: bool = False
+    rejected: bool = False
+    rejected_reason: str | None = None
+    qualified: bool = False
+    won: bool = False
+    won_amount: float | None = None
+    lost: bool = False
+    lost_reason: str | None = None
+
+    @property
+    def touches(self) -> int:
+        return len(self.touch_ids)
+
+    @property
+    def nurtured(self) -> bool:
+        return self.stage == Stage.NURTURE.value
+
+    @property
+    def first_touch_within_sla(self) -> bool:
+        if self.first_touch_at is None:
+            return False
+        return self.first_touch_due_at is None or self.first_touch_at <= self.first_touch_due_at
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        for name in _TIMES:
+            if out[name] is not None:
+                out[name] = out[name].isoformat()
+        out["touch_ids"] = list(self.touch_ids)
+        return out
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> "LeadFacts":
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in raw.items() if k in known}
+        for name in _TIMES:
+            if values.get(name) is not None:
+                values[name] = datetime.fromisoformat(values[name])
+        values["touch_ids"] = tuple(values.get("touch_ids") or ())
+        return cls(**values)
+
+
+def _min(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _later(current: datetime | None, candidate: datetime) -> bool:
+    return current is None or candidate >= current
+
+
+def _with_profile(f: LeadFacts, p: LeadProfile | None, *, authoritative: bool) -> LeadFacts:
+    """Attribution from the capture wins; later snapshots only fill gaps."""
+    if p is None:
+        return f
+    pick = (lambda old, new: new if new is not None else old) if authoritative else (
+        lambda old, new: old if old is not None else new)
+    return replace(f, channel=pick(f.channel, p.channel), campaign=pick(f.campaign, p.campaign),
+                   source=pick(f.source, p.source), is_test=f.is_test or p.is_test)
+
+
+def _set_stage(f: LeadFacts, stage: str, at: datetime) -> LeadFacts:
+    return replace(f, stage=stage, stage_at=at) if _later(f.stage_at, at) else f
+
+
+def apply_event(facts: LeadFacts, data: EventData, time: datetime) -> LeadFacts:
+    """The facts after one more event (``time``: when it happened, the envelope time)."""
+    f = replace(facts, first_seen_at=_min(facts.first_seen_at, time))
+    if isinstance(data, LeadCaptured):
+        f = replace(_with_profile(f, data.profile, authoritative=True), captured=True,
+                    captured_at=_min(f.captured_at, data.captured_at))
+    elif isinstance(data, LeadActivityRecorded):
+        f = _with_profile(f, data.profile, authoritative=False)
+    elif isinstance(data, LeadScored):
+        f = _with_profile(f, data.profile, authoritative=False)
+        if data.became_mql or data.stage in (Stage.MQL, Stage.SQL):
+            f = replace(f, mql=True)
+        if data.stage == Stage.SQL:
+            f = replace(f, qualified=True)
+        f = _set_stage(f, data.stage.value, data.scored_at)
+    elif isinstance(data, LeadRouted):
+        f = _with_profile(f, data.profile, authoritative=False)
+        if data.outcome == "returned_to_nurture":
+            f = _set_stage(f, Stage.NURTURE.value, data.routed_at)
+        elif data.outcome in ROUTED_OUTCOMES:
+            f = replace(f, routed=True, routed_at=_min(f.routed_at, data.routed_at))
+            if _later(f.assigned_at, data.routed_at):
+                f = replace(f, team=data.team or data.pool, rep=data.assignee_id, assigned_at=data.routed_at)
+    elif isinstance(data, FollowUpLogged):
+        f = _apply_follow_up(f, data)
+    elif isinstance(data, (SlaAtRisk, SlaBreached)):
+        if data.kind == SlaKind.FIRST_TOUCH:
+            f = replace(f, first_touch_due_at=_min(f.first_touch_due_at, data.due_at))
+        f = replace(f, sla_breached=True) if isinstance(data, SlaBreached) else replace(f, sla_at_risk=True)
+    return f
+
+
+def _apply_follow_up(f: LeadFacts, d: FollowUpLogged) -> LeadFacts:
+    if d.touch_type != TouchType.NOTE and d.follow_up_id not in f.touch_ids:
+        f = replace(f, touch_ids=tuple(sorted(f.touch_ids + (d.follow_up_id,))))
+    if d.touch_type != TouchType.NOTE or d.outcome is not None:  # the SLA watcher's notion of a touch
+        f = replace(f, first_touch_at=_min(f.first_touch_at, d.occurred_at))
+    match d.outcome:
+        case FollowUpOutcome.ACCEPTED:
+            f = replace(f, accepted=True)
+        case FollowUpOutcome.REJECTED:
+            f = replace(f, rejected=True, rejected_reason=d.reason or f.rejected_reason)
+        case FollowUpOutcome.QUALIFIED:
+            f = replace(f, qualified=True, accepted=True)
+        case FollowUpOutcome.WON:
+            f = replace(f, won=True, won_amount=d.amount if d.amount is not None else f.won_amount)
+        case FollowUpOutcome.LOST:
+            f = replace(f, lost=True, lost_reason=d.reason or f.lost_reason)
+    return f

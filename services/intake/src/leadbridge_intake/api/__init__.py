@@ -1,0 +1,1 @@
+"""HTTP adapters of the intake service (FastAPI routers)."""

@@ -1,0 +1,36 @@
+"""What the HTTP handlers share: settings, the runtime (database, outbox), the limiter and the fetcher."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Callable
+
+from fastapi import Request
+
+from leadbridge_events.runtime import ServiceRuntime
+
+from ..ratelimit import RateLimiter
+from ..settings import IntakeSettings
+
+if TYPE_CHECKING:
+    from ..fetcher import PlatformFetcher
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class IntakeContext:
+    settings: IntakeSettings
+    runtime: ServiceRuntime
+    limiter: RateLimiter
+    fetcher: "PlatformFetcher"
+    clock: Callable[[], datetime] = field(default=_utcnow)
+    monotonic: Callable[[], float] = field(default=time.monotonic)
+
+
+def get_ctx(request: Request) -> IntakeContext:
+    return request.app.state.ctx  # type: ignore[no-any-return]

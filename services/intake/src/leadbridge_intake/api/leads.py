@@ -1,0 +1,200 @@
+"""``POST /v1/leads`` (JSON or a browser's form post), ``GET /v1/leads/{id}``, and CRM follow-ups."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+
+from leadbridge_events.contracts import FollowUpLogged
+from leadbridge_events.envelope import Envelope
+from leadbridge_events.outbox import add_to_outbox
+
+from .. import metrics
+from ..capture import SOURCE, CaptureResult, capture_lead, get_lead
+from ..followups import FollowUpConflict, FollowUpRequest, check_can_follow_up, is_final, status_after
+from ..keys import ApiKey
+from ..normalize import is_uuid
+from ..reporting import ANSWER, record_result
+from ..submission import FORM_CONTROL_FIELDS, LeadSubmission, from_flat_fields
+from ..tables import follow_ups, leads, outbox, submissions
+from .auth import require
+from .context import IntakeContext, get_ctx
+from .errors import ApiError, validation_problem
+
+log = logging.getLogger("leadbridge.intake.leads")
+router = APIRouter(tags=["leads"])
+
+FORM = "application/x-www-form-urlencoded"
+_schema = LeadSubmission.model_json_schema(ref_template="#/components/schemas/{model}")
+_LEAD_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": _schema},
+    FORM: {"schema": {"type": "object", "additionalProperties": {"type": "string"},
+                      "description": "Flat form fields: the JSON fields, utm_*, custom[name]; unknown fields "
+                                     "become custom fields. The honeypot field must stay empty."}},
+}}}
+
+
+class Accepted(BaseModel):
+    lead_id: str
+    status: str  # accepted | activity_recorded | duplicate
+
+
+class FollowUpAccepted(BaseModel):
+    lead_id: str
+    follow_up_id: str | None
+    status: str
+
+
+def _idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is not None and not (1 <= len(key) <= 200):
+        raise ApiError(422, "validation_failed", "Idempotency-Key must be 1 to 200 characters",
+                       errors=[{"field": "Idempotency-Key", "message": "must be 1 to 200 characters"}])
+    return key
+
+
+def _redirect_target(ctx: IntakeContext, fields: dict[str, str]) -> str | None:
+    wanted = fields.get("_redirect")
+    if wanted:
+        parts = urlsplit(wanted)
+        if f"{parts.scheme}://{parts.netloc}" in ctx.settings.cors_origins:
+            return wanted
+    return ctx.settings.thank_you_url
+
+
+def _parse_body(ctx: IntakeContext, content_type: str, raw: bytes) -> tuple[dict[str, Any], dict[str, str] | None]:
+    """The submission input and, for a form post, its raw fields (None for JSON)."""
+    if content_type == FORM:
+        try:
+            fields = dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True, max_num_fields=200))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ApiError(400, "bad_form", f"the form body cannot be read: {type(exc).__name__}") from None
+        ignore = FORM_CONTROL_FIELDS | {ctx.settings.honeypot_field}
+        return from_flat_fields(fields, ignore=ignore), fields
+    if content_type in ("application/json", "") or content_type.endswith("+json"):
+        try:
+            data = json.loads(raw or b"null")
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ApiError(400, "bad_json", f"the body is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ApiError(422, "validation_failed", "the body must be a JSON object",
+                           errors=[{"field": "(body)", "message": "must be a JSON object"}])
+        return data, None
+    raise ApiError(415, "unsupported_media_type", f"send application/json or {FORM}, not {content_type}")
+
+
+@router.post("/v1/leads", status_code=202, response_model=Accepted, openapi_extra=_LEAD_BODY,
+             responses={401: {}, 403: {}, 409: {}, 413: {}, 415: {}, 422: {}, 429: {}})
+async def post_lead(request: Request, ctx: IntakeContext = Depends(get_ctx),
+                    key: ApiKey = Depends(require("leads:write"))) -> Response:
+    """Capture a lead. 202 with its id; a repeat person answers with the existing lead's id."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    data, form = _parse_body(ctx, content_type, await request.body())
+    idem = _idempotency_key(request)
+    if form is not None and form.get(ctx.settings.honeypot_field):
+        metrics.REJECTED.labels("honeypot").inc()
+        log.info("honeypot filled; dropped", extra={"api_key": key.id})
+        return _answer(ctx, form, CaptureResult(str(uuid.uuid4()), "captured"))
+    try:
+        submission = LeadSubmission.model_validate(data, context={"region": ctx.settings.default_phone_region})
+    except ValidationError as exc:
+        return validation_problem(exc)
+    profile = submission.profile(source=key.source)
+    async with ctx.runtime.sessions() as session, session.begin():
+        result = await capture_lead(session, profile, now=ctx.clock(),
+                                    repeat_window=timedelta(hours=ctx.settings.repeat_window_hours),
+                                    dedupe_scope=f"key:{key.id}" if idem else None, dedupe_key=idem)
+    record_result(result, source=key.source, channel=profile.channel, dedupe_kind="idempotency_key")
+    return _answer(ctx, form, result)
+
+
+def _answer(ctx: IntakeContext, form: dict[str, str] | None, result: CaptureResult) -> Response:
+    if form is not None:
+        target = _redirect_target(ctx, form)
+        if target:
+            return RedirectResponse(target, status_code=303)
+    headers = {"Location": f"/v1/leads/{result.lead_id}"}
+    if result.outcome == "duplicate":
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse({"lead_id": result.lead_id, "status": ANSWER[result.outcome]}, status_code=202,
+                        headers=headers)
+
+
+@router.get("/v1/leads/{lead_id}", responses={401: {}, 403: {}, 404: {}})
+async def read_lead(lead_id: str, ctx: IntakeContext = Depends(get_ctx),
+                    _key: ApiKey = Depends(require("leads:read"))) -> dict[str, Any]:
+    """The captured data, the current status and the follow-ups of one lead."""
+    if not is_uuid(lead_id):
+        raise ApiError(404, "lead_not_found", "no lead with this id (lead ids are UUIDs)")
+    async with ctx.runtime.sessions() as session:
+        lead = await get_lead(session, lead_id)
+        if lead is None:
+            raise ApiError(404, "lead_not_found", f"no lead with id {lead_id}")
+        touches = (await session.execute(select(follow_ups).where(follow_ups.c.lead_id == lead_id)
+                                         .order_by(follow_ups.c.occurred_at).limit(200))).mappings().all()
+    return {
+        "lead_id": lead["id"], "status": lead["status"], "final_outcome": lead["final_outcome"],
+        "captured_at": lead["created_at"], "last_activity_at": lead["last_activity_at"],
+        "activity_count": lead["activity_count"], "is_test": lead["is_test"], "source": lead["source"],
+        "profile": lead["profile"], "status_detail": lead["status_detail"],
+        "follow_ups": [{"follow_up_id": t["id"], "touch_type": t["touch_type"], "outcome": t["outcome"],
+                        "actor": t["actor"], "occurred_at": t["occurred_at"], **t["details"]} for t in touches],
+    }
+
+
+@router.post("/v1/leads/{lead_id}/follow-ups", status_code=202, response_model=FollowUpAccepted,
+             responses={401: {}, 403: {}, 404: {}, 409: {}, 422: {}, 429: {}})
+async def post_follow_up(lead_id: str, body: FollowUpRequest, request: Request,
+                         ctx: IntakeContext = Depends(get_ctx),
+                         key: ApiKey = Depends(require("followups:write"))) -> FollowUpAccepted:
+    """Log a touch and its outcome; publishes follow-up-logged. 404 unknown lead, 409 after won/lost."""
+    if not is_uuid(lead_id):
+        raise ApiError(404, "lead_not_found", "no lead with this id (lead ids are UUIDs)")
+    idem = _idempotency_key(request)
+    now = ctx.clock()
+    follow_up_id = str(uuid.uuid4())
+    async with ctx.runtime.sessions() as session, session.begin():
+        lead = (await session.execute(select(leads.c.status, leads.c.final_outcome)
+                                      .where(leads.c.id == lead_id).with_for_update())).first()
+        if lead is None:
+            raise ApiError(404, "lead_not_found", f"no lead with id {lead_id}")
+        if idem:
+            claimed = (await session.execute(
+                insert(submissions).values(scope=f"followup:{key.id}", key=idem, lead_id=lead_id, kind="follow_up")
+                .on_conflict_do_nothing().returning(submissions.c.lead_id))).scalar()
+            if claimed is None:
+                metrics.DUPLICATES.labels("follow_up").inc()
+                return FollowUpAccepted(lead_id=lead_id, follow_up_id=None, status="duplicate")
+        try:
+            check_can_follow_up(lead.final_outcome)
+        except FollowUpConflict as exc:
+            metrics.REJECTED.labels("lead_closed").inc()
+            raise ApiError(409, "lead_closed", str(exc), final_outcome=lead.final_outcome) from None
+        occurred = body.occurred_at or now
+        details = body.model_dump(mode="json", include={"reason", "bant", "amount", "note"}, exclude_none=True)
+        await session.execute(follow_ups.insert().values(
+            id=follow_up_id, lead_id=lead_id, touch_type=body.touch_type.value,
+            outcome=body.outcome.value if body.outcome else None, actor=body.actor, occurred_at=occurred,
+            logged_at=now, details=details))
+        await session.execute(update(leads).where(leads.c.id == lead_id).values(
+            status=status_after(lead.status, body.outcome),
+            final_outcome=body.outcome.value if is_final(body.outcome) else None))
+        event = Envelope.of(FollowUpLogged(
+            lead_id=lead_id, follow_up_id=follow_up_id, touch_type=body.touch_type, actor=body.actor,
+            occurred_at=occurred, logged_at=now, outcome=body.outcome, reason=body.reason, bant=body.bant,
+            amount=body.amount, note=body.note), source=SOURCE, lead_id=lead_id, time=now)
+        await add_to_outbox(session, outbox, event)
+    metrics.FOLLOW_UPS.labels(body.touch_type.value, body.outcome.value if body.outcome else "none").inc()
+    log.info("follow-up logged", extra={"lead_id": lead_id, "event_id": event.id, "follow_up_id": follow_up_id})
+    return FollowUpAccepted(lead_id=lead_id, follow_up_id=follow_up_id, status="accepted")
+

@@ -1,0 +1,124 @@
+"""Storing a captured lead (or a repeat person's activity) and its event in ONE transaction.
+
+Exactly once: a dedupe key (Idempotency-Key or a platform lead id) is claimed with
+``INSERT ... ON CONFLICT DO NOTHING`` on a unique key; a concurrent duplicate blocks on that key until
+the first transaction commits, then finds the first's lead. The same person (normalized email or
+phone) is serialized by transaction-scoped advisory locks, so a double click becomes one lead.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leadbridge_events.contracts import LeadActivityRecorded, LeadCaptured, LeadProfile
+from leadbridge_events.envelope import Envelope
+from leadbridge_events.outbox import add_to_outbox
+
+from .tables import activities, leads, outbox, submissions
+
+SOURCE = "intake"
+
+
+@dataclass(frozen=True)
+class CaptureResult:
+    lead_id: str
+    outcome: str  # "captured" | "activity" | "duplicate"
+    event_id: str | None = None
+    activity_id: str | None = None
+
+
+async def _claim(session: AsyncSession, scope: str, key: str, lead_id: str) -> str | None:
+    """Claim a dedupe key for ``lead_id``; None if claimed already, else the lead id."""
+    stmt = (insert(submissions).values(scope=scope, key=key, lead_id=lead_id, kind="captured")
+            .on_conflict_do_nothing().returning(submissions.c.lead_id))
+    return (await session.execute(stmt)).scalar()
+
+
+async def _existing_claim(session: AsyncSession, scope: str, key: str) -> str:
+    row = (await session.execute(select(submissions.c.lead_id)
+                                 .where(submissions.c.scope == scope, submissions.c.key == key))).scalar_one()
+    return row
+
+
+async def _lock_identities(session: AsyncSession, identities: list[str]) -> None:
+    for ident in sorted(set(identities)):  # fixed order: no deadlocks between two submitters
+        await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"intake:person:{ident}"})
+
+
+async def _find_repeat(session: AsyncSession, email: str | None, phone: str | None, since: datetime) -> str | None:
+    same = []
+    if email:
+        same.append(leads.c.email == email)
+    if phone:
+        same.append(leads.c.phone == phone)
+    stmt = (select(leads.c.id).where(and_(or_(*same), leads.c.last_activity_at >= since,
+                                          leads.c.is_test.is_(False), leads.c.final_outcome.is_(None)))
+            .order_by(leads.c.created_at).limit(1))
+    return (await session.execute(stmt)).scalar()
+
+
+async def capture_lead(
+    session: AsyncSession,
+    profile: LeadProfile,
+    *,
+    now: datetime,
+    repeat_window: timedelta,
+    dedupe_scope: str | None = None,
+    dedupe_key: str | None = None,
+    activity_kind: str = "form_submission",
+) -> CaptureResult:
+    """Inside the caller's transaction: a new lead + LeadCaptured, or an activity + LeadActivityRecorded."""
+    new_id = str(uuid.uuid4())
+    if dedupe_scope and dedupe_key:
+        if await _claim(session, dedupe_scope, dedupe_key, new_id) is None:
+            return CaptureResult(await _existing_claim(session, dedupe_scope, dedupe_key), "duplicate")
+    email, phone = profile.contact.email, profile.contact.phone
+    repeat_of = None
+    if not profile.is_test:
+        await _lock_identities(session, ([f"e:{email}"] if email else []) + ([f"p:{phone}"] if phone else []))
+        repeat_of = await _find_repeat(session, email, phone, now - repeat_window)
+    if repeat_of is not None:
+        return await _record_activity(session, repeat_of, profile, now=now, kind=activity_kind,
+                                      dedupe_scope=dedupe_scope, dedupe_key=dedupe_key)
+    await session.execute(leads.insert().values(
+        id=new_id, created_at=now, last_activity_at=now, email=email, phone=phone, source=profile.source,
+        channel=profile.channel, is_test=profile.is_test, status="test" if profile.is_test else "captured",
+        activity_count=0, profile=profile.model_dump(mode="json"), dedupe_key=dedupe_key, status_detail={},
+    ))
+    event = Envelope.of(LeadCaptured(lead_id=new_id, captured_at=now, profile=profile, dedupe_key=dedupe_key),
+                        source=SOURCE, lead_id=new_id, time=now)
+    await add_to_outbox(session, outbox, event)
+    return CaptureResult(new_id, "captured", event_id=event.id)
+
+
+async def _record_activity(session: AsyncSession, lead_id: str, profile: LeadProfile, *, now: datetime, kind: str,
+                           dedupe_scope: str | None, dedupe_key: str | None) -> CaptureResult:
+    activity_id = str(uuid.uuid4())
+    if dedupe_scope and dedupe_key:
+        await session.execute(update(submissions).where(submissions.c.scope == dedupe_scope,
+                                                        submissions.c.key == dedupe_key)
+                              .values(lead_id=lead_id, kind="activity"))
+    await session.execute(activities.insert().values(
+        id=activity_id, lead_id=lead_id, occurred_at=now, kind=kind, form_type=profile.form_type,
+        channel=profile.channel, source=profile.source))
+    await session.execute(update(leads).where(leads.c.id == lead_id)
+                          .values(last_activity_at=now, activity_count=leads.c.activity_count + 1))
+    event = Envelope.of(
+        LeadActivityRecorded(lead_id=lead_id, activity_id=activity_id, occurred_at=now, kind=kind,
+                             form_type=profile.form_type, channel=profile.channel, campaign=profile.campaign,
+                             profile=profile),
+        source=SOURCE, lead_id=lead_id, time=now)
+    await add_to_outbox(session, outbox, event)
+    return CaptureResult(lead_id, "activity", event_id=event.id, activity_id=activity_id)
+
+
+async def get_lead(session: AsyncSession, lead_id: str) -> dict[str, Any] | None:
+    row = (await session.execute(select(leads).where(leads.c.id == lead_id))).mappings().first()
+    return dict(row) if row else None

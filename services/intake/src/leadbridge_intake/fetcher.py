@@ -1,0 +1,164 @@
+"""The retrying platform fetcher: Meta and LinkedIn notify only a lead id; the lead's data is fetched.
+
+A notification is stored in ``pending_fetches`` (in the webhook's transaction) before the webhook answers.
+This loop claims due rows (``FOR UPDATE SKIP LOCKED``, so replicas share the work), fetches, and captures
+the lead in the same transaction that marks the row done. A failed fetch is kept with its error and
+retried with exponential backoff, without limit: never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from pydantic import ValidationError
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from . import metrics
+from .capture import CaptureResult, capture_lead
+from .reporting import record_result
+from .mapping import linkedin_form_id, map_linkedin_lead, map_meta_lead
+from .settings import IntakeSettings
+from .submission import LeadSubmission, from_flat_fields
+from .tables import pending_fetches
+
+log = logging.getLogger("leadbridge.intake.fetcher")
+
+
+class FetchFailed(Exception):
+    pass
+
+
+def backoff_seconds(attempts: int, base: float, cap: float) -> float:
+    """Exponential: base, 2*base, 4*base, ... capped."""
+    return min(cap, base * (2 ** max(0, attempts - 1)))
+
+
+async def enqueue_fetch(session: AsyncSession, platform: str, platform_lead_id: str,
+                        notification: dict[str, Any]) -> bool:
+    """Store a lead to fetch, in the caller's transaction; False if this platform id is known already."""
+    stmt = (insert(pending_fetches).values(platform=platform, platform_lead_id=platform_lead_id,
+                                           notification=notification, attempts=0)
+            .on_conflict_do_nothing().returning(pending_fetches.c.platform_lead_id))
+    return (await session.execute(stmt)).scalar() is not None
+
+
+class PlatformFetcher:
+    def __init__(self, settings: IntakeSettings, sessions: async_sessionmaker, clock: Callable[[], datetime],
+                 client: httpx.AsyncClient | None = None) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.clock = clock
+        self.client = client or httpx.AsyncClient(timeout=settings.fetch_timeout_seconds)
+        self._wake = asyncio.Event()
+        self._linkedin_forms: dict[str, dict[str, Any]] = {}
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                while await self.process_due() > 0:
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # database away: try again later, rows are safe in the table
+                log.exception("platform fetcher pass failed; retrying")
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.fetch_poll_seconds)
+            except asyncio.TimeoutError:
+                pass
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def process_due(self, limit: int = 10) -> int:
+        """Fetch and capture up to ``limit`` due leads; returns how many rows were handled."""
+        pf = pending_fetches
+        async with self.sessions() as session, session.begin():
+            rows = (await session.execute(
+                select(pf).where(pf.c.done_at.is_(None), pf.c.next_attempt_at <= func.now())
+                .order_by(pf.c.next_attempt_at).limit(limit).with_for_update(skip_locked=True))).mappings().all()
+            for row in rows:
+                await self._handle(session, dict(row))
+            pending = (await session.execute(select(pf.c.platform, func.count()).where(pf.c.done_at.is_(None))
+                                             .group_by(pf.c.platform))).all()
+        for platform in ("meta", "linkedin"):
+            metrics.FETCH_PENDING.labels(platform).set(dict(pending).get(platform, 0))
+        return len(rows)
+
+    async def _handle(self, session: AsyncSession, row: dict[str, Any]) -> None:
+        platform, pid = row["platform"], row["platform_lead_id"]
+        where = (pending_fetches.c.platform == platform, pending_fetches.c.platform_lead_id == pid)
+        now = self.clock()
+        try:
+            fields, is_test = await self.fetch(platform, pid)
+        except Exception as exc:  # noqa: BLE001 - any failure is retried
+            attempts = row["attempts"] + 1
+            wait = backoff_seconds(attempts, self.settings.fetch_retry_base_seconds,
+                                   self.settings.fetch_retry_max_seconds)
+            await session.execute(update(pending_fetches).where(*where).values(
+                attempts=attempts, last_error=f"{type(exc).__name__}: {exc}"[:1000],
+                next_attempt_at=now + timedelta(seconds=wait)))
+            metrics.FETCH_ATTEMPTS.labels(platform, "failed").inc()
+            log.warning("platform fetch failed; retry in %.1fs", wait,
+                        extra={"platform": platform, "platform_lead_id": pid, "attempts": attempts})
+            return
+        try:
+            submission = LeadSubmission.model_validate(from_flat_fields(fields),
+                                                       context={"region": self.settings.default_phone_region})
+        except ValidationError as exc:  # the platform's data can never become a lead: keep the reason
+            reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            await session.execute(update(pending_fetches).where(*where).values(
+                attempts=row["attempts"] + 1, done_at=now, last_error=f"invalid lead data: {reasons}"[:1000]))
+            metrics.FETCH_ATTEMPTS.labels(platform, "invalid").inc()
+            metrics.REJECTED.labels("invalid_platform_lead").inc()
+            return
+        async with session.begin_nested():
+            result: CaptureResult = await capture_lead(
+                session, submission.profile(source=platform, is_test=is_test), now=now,
+                repeat_window=timedelta(hours=self.settings.repeat_window_hours),
+                dedupe_scope=platform, dedupe_key=pid, activity_kind="form_submission")
+            await session.execute(update(pending_fetches).where(*where).values(
+                attempts=row["attempts"] + 1, done_at=now, lead_id=result.lead_id, last_error=None))
+        metrics.FETCH_ATTEMPTS.labels(platform, "ok").inc()
+        record_result(result, source=platform, channel=submission.channel, dedupe_kind=f"{platform}_id")
+
+    async def fetch(self, platform: str, platform_lead_id: str) -> tuple[dict[str, str], bool]:
+        if platform == "meta":
+            lead = await self._get(f"{self.settings.meta_graph_base_url.rstrip('/')}/{quote(platform_lead_id)}",
+                                   params={"access_token": self.settings.meta_access_token})
+            return map_meta_lead(lead), bool(lead.get("is_test"))
+        if platform == "linkedin":
+            base = self.settings.linkedin_api_base_url.rstrip("/")
+            headers = {"Authorization": f"Bearer {self.settings.linkedin_access_token}",
+                       "X-Restli-Protocol-Version": "2.0.0"}
+            response = await self._get(f"{base}/leadFormResponses/{quote(platform_lead_id, safe='')}",
+                                       headers=headers)
+            form_id = linkedin_form_id(response)
+            form = None
+            if form_id:
+                form = self._linkedin_forms.get(form_id)
+                if form is None:
+                    form = self._linkedin_forms[form_id] = await self._get(f"{base}/leadForms/{quote(form_id)}",
+                                                                           headers=headers)
+            return map_linkedin_lead(response, form), bool(response.get("testLead"))
+        raise FetchFailed(f"unknown platform {platform}")
+
+    async def _get(self, url: str, **kwargs: Any) -> dict[str, Any]:
+        response = await self.client.get(url, **kwargs)
+        if response.status_code != 200:
+            raise FetchFailed(f"HTTP {response.status_code} from {url.split('?')[0]}")
+        data = response.json()
+        if not isinstance(data, dict):
+            raise FetchFailed("the platform answered with something that is not a JSON object")
+        return data

@@ -1,0 +1,123 @@
+"""Normalization of contact data and profile values. Pure functions: plain values in, plain values out."""
+
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+
+class InvalidValue(ValueError):
+    """A value that cannot be normalized; the message says why (without echoing personal data)."""
+
+
+def normalize_email(raw: str) -> str:
+    """Syntax-checked, lower-cased email address (no DNS look-up)."""
+    value = raw.strip()
+    if not value:
+        raise InvalidValue("email is empty")
+    try:
+        result = validate_email(value, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidValue(f"not a valid email address: {exc}") from None
+    return result.normalized.lower()
+
+
+def normalize_phone(raw: str, region: str | None = None) -> str:
+    """E.164 phone number; numbers without a country code are read in ``region`` (ISO alpha-2)."""
+    value = raw.strip()
+    if not value:
+        raise InvalidValue("phone is empty")
+    if value.startswith("00"):
+        value = "+" + value[2:]
+    try:
+        number = phonenumbers.parse(value, (region or "").upper() or None)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidValue(f"not a phone number: {exc._msg}") from None
+    if not phonenumbers.is_possible_number(number) or not phonenumbers.is_valid_number(number):
+        raise InvalidValue("not a valid phone number for its country")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+_SIZE_RANGE = re.compile(r"^\s*(\d[\d,.]*)\s*(?:[-–to]+\s*(\d[\d,.]*)|\+)?\s*(?:employees)?\s*$", re.I)
+
+
+def parse_company_size(raw: str | int | None) -> int | None:
+    """Employee count from ``250``, ``"51-200"`` (lower bound), ``"1000+"`` or ``"10,000"``."""
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, bool):
+        raise InvalidValue("company size must be a number or a range like 51-200")
+    if isinstance(raw, int):
+        if raw < 0:
+            raise InvalidValue("company size cannot be negative")
+        return raw
+    match = _SIZE_RANGE.match(str(raw))
+    if not match:
+        raise InvalidValue("company size must be a number or a range like 51-200")
+    digits = re.sub(r"[,.]", "", match.group(1))
+    if len(digits) > 9:
+        raise InvalidValue("company size is too large")
+    return int(digits)
+
+
+def normalize_country(raw: str | None) -> str | None:
+    if raw is None or not raw.strip():
+        return None
+    value = raw.strip().upper()
+    if not re.fullmatch(r"[A-Z]{2}", value):
+        raise InvalidValue("country must be an ISO 3166-1 alpha-2 code such as DE or US")
+    return value
+
+
+def normalize_language(raw: str | None) -> str | None:
+    if raw is None or not raw.strip():
+        return None
+    value = raw.strip().lower().replace("_", "-").split("-")[0]
+    if not re.fullmatch(r"[a-z]{2}", value):
+        raise InvalidValue("language must be an ISO 639-1 code such as en or de")
+    return value
+
+
+def normalize_token(raw: str | None) -> str | None:
+    """Lower-case snake-ish token for enumerations like channel and form type ('Demo Request' -> demo_request)."""
+    if raw is None or not raw.strip():
+        return None
+    return re.sub(r"[^a-z0-9]+", "_", raw.strip().lower()).strip("_") or None
+
+
+TRUTHY = {"1", "true", "yes", "on", "y", "checked"}
+FALSY = {"0", "false", "no", "off", "n", ""}
+
+
+def parse_bool(raw: str | bool | None) -> bool | None:
+    if raw is None or isinstance(raw, bool):
+        return raw
+    value = str(raw).strip().lower()
+    if value in TRUTHY:
+        return True
+    if value in FALSY:
+        return False
+    raise InvalidValue("must be true or false")
+
+
+def strip_nul(value: object) -> object:
+    """Remove NUL characters (PostgreSQL text and JSONB cannot store them) from strings, recursively."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {strip_nul(k): strip_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [strip_nul(v) for v in value]
+    return value
+
+
+def is_uuid(value: str) -> bool:
+    import uuid
+
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,47 @@
+"""The intake service's one typed settings object (environment variables, validated at start)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from leadbridge_events.settings import BackboneSettings
+
+
+class IntakeSettings(BackboneSettings):
+    """Everything intake reads from its environment. Pass values by field name in tests."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", populate_by_name=True, env_prefix="INTAKE_")
+
+    host: str = "0.0.0.0"
+    port: int = Field(default=8001, ge=1, le=65535)
+    # browsers' form posts
+    cors_origins: list[str] = Field(default_factory=list, description="Origins allowed to post forms (CORS).")
+    thank_you_url: str | None = Field(default=None, description="Where a browser's form post is redirected (303).")
+    honeypot_field: str = Field(default="_hp", description="A hidden form field bots fill in and humans do not.")
+    # abuse limits
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    rate_limit_per_minute: float = Field(default=600, gt=0, description="Per API key, sustained.")
+    rate_limit_burst: int = Field(default=60, ge=1, description="Per API key, burst.")
+    # dedupe
+    repeat_window_hours: float = Field(default=24 * 30, ge=0,
+                                       description="Same email/phone within this window: activity, not a new lead.")
+    default_phone_region: str = Field(default="US", description="Region for phone numbers without a country code.")
+    # admin API
+    admin_token: str | None = Field(default=None, description="Bearer token of /v1/admin; unset disables it.")
+    # Meta Lead Ads
+    meta_verify_token: str | None = None
+    meta_app_secret: str | None = None
+    meta_access_token: str = ""
+    meta_graph_base_url: str = "https://graph.facebook.com/v21.0"
+    # Google Ads lead forms: form id -> google_key ("*" for any form)
+    google_keys: dict[str, str] = Field(default_factory=dict)
+    # LinkedIn Lead Gen
+    linkedin_client_secret: str | None = None
+    linkedin_access_token: str = ""
+    linkedin_api_base_url: str = "https://api.linkedin.com/rest"
+    # the retrying platform fetcher
+    fetch_timeout_seconds: float = Field(default=10, gt=0)
+    fetch_retry_base_seconds: float = Field(default=1.0, gt=0)
+    fetch_retry_max_seconds: float = Field(default=300, gt=0)
+    fetch_poll_seconds: float = Field(default=2.0, gt=0)

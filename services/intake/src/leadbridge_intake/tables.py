@@ -1,0 +1,97 @@
+"""Intake's PostgreSQL schema ``intake``: leads, their dedupe keys, activities, follow-ups, API keys,
+pending platform fetches, plus the backbone's outbox and processed-events tables."""
+
+from __future__ import annotations
+
+from sqlalchemy import (Boolean, Column, DateTime, Index, Integer, MetaData, PrimaryKeyConstraint, String, Table,
+                        Text, func)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from leadbridge_events.db import add_backbone_tables
+
+SCHEMA = "intake"
+metadata = MetaData(schema=SCHEMA)
+_now = func.now()
+
+leads = Table(
+    "leads", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_activity_at", DateTime(timezone=True), nullable=False),
+    Column("email", String(320)),
+    Column("phone", String(40)),
+    Column("source", String(100)),
+    Column("channel", String(50)),
+    Column("is_test", Boolean, nullable=False, default=False),
+    Column("status", String(40), nullable=False, default="captured"),
+    Column("final_outcome", String(20)),
+    Column("activity_count", Integer, nullable=False, default=0),
+    Column("profile", JSONB, nullable=False),
+    Column("dedupe_key", String(300)),
+    Column("status_detail", JSONB, nullable=False, default=dict),
+)
+Index("ix_intake_leads_email", leads.c.email, leads.c.last_activity_at)
+Index("ix_intake_leads_phone", leads.c.phone, leads.c.last_activity_at)
+
+# one row per dedupe key: (scope, key) is unique, so a redelivery or a double submit finds the first's lead
+submissions = Table(
+    "submissions", metadata,
+    Column("scope", String(100), nullable=False),
+    Column("key", String(300), nullable=False),
+    Column("lead_id", String(36), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=_now),
+    PrimaryKeyConstraint("scope", "key"),
+)
+
+activities = Table(
+    "activities", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("lead_id", String(36), nullable=False, index=True),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("form_type", String(50)),
+    Column("channel", String(50)),
+    Column("source", String(100)),
+)
+
+follow_ups = Table(
+    "follow_ups", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("lead_id", String(36), nullable=False, index=True),
+    Column("touch_type", String(20), nullable=False),
+    Column("outcome", String(20)),
+    Column("actor", String(200)),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("logged_at", DateTime(timezone=True), nullable=False),
+    Column("details", JSONB, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys", metadata,
+    Column("id", String(20), primary_key=True),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("source", String(100), nullable=False),
+    Column("scopes", String(200), nullable=False),
+    Column("description", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=_now),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+# a platform notification whose lead data must still be fetched; retried until done, never dropped
+pending_fetches = Table(
+    "pending_fetches", metadata,
+    Column("platform", String(20), nullable=False),
+    Column("platform_lead_id", String(200), nullable=False),
+    Column("notification", JSONB, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=_now),
+    Column("last_error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=_now),
+    Column("done_at", DateTime(timezone=True)),
+    Column("lead_id", String(36)),
+    PrimaryKeyConstraint("platform", "platform_lead_id"),
+)
+Index("ix_intake_pending_fetches_due", pending_fetches.c.next_attempt_at, postgresql_where=pending_fetches.c.done_at.is_(None))
+
+outbox, processed_events = add_backbone_tables(metadata)

@@ -1,0 +1,102 @@
+"""Test helpers for intake and its extensions: the app through its lifespan, a fake ad-platform API."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from leadbridge_intake.app import create_app
+from leadbridge_intake.settings import IntakeSettings
+
+ADMIN = "admin-secret"
+META_SECRET = "meta-app-secret"
+META_VERIFY = "meta-verify"
+LI_SECRET = "linkedin-client-secret"
+GOOGLE_KEY = "google-form-key"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class FakePlatforms:
+    """A local fake of the Graph API and LinkedIn's REST API: serves leads; can fail N times first."""
+
+    def __init__(self) -> None:
+        self.leads: dict[str, dict[str, Any]] = {}
+        self.forms: dict[str, dict[str, Any]] = {}
+        self.fail_next = 0
+        self.calls: list[str] = []
+        self.app = FastAPI()
+        self.app.add_api_route("/graph/{lead_id}", self._graph)
+        self.app.add_api_route("/li/leadFormResponses/{rid}", self._li_response)
+        self.app.add_api_route("/li/leadForms/{fid}", self._li_form)
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def _maybe_fail(self, path: str) -> JSONResponse | None:
+        self.calls.append(path)
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            return JSONResponse({"error": {"message": "temporarily unavailable"}}, status_code=503)
+        return None
+
+    async def _graph(self, lead_id: str, request: Request) -> Any:
+        if (failed := self._maybe_fail(request.url.path)) is not None:
+            return failed
+        if request.query_params.get("access_token") != "meta-token" or lead_id not in self.leads:
+            return JSONResponse({"error": {"message": "unknown"}}, status_code=400)
+        return self.leads[lead_id]
+
+    async def _li_response(self, rid: str, request: Request) -> Any:
+        if (failed := self._maybe_fail(request.url.path)) is not None:
+            return failed
+        if request.headers.get("authorization") != "Bearer li-token" or rid not in self.leads:
+            return JSONResponse({"message": "not found"}, status_code=404)
+        return self.leads[rid]
+
+    async def _li_form(self, fid: str) -> Any:
+        return self.forms.get(fid) or JSONResponse({"message": "not found"}, status_code=404)
+
+
+def make_settings(database_url: str, bootstrap: str, platforms: FakePlatforms | None = None,
+                  **overrides: Any) -> IntakeSettings:
+    values: dict[str, Any] = dict(
+        database_url=database_url, kafka_bootstrap_servers=bootstrap, admin_token=ADMIN,
+        cors_origins=["https://www.example.com"], meta_app_secret=META_SECRET, meta_verify_token=META_VERIFY,
+        meta_access_token="meta-token", linkedin_client_secret=LI_SECRET, linkedin_access_token="li-token",
+        google_keys={"4242": GOOGLE_KEY}, fetch_retry_base_seconds=0.05, fetch_retry_max_seconds=0.2,
+        fetch_poll_seconds=0.1,
+    )
+    if platforms is not None:
+        values.update(meta_graph_base_url=f"{platforms.base}/graph", linkedin_api_base_url=f"{platforms.base}/li")
+    values.update(overrides)
+    return IntakeSettings(**values)
+
+
+@contextlib.asynccontextmanager
+async def running(settings: IntakeSettings, **app_options: Any) -> AsyncIterator[tuple[httpx.AsyncClient, FastAPI]]:
+    """The app through its lifespan (ServiceRuntime, fetcher) and an httpx client on it."""
+    app_options.setdefault("consume", False)
+    app = create_app(settings, **app_options)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
+            yield client, app
+
+
+async def new_key(client: httpx.AsyncClient, source: str = "website", scopes: list[str] | None = None) -> str:
+    body: dict[str, Any] = {"source": source}
+    if scopes is not None:
+        body["scopes"] = scopes
+    r = await client.post("/v1/admin/keys", json=body, headers={"Authorization": f"Bearer {ADMIN}"})
+    assert r.status_code == 201, r.text
+    return r.json()["api_key"]

@@ -1,0 +1,83 @@
+"""Composition root: settings, runtime (Kafka consumer + outbox relay), the roster API, the hold scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import func, select
+
+from leadbridge_events.runtime import ServiceRuntime
+
+from . import db, handlers, roster_io, scheduler
+from .api import build_router
+from .settings import RouterSettings
+
+log = logging.getLogger("leadbridge.router")
+
+
+def build_runtime(settings: RouterSettings, **runner_options: Any) -> ServiceRuntime:
+    runner_options.setdefault("group_id", settings.group_id)
+    return ServiceRuntime(name="router", settings=settings, metadata=db.metadata, handlers=handlers.HANDLERS,
+                          **runner_options)
+
+
+async def seed_roster(runtime: ServiceRuntime, path: str) -> None:
+    """Import the roster file once, when the database has no teams yet."""
+    async with runtime.sessions() as session, session.begin():
+        await session.execute(select(func.pg_advisory_xact_lock(func.hashtext("router:seed"))))
+        if (await session.execute(select(func.count()).select_from(db.teams))).scalar():
+            return
+        roster = roster_io.parse_roster_text(Path(path).read_text())
+
+        async def no_emit(event: Any) -> None:  # an empty database has no open leads to re-route
+            return None
+
+        await roster_io.save_roster(session, roster, handlers.clock(), no_emit)
+        log.info("roster imported", extra={"file": path, "teams": len(roster.teams), "reps": len(roster.reps)})
+
+
+def create_app(settings: RouterSettings | None = None, **runner_options: Any) -> FastAPI:
+    settings = settings or RouterSettings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = build_runtime(settings, **runner_options)  # aiokafka needs the running loop
+        app.state.runtime = runtime
+        async with runtime.lifespan(app):
+            if settings.roster_file:
+                await seed_roster(runtime, settings.roster_file)
+            task = asyncio.create_task(
+                scheduler.run_hold_scheduler(runtime.sessions, handlers.clock, settings.hold_poll_seconds))
+            try:
+                yield
+            finally:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+
+    app = FastAPI(title="LeadBridge router", lifespan=lifespan)
+    app.include_router(build_router(lambda: app.state.runtime.sessions(), lambda: handlers.clock()))
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz(response: Response) -> dict[str, str]:
+        status = await app.state.runtime.ready()
+        if any(v != "ok" for v in status.values()):
+            response.status_code = 503
+        return status
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

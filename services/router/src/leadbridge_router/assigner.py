@@ -1,0 +1,121 @@
+"""Routing inside one database transaction: lock, decide (pure), persist, emit LeadRouted to the outbox.
+
+Used by the event handlers (lead-scored, sla-breached), the roster API (a deactivated rep's leads) and
+the held-lead scheduler. Every path locks the lead row first, then the pools' rows in name order, so
+two replicas never exceed a cap and never assign one lead twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leadbridge_events import Envelope, LeadProfile, LeadRouted, LeadScored
+
+from . import fairness, metrics, store
+from .roster import Roster
+from .routing import ASSIGNED, FALLBACK_OWNER, HELD, Decision, decide, entry_point, pool_chain
+from .rules import LeadFacts
+
+log = logging.getLogger("leadbridge.router")
+SOURCE = "router"
+Emit = Callable[[Envelope[Any]], Awaitable[None]]
+
+
+def facts_of(data: LeadScored) -> LeadFacts:
+    p = data.profile
+    return LeadFacts(lead_id=data.lead_id, score=data.score, grade=data.grade, stage=str(data.stage),
+                     language=p.language, country=p.country, company_size=p.company_size,
+                     segment=p.custom.get("segment"))
+
+
+async def route(
+    session: AsyncSession,
+    emit: Emit,
+    lead_id: str,
+    now: datetime,
+    *,
+    lead_row: Any,
+    facts: LeadFacts,
+    event: dict[str, Any],
+    caused_by: Envelope[Any] | None = None,
+    why: str | None = None,
+    pool: str | None = None,
+    rule_id: str | None = None,
+    exclude: frozenset[str] = frozenset(),
+) -> Decision:
+    """Decide and apply one routing of a lead whose row is locked already (``lead_row`` may be None)."""
+    roster = await store.load_roster(session)
+    start = pool or entry_point(roster, facts)[1]
+    chain = pool_chain(roster, start) if start else []
+    vtimes = await store.lock_pools(session, sorted(chain))
+    states = await store.load_pool_states(session, vtimes)
+    members = [r.id for p in chain for r in roster.members(p)]
+    loads = await store.open_loads(session, members, now)
+    decision = decide(roster, facts, states, loads, now, exclude=exclude, pool=pool, rule_id=rule_id, why=why)
+    await _apply(session, emit, roster, decision, states, lead_id, now, lead_row=lead_row, facts=facts,
+                 event=event, caused_by=caused_by)
+    return decision
+
+
+async def _apply(session: AsyncSession, emit: Emit, roster: Roster, d: Decision, states: dict, lead_id: str,
+                 now: datetime, *, lead_row: Any, facts: LeadFacts, event: dict[str, Any],
+                 caused_by: Envelope[Any] | None) -> None:
+    previous = list(lead_row.previous_assignees) if lead_row is not None else []
+    attempt = (lead_row.attempt if lead_row is not None else 0) + (0 if d.outcome == HELD else 1)
+    for pool in d.overflowed:
+        metrics.OVERFLOWS.labels(pool, d.outcome).inc()
+    metrics.ROUTED.labels(d.outcome).inc()
+    common = dict(status=d.outcome, attempt=attempt, rule=d.rule, pool=d.pool, facts=asdict(facts), event=event,
+                  reason=d.reason, updated_at=now, previous_assignees=previous)
+    if d.outcome == HELD:
+        await store.save_lead(session, lead_id, assignee=None, hold_until=d.hold_until, **common)
+        log.info("lead held until shift start", extra={"lead_id": lead_id, "pool": d.pool})
+        return
+    if d.outcome in (ASSIGNED, FALLBACK_OWNER):
+        assert d.rep_id and d.pool
+        if d.outcome == ASSIGNED:
+            rep = roster.rep(d.rep_id)
+            new_state = fairness.record(states[d.pool], rep, now)
+            await store.save_pool_state(session, d.pool, new_state, d.rep_id)
+        await store.open_assignment(session, lead_id=lead_id, rep_id=d.rep_id, pool=d.pool, rule=d.rule,
+                                    outcome=d.outcome, attempt=attempt, assigned_at=now)
+    await store.save_lead(session, lead_id, assignee=d.rep_id, hold_until=None, **common)
+    rep = roster.rep(d.rep_id) if d.rep_id else None
+    data = LeadRouted(
+        lead_id=lead_id, routed_at=now, outcome=d.outcome, assignee_id=d.rep_id,
+        assignee_name=rep.name if rep else None, team=d.team, pool=d.pool, rule=d.rule, reason=d.reason,
+        reason_code=d.reason_code, sla_policy=d.sla_policy, attempt=attempt, previous_assignees=previous,
+        assignee_timezone=rep.timezone if rep else None, score=event.get("score"), grade=event.get("grade"),
+        profile=LeadProfile.model_validate(event.get("profile") or {}),
+    )
+    await emit(Envelope.of(data, source=SOURCE, lead_id=lead_id, caused_by=caused_by, time=now))
+    log.info("lead routed", extra={"lead_id": lead_id, "outcome": d.outcome, "rule": d.rule, "pool": d.pool,
+                                   "assignee_id": d.rep_id, "attempt": attempt})
+
+
+async def reroute(session: AsyncSession, emit: Emit, lead_row: Any, now: datetime, *, why: str,
+                  release_reason: str, caused_by: Envelope[Any] | None = None) -> Decision:
+    """Take a lead away from its current owner and route it again in its pool, never to anyone who had it."""
+    previous = list(lead_row.previous_assignees)
+    if lead_row.assignee and lead_row.assignee not in previous:
+        previous.append(lead_row.assignee)
+    await store.release_assignment(session, lead_row.lead_id, now, release_reason)
+    row = _with(lead_row, previous_assignees=previous)
+    return await route(session, emit, lead_row.lead_id, now, lead_row=row, facts=LeadFacts(**lead_row.facts),
+                       event=lead_row.event, caused_by=caused_by, why=why, pool=lead_row.pool,
+                       rule_id=lead_row.rule, exclude=frozenset(previous))
+
+
+class _Row:
+    def __init__(self, base: Any, **over: Any) -> None:
+        self.__dict__.update(dict(base._mapping), **over)
+
+
+def _with(row: Any, **over: Any) -> Any:
+    return _Row(row, **over)

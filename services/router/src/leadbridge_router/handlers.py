@@ -1,0 +1,91 @@
+"""The router's topic -> handler map: sales-ready leads get routed, SLA breaches get escalated."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from leadbridge_events import Envelope, LeadScored, SlaBreached, Stage
+from leadbridge_events.consumer import Handler, HandlerContext, PoisonEvent
+from leadbridge_events.topics import LEAD_SCORED, SLA_BREACHED
+
+from . import assigner, metrics, store
+from .routing import ASSIGNED, FALLBACK_OWNER, HELD
+
+log = logging.getLogger("leadbridge.router")
+OWNED = (ASSIGNED, FALLBACK_OWNER, HELD)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+clock: Callable[[], datetime] = utcnow
+
+
+def wants_routing(data: LeadScored) -> bool:
+    """Route MQLs once when they cross the threshold, and SQLs."""
+    return (data.stage == Stage.MQL and data.became_mql) or data.stage == Stage.SQL
+
+
+async def on_lead_scored(event: Envelope[Any], ctx: HandlerContext) -> None:
+    data = event.data
+    if not isinstance(data, LeadScored):
+        raise PoisonEvent(f"unexpected event type {event.type} on lead-scored")
+    if not wants_routing(data):
+        if data.stage == Stage.NURTURE:
+            await recycle(ctx, data, event)
+        metrics.SKIPPED.labels("not_sales_ready").inc()
+        return
+    row = await store.lock_lead(ctx.session, data.lead_id)
+    if row is not None and row.status in OWNED:
+        metrics.SKIPPED.labels("already_owned").inc()
+        log.info("lead already routed; not routing again",
+                 extra={"lead_id": data.lead_id, "event_id": event.id, "status": row.status})
+        return
+    await assigner.route(ctx.session, ctx.emit, data.lead_id, clock(), lead_row=row, facts=assigner.facts_of(data),
+                         event=data.model_dump(mode="json"), caused_by=event)
+
+
+async def recycle(ctx: HandlerContext, data: LeadScored, event: Envelope[Any]) -> None:
+    """A routed lead went back to nurture (e.g. sales rejected it): it frees its rep's cap slot, and its next
+    MQL crossing is routed afresh."""
+    row = await store.lock_lead(ctx.session, data.lead_id)
+    if row is None or row.status not in OWNED:
+        return
+    now = clock()
+    await store.release_assignment(ctx.session, data.lead_id, now, "back to nurture")
+    previous = list(row.previous_assignees) + ([row.assignee] if row.assignee else [])
+    await store.update_lead(ctx.session, data.lead_id, status="recycled", assignee=None, hold_until=None,
+                          previous_assignees=previous, reason=data.reason or "back to nurture", updated_at=now)
+    log.info("routed lead went back to nurture; assignment released", extra={"lead_id": data.lead_id,
+                                                                             "event_id": event.id})
+
+
+async def on_sla_breached(event: Envelope[Any], ctx: HandlerContext) -> None:
+    data = event.data
+    if not isinstance(data, SlaBreached):
+        raise PoisonEvent(f"unexpected event type {event.type} on sla-breached")
+    if not data.escalate:
+        metrics.SKIPPED.labels("no_escalation").inc()
+        return
+    row = await store.lock_lead(ctx.session, data.lead_id)
+    stale = (row is None or row.status not in (ASSIGNED, FALLBACK_OWNER) or data.routing_attempt != row.attempt
+             or (data.assignee_id is not None and data.assignee_id != row.assignee))
+    if stale:
+        metrics.SKIPPED.labels("stale_breach").inc()
+        log.info("breach is not about the current assignment; ignored",
+                 extra={"lead_id": data.lead_id, "event_id": event.id})
+        return
+    metrics.ESCALATIONS.labels(data.policy).inc()
+    await assigner.reroute(ctx.session, ctx.emit, row, clock(), caused_by=event,
+                           why=f"escalation: SLA '{data.policy}' ({data.kind}) breached by {row.assignee}",
+                           release_reason="sla breached")
+
+
+HANDLERS: dict[str, Handler] = {
+    LEAD_SCORED.name: on_lead_scored,
+    SLA_BREACHED.name: on_sla_breached,
+}

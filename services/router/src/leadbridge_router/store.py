@@ -1,0 +1,146 @@
+"""Reading and writing the router's state in PostgreSQL (adapter; no routing decisions here)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from . import db
+from .fairness import PoolState, RepCounter
+from .roster import Rep, Roster, Rule, Team
+
+ROUTING_KEY = "routing"
+
+
+# -- roster ---------------------------------------------------------------------------------------
+
+async def load_roster(session: AsyncSession) -> Roster:
+    team_rows = (await session.execute(select(db.teams.c.spec).order_by(db.teams.c.id))).scalars().all()
+    rep_rows = (await session.execute(select(db.reps.c.spec).order_by(db.reps.c.id))).scalars().all()
+    routing = await load_routing(session)
+    # stored rows were validated on the way in; skip re-checking references (a rule may point at a
+    # team being edited) by building without the cross-reference validator
+    return Roster.model_construct(
+        teams=[Team.model_validate(t) for t in team_rows],
+        reps=[Rep.model_validate(r) for r in rep_rows],
+        rules=[Rule.model_validate(r) for r in routing.get("rules", [])],
+        fallback_pool=routing.get("fallback_pool"),
+    )
+
+
+async def load_routing(session: AsyncSession) -> dict[str, Any]:
+    value = (await session.execute(select(db.config.c.value).where(db.config.c.key == ROUTING_KEY))).scalar()
+    return value or {"rules": [], "fallback_pool": None}
+
+
+async def save_routing(session: AsyncSession, rules: list[Rule], fallback_pool: str | None) -> None:
+    value = {"rules": [r.model_dump(mode="json") for r in rules], "fallback_pool": fallback_pool}
+    stmt = insert(db.config).values(key=ROUTING_KEY, value=value)
+    await session.execute(stmt.on_conflict_do_update(index_elements=[db.config.c.key], set_={"value": value}))
+
+
+async def upsert_team(session: AsyncSession, team: Team) -> None:
+    spec = team.model_dump(mode="json")
+    stmt = insert(db.teams).values(id=team.id, spec=spec)
+    await session.execute(stmt.on_conflict_do_update(index_elements=[db.teams.c.id],
+                                                     set_={"spec": spec, "updated_at": stmt.excluded.updated_at}))
+
+
+async def upsert_rep(session: AsyncSession, rep: Rep) -> None:
+    spec = rep.model_dump(mode="json")
+    stmt = insert(db.reps).values(id=rep.id, team=rep.team, spec=spec)
+    await session.execute(stmt.on_conflict_do_update(
+        index_elements=[db.reps.c.id], set_={"spec": spec, "team": rep.team, "updated_at": stmt.excluded.updated_at}))
+
+
+async def delete_team(session: AsyncSession, team_id: str) -> None:
+    await session.execute(delete(db.teams).where(db.teams.c.id == team_id))
+
+
+async def delete_rep(session: AsyncSession, rep_id: str) -> None:
+    await session.execute(delete(db.reps).where(db.reps.c.id == rep_id))
+
+
+# -- pools: locks, counters, loads ----------------------------------------------------------------
+
+async def lock_pools(session: AsyncSession, pools: list[str]) -> dict[str, float]:
+    """Row-lock the pools (sorted, so replicas never deadlock) for the rest of the transaction."""
+    if not pools:
+        return {}
+    await session.execute(insert(db.pool_state).values([{"pool": p, "vtime": 0.0} for p in pools])
+                          .on_conflict_do_nothing())
+    rows = await session.execute(select(db.pool_state.c.pool, db.pool_state.c.vtime)
+                                 .where(db.pool_state.c.pool.in_(pools)).order_by(db.pool_state.c.pool)
+                                 .with_for_update())
+    return {r.pool: r.vtime for r in rows}
+
+
+async def load_pool_states(session: AsyncSession, vtimes: dict[str, float]) -> dict[str, PoolState]:
+    rows = await session.execute(select(db.rep_counters).where(db.rep_counters.c.pool.in_(list(vtimes))))
+    counters: dict[str, dict[str, RepCounter]] = defaultdict(dict)
+    for r in rows:
+        counters[r.pool][r.rep_id] = RepCounter(r._mapping["pass"], r.assigned, r.last_assigned_at)
+    return {p: PoolState(vtime=v, counters=dict(counters[p])) for p, v in vtimes.items()}
+
+
+async def save_pool_state(session: AsyncSession, pool: str, state: PoolState, rep_id: str) -> None:
+    await session.execute(update(db.pool_state).where(db.pool_state.c.pool == pool).values(vtime=state.vtime))
+    c = state.counter(rep_id)
+    values = {"pass": c.pass_, "assigned": c.assigned, "last_assigned_at": c.last_assigned_at}
+    stmt = insert(db.rep_counters).values(pool=pool, rep_id=rep_id, **values)
+    await session.execute(stmt.on_conflict_do_update(index_elements=["pool", "rep_id"], set_=values))
+
+
+async def open_loads(session: AsyncSession, rep_ids: list[str], now: datetime) -> dict[str, list[datetime]]:
+    """When each rep's still-open routed leads were assigned (the last 8 days cover any local week)."""
+    a = db.assignments
+    rows = await session.execute(select(a.c.rep_id, a.c.assigned_at).where(
+        a.c.rep_id.in_(rep_ids), a.c.released_at.is_(None), a.c.assigned_at >= now - timedelta(days=8)))
+    loads: dict[str, list[datetime]] = defaultdict(list)
+    for r in rows:
+        loads[r.rep_id].append(r.assigned_at)
+    return dict(loads)
+
+
+# -- leads and assignments ------------------------------------------------------------------------
+
+async def lock_lead(session: AsyncSession, lead_id: str) -> Any:
+    return (await session.execute(select(db.leads).where(db.leads.c.lead_id == lead_id).with_for_update())).first()
+
+
+async def save_lead(session: AsyncSession, lead_id: str, **values: Any) -> None:
+    stmt = insert(db.leads).values(lead_id=lead_id, **values)
+    await session.execute(stmt.on_conflict_do_update(index_elements=[db.leads.c.lead_id], set_=values))
+
+
+async def update_lead(session: AsyncSession, lead_id: str, **values: Any) -> None:
+    await session.execute(update(db.leads).where(db.leads.c.lead_id == lead_id).values(**values))
+
+
+async def open_assignment(session: AsyncSession, **values: Any) -> None:
+    await session.execute(db.assignments.insert().values(**values))
+
+
+async def release_assignment(session: AsyncSession, lead_id: str, now: datetime, reason: str) -> None:
+    a = db.assignments
+    await session.execute(update(a).where(a.c.lead_id == lead_id, a.c.released_at.is_(None))
+                          .values(released_at=now, release_reason=reason))
+
+
+async def open_leads_of(session: AsyncSession, rep_id: str) -> list[str]:
+    a = db.assignments
+    rows = await session.execute(select(a.c.lead_id).where(a.c.rep_id == rep_id, a.c.released_at.is_(None))
+                                 .order_by(a.c.assigned_at))
+    return list(rows.scalars())
+
+
+async def due_held_leads(session: AsyncSession, now: datetime, limit: int = 50) -> list[Any]:
+    l = db.leads
+    rows = await session.execute(select(l).where(l.c.status == "held", l.c.hold_until <= now)
+                                 .order_by(l.c.hold_until).limit(limit).with_for_update(skip_locked=True))
+    return list(rows)

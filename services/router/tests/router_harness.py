@@ -1,0 +1,76 @@
+"""Test harness: a router app over the real stack, and helpers to feed it events."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+
+from leadbridge_events import Envelope, LeadProfile, LeadScored, SlaBreached, SlaKind, Stage
+from leadbridge_events.producer import EventProducer
+from leadbridge_events.testing import collect_events
+from leadbridge_router.app import create_app
+from leadbridge_router.settings import RouterSettings
+
+NOW = lambda: datetime.now(timezone.utc)  # noqa: E731
+
+
+def always_on_roster(caps: dict[str, int | None], tag: str, *, overflow: dict | None = None) -> dict[str, Any]:
+    """Reps with caps in pool 'inbound', for this test's leads only (segment = ``tag``). The topics are
+    shared with other tests running at the same time: their leads go to an uncapped 'others' pool, so
+    they never use up this test's caps."""
+    return {
+        "teams": [{"id": "inbound", "overflow": overflow or {"kind": "nurture"}, "sla_policy": "standard"},
+                  {"id": "others", "overflow": {"kind": "nurture"}}],
+        "reps": [{"id": rep, "team": "inbound", "daily_cap": cap, "timezone": "Europe/Berlin"}
+                 for rep, cap in caps.items()] + [{"id": "someone-else", "team": "others"}],
+        "rules": [{"id": "this-test", "pool": "inbound", "when": {"segments": [tag]}}],
+        "fallback_pool": "others",
+    }
+
+
+@contextlib.asynccontextmanager
+async def running_router(database_url: str, kafka: str, group: str,
+                         **runner_options: Any) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+    settings = RouterSettings(DATABASE_URL=database_url, KAFKA_BOOTSTRAP_SERVERS=kafka, ROUTER_HOLD_POLL_SECONDS=3600)
+    app = create_app(settings, group_id=group, auto_offset_reset="latest", **runner_options)
+    async with app.router.lifespan_context(app):
+        runtime = app.state.runtime
+        await runtime.kafka_ready.wait()
+        await runtime.runner.wait_assigned()
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://router") as client:
+            yield runtime, client
+
+
+def lead_ids(n: int) -> list[str]:
+    return [f"lead-{uuid.uuid4().hex[:12]}" for _ in range(n)]
+
+
+def scored(lead_id: str, tag: str, *, stage: Stage = Stage.MQL, became_mql: bool = True,
+           score: float = 70) -> Envelope[Any]:
+    data = LeadScored(lead_id=lead_id, scored_at=NOW(), score=score, grade="B", stage=stage, became_mql=became_mql,
+                      model_version="test", profile=LeadProfile(custom={"segment": tag}))
+    return Envelope.of(data, source="scoring", lead_id=lead_id)
+
+
+def breached(lead_id: str, assignee: str, attempt: int) -> Envelope[Any]:
+    data = SlaBreached(lead_id=lead_id, deadline_id=f"d-{uuid.uuid4().hex[:8]}", policy="standard",
+                       kind=SlaKind.FIRST_TOUCH, assignee_id=assignee, due_at=NOW(), fired_at=NOW(),
+                       routing_attempt=attempt)
+    return Envelope.of(data, source="sla-watcher", lead_id=lead_id)
+
+
+async def publish(kafka: str, *events: Envelope[Any]) -> None:
+    async with EventProducer(kafka, client_id="router-test") as producer:
+        for event in events:
+            await producer.send(event)
+
+
+async def routed(kafka: str, ids: list[str], count: int) -> list[Envelope[Any]]:
+    return await collect_events(kafka, ["lead-routed"], lead_ids=ids, count=count, timeout=45,
+                                event_type="lead-routed")

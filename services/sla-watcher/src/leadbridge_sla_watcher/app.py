@@ -1,0 +1,101 @@
+"""Composition root: the backbone runtime (consumer + outbox relay), the timer loop, the gauges, FastAPI."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from typing import Any
+
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from leadbridge_events.logs import configure_logging
+from leadbridge_events.runtime import ServiceRuntime
+
+from . import gauges, tables
+from .handlers import bind
+from .policies import SlaConfig
+from .settings import WatcherSettings
+from .timer import TimerLoop, utcnow
+
+NAME = "sla-watcher"
+
+
+class Watcher:
+    """One watcher process: consume routings and touches, fire due deadlines, keep the gauges fresh."""
+
+    def __init__(self, settings: WatcherSettings | None = None, *, config: SlaConfig | None = None,
+                 group_id: str | None = None, clock: Callable[[], datetime] = utcnow, **runner_options: Any):
+        self.settings = settings or WatcherSettings()
+        self.config = config or self.settings.sla_config()
+        self.runtime = ServiceRuntime(name=NAME, settings=self.settings, metadata=tables.metadata,
+                                      handlers=bind(self.config), group_id=group_id, **runner_options)
+        self.timer = TimerLoop(self.runtime.sessions, self.runtime.outbox, batch_size=self.settings.timer_batch_size,
+                               poll_seconds=self.settings.timer_poll_seconds, clock=clock)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        await self.runtime.start()  # creates the schema first: the timer needs its table
+        self._tasks = [
+            asyncio.create_task(self.timer.run(), name="sla-timer"),
+            asyncio.create_task(gauges.run(self.runtime.engine, self.settings.gauge_refresh_seconds), name="sla-gauges"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        self._tasks.clear()
+        await self.runtime.stop()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+
+def create_app(settings: WatcherSettings | None = None, **watcher_options: Any) -> FastAPI:
+    """The HTTP face (/healthz, /readyz, /metrics); the watcher is built inside the lifespan, on the loop."""
+    settings = settings or WatcherSettings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        watcher = Watcher(settings, **watcher_options)
+        app.state.watcher = watcher
+        async with watcher.lifespan(app):
+            yield
+
+    app = FastAPI(title="LeadBridge SLA watcher", lifespan=lifespan)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz(response: Response) -> dict[str, str]:
+        status = await app.state.watcher.runtime.ready()
+        if any(v != "ok" for v in status.values()):
+            response.status_code = 503
+        return status
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def main() -> None:
+    import uvicorn
+
+    configure_logging(NAME)
+    settings = WatcherSettings()
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None)

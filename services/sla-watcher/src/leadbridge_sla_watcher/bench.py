@@ -1,0 +1,120 @@
+"""`python -m leadbridge_sla_watcher.bench`: fire lag and memory with 10^4, 10^5 and 10^6 open deadlines.
+
+For each size, in a throwaway database on the server of DATABASE_URL: load N open deadlines due in the
+coming weeks (server side, generate_series: the benchmark process never holds them), add ``--due``
+deadlines due over the next ``--window`` seconds, run the real timer loop (the same claim query, outbox
+writes and marks as the service) and report how late each one fired (commit time - due time) and the
+process's peak resident memory while firing. Only PostgreSQL is needed: events stay in the outbox.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+import uuid
+
+import asyncpg
+from sqlalchemy import text
+
+from leadbridge_events.db import create_schema, make_engine, session_factory
+
+from . import tables
+from .settings import WatcherSettings
+from .timer import TimerLoop
+
+_LOAD = text("""
+INSERT INTO sla_watcher.deadlines (id, lead_id, kind, policy, attempt, assignee_id, team, starts_at, due_at,
+                                   next_fire_at, status)
+SELECT :prefix || g, 'lead-' || :prefix || g, 'first_touch', 'standard', 1, 'rep-' || (g % 50), 'team-' || (g % 5),
+       now(), t.at, t.at, 'open'
+FROM generate_series(1, :n) AS g, LATERAL (SELECT now() + :offset * interval '1 second'
+                                                  + (random() + g * 0) * :spread * interval '1 second' AS at) AS t
+""")
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
+
+
+async def _admin(url: str, sql: str) -> None:
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def run_size(base_url: str, n: int, due: int, window: float, poll: float) -> dict[str, float]:
+    name = f"sla_bench_{uuid.uuid4().hex[:10]}"
+    await _admin(base_url, f'CREATE DATABASE "{name}"')
+    url = base_url.rpartition("/")[0] + "/" + name
+    engine = make_engine(url, pool_size=4)
+    try:
+        await create_schema(engine, tables.metadata)
+        started = time.monotonic()
+        async with engine.begin() as conn:  # the bulk: due in 1 to 30 days
+            await conn.execute(_LOAD, {"prefix": "far-", "n": max(n - due, 0), "offset": 86400, "spread": 30 * 86400})
+        async with engine.begin() as conn:
+            await conn.execute(text("ANALYZE sla_watcher.deadlines"))
+        load_seconds = time.monotonic() - started
+        async with engine.begin() as conn:  # the ones we time: due over the next `window` seconds
+            await conn.execute(_LOAD, {"prefix": "due-", "n": min(due, n), "offset": 1.0, "spread": window})
+        timer = TimerLoop(session_factory(engine), tables.outbox, poll_seconds=poll)
+        timer.lags = []
+        peak = _rss_mb()
+        task = asyncio.create_task(timer.run())
+        give_up = time.monotonic() + window + 60
+        while timer.fired < min(due, n) and time.monotonic() < give_up:
+            peak = max(peak, _rss_mb())
+            await asyncio.sleep(0.05)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        lags = timer.lags or [float("nan")]
+        return {"n": n, "fired": timer.fired, "p50": _pct(lags, 0.5), "p99": _pct(lags, 0.99), "max": max(lags),
+                "mean": statistics.fmean(lags), "rss": peak, "load": load_seconds}
+    finally:
+        await engine.dispose()
+        await _admin(base_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def main(sizes: list[int], due: int, window: float, poll: float) -> None:
+    base = WatcherSettings().database_url
+    print(f"SLA timer benchmark: {due} deadlines due over {window:g}s among N open ones; poll {poll:g}s")
+    print(f"{'open deadlines':>15} {'fired':>6} {'lag p50 ms':>11} {'lag p99 ms':>11} {'lag max ms':>11} "
+          f"{'peak RSS MB':>12} {'load s':>7}")
+    for n in sizes:
+        r = await run_size(base, n, due, window, poll)
+        print(f"{r['n']:>15,} {r['fired']:>6} {r['p50'] * 1000:>11.1f} {r['p99'] * 1000:>11.1f} "
+              f"{r['max'] * 1000:>11.1f} {r['rss']:>12.1f} {r['load']:>7.1f}", flush=True)
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(prog="python -m leadbridge_sla_watcher.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10000,100000,1000000",
+                        help="comma-separated numbers of open deadlines (default: 10^4, 10^5, 10^6)")
+    parser.add_argument("--due", type=int, default=1000, help="deadlines that come due during the run")
+    parser.add_argument("--window", type=float, default=5.0, help="seconds over which they come due")
+    parser.add_argument("--poll", type=float, default=WatcherSettings().timer_poll_seconds,
+                        help="timer poll interval (SLA_TIMER_POLL_SECONDS)")
+    args = parser.parse_args()
+    sizes = [int(float(s)) for s in args.sizes.split(",") if s.strip()]
+    asyncio.run(main(sizes, args.due, args.window, args.poll))
+
+
+if __name__ == "__main__":
+    cli()

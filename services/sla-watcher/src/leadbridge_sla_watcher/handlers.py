@@ -1,0 +1,98 @@
+"""The topic -> handler map: lead-routed starts or restarts deadlines, follow-up-logged stops/advances them.
+
+Each handler runs in the consumer's transaction and first locks the lead's row, so a lead's routing and
+its touches (on two topics) are applied one at a time, and never concurrently with the timer firing one
+of its deadlines (the timer skips locked rows; a handler waits for a row the timer holds).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timezone
+from functools import partial
+from typing import Any
+
+from leadbridge_events.consumer import Handler, HandlerContext
+from leadbridge_events.contracts import FollowUpLogged, LeadRouted, SlaKind
+from leadbridge_events.envelope import Envelope
+from leadbridge_events.topics import FOLLOW_UP_LOGGED, LEAD_ROUTED
+
+from . import metrics, store
+from .deadlines import Deadline, Route, Status, Touch, apply_touch, on_route
+from .policies import SlaConfig
+
+log = logging.getLogger("leadbridge.sla_watcher")
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _observe_first_touch(before: Deadline | None, after: Deadline) -> None:
+    if after.kind != SlaKind.FIRST_TOUCH or after.met_at is None or (before and before.met_at is not None):
+        return
+    team = metrics.team_label(after.team)
+    metrics.TIME_TO_FIRST_TOUCH.labels(team).observe(max((after.met_at - after.starts_at).total_seconds(), 0))
+    if after.breach_fired_at is not None:
+        when = "in_time" if after.status == Status.MET else "late"
+        metrics.TOUCHES_AFTER_BREACH.labels(after.policy, team, when).inc()
+
+
+async def on_lead_routed(event: Envelope[Any], ctx: HandlerContext, *, config: SlaConfig) -> None:
+    if event.type != LeadRouted.event_type:
+        return
+    r: LeadRouted = event.data
+    lead = await store.lock_lead(ctx.session, r.lead_id, datetime.now(timezone.utc))
+    existing = await store.live_deadlines(ctx.session, r.lead_id)
+    touches = await store.lead_touches(ctx.session, r.lead_id)
+    policy = config.resolve(r.sla_policy, team=r.team, tier=r.profile.custom.get("tier"), grade=r.grade)
+    calendar = config.calendar_for(r.team, r.assignee_timezone)
+    route = Route(lead_id=r.lead_id, attempt=r.attempt, routed_at=r.routed_at, assignee_id=r.assignee_id,
+                  team=r.team, outcome=r.outcome)
+    result = on_route(lead.attempt, existing, route, policy, calendar, touches, _new_id)
+    extra = {"lead_id": r.lead_id, "event_id": event.id, "attempt": r.attempt, "policy": policy.name}
+    if not result.accepted:
+        log.info("stale or repeated routing ignored", extra={**extra, "current_attempt": lead.attempt})
+        return
+    await store.save(ctx.session, result.changed + result.created)
+    await store.set_routing(ctx.session, r.lead_id, attempt=r.attempt, assignee_id=r.assignee_id, team=r.team,
+                            policy=policy.name, routed_at=r.routed_at, updated_at=datetime.now(timezone.utc))
+    for d in result.created:
+        _observe_first_touch(None, d)
+    log.info("deadlines started", extra={**extra, "deadlines_created": len(result.created),
+                                         "deadlines_superseded": len(result.changed), "outcome": r.outcome})
+
+
+async def on_follow_up_logged(event: Envelope[Any], ctx: HandlerContext, *, config: SlaConfig) -> None:
+    if event.type != FollowUpLogged.event_type:
+        return
+    f: FollowUpLogged = event.data
+    touch = Touch(f.follow_up_id, f.occurred_at, f.touch_type, f.outcome)
+    lead = await store.lock_lead(ctx.session, f.lead_id, datetime.now(timezone.utc))
+    extra = {"lead_id": f.lead_id, "event_id": event.id, "follow_up_id": f.follow_up_id}
+    if not await store.add_touch(ctx.session, f.lead_id, touch, f.logged_at):
+        log.info("follow-up already recorded", extra=extra)
+        return
+    if lead.attempt is None:
+        log.info("touch kept for a lead not routed yet", extra=extra)
+        return
+    changed = []
+    for before in await store.live_deadlines(ctx.session, f.lead_id):
+        after = apply_touch(before, touch)
+        if after != before:
+            changed.append(after)
+            _observe_first_touch(before, after)
+    await store.save(ctx.session, changed)
+    log.info("touch applied", extra={**extra, "deadlines_changed": len(changed)})
+
+
+HANDLERS = {
+    LEAD_ROUTED.name: on_lead_routed,
+    FOLLOW_UP_LOGGED.name: on_follow_up_logged,
+}
+
+
+def bind(config: SlaConfig) -> dict[str, Handler]:
+    """HANDLERS with the policy configuration bound in."""
+    return {topic: partial(handler, config=config) for topic, handler in HANDLERS.items()}

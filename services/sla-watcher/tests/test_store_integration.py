@@ -1,0 +1,160 @@
+"""Handlers and the timer against a real PostgreSQL (no Kafka needed): the deadline lifecycle in SQL."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import func, select
+
+from leadbridge_events.consumer import HandlerContext
+from leadbridge_events.contracts import SlaKind
+from leadbridge_events.db import create_schema, make_engine, session_factory
+
+from leadbridge_sla_watcher import tables
+from leadbridge_sla_watcher.deadlines import Status
+from leadbridge_sla_watcher.handlers import bind
+from leadbridge_sla_watcher.timer import TimerLoop
+
+from .sla_helpers import fast_config, new_lead_id, routed, touched
+
+pytestmark = pytest.mark.integration
+T0 = datetime(2026, 3, 10, 10, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+async def db(fresh_database_url):
+    engine = make_engine(fresh_database_url, pool_size=4)
+    await create_schema(engine, tables.metadata)
+    yield engine, session_factory(engine)
+    await engine.dispose()
+
+
+async def handle(sessions, config, event):
+    handlers = bind(config)
+    async with sessions() as s, s.begin():
+        await handlers[{"lead-routed": "lead-routed", "follow-up-logged": "follow-up-logged"}[event.type]](
+            event, HandlerContext(session=s, record=None, outbox=tables.outbox))
+
+
+async def deadlines_of(sessions, lead_id):
+    async with sessions() as s:
+        rows = await s.execute(select(tables.deadlines).where(tables.deadlines.c.lead_id == lead_id)
+                               .order_by(tables.deadlines.c.attempt))
+        return [r._mapping for r in rows]
+
+
+async def outbox_types(sessions, lead_id):
+    async with sessions() as s:
+        rows = await s.execute(select(tables.outbox.c.headers).where(tables.outbox.c.key == lead_id)
+                               .order_by(tables.outbox.c.id))
+        return [r.headers["ce_type"].removeprefix("io.leadbridge.") for r in rows]
+
+
+def clock_at(t):
+    return lambda: t
+
+
+async def test_route_then_timer_fires_at_risk_then_breach_once(db):
+    _, sessions = db
+    config = fast_config(60.0)
+    lead = new_lead_id()
+    await handle(sessions, config, routed(lead, at=T0))
+    (d,) = await deadlines_of(sessions, lead)
+    assert d["kind"] == SlaKind.FIRST_TOUCH and d["next_fire_at"] == T0 + timedelta(seconds=30)
+    for t, expected in ((29, 0), (31, 1), (40, 0), (61, 1), (120, 0)):
+        assert await TimerLoop(sessions, tables.outbox, clock=clock_at(T0 + timedelta(seconds=t))).fire_due() == expected
+    assert await outbox_types(sessions, lead) == ["sla-at-risk", "sla-breached"]
+    (d,) = await deadlines_of(sessions, lead)
+    assert d["status"] == Status.BREACHED and d["next_fire_at"] is None
+
+
+async def test_touch_in_time_prevents_breach_and_late_report_is_recorded_not_retracted(db):
+    _, sessions = db
+    config = fast_config(60.0, at_risk=None)
+    kept, late = new_lead_id(), new_lead_id()
+    await handle(sessions, config, routed(kept, at=T0))
+    await handle(sessions, config, routed(late, at=T0))
+    await handle(sessions, config, touched(kept, at=T0 + timedelta(seconds=20)))
+    assert await TimerLoop(sessions, tables.outbox, clock=clock_at(T0 + timedelta(minutes=5))).fire_due() == 1
+    assert await outbox_types(sessions, kept) == []
+    assert (await deadlines_of(sessions, kept))[0]["status"] == Status.MET
+    # the CRM reports a call that happened in time, after the breach was emitted
+    await handle(sessions, config, touched(late, at=T0 + timedelta(seconds=50)))
+    (d,) = await deadlines_of(sessions, late)
+    assert d["status"] == Status.MET and d["breach_fired_at"] is not None
+    assert await outbox_types(sessions, late) == ["sla-breached"]
+
+
+async def test_touch_before_lead_is_known_is_kept_and_applied(db):
+    _, sessions = db
+    config = fast_config(60.0)
+    lead = new_lead_id()
+    await handle(sessions, config, touched(lead, at=T0 + timedelta(seconds=10)))
+    await handle(sessions, config, routed(lead, at=T0))
+    (d,) = await deadlines_of(sessions, lead)
+    assert d["status"] == Status.MET and d["met_at"] == T0 + timedelta(seconds=10)
+
+
+async def test_reroute_restarts_clock_and_stale_route_is_ignored(db):
+    _, sessions = db
+    config = fast_config(60.0, at_risk=None)
+    lead = new_lead_id()
+    await handle(sessions, config, routed(lead, at=T0))
+    await handle(sessions, config, routed(lead, at=T0 + timedelta(seconds=30), attempt=2, assignee="rep-2"))
+    await handle(sessions, config, routed(lead, at=T0 + timedelta(seconds=40), attempt=1))  # late duplicate
+    first, second = await deadlines_of(sessions, lead)
+    assert first["status"] == Status.SUPERSEDED and first["next_fire_at"] is None
+    assert second["assignee_id"] == "rep-2" and second["due_at"] == T0 + timedelta(seconds=90)
+    assert await TimerLoop(sessions, tables.outbox, clock=clock_at(T0 + timedelta(seconds=80))).fire_due() == 0
+    assert await TimerLoop(sessions, tables.outbox, clock=clock_at(T0 + timedelta(seconds=95))).fire_due() == 1
+
+
+async def test_two_timer_replicas_never_double_fire(db, fresh_database_url):
+    engine, sessions = db
+    config = fast_config(60.0, at_risk=None)
+    leads = [new_lead_id() for _ in range(300)]
+    for lead in leads:
+        await handle(sessions, config, routed(lead, at=T0))
+    other = make_engine(fresh_database_url, pool_size=2)
+    try:
+        later = clock_at(T0 + timedelta(hours=1))
+        a = TimerLoop(sessions, tables.outbox, batch_size=20, clock=later)
+        b = TimerLoop(session_factory(other), tables.outbox, batch_size=20, clock=later)
+
+        async def drain(loop):
+            while await loop.fire_due():
+                pass
+
+        await asyncio.gather(drain(a), drain(b), drain(a), drain(b))
+    finally:
+        await other.dispose()
+    assert a.fired + b.fired == 300
+    async with sessions() as s:
+        total, distinct = (await s.execute(select(func.count(), func.count(func.distinct(tables.outbox.c.event_id)))
+                                           .select_from(tables.outbox))).one()
+    assert total == distinct == 300
+
+
+async def test_gauges_count_untouched_leads_by_team(db):
+    from prometheus_client import REGISTRY
+
+    from leadbridge_sla_watcher import gauges
+
+    engine, sessions = db
+    config = fast_config(60.0, at_risk=None)
+    past = datetime.now(timezone.utc) - timedelta(minutes=10)
+    a, b, c = new_lead_id(), new_lead_id(), new_lead_id()
+    await handle(sessions, config, routed(a, at=past, team="enterprise"))
+    await handle(sessions, config, routed(b, at=past + timedelta(minutes=9, seconds=30), team="enterprise"))
+    await handle(sessions, config, routed(c, at=past, team="enterprise"))
+    await handle(sessions, config, touched(c, at=past + timedelta(seconds=5)))
+    await gauges.refresh(engine)
+
+    def sample(name):
+        return REGISTRY.get_sample_value(name, {"team": "enterprise"})
+    assert sample("leadbridge_sla_awaiting_first_touch") == 2
+    assert sample("leadbridge_sla_awaiting_first_touch_past_due") == 1  # a is past its 60 s, b is not yet
+    assert sample("leadbridge_sla_oldest_untouched_age_seconds") >= 600
+    assert REGISTRY.get_sample_value("leadbridge_sla_time_to_first_touch_seconds_count", {"team": "enterprise"}) >= 1
