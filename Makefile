@@ -3,13 +3,16 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 export UV_LINK_MODE ?= copy
 
-.PHONY: install up down env test test-unit schemas run bench help
+.PHONY: install up down env test test-unit schemas run demo bench bench-routing bench-sla help
 
 help:
 	@echo "make run    - start Kafka, PostgreSQL and the four services (Ctrl-C stops all)"
 	@echo "make test   - run the whole test suite against a real Kafka broker and PostgreSQL"
 	@echo "make up / make down - start / stop the local Kafka + PostgreSQL only"
 	@echo "make schemas - regenerate the JSON Schemas and AsyncAPI document from the event models"
+	@echo "make demo   - post a realistic mix of leads to a running system (make run) and print the outcome"
+	@echo "make bench  - intake throughput and capture->routed latency beside raw Kafka/PostgreSQL rates"
+	@echo "make bench-routing / make bench-sla - routing fairness and SLA timer benchmarks"
 
 $(UV):
 	@command -v python3 >/dev/null || { echo "error: Python 3.11+ is required"; exit 1; }
@@ -38,3 +41,15 @@ schemas: install
 
 run: install
 	$(UV) run python -m leadbridge_devstack.run_all
+
+demo: install
+	$(UV) run python benchmarks/demo.py
+
+bench: install
+	$(UV) run python benchmarks/bench_system.py
+
+bench-routing: install
+	$(UV) run python -m leadbridge_router.bench
+
+bench-sla: install
+	$(UV) run python -m leadbridge_sla_watcher.bench

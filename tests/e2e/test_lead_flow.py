@@ -1,0 +1,169 @@
+"""End to end: the services as separate processes over the real Kafka and PostgreSQL.
+
+A lead posted to intake is scored, routed, and breaches when nobody touches it (and is escalated to
+another rep); a touch in time prevents the breach; a rejected lead goes back to nurture; the metrics and
+the insights timeline show each of these.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+import pytest
+
+from leadbridge_devstack.ports import free_port
+from leadbridge_devstack.system import SERVICES, start_system
+from leadbridge_events.testing import collect_events
+
+pytestmark = pytest.mark.integration
+HERE = Path(__file__).parent
+ADMIN_TOKEN = "e2e-admin-token"
+
+
+@pytest.fixture(scope="module")
+def system(stack, tmp_path_factory):
+    import asyncpg
+
+    name = f"e2e_{uuid.uuid4().hex[:8]}"
+    admin_dsn = stack.database_url.replace("postgresql+asyncpg://", "postgresql://")
+
+    async def sql(statement):
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(sql(f'CREATE DATABASE "{name}"'))
+    suffix = uuid.uuid4().hex[:6]
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap_servers,
+        "DATABASE_URL": stack.database_url.rpartition("/")[0] + f"/{name}",
+        "INTAKE_ADMIN_TOKEN": ADMIN_TOKEN,
+        "ROUTER_ROSTER_FILE": str(HERE / "roster.yaml"),
+        "SLA_POLICIES_FILE": str(HERE / "sla-policies.yaml"),
+        "SLA_GAUGE_REFRESH_SECONDS": "0.5",
+        "SCORING_GROUP_ID": f"scoring-{suffix}",
+        "ROUTER_GROUP_ID": f"router-{suffix}",
+        "INSIGHTS_GROUP_ID": f"insights-{suffix}",
+        "LOG_LEVEL": "WARNING",
+    }
+    log_dir = tmp_path_factory.mktemp("e2e-logs")
+    running = start_system(env, {s.name: free_port() for s in SERVICES}, log_dir=log_dir)
+    try:
+        yield running
+    finally:
+        running.stop()
+        for log in sorted(log_dir.glob("*.log")):
+            tail = log.read_text(errors="replace")[-1500:]
+            if "Traceback" in tail:
+                print(f"--- {log.name} ---\n{tail}")
+        asyncio.run(sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="module")
+def api_key(system):
+    resp = httpx.post(f"{system.url('intake')}/v1/admin/keys", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                      json={"source": "e2e", "scopes": ["leads:write", "leads:read", "followups:write"]})
+    assert resp.status_code == 201, resp.text
+    return resp.json()["api_key"]
+
+
+def sales_ready_lead() -> dict:
+    tag = uuid.uuid4().hex[:10]
+    return {
+        "email": f"cto-{tag}@acme-{tag}.example", "name": "Pat Example", "company": f"Acme {tag}",
+        "job_title": "CTO", "company_size": 250, "industry": "software", "country": "DE", "language": "de",
+        "channel": "paid", "campaign": "e2e", "form_type": "demo_request", "consent": True,
+    }
+
+
+async def post_lead(system, api_key) -> str:
+    async with httpx.AsyncClient() as client:
+        resp = await client.post(f"{system.url('intake')}/v1/leads", json=sales_ready_lead(),
+                                 headers={"X-API-Key": api_key, "Idempotency-Key": uuid.uuid4().hex})
+    assert resp.status_code == 202, resp.text
+    return resp.json()["lead_id"]
+
+
+async def post_follow_up(system, api_key, lead_id, **body) -> None:
+    body.setdefault("occurred_at", datetime.now(timezone.utc).isoformat())
+    async with httpx.AsyncClient() as client:
+        resp = await client.post(f"{system.url('intake')}/v1/leads/{lead_id}/follow-ups", json=body,
+                                 headers={"X-API-Key": api_key})
+    assert resp.status_code in (200, 201, 202), resp.text
+
+
+async def routed(bootstrap, lead_id, count=1):
+    return await collect_events(bootstrap, ["lead-routed"], lead_ids=[lead_id], count=count, timeout=60)
+
+
+async def metric(url: str, name: str) -> float:
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"{url}/metrics")).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name) and not line.startswith("#"))
+
+
+async def timeline(system, lead_id, want: set[str], timeout=30.0) -> list[dict]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    async with httpx.AsyncClient() as client:
+        while True:
+            resp = await client.get(f"{system.url('insights')}/v1/leads/{lead_id}/timeline")
+            if resp.status_code == 200:
+                body = resp.json()
+                entries = body["events"] if isinstance(body, dict) else body
+                if want <= {e["type"] for e in entries}:
+                    return entries
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"timeline of {lead_id} lacks {want}: {resp.text[:2000]}")
+            await asyncio.sleep(0.3)
+
+
+async def test_an_untouched_lead_is_scored_routed_breached_and_escalated(system, api_key, kafka_bootstrap):
+    lead_id = await post_lead(system, api_key)
+    first = (await routed(kafka_bootstrap, lead_id))[0]
+    assert first.data.outcome == "assigned" and first.data.assignee_id in {"e2e-ada", "e2e-bob"}
+    assert first.data.sla_policy == "e2e" and first.data.attempt == 1 and first.data.reason
+
+    breaches = await collect_events(kafka_bootstrap, ["sla-breached"], lead_ids=[lead_id], count=1, timeout=60)
+    breach = breaches[0].data
+    assert breach.kind == "first_touch" and breach.assignee_id == first.data.assignee_id
+    assert (breach.fired_at - breach.due_at).total_seconds() < 1.0, "fired within a second of its due time"
+
+    rerouted = (await routed(kafka_bootstrap, lead_id, count=2))[1].data
+    assert rerouted.attempt == 2
+    assert rerouted.assignee_id not in (None, first.data.assignee_id), "escalation never returns to a previous rep"
+
+    entries = await timeline(system, lead_id, {"lead-captured", "lead-scored", "lead-routed", "sla-breached"})
+    assert all(e.get("explanation") for e in entries)
+    assert await metric(system.url("sla-watcher"), "leadbridge_sla_breaches_total") >= 1
+
+
+async def test_a_touch_in_time_prevents_the_breach(system, api_key, kafka_bootstrap):
+    lead_id = await post_lead(system, api_key)
+    assignment = (await routed(kafka_bootstrap, lead_id))[0].data
+    await post_follow_up(system, api_key, lead_id, touch_type="call", actor=assignment.assignee_id,
+                         outcome="connected")
+    await collect_events(kafka_bootstrap, ["follow-up-logged"], lead_ids=[lead_id], count=1)
+    await asyncio.sleep(6)  # past the 4 s first-touch deadline
+    with pytest.raises(asyncio.TimeoutError):
+        await collect_events(kafka_bootstrap, ["sla-breached"], lead_ids=[lead_id], count=1, timeout=2)
+    await timeline(system, lead_id, {"lead-routed", "follow-up-logged"})
+
+
+async def test_a_rejected_lead_goes_back_to_nurture(system, api_key, kafka_bootstrap):
+    lead_id = await post_lead(system, api_key)
+    assignment = (await routed(kafka_bootstrap, lead_id))[0].data
+    await post_follow_up(system, api_key, lead_id, touch_type="call", actor=assignment.assignee_id,
+                         outcome="rejected", reason="no budget this year")
+    scored = await collect_events(kafka_bootstrap, ["lead-scored"], lead_ids=[lead_id], count=2, timeout=60)
+    assert scored[0].data.stage == "mql"
+    assert scored[-1].data.stage == "nurture" and "no budget" in (scored[-1].data.reason or "")
+    entries = await timeline(system, lead_id, {"follow-up-logged"})
+    assert any("no budget" in e["explanation"] for e in entries)
+    assert await metric(system.url("intake"), "intake_leads_accepted_total") >= 3
