@@ -14,7 +14,8 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-PAYLOAD = b'{"lead_id": "x", "profile": {"channel": "paid", "campaign": "bench", "country": "DE"}}' * 4
+PAYLOAD = (b'{"lead_id": "x", "profile": {"channel": "paid", "campaign": "bench", "country": "DE", "custom": {"pad": "'
+           + b"x" * 300 + b'"}}}')
 
 
 async def kafka_producer_rate(bootstrap: str, n: int = 20000, concurrency: int = 64) -> float:
