@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from raw_rates import kafka_producer_rate, postgres_insert_rate  # noqa: E402
 
 from leadbridge_devstack import cli  # noqa: E402
-from leadbridge_devstack.ports import free_port  # noqa: E402
+from leadbridge_devstack.kafka import KafkaBroker  # noqa: E402
+from leadbridge_devstack.ports import free_port, port_open  # noqa: E402
 from leadbridge_devstack.system import SERVICES, start_system  # noqa: E402
 
 HERE = Path(__file__).parent
@@ -125,7 +126,15 @@ async def create_database(database_url: str) -> str:
 
 
 async def run(args: argparse.Namespace) -> None:
-    bootstrap, database_url = cli.broker().bootstrap_servers, cli.postgres().url
+    # a broker of its own: a fresh consumer group on a long-lived stack would first replay its history
+    broker = KafkaBroker.throwaway()
+    try:
+        await measure(args, broker.bootstrap_servers, cli.postgres().url)
+    finally:
+        broker.remove()
+
+
+async def measure(args: argparse.Namespace, bootstrap: str, database_url: str) -> None:
     print(f"machine: {__import__('os').cpu_count()} cores; kafka {bootstrap}; postgres {database_url}\n")
     kafka_rate = await kafka_producer_rate(bootstrap, n=args.raw_messages)
     pg_rate = await postgres_insert_rate(database_url, n=args.raw_rows)
@@ -169,7 +178,7 @@ def main() -> None:
     parser.add_argument("--raw-messages", type=int, default=20000)
     parser.add_argument("--raw-rows", type=int, default=5000)
     args = parser.parse_args()
-    cli.up()
+    cli.postgres().start() if not port_open(cli.PG_PORT) else None
     asyncio.run(run(args))
 
 

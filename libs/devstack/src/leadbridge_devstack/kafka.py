@@ -166,6 +166,21 @@ class KafkaBroker:
         log(f"kafka: {self.bootstrap_servers} (Apache Kafka {KAFKA_VERSION}, KRaft, data in {self.data_dir})")
         return self
 
+    @classmethod
+    def throwaway(cls) -> "KafkaBroker":
+        """Start a broker with its own data in a new temporary folder, on free ports."""
+        import tempfile
+
+        from .ports import free_port
+
+        data = Path(tempfile.mkdtemp(prefix="leadbridge-kafka-"))
+        return cls(data, free_port(), free_port()).start(log=lambda *_: None)
+
+    def remove(self) -> None:
+        """Stop the broker and delete its data."""
+        self.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
     def stop(self, timeout: float = 30.0) -> None:
         pid = self.pid
         if pid is None and self.pid_file.exists():

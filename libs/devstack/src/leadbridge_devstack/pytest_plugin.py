@@ -59,10 +59,8 @@ def _tmpdir(prefix: str) -> Path:
 
 
 def start_local_broker() -> tuple[KafkaBroker, Path]:
-    data = _tmpdir("leadbridge-kafka-")
-    broker = KafkaBroker(data, free_port(), free_port())
-    broker.start(log=lambda *_: None)
-    return broker, data
+    broker = KafkaBroker.throwaway()
+    return broker, broker.data_dir
 
 
 def _start_stack() -> Stack:

@@ -1,24 +1,65 @@
-"""`make run`: Kafka, PostgreSQL and every LeadBridge service as separate processes; Ctrl-C stops all."""
+"""`make run`: Kafka, PostgreSQL and every LeadBridge service as separate processes; Ctrl-C stops all.
+
+The services get the demo configuration in deploy/demo/demo.env (roster, SLA policies, intake's admin
+token and webhook secrets) for every variable the user has not set. Where everything is, and the settings
+`make demo` needs, are printed and written to .devstack/demo-run.json while the system runs.
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
+import signal
 import sys
 import time
+from pathlib import Path
 
 from . import cli
-from .paths import state_dir
-from .ports import port_open
+from .paths import repo_root, state_dir
+from .ports import free_port, port_open
 from .system import SERVICES, start_system
+
+DEMO_ENV_FILE = Path("deploy") / "demo" / "demo.env"
+RUN_INFO_FILE = "demo-run.json"
 
 
 def _runnable(module: str) -> bool:
     return importlib.util.find_spec(module) is not None and importlib.util.find_spec(f"{module}.__main__") is not None
 
 
+def read_env_file(path: Path, root: Path) -> dict[str, str]:
+    """KEY=VALUE lines (no quoting; # comments); relative *_FILE paths resolved against ``root``."""
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = (part.strip() for part in line.split("=", 1))
+        if key.endswith("_FILE") and value and not Path(value).is_absolute():
+            value = str(root / value)
+        values[key] = value
+    return values
+
+
+def demo_env(environ: dict[str, str]) -> dict[str, str]:
+    """The demo settings the user has not set (their own environment always wins)."""
+    root = repo_root()
+    path = root / DEMO_ENV_FILE
+    values = read_env_file(path, root) if path.exists() else {}
+    # where `make demo` serves a fake Meta Graph API (a port that is free now)
+    values["INTAKE_META_GRAPH_BASE_URL"] = f"http://127.0.0.1:{free_port()}/v21.0"
+    return {k: v for k, v in values.items() if k not in environ}
+
+
 def main() -> int:
     cli.up()
-    env = {"KAFKA_BOOTSTRAP_SERVERS": cli.broker().bootstrap_servers, "DATABASE_URL": cli.postgres().url}
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or cli.broker().bootstrap_servers,
+        "DATABASE_URL": os.environ.get("DATABASE_URL") or cli.postgres().url,
+    }
+    demo = demo_env(dict(os.environ))
+    env.update(demo)
     names = []
     for spec in SERVICES:
         if not _runnable(spec.module):
@@ -30,14 +71,40 @@ def main() -> int:
         else:
             names.append(spec.name)
     log_dir = state_dir() / "logs"
+    if demo:
+        print(f"demo settings from {DEMO_ENV_FILE}: {', '.join(sorted(demo))}")
     print(f"starting {', '.join(names)} (logs in {log_dir}) ...")
-    system = start_system(env, only=tuple(names), log_dir=log_dir)
+    # a SIGTERM (e.g. `kill` of `make run`) stops the services as cleanly as Ctrl-C
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    info_path = state_dir() / RUN_INFO_FILE
+    system = None
     try:
+        system = start_system(env, only=tuple(names), log_dir=log_dir)
+        effective = {**os.environ, **env}
+        info = {
+            "services": {name: svc.url for name, svc in system.services.items()},
+            "kafka_bootstrap_servers": env["KAFKA_BOOTSTRAP_SERVERS"],
+            **{key.lower(): effective.get(key) for key in (
+                "INTAKE_ADMIN_TOKEN", "INTAKE_GOOGLE_KEYS", "INTAKE_META_APP_SECRET",
+                "INTAKE_META_GRAPH_BASE_URL", "INTAKE_META_VERIFY_TOKEN")},
+        }
+        info_path.write_text(json.dumps(info, indent=2))
         print()
         for svc in system.services.values():
             print(f"  {svc.spec.name:<12} {svc.url}   (/docs, /healthz, /readyz, /metrics)")
+        if "insights" in system.services:
+            print(f"\n  insights page (funnel, SLA compliance, lead timelines): {system.url('insights')}/")
         print(f"\n  kafka        {env['KAFKA_BOOTSTRAP_SERVERS']}\n  postgres     {env['DATABASE_URL']}")
-        print("\nLeadBridge is running. Ctrl-C stops the services; `make down` stops Kafka and PostgreSQL.\n")
+        if effective.get("INTAKE_ADMIN_TOKEN"):
+            print(f"\n  intake admin token: {effective['INTAKE_ADMIN_TOKEN']}   (create an API key:)")
+            print(f"    curl -X POST {system.url('intake') if 'intake' in system.services else ''}/v1/admin/keys "
+                  f"-H 'Authorization: Bearer {effective['INTAKE_ADMIN_TOKEN']}' -H 'Content-Type: application/json' "
+                  """-d '{"source": "website"}'""")
+        for key in ("ROUTER_ROSTER_FILE", "SLA_POLICIES_FILE"):
+            if effective.get(key):
+                print(f"  {key}={effective[key]}")
+        print("\nLeadBridge is running. In another terminal: `make demo`. Ctrl-C stops the services; "
+              "`make down` stops Kafka and PostgreSQL.\n")
         while system.alive():
             time.sleep(0.5)
         dead = [n for n, s in system.services.items() if s.process.poll() is not None]
@@ -47,7 +114,10 @@ def main() -> int:
         print("\nstopping...")
         return 0
     finally:
-        system.stop()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        info_path.unlink(missing_ok=True)
+        if system is not None:
+            system.stop()
 
 
 if __name__ == "__main__":
