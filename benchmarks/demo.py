@@ -18,7 +18,6 @@ import hmac
 import json
 import os
 import socket
-import sys
 import threading
 import time
 import uuid
@@ -316,6 +315,11 @@ async def run(args: argparse.Namespace) -> int:
             say(f"{leads[lid]:<24} {getattr(s, 'score', '?'):>5} {getattr(s, 'grade', '?') or '':<5} "
                 f"{getattr(s, 'stage', '?'):<8} {who:<14} {(r.team or '-') if r else '-':<11} "
                 f"{(r.rule or '-') if r else '-':<16} {(r.reason if r else (s.reason if s else '')) or ''}"[:400])
+
+        capacity = [lid for lid in sales_ready if lid in routed and routed[lid].reason_code == "capacity"]
+        if capacity:
+            say(f"\n   {len(capacity)} sales-ready lead(s) went back to nurture for capacity: the demo roster's reps "
+                "have daily caps (services/router/roster.example.yaml), so repeated demos on one day fill them.")
 
         # 4. follow-ups: everything assigned is touched in time, except one lead
         assigned = [lid for lid in ids if lid in routed and routed[lid].outcome in ("assigned", "fallback_owner")]

@@ -107,8 +107,13 @@ def main() -> int:
               "`make down` stops Kafka and PostgreSQL.\n")
         while system.alive():
             time.sleep(0.5)
-        dead = [n for n, s in system.services.items() if s.process.poll() is not None]
-        print(f"error: {', '.join(dead)} exited (see {log_dir}); stopping the rest", file=sys.stderr)
+        time.sleep(1.0)  # a Ctrl-C reaches the services and this process at about the same time
+        dead = {n: s.process.poll() for n, s in system.services.items() if s.process.poll() is not None}
+        if all(code in (0, -signal.SIGINT, -signal.SIGTERM) for code in dead.values()):
+            print(f"\n{', '.join(dead)} stopped; stopping the rest...")
+            return 0
+        print(f"error: {', '.join(f'{n} (exit {c})' for n, c in dead.items())} exited (see {log_dir}); "
+              "stopping the rest", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\nstopping...")
