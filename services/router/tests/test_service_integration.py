@@ -75,11 +75,16 @@ async def test_caps_then_overflow_back_to_nurture(fresh_database_url, kafka_boot
         # sales sends one assigned lead back to nurture: its cap slot frees, the next MQL gets a rep
         back = next(e for e in events if e.outcome == "assigned")
         [extra] = lead_ids(1)
-        await publish(kafka_bootstrap, scored(back.lead_id, unique_name, stage=Stage.NURTURE, became_mql=False),
-                      scored(extra, unique_name))
+        await publish(kafka_bootstrap, scored(back.lead_id, unique_name, stage=Stage.NURTURE, became_mql=False))
+        # the two leads sit on different partitions: publish the next MQL only once the recycle is applied
+        for _ in range(300):
+            if (await client.get(f"/leads/{back.lead_id}")).json()["status"] == "recycled":
+                break
+            await asyncio.sleep(0.05)
+        assert (await client.get(f"/leads/{back.lead_id}")).json()["status"] == "recycled"
+        await publish(kafka_bootstrap, scored(extra, unique_name))
         [later] = [e.data for e in await routed(kafka_bootstrap, [extra], 1)]
         assert later.outcome == "assigned" and later.assignee_id == back.assignee_id
-        assert (await client.get(f"/leads/{back.lead_id}")).json()["status"] == "recycled"
 
 
 async def test_roster_api_validates_and_round_trips(fresh_database_url, kafka_bootstrap, unique_name):

@@ -8,11 +8,11 @@ from datetime import datetime, timedelta, timezone
 from importlib.resources import files
 from typing import Any, Literal
 
-from fastapi import FastAPI, HTTPException, Query, Response
-from fastapi.responses import HTMLResponse, JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi import FastAPI, HTTPException, Query
+from fastapi.responses import HTMLResponse
 
 from leadbridge_events.runtime import ServiceRuntime
+from leadbridge_events.http import add_operational_routes
 
 from . import store
 from .funnel import funnel
@@ -49,19 +49,7 @@ def create_app(settings: InsightsSettings | None = None, *, clock: Clock = _utcn
     app = FastAPI(title="LeadBridge insights", lifespan=lifespan)
     page = files("leadbridge_insights").joinpath("static/index.html").read_text(encoding="utf-8")
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz")
-    async def readyz() -> JSONResponse:
-        status = await app.state.runtime.ready()
-        ok = all(v == "ok" for v in status.values())
-        return JSONResponse(status, status_code=200 if ok else 503)
-
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    add_operational_routes(app, lambda: app.state.runtime)
 
     @app.get("/", response_class=HTMLResponse)
     async def index() -> HTMLResponse:

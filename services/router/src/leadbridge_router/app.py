@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from leadbridge_events.runtime import ServiceRuntime
+from leadbridge_events.http import add_operational_routes
 
 from . import db, handlers, roster_io, scheduler
 from .api import build_router
@@ -65,19 +65,6 @@ def create_app(settings: RouterSettings | None = None, **runner_options: Any) ->
     app = FastAPI(title="LeadBridge router", lifespan=lifespan)
     app.include_router(build_router(lambda: app.state.runtime.sessions(), lambda: handlers.clock()))
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz")
-    async def readyz(response: Response) -> dict[str, str]:
-        status = await app.state.runtime.ready()
-        if any(v != "ok" for v in status.values()):
-            response.status_code = 503
-        return status
-
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    add_operational_routes(app, lambda: app.state.runtime)
 
     return app

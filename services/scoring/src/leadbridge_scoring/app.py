@@ -6,10 +6,9 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from leadbridge_events.runtime import ServiceRuntime
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from leadbridge_events.http import add_operational_routes
 
 from . import store
 from .handlers import handlers_for
@@ -39,19 +38,7 @@ def create_app(settings: ScoringSettings | None = None, model: ScoringModel | No
     app = FastAPI(title="LeadBridge scoring", lifespan=lifespan)
     app.state.model = model
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz")
-    async def readyz() -> JSONResponse:
-        status = await app.state.runtime.ready()
-        ok = all(v == "ok" for v in status.values())
-        return JSONResponse(status, status_code=200 if ok else 503)
-
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    add_operational_routes(app, lambda: app.state.runtime)
 
     @app.get("/model")
     async def current_model() -> dict[str, Any]:

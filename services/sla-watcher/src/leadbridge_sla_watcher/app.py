@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
-from fastapi import FastAPI, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi import FastAPI
 
 from leadbridge_events.logs import configure_logging
 from leadbridge_events.runtime import ServiceRuntime
+from leadbridge_events.http import add_operational_routes
 
 from . import gauges, tables
 from .handlers import bind
@@ -74,20 +74,7 @@ def create_app(settings: WatcherSettings | None = None, **watcher_options: Any) 
 
     app = FastAPI(title="LeadBridge SLA watcher", lifespan=lifespan)
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz")
-    async def readyz(response: Response) -> dict[str, str]:
-        status = await app.state.watcher.runtime.ready()
-        if any(v != "ok" for v in status.values()):
-            response.status_code = 503
-        return status
-
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    add_operational_routes(app, lambda: app.state.watcher.runtime)
 
     return app
 
