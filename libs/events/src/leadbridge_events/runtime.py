@@ -13,6 +13,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import MetaData, Table, text
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from .admin import ensure_topics
 from .consumer import ConsumerRunner, Handler
 from .db import create_schema, make_engine, session_factory
+from .migrations import migrate
 from .outbox import OutboxRelay
 from .producer import EventProducer
 from .settings import BackboneSettings
@@ -38,6 +40,7 @@ class ServiceRuntime:
         handlers: Mapping[str, Handler] | None = None,
         group_id: str | None = None,
         engine: AsyncEngine | None = None,
+        migrations: Path | None = None,
         **runner_options: Any,
     ) -> None:
         self.name = name
@@ -52,12 +55,16 @@ class ServiceRuntime:
         self.producer = EventProducer(settings.kafka_bootstrap_servers, client_id=name)
         self.relay = OutboxRelay(self.engine, self.outbox, self.producer)
         self.runner: ConsumerRunner | None = None
+        self.migrations = migrations
         self._runner_options = runner_options
         self._tasks: list[asyncio.Task[None]] = []
         self.kafka_ready = asyncio.Event()
 
     async def start(self) -> None:
-        await create_schema(self.engine, self.metadata)
+        if self.migrations is not None and self.migrations.is_dir():
+            await migrate(self.engine, self.metadata, self.migrations)  # versioned schema changes (Alembic)
+        else:
+            await create_schema(self.engine, self.metadata)
         self._tasks.append(asyncio.create_task(self._kafka_side(), name=f"{self.name}-kafka"))
 
     async def _kafka_side(self) -> None:

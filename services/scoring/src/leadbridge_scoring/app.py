@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from leadbridge_events.runtime import ServiceRuntime
 from leadbridge_events.http import add_operational_routes
+from leadbridge_events.migrations import migrations_dir
 
 from . import store
 from .handlers import handlers_for
@@ -20,7 +21,8 @@ from .settings import ScoringSettings
 def build_runtime(settings: ScoringSettings, model: ScoringModel, *, group_id: str | None = None,
                   **runner_options: Any) -> ServiceRuntime:
     return ServiceRuntime(name="scoring", settings=settings, metadata=store.metadata, handlers=handlers_for(model),
-                          group_id=group_id or settings.group_id, **runner_options)
+                          group_id=group_id or settings.group_id, migrations=migrations_dir("leadbridge_scoring"),
+                          **runner_options)
 
 
 def create_app(settings: ScoringSettings | None = None, model: ScoringModel | None = None) -> FastAPI:

@@ -1,0 +1,1 @@
+"""Alembic revisions of the scoring schema (`leadbridge-migrations revision scoring -m ...`)."""
