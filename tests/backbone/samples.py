@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from leadbridge_events.contracts import (Bant, Contact, EventData, FollowUpLogged, LeadActivityRecorded, LeadCaptured,
-                                         LeadProfile, LeadRouted, LeadScored, MatchedRule, SlaAtRisk, SlaBreached)
+                                         LeadProfile, LeadRouted, LeadScored, MatchedRule, SlaAtRisk, SlaBreached,
+                                         SlaDeadline, SlaDeadlineMet, SlaDeadlinesSet)
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=timezone.utc)
 
@@ -37,4 +38,12 @@ def samples(lead_id: str) -> list[EventData]:
         SlaBreached(lead_id=lead_id, deadline_id="d-1", policy="first-touch-15m", kind="first_touch",
                     assignee_id="rep-7", team="dach", due_at=NOW + timedelta(minutes=15),
                     fired_at=NOW + timedelta(minutes=15, seconds=1)),
+        SlaDeadlinesSet(lead_id=lead_id, routing_attempt=2, assignee_id="rep-7", team="dach",
+                        policy="first-touch-15m", set_at=NOW,
+                        deadlines=[SlaDeadline(deadline_id="d-2", kind="first_touch",
+                                               due_at=NOW + timedelta(minutes=15),
+                                               at_risk_at=NOW + timedelta(minutes=11))],
+                        superseded_deadline_ids=["d-1"]),
+        SlaDeadlineMet(lead_id=lead_id, deadline_id="d-2", kind="first_touch", met_at=NOW + timedelta(minutes=5),
+                       due_at=NOW + timedelta(minutes=15), routing_attempt=2),
     ]

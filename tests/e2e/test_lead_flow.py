@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from leadbridge_devstack.kafka import KafkaBroker, MissingJavaError
 from leadbridge_devstack.ports import free_port
 from leadbridge_devstack.system import SERVICES, start_system
 from leadbridge_events.testing import collect_events
@@ -25,7 +26,25 @@ ADMIN_TOKEN = "e2e-admin-token"
 
 
 @pytest.fixture(scope="module")
-def system(stack, tmp_path_factory):
+def e2e_bootstrap(stack):
+    """A broker of the end-to-end tests' own: the services' fresh consumer groups read their topics from the
+    beginning, and on a shared broker that would be every earlier test's events too."""
+    try:
+        broker = KafkaBroker.throwaway()
+    except MissingJavaError:
+        yield stack.bootstrap_servers
+        return
+    yield broker.bootstrap_servers
+    broker.remove()
+
+
+@pytest.fixture
+def kafka_bootstrap(e2e_bootstrap):
+    return e2e_bootstrap
+
+
+@pytest.fixture(scope="module")
+def system(stack, e2e_bootstrap, tmp_path_factory):
     import asyncpg
 
     name = f"e2e_{uuid.uuid4().hex[:8]}"
@@ -41,7 +60,7 @@ def system(stack, tmp_path_factory):
     asyncio.run(sql(f'CREATE DATABASE "{name}"'))
     suffix = uuid.uuid4().hex[:6]
     env = {
-        "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap_servers,
+        "KAFKA_BOOTSTRAP_SERVERS": e2e_bootstrap,
         "DATABASE_URL": stack.database_url.rpartition("/")[0] + f"/{name}",
         "INTAKE_ADMIN_TOKEN": ADMIN_TOKEN,
         "ROUTER_ROSTER_FILE": str(HERE / "roster.yaml"),

@@ -12,7 +12,8 @@ from types import SimpleNamespace
 import pytest
 
 from leadbridge_events.contracts import (Bant, FollowUpLogged, LeadActivityRecorded, LeadCaptured, LeadProfile,
-                                         LeadRouted, LeadScored, MatchedRule, SlaAtRisk, SlaBreached)
+                                         LeadRouted, LeadScored, MatchedRule, SlaAtRisk, SlaBreached, SlaDeadline,
+                                         SlaDeadlineMet, SlaDeadlinesSet)
 from leadbridge_events.envelope import Envelope
 from leadbridge_events.producer import EventProducer
 from leadbridge_events.runtime import ServiceRuntime
@@ -70,8 +71,9 @@ class Story:
 
     campaign: str
     team: str
-    won: str          # MQL, routed, touched in time, accepted, qualified, won
-    rejected: str     # MQL, routed, first touch late (at risk, breached), rejected: no budget, back to nurture
+    won: str          # MQL, routed (deadlines set), touched in time (deadline met), accepted, qualified, won
+    rejected: str     # MQL, routed (deadlines set), first touch late (at risk, breached, met late), rejected:
+    #                   no budget, back to nurture
     limbo: str        # MQL two hours ago, never routed
     nurture: str      # scored below the MQL threshold
     test: str         # a platform test lead: never in the funnel
@@ -115,17 +117,26 @@ async def publish_story(producer: EventProducer, tag: str) -> Story:
     at = t()
     add(s.won, LeadActivityRecorded(lead_id=s.won, activity_id="a1", occurred_at=at, kind="download",
                                     asset="pricing.pdf"), at)
+    routings = []
     for lead, rep in ((s.won, f"{tag}-rep-1"), (s.rejected, f"{tag}-rep-2"), (s.test, f"{tag}-rep-1")):
         at = t()
+        routings.append((lead, rep, at))
         add(lead, LeadRouted(lead_id=lead, routed_at=at, assignee_id=rep, team=s.team, rule="emea-demo",
                              reason="demo request from DE; least loaded rep", sla_policy="hot-15m"), at)
     due = t() + timedelta(minutes=15)
+    for lead, rep, at in routings[:2]:  # as the SLA watcher announces them (one second later: a stable order)
+        add(lead, SlaDeadlinesSet(lead_id=lead, assignee_id=rep, team=s.team, policy="hot-15m", set_at=at, deadlines=[
+            SlaDeadline(deadline_id=f"ft-{lead}", kind="first_touch", due_at=due, at_risk_at=due - timedelta(minutes=4))
+        ]), at + timedelta(seconds=1))
 
     def follow_up(lead: str, fid: str, touch: str, at: datetime, **kw) -> None:
         add(lead, FollowUpLogged(lead_id=lead, follow_up_id=fid, touch_type=touch, actor="rep", occurred_at=at,
                                  logged_at=at, **kw), at)
 
-    follow_up(s.won, "f1", "call", t(), outcome="connected")
+    at = t()
+    follow_up(s.won, "f1", "call", at, outcome="connected")
+    add(s.won, SlaDeadlineMet(lead_id=s.won, deadline_id=f"ft-{s.won}", kind="first_touch", met_at=at, due_at=due),
+        at + timedelta(seconds=1))
     follow_up(s.won, "f2", "note", t(), outcome="accepted")
     at = due - timedelta(minutes=4)
     add(s.rejected, SlaAtRisk(lead_id=s.rejected, deadline_id="d1", policy="hot-15m", kind="first_touch",
@@ -135,6 +146,9 @@ async def publish_story(producer: EventProducer, tag: str) -> Story:
     follow_up(s.won, "f3", "meeting", due + timedelta(minutes=1), outcome="qualified",
               bant=Bant(budget=True, authority=True, need=True, timing=True))
     follow_up(s.rejected, "f4", "call", due + timedelta(minutes=2), outcome="rejected", reason="no budget")
+    add(s.rejected, SlaDeadlineMet(lead_id=s.rejected, deadline_id=f"ft-{s.rejected}", kind="first_touch",
+                                   met_at=due + timedelta(minutes=2), late=True, due_at=due),
+        due + timedelta(minutes=2, seconds=1))
     at = due + timedelta(minutes=3)
     add(s.rejected, LeadScored(lead_id=s.rejected, scored_at=at, score=75, grade="A", stage="nurture",
                                previous_stage="mql", reason="sales rejected: no budget", model_version="v-test"), at)

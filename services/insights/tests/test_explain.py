@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from leadbridge_events.contracts import (Bant, Contact, FollowUpLogged, LeadActivityRecorded, LeadCaptured,
-                                         LeadProfile, LeadRouted, LeadScored, MatchedRule, SlaAtRisk, SlaBreached)
+                                         LeadProfile, LeadRouted, LeadScored, MatchedRule, SlaAtRisk, SlaBreached,
+                                         SlaDeadline, SlaDeadlineMet, SlaDeadlinesSet)
 
 from leadbridge_insights.explain import explain
 
@@ -87,3 +88,27 @@ def test_sla_deadlines_at_risk_and_breached():
     breach = explain(SlaBreached(lead_id="l1", deadline_id="d", policy="hot-15m", kind="cadence", due_at=due,
                                  fired_at=T, escalate=False))
     assert breach == "Follow-up cadence SLA breached: was due 2025-03-04 09:45 UTC (policy hot-15m); not escalated"
+
+
+def test_deadlines_set_says_what_is_due_when_for_whom_under_which_policy():
+    due = datetime(2025, 3, 4, 10, 15, tzinfo=timezone.utc)
+    first = SlaDeadline(deadline_id="d1", kind="first_touch", due_at=due, at_risk_at=due.replace(minute=11))
+    text = explain(SlaDeadlinesSet(lead_id="l1", assignee_id="anna", team="emea", policy="standard", set_at=T,
+                                   deadlines=[first]))
+    assert text == "First touch due 2025-03-04 10:15 UTC (at risk 10:11) for anna (team emea) under policy standard"
+    cadence = SlaDeadline(deadline_id="d2", kind="cadence", due_at=datetime(2025, 3, 9, 10, 0, tzinfo=timezone.utc))
+    rerouted = explain(SlaDeadlinesSet(lead_id="l1", assignee_id="ben", policy="standard", routing_attempt=2,
+                                       deadlines=[first, cadence], superseded_deadline_ids=["d0", "d00"]))
+    assert rerouted == ("First touch due 2025-03-04 10:15 UTC (at risk 10:11); follow-up cadence due "
+                        "2025-03-09 10:00 UTC for ben under policy standard; re-route #2; replaces 2 earlier deadlines")
+    stopped = explain(SlaDeadlinesSet(lead_id="l1", policy="standard", superseded_deadline_ids=["d1"]))
+    assert stopped == "SLA clock stopped: 1 deadline of the previous assignment no longer count (policy standard)"
+
+
+def test_deadline_met_in_time_or_late():
+    due = datetime(2025, 3, 4, 10, 15, tzinfo=timezone.utc)
+    met = explain(SlaDeadlineMet(lead_id="l1", deadline_id="d1", kind="first_touch", met_at=T, due_at=due))
+    assert met == "First-touch SLA met: touched 2025-03-04 09:30 UTC, due 10:15"
+    late = explain(SlaDeadlineMet(lead_id="l1", deadline_id="d1", kind="disposition", late=True,
+                                  met_at=due.replace(day=5), due_at=due))
+    assert late == "Disposition SLA met late: touched 2025-03-05 10:15 UTC, was due 2025-03-04 10:15 UTC"

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from leadbridge_events.contracts import (FollowUpLogged, LeadCaptured, LeadProfile, LeadRouted, LeadScored,
-                                         SlaAtRisk, SlaBreached)
+                                         SlaAtRisk, SlaBreached, SlaDeadline, SlaDeadlineMet, SlaDeadlinesSet)
 
 from leadbridge_insights.facts import LeadFacts, apply_event
 from leadbridge_insights.funnel import funnel, in_limbo, touch_bucket
@@ -47,11 +47,22 @@ def breach(lead, due_minute=15, kind="first_touch"):
                        fired_at=at(due_minute))
 
 
+def deadlines_set(lead, due_minute=15, minute=2, attempt=1):
+    return SlaDeadlinesSet(lead_id=lead, policy="p", set_at=at(minute), routing_attempt=attempt, deadlines=[
+        SlaDeadline(deadline_id=f"d{attempt}", kind="first_touch", due_at=at(due_minute)),
+        SlaDeadline(deadline_id=f"c{attempt}", kind="cadence", due_at=at(due_minute + 600))])
+
+
+def met(lead, minute, late=False, due_minute=15, attempt=1, kind="first_touch"):
+    return SlaDeadlineMet(lead_id=lead, deadline_id=f"d{attempt}", kind=kind, met_at=at(minute), late=late,
+                          due_at=at(due_minute), routing_attempt=attempt)
+
+
 def fold(lead, *events) -> LeadFacts:
     facts = LeadFacts(lead_id=lead)
     for data in events:
-        time = next(getattr(data, a) for a in ("captured_at", "scored_at", "routed_at", "occurred_at", "fired_at")
-                    if hasattr(data, a))
+        time = next(getattr(data, a) for a in ("captured_at", "scored_at", "routed_at", "occurred_at", "fired_at",
+                                               "set_at", "met_at") if hasattr(data, a))
         facts = apply_event(facts, data, time)
     return facts
 
@@ -88,6 +99,34 @@ def test_first_touch_after_the_deadline_is_not_within_sla():
     assert not untouched.first_touch_within_sla
     cadence_breach = fold("a", captured("a"), routed("a"), touch("a", "t1"), breach("a", 60, kind="cadence"))
     assert cadence_breach.first_touch_within_sla and cadence_breach.sla_breached
+
+
+def test_deadlines_set_gives_the_first_touch_deadline_before_any_warning():
+    late = fold("a", captured("a"), routed("a"), deadlines_set("a", due_minute=15), touch("a", "t1", minute=16))
+    assert late.first_touch_due_at == at(15) and not late.first_touch_within_sla  # no at-risk, no breach needed
+    in_time = fold("a", captured("a"), routed("a"), deadlines_set("a", due_minute=15), touch("a", "t1", minute=14))
+    assert in_time.first_touch_within_sla
+    assert LeadFacts.from_json(late.to_json()) == late
+
+
+def test_the_watchers_met_verdict_wins_over_inference():
+    # re-routed after rep-1 missed it; rep-2 touched within the new deadline: the watcher says met in time
+    rerouted = fold("a", captured("a"), routed("a"), deadlines_set("a"), breach("a"),
+                    deadlines_set("a", due_minute=45, minute=20, attempt=2), touch("a", "t1", minute=30),
+                    met("a", 30, due_minute=45, attempt=2))
+    assert rerouted.first_touch_due_at == at(15) and rerouted.first_touch_within_sla and rerouted.sla_breached
+    late = fold("a", captured("a"), routed("a"), met("a", 20, late=True))
+    assert not late.first_touch_within_sla and late.first_touch_met_late
+    assert fold("a", met("a", 5, kind="disposition")).first_touch_met_at is None  # only first touch counts
+    assert LeadFacts.from_json(late.to_json()) == late
+
+
+def test_the_earliest_met_first_touch_decides_in_any_order():
+    events = [captured("a"), routed("a"), deadlines_set("a"), met("a", 20, late=True),
+              deadlines_set("a", due_minute=90, minute=60, attempt=2), met("a", 70, due_minute=90, attempt=2)]
+    results = {fold("a", *perm) for perm in itertools.permutations(events)}
+    (only,) = results
+    assert only.first_touch_met_at == at(20) and not only.first_touch_within_sla
 
 
 def test_capture_attribution_wins_over_later_snapshots():

@@ -42,18 +42,22 @@ async def test_timeline_and_funnel_from_events_on_the_real_topics(settings, prod
 
             timeline = await own_timeline(story.won)
             assert [e["type"] for e in timeline] == [
-                "lead-captured", "lead-scored", "lead-activity-recorded", "lead-routed", "follow-up-logged",
-                "follow-up-logged", "follow-up-logged", "follow-up-logged"]
+                "lead-captured", "lead-scored", "lead-activity-recorded", "lead-routed", "sla-deadlines-set",
+                "follow-up-logged", "sla-deadline-met", "follow-up-logged", "follow-up-logged", "follow-up-logged"]
             lines = [e["explanation"] for e in timeline]
             assert lines[0].startswith("Captured (source google, channel paid")
             assert "Scored 75 (grade A)" in lines[1] and "demo-request +30 (asked for a demo)" in lines[1]
             assert "by rule emea-demo: demo request from DE; least loaded rep; SLA policy hot-15m" in lines[3]
+            assert lines[4].startswith("First touch due ") and " UTC (at risk " in lines[4]
+            assert lines[4].endswith(f"for {unique_name}-rep-1 (team {story.team}) under policy hot-15m")
+            assert lines[6].startswith("First-touch SLA met: touched ")
             assert lines[-1] == "Email by rep: won (amount 12000)"
 
             rejected = [e["explanation"] for e in await own_timeline(story.rejected)]
             assert any(x.startswith("First-touch SLA at risk: due") for x in rejected)
             assert any(x.startswith("First-touch SLA breached") for x in rejected)
             assert "Call by rep: rejected (no budget)" in rejected
+            assert any(x.startswith("First-touch SLA met late: touched ") for x in rejected)
             assert rejected[-1].endswith("(was MQL); reason: sales rejected: no budget [model v-test]")
 
             assert (await client.get(f"/v1/leads/{unique_name}-nobody/timeline")).status_code == 404

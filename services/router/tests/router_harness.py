@@ -10,7 +10,9 @@ from typing import Any
 
 import httpx
 
-from leadbridge_events import Envelope, LeadProfile, LeadScored, SlaBreached, SlaKind, Stage
+from leadbridge_events import (Envelope, FollowUpLogged, LeadProfile, LeadScored, SlaBreached, SlaKind, Stage,
+                               TouchType)
+from leadbridge_events.contracts import FollowUpOutcome
 from leadbridge_events.producer import EventProducer
 from leadbridge_events.testing import collect_events
 from leadbridge_router.app import create_app
@@ -19,15 +21,16 @@ from leadbridge_router.settings import RouterSettings
 NOW = lambda: datetime.now(timezone.utc)  # noqa: E731
 
 
-def always_on_roster(caps: dict[str, int | None], tag: str, *, overflow: dict | None = None) -> dict[str, Any]:
+def always_on_roster(caps: dict[str, int | None], tag: str, *, overflow: dict | None = None,
+                     cap: str = "daily_cap") -> dict[str, Any]:
     """Reps with caps in pool 'inbound', for this test's leads only (segment = ``tag``). The topics are
     shared with other tests running at the same time: their leads go to an uncapped 'others' pool, so
-    they never use up this test's caps."""
+    they never use up this test's caps. ``cap``: which cap the numbers set (daily_cap, weekly_cap, max_open)."""
     return {
         "teams": [{"id": "inbound", "overflow": overflow or {"kind": "nurture"}, "sla_policy": "standard"},
                   {"id": "others", "overflow": {"kind": "nurture"}}],
-        "reps": [{"id": rep, "team": "inbound", "daily_cap": cap, "timezone": "Europe/Berlin"}
-                 for rep, cap in caps.items()] + [{"id": "someone-else", "team": "others"}],
+        "reps": [{"id": rep, "team": "inbound", cap: n, "timezone": "Europe/Berlin"}
+                 for rep, n in caps.items()] + [{"id": "someone-else", "team": "others"}],
         "rules": [{"id": "this-test", "pool": "inbound", "when": {"segments": [tag]}}],
         "fallback_pool": "others",
     }
@@ -63,6 +66,26 @@ def breached(lead_id: str, assignee: str, attempt: int) -> Envelope[Any]:
                        kind=SlaKind.FIRST_TOUCH, assignee_id=assignee, due_at=NOW(), fired_at=NOW(),
                        routing_attempt=attempt)
     return Envelope.of(data, source="sla-watcher", lead_id=lead_id)
+
+
+def follow_up(lead_id: str, outcome: FollowUpOutcome, actor: str | None = None) -> Envelope[Any]:
+    data = FollowUpLogged(lead_id=lead_id, follow_up_id=f"f-{uuid.uuid4().hex[:8]}", touch_type=TouchType.CALL,
+                          actor=actor, occurred_at=NOW(), logged_at=NOW(), outcome=outcome)
+    return Envelope.of(data, source="crm", lead_id=lead_id)
+
+
+async def lead_status(client: httpx.AsyncClient, lead_id: str, until: Any = None, tries: int = 300) -> dict[str, Any]:
+    """GET /leads/{id}, polled until ``until(body)`` holds (state the next event depends on is applied)."""
+    import asyncio
+
+    body: dict[str, Any] = {}
+    for _ in range(tries):
+        resp = await client.get(f"/leads/{lead_id}")
+        body = resp.json() if resp.status_code == 200 else {}
+        if body and (until is None or until(body)):
+            return body
+        await asyncio.sleep(0.05)
+    return body
 
 
 async def publish(kafka: str, *events: Envelope[Any]) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from leadbridge_events.producer import EventProducer
 from leadbridge_events.testing import collect_events
-from leadbridge_events.topics import SLA_AT_RISK, SLA_BREACHED
+from leadbridge_events.topics import SLA_AT_RISK, SLA_BREACHED, SLA_DEADLINES
 
 from leadbridge_sla_watcher import tables
 from leadbridge_sla_watcher.app import Watcher
@@ -56,8 +56,9 @@ async def rows(watcher, table, **where):
 
 
 async def fired_types(watcher, lead_id):
+    """The at-risk and breach events the timer fired for the lead (not the deadline announcements)."""
     return sorted(r["headers"]["ce_type"].removeprefix("io.leadbridge.")
-                  for r in await rows(watcher, tables.outbox, key=lead_id))
+                  for r in await rows(watcher, tables.outbox, key=lead_id) if r["topic"] != SLA_DEADLINES.name)
 
 
 async def test_breach_fires_and_touch_in_time_prevents_it(settings, kafka_bootstrap, unique_name):
@@ -140,7 +141,33 @@ async def test_two_replicas_fire_each_deadline_once(settings, kafka_bootstrap, u
         events = await collect_events(kafka_bootstrap, [SLA_BREACHED.name], lead_ids=leads, count=30, timeout=30)
         assert {e.data.lead_id for e in events} == set(leads)
         # (other tests' routings on the shared topic fire too: count only ours)
-        outbox = [r for r in await rows(a, tables.outbox) if r["key"] in set(leads)]
+        outbox = [r for r in await rows(a, tables.outbox, topic=SLA_BREACHED.name) if r["key"] in set(leads)]
         assert len(outbox) == len({r["event_id"] for r in outbox}) == 30
     finally:
         await asyncio.gather(a.stop(), b.stop())
+
+
+async def test_deadlines_set_superseded_and_met_are_announced(settings, kafka_bootstrap, unique_name):
+    watcher = await start(settings, unique_name, fast_config(600.0, at_risk=0.75))
+    try:
+        lead = new_lead_id()
+        await send(kafka_bootstrap, routed(lead))
+        (first,) = await collect_events(kafka_bootstrap, [SLA_DEADLINES.name], lead_ids=[lead], count=1, timeout=30)
+        assert first.type == "sla-deadlines-set" and first.source == "sla-watcher"
+        (d1,) = first.data.deadlines
+        assert (first.data.assignee_id, first.data.team, first.data.policy, first.data.routing_attempt) == (
+            "rep-1", "smb", "standard", 1)
+        assert d1.kind == "first_touch" and d1.at_risk_at < d1.due_at
+        await send(kafka_bootstrap, routed(lead, attempt=2, assignee="rep-2"))
+        await collect_events(kafka_bootstrap, [SLA_DEADLINES.name], lead_ids=[lead], count=2, timeout=30)
+        await send(kafka_bootstrap, touched(lead))  # after the re-route: it meets the new deadline
+        events = await collect_events(kafka_bootstrap, [SLA_DEADLINES.name], lead_ids=[lead], count=3, timeout=30)
+        assert len(events) == 3
+        by_type = {e.type: e for e in events if e.id != first.id}
+        again = by_type["sla-deadlines-set"]
+        assert again.data.superseded_deadline_ids == [d1.deadline_id] and again.data.assignee_id == "rep-2"
+        met = by_type["sla-deadline-met"]
+        assert met.data.deadline_id == again.data.deadlines[0].deadline_id and met.data.late is False
+        assert met.data.kind == "first_touch" and met.data.routing_attempt == 2
+    finally:
+        await watcher.stop()

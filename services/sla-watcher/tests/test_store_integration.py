@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -11,6 +12,7 @@ from sqlalchemy import func, select
 from leadbridge_events.consumer import HandlerContext
 from leadbridge_events.contracts import SlaKind
 from leadbridge_events.db import create_schema, make_engine, session_factory
+from leadbridge_events.topics import SLA_BREACHED
 
 from leadbridge_sla_watcher import tables
 from leadbridge_sla_watcher.deadlines import Status
@@ -52,6 +54,15 @@ async def outbox_types(sessions, lead_id):
         return [r.headers["ce_type"].removeprefix("io.leadbridge.") for r in rows]
 
 
+async def outbox_data(sessions, lead_id, event_type):
+    """The data of the latest outbox event of this type for the lead."""
+    async with sessions() as s:
+        rows = (await s.execute(select(tables.outbox).where(tables.outbox.c.key == lead_id)
+                                .order_by(tables.outbox.c.id))).all()
+    values = [r.value for r in rows if r.headers["ce_type"] == f"io.leadbridge.{event_type}"]
+    return json.loads(values[-1])
+
+
 def clock_at(t):
     return lambda: t
 
@@ -65,7 +76,7 @@ async def test_route_then_timer_fires_at_risk_then_breach_once(db):
     assert d["kind"] == SlaKind.FIRST_TOUCH and d["next_fire_at"] == T0 + timedelta(seconds=30)
     for t, expected in ((29, 0), (31, 1), (40, 0), (61, 1), (120, 0)):
         assert await TimerLoop(sessions, tables.outbox, clock=clock_at(T0 + timedelta(seconds=t))).fire_due() == expected
-    assert await outbox_types(sessions, lead) == ["sla-at-risk", "sla-breached"]
+    assert await outbox_types(sessions, lead) == ["sla-deadlines-set", "sla-at-risk", "sla-breached"]
     (d,) = await deadlines_of(sessions, lead)
     assert d["status"] == Status.BREACHED and d["next_fire_at"] is None
 
@@ -78,13 +89,16 @@ async def test_touch_in_time_prevents_breach_and_late_report_is_recorded_not_ret
     await handle(sessions, config, routed(late, at=T0))
     await handle(sessions, config, touched(kept, at=T0 + timedelta(seconds=20)))
     assert await TimerLoop(sessions, tables.outbox, clock=clock_at(T0 + timedelta(minutes=5))).fire_due() == 1
-    assert await outbox_types(sessions, kept) == []
+    assert await outbox_types(sessions, kept) == ["sla-deadlines-set", "sla-deadline-met"]  # never fired
     assert (await deadlines_of(sessions, kept))[0]["status"] == Status.MET
     # the CRM reports a call that happened in time, after the breach was emitted
     await handle(sessions, config, touched(late, at=T0 + timedelta(seconds=50)))
     (d,) = await deadlines_of(sessions, late)
     assert d["status"] == Status.MET and d["breach_fired_at"] is not None
-    assert await outbox_types(sessions, late) == ["sla-breached"]
+    # the breach stays; the deadline is announced met, in time (the call happened before it was due)
+    assert await outbox_types(sessions, late) == ["sla-deadlines-set", "sla-breached", "sla-deadline-met"]
+    met = await outbox_data(sessions, late, "sla-deadline-met")
+    assert met["late"] is False and met["deadline_id"] == d["id"]
 
 
 async def test_touch_before_lead_is_known_is_kept_and_applied(db):
@@ -95,6 +109,7 @@ async def test_touch_before_lead_is_known_is_kept_and_applied(db):
     await handle(sessions, config, routed(lead, at=T0))
     (d,) = await deadlines_of(sessions, lead)
     assert d["status"] == Status.MET and d["met_at"] == T0 + timedelta(seconds=10)
+    assert await outbox_types(sessions, lead) == ["sla-deadlines-set", "sla-deadline-met"]
 
 
 async def test_reroute_restarts_clock_and_stale_route_is_ignored(db):
@@ -107,6 +122,10 @@ async def test_reroute_restarts_clock_and_stale_route_is_ignored(db):
     first, second = await deadlines_of(sessions, lead)
     assert first["status"] == Status.SUPERSEDED and first["next_fire_at"] is None
     assert second["assignee_id"] == "rep-2" and second["due_at"] == T0 + timedelta(seconds=90)
+    assert await outbox_types(sessions, lead) == ["sla-deadlines-set", "sla-deadlines-set"]  # not the stale one
+    announced = await outbox_data(sessions, lead, "sla-deadlines-set")  # the latest
+    assert announced["superseded_deadline_ids"] == [first["id"]] and announced["routing_attempt"] == 2
+    assert [x["deadline_id"] for x in announced["deadlines"]] == [second["id"]]
     assert await TimerLoop(sessions, tables.outbox, clock=clock_at(T0 + timedelta(seconds=80))).fire_due() == 0
     assert await TimerLoop(sessions, tables.outbox, clock=clock_at(T0 + timedelta(seconds=95))).fire_due() == 1
 
@@ -133,7 +152,7 @@ async def test_two_timer_replicas_never_double_fire(db, fresh_database_url):
     assert a.fired + b.fired == 300
     async with sessions() as s:
         total, distinct = (await s.execute(select(func.count(), func.count(func.distinct(tables.outbox.c.event_id)))
-                                           .select_from(tables.outbox))).one()
+                                           .where(tables.outbox.c.topic == SLA_BREACHED.name))).one()
     assert total == distinct == 300
 
 

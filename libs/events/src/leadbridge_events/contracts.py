@@ -245,9 +245,52 @@ class SlaBreached(EventData):
     escalate: bool = Field(default=True, description="Whether the policy asks the router to re-assign.")
 
 
+class SlaDeadline(BaseModel):
+    """One follow-up deadline the SLA watcher started."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    deadline_id: str
+    kind: SlaKind
+    due_at: datetime
+    at_risk_at: datetime | None = Field(default=None, description="When an at-risk warning fires, if it does.")
+
+
+class SlaDeadlinesSet(EventData):
+    """A routing started the clock: the deadlines the assignee now owes, and those it superseded (re-route)."""
+
+    event_type: ClassVar[str] = "sla-deadlines-set"
+
+    lead_id: str
+    routing_attempt: int = 1
+    assignee_id: str | None = None
+    team: str | None = None
+    policy: str
+    set_at: datetime | None = Field(default=None, description="When the routing started the clock.")
+    deadlines: list[SlaDeadline] = Field(default_factory=list)
+    superseded_deadline_ids: list[str] = Field(
+        default_factory=list, description="Live deadlines of the previous attempt that no longer count."
+    )
+
+
+class SlaDeadlineMet(EventData):
+    """A touch met a first-touch deadline (``late``: it happened after the deadline was due)."""
+
+    event_type: ClassVar[str] = "sla-deadline-met"
+
+    lead_id: str
+    deadline_id: str
+    kind: SlaKind
+    met_at: datetime = Field(description="When the touch that met it occurred.")
+    late: bool = False
+    due_at: datetime | None = None
+    routing_attempt: int = 1
+
+
 EVENT_MODELS: dict[tuple[str, int], type[EventData]] = {
     (m.event_type, m.schema_version): m
-    for m in (LeadCaptured, LeadActivityRecorded, LeadScored, LeadRouted, FollowUpLogged, SlaAtRisk, SlaBreached)
+    for m in (LeadCaptured, LeadActivityRecorded, LeadScored, LeadRouted, FollowUpLogged, SlaAtRisk, SlaBreached,
+              SlaDeadlinesSet, SlaDeadlineMet)
 }
 
 

@@ -36,8 +36,14 @@ FOLLOW_UP_LOGGED = Topic(
 )
 SLA_AT_RISK = Topic("sla-at-risk", ("sla-at-risk",), description="Deadlines close to breach (emitted by sla-watcher).")
 SLA_BREACHED = Topic("sla-breached", ("sla-breached",), description="Missed deadlines (emitted by sla-watcher).")
+SLA_DEADLINES = Topic(
+    "sla-deadlines",
+    ("sla-deadlines-set", "sla-deadline-met"),
+    description="Deadlines started or superseded by a routing, and first-touch deadlines met (emitted by sla-watcher).",
+)
 
-ALL_TOPICS: tuple[Topic, ...] = (LEAD_CAPTURED, LEAD_SCORED, LEAD_ROUTED, FOLLOW_UP_LOGGED, SLA_AT_RISK, SLA_BREACHED)
+ALL_TOPICS: tuple[Topic, ...] = (LEAD_CAPTURED, LEAD_SCORED, LEAD_ROUTED, FOLLOW_UP_LOGGED, SLA_AT_RISK, SLA_BREACHED,
+                                 SLA_DEADLINES)
 
 _BY_EVENT_TYPE = {t: topic for topic in ALL_TOPICS for t in topic.event_types}
 

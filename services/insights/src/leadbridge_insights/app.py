@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse
 
 from leadbridge_events.runtime import ServiceRuntime
 from leadbridge_events.http import add_operational_routes
+from leadbridge_events.migrations import migrations_dir
 
 from . import store
 from .funnel import funnel
@@ -32,7 +33,8 @@ def _aware(value: datetime | None) -> datetime | None:
 
 def build_runtime(settings: InsightsSettings, *, group_id: str | None = None, **runner_options: Any) -> ServiceRuntime:
     return ServiceRuntime(name="insights", settings=settings, metadata=store.metadata, handlers=HANDLERS,
-                          group_id=group_id or settings.group_id, **runner_options)
+                          group_id=group_id or settings.group_id, migrations=migrations_dir("leadbridge_insights"),
+                          **runner_options)
 
 
 def create_app(settings: InsightsSettings | None = None, *, clock: Clock = _utcnow, group_id: str | None = None,

@@ -11,10 +11,13 @@ from datetime import datetime, timezone
 from typing import Any
 
 from leadbridge_events.contracts import (EventData, FollowUpLogged, LeadActivityRecorded, LeadCaptured,
-                                         LeadProfile, LeadRouted, LeadScored, SlaAtRisk, SlaBreached, SlaKind)
+                                         LeadProfile, LeadRouted, LeadScored, SlaAtRisk, SlaBreached, SlaDeadline,
+                                         SlaDeadlineMet, SlaDeadlinesSet, SlaKind)
 
 _SLA_KIND = {SlaKind.FIRST_TOUCH: "First-touch", SlaKind.CADENCE: "Follow-up cadence",
              SlaKind.DISPOSITION: "Disposition"}
+_DEADLINE = {SlaKind.FIRST_TOUCH: "first touch", SlaKind.CADENCE: "follow-up cadence",
+             SlaKind.DISPOSITION: "disposition"}
 
 
 def _num(value: float) -> str:
@@ -27,6 +30,12 @@ def _signed(value: float) -> str:
 
 def _when(value: datetime) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _clock(value: datetime, since: datetime) -> str:
+    """The time of day when on the same UTC day as ``since`` (then the date is already said), else date and time."""
+    utc, ref = value.astimezone(timezone.utc), since.astimezone(timezone.utc)
+    return utc.strftime("%H:%M") if utc.date() == ref.date() else _when(value)
 
 
 def _parts(**fields: Any) -> str:
@@ -118,6 +127,35 @@ def explain_breached(d: SlaBreached) -> str:
     return text + ("; escalated for re-assignment" if d.escalate else "; not escalated")
 
 
+def _deadline(d: SlaDeadline) -> str:
+    text = f"{_DEADLINE[d.kind]} due {_when(d.due_at)}"
+    return text + (f" (at risk {_clock(d.at_risk_at, d.due_at)})" if d.at_risk_at is not None else "")
+
+
+def explain_deadlines_set(d: SlaDeadlinesSet) -> str:
+    who = d.assignee_id or "nobody"
+    where = f" (team {d.team})" if d.team else ""
+    replaced = len(d.superseded_deadline_ids)
+    if not d.deadlines:
+        return (f"SLA clock stopped: {replaced} deadline{'s' if replaced != 1 else ''} of the previous assignment "
+                f"no longer count (policy {d.policy})")
+    text = "; ".join(_deadline(x) for x in d.deadlines) + f" for {who}{where} under policy {d.policy}"
+    text = text[0].upper() + text[1:]
+    if d.routing_attempt > 1:
+        text += f"; re-route #{d.routing_attempt}"
+    if replaced:
+        text += f"; replaces {replaced} earlier deadline{'s' if replaced != 1 else ''}"
+    return text
+
+
+def explain_deadline_met(d: SlaDeadlineMet) -> str:
+    verdict = "met late" if d.late else "met"
+    text = f"{_SLA_KIND[d.kind]} SLA {verdict}: touched {_when(d.met_at)}"
+    if d.due_at is not None:
+        text += f", {'was due' if d.late else 'due'} {_clock(d.due_at, d.met_at)}"
+    return text
+
+
 EXPLAINERS: dict[type[EventData], Callable[[Any], str]] = {
     LeadCaptured: explain_captured,
     LeadActivityRecorded: explain_activity,
@@ -126,6 +164,8 @@ EXPLAINERS: dict[type[EventData], Callable[[Any], str]] = {
     FollowUpLogged: explain_follow_up,
     SlaAtRisk: explain_at_risk,
     SlaBreached: explain_breached,
+    SlaDeadlinesSet: explain_deadlines_set,
+    SlaDeadlineMet: explain_deadline_met,
 }
 
 

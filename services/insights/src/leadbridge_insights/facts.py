@@ -13,11 +13,12 @@ from typing import Any
 
 from leadbridge_events.contracts import (EventData, FollowUpLogged, FollowUpOutcome, LeadActivityRecorded,
                                          LeadCaptured, LeadProfile, LeadRouted, LeadScored, SlaAtRisk,
-                                         SlaBreached, SlaKind, Stage, TouchType)
+                                         SlaBreached, SlaDeadlineMet, SlaDeadlinesSet, SlaKind, Stage,
+                                         TouchType)
 
 ROUTED_OUTCOMES = frozenset({"assigned", "fallback_owner"})
 _TIMES = ("captured_at", "first_seen_at", "stage_at", "routed_at", "assigned_at", "first_touch_at",
-          "first_touch_due_at")
+          "first_touch_due_at", "first_touch_met_at")
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class LeadFacts:
     touch_ids: tuple[str, ...] = ()   # contact attempts (calls, emails, meetings, social), by follow-up id
     first_touch_at: datetime | None = None
     first_touch_due_at: datetime | None = None  # earliest first-touch deadline the SLA watcher reported
+    first_touch_met_at: datetime | None = None  # the earliest first-touch deadline met (sla-deadline-met) ...
+    first_touch_met_late: bool | None = None    # ... and whether that was late: the watcher's verdict
     sla_at_risk: bool = False
     sla_breached: bool = False
     accepted: bool = False
@@ -62,6 +65,9 @@ class LeadFacts:
 
     @property
     def first_touch_within_sla(self) -> bool:
+        """The watcher's verdict when it announced a first-touch deadline met; else inferred from the times."""
+        if self.first_touch_met_late is not None:
+            return not self.first_touch_met_late
         if self.first_touch_at is None:
             return False
         return self.first_touch_due_at is None or self.first_touch_at <= self.first_touch_due_at
@@ -136,6 +142,23 @@ def apply_event(facts: LeadFacts, data: EventData, time: datetime) -> LeadFacts:
         if data.kind == SlaKind.FIRST_TOUCH:
             f = replace(f, first_touch_due_at=_min(f.first_touch_due_at, data.due_at))
         f = replace(f, sla_breached=True) if isinstance(data, SlaBreached) else replace(f, sla_at_risk=True)
+    elif isinstance(data, SlaDeadlinesSet):
+        for d in data.deadlines:
+            if d.kind == SlaKind.FIRST_TOUCH:
+                f = replace(f, first_touch_due_at=_min(f.first_touch_due_at, d.due_at))
+    elif isinstance(data, SlaDeadlineMet) and data.kind == SlaKind.FIRST_TOUCH:
+        f = _apply_first_touch_met(f, data)
+    return f
+
+
+def _apply_first_touch_met(f: LeadFacts, d: SlaDeadlineMet) -> LeadFacts:
+    """Keep the verdict on the earliest met first-touch deadline (ties: in time wins, so any order agrees)."""
+    current = (f.first_touch_met_at, f.first_touch_met_late)
+    candidate = (d.met_at, d.late)
+    if current[0] is None or candidate < current:
+        f = replace(f, first_touch_met_at=d.met_at, first_touch_met_late=d.late)
+    if d.due_at is not None:
+        f = replace(f, first_touch_due_at=_min(f.first_touch_due_at, d.due_at))
     return f
 
 

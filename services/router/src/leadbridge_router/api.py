@@ -146,6 +146,7 @@ def build_router(sessions: Callable[[], Any], clock: Callable[[], datetime]) -> 
         if row is None:
             raise HTTPException(404, "the router has not seen this lead")
         return {k: row._mapping[k] for k in ("lead_id", "status", "attempt", "rule", "pool", "assignee",
-                                             "previous_assignees", "reason", "hold_until", "updated_at")}
+                                             "previous_assignees", "reason", "hold_until", "closed_outcome", "closed_at",
+                                             "waiting_since", "updated_at")}
 
     return api

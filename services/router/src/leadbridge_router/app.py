@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
+from leadbridge_events.migrations import migrations_dir
 from leadbridge_events.runtime import ServiceRuntime
 from leadbridge_events.http import add_operational_routes
 
@@ -25,7 +26,7 @@ log = logging.getLogger("leadbridge.router")
 def build_runtime(settings: RouterSettings, **runner_options: Any) -> ServiceRuntime:
     runner_options.setdefault("group_id", settings.group_id)
     return ServiceRuntime(name="router", settings=settings, metadata=db.metadata, handlers=handlers.HANDLERS,
-                          **runner_options)
+                          migrations=migrations_dir("leadbridge_router"), **runner_options)
 
 
 async def seed_roster(runtime: ServiceRuntime, path: str) -> None:

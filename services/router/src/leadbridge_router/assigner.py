@@ -19,7 +19,7 @@ from leadbridge_events import Envelope, LeadProfile, LeadRouted, LeadScored
 
 from . import fairness, metrics, store
 from .roster import Roster
-from .routing import ASSIGNED, FALLBACK_OWNER, HELD, Decision, decide, entry_point, pool_chain
+from .routing import ASSIGNED, FALLBACK_OWNER, HELD, NURTURE, Decision, decide, entry_point, pool_chain
 from .rules import LeadFacts
 
 log = logging.getLogger("leadbridge.router")
@@ -58,21 +58,27 @@ async def route(
     members = [r.id for p in chain for r in roster.members(p)]
     loads = await store.open_loads(session, members, now)
     decision = decide(roster, facts, states, loads, now, exclude=exclude, pool=pool, rule_id=rule_id, why=why)
-    await _apply(session, emit, roster, decision, states, lead_id, now, lead_row=lead_row, facts=facts,
-                 event=event, caused_by=caused_by)
+    await apply(session, emit, roster, decision, states, lead_id, now, lead_row=lead_row, facts=facts,
+                event=event, caused_by=caused_by, start=start)
     return decision
 
 
-async def _apply(session: AsyncSession, emit: Emit, roster: Roster, d: Decision, states: dict, lead_id: str,
-                 now: datetime, *, lead_row: Any, facts: LeadFacts, event: dict[str, Any],
-                 caused_by: Envelope[Any] | None) -> None:
+async def apply(session: AsyncSession, emit: Emit, roster: Roster, d: Decision, states: dict, lead_id: str,
+                now: datetime, *, lead_row: Any, facts: LeadFacts, event: dict[str, Any],
+                caused_by: Envelope[Any] | None, start: str | None) -> None:
+    """Persist decision ``d`` about a lead whose row (and pools) are locked, and emit its LeadRouted.
+    ``start`` is the pool routing started from: a lead returned to nurture for capacity waits there."""
     previous = list(lead_row.previous_assignees) if lead_row is not None else []
     attempt = (lead_row.attempt if lead_row is not None else 0) + (0 if d.outcome == HELD else 1)
     for pool in d.overflowed:
         metrics.OVERFLOWS.labels(pool, d.outcome).inc()
     metrics.ROUTED.labels(d.outcome).inc()
+    waits = d.outcome == NURTURE and d.reason_code == "capacity" and start is not None
+    since = getattr(lead_row, "waiting_since", None) or now
     common = dict(status=d.outcome, attempt=attempt, rule=d.rule, pool=d.pool, facts=asdict(facts), event=event,
-                  reason=d.reason, updated_at=now, previous_assignees=previous)
+                  reason=d.reason, updated_at=now, previous_assignees=previous,
+                  waiting_since=since if waits else None, waiting_pool=start if waits else None,
+                  closed_outcome=None, closed_at=None)
     if d.outcome == HELD:
         await store.save_lead(session, lead_id, assignee=None, hold_until=d.hold_until, **common)
         log.info("lead held until shift start", extra={"lead_id": lead_id, "pool": d.pool})

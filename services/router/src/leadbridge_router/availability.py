@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 from .roster import WEEKDAYS, Rep, parse_span
@@ -81,15 +82,37 @@ def _local_midnight(rep: Rep, day: date) -> datetime:
     return datetime.combine(day, datetime.min.time(), tzinfo=rep.zone).astimezone(timezone.utc)
 
 
-def cap_usage(rep: Rep, open_assigned_at: Iterable[datetime], now: datetime) -> tuple[int, int]:
-    """(today, this week) counts of the rep's open routed leads, by the rep's local calendar (weeks start
-    on Monday). Days are local midnight to local midnight, so a daylight-saving day is 23 or 25 hours."""
+@dataclass(frozen=True)
+class RepLoad:
+    """What the caps look at for one rep.
+
+    ``assigned_at``: when each lead the rep got recently was assigned, open or already closed (won, lost,
+    back to nurture) -- the daily/weekly caps limit NEW leads per local day/week, and a lead the rep worked
+    still used up that day's slot. Leads taken away from the rep (escalation, deactivation) are not in it.
+    ``open_count``: the rep's currently open routed leads, whenever assigned -- what ``max_open`` limits.
+    """
+
+    assigned_at: tuple[datetime, ...] = ()
+    open_count: int = 0
+
+
+def as_load(load: "RepLoad | Iterable[datetime]") -> RepLoad:
+    """A plain list of datetimes means: these leads are all still open (assigned at those times)."""
+    if isinstance(load, RepLoad):
+        return load
+    stamps = tuple(load)
+    return RepLoad(assigned_at=stamps, open_count=len(stamps))
+
+
+def cap_usage(rep: Rep, assigned_at: Iterable[datetime], now: datetime) -> tuple[int, int]:
+    """(today, this week) counts of leads assigned to the rep (and not taken away), by the rep's local
+    calendar (weeks start on Monday). Days are local midnight to local midnight, so a daylight-saving day is 23 or 25 hours."""
     today = local_day(rep, now)
     day_start = _local_midnight(rep, today)
     week_start = _local_midnight(rep, today - timedelta(days=today.weekday()))
     day_end = _local_midnight(rep, today + timedelta(days=1))
     daily = weekly = 0
-    for at in open_assigned_at:
+    for at in assigned_at:
         if week_start <= at < day_end:
             weekly += 1
             if at >= day_start:
@@ -97,16 +120,19 @@ def cap_usage(rep: Rep, open_assigned_at: Iterable[datetime], now: datetime) -> 
     return daily, weekly
 
 
-def unavailable_reason(rep: Rep, open_assigned_at: Iterable[datetime], now: datetime, *,
+def unavailable_reason(rep: Rep, load: RepLoad | Iterable[datetime], now: datetime, *,
                        check_shift: bool = True) -> str | None:
     """Why the rep cannot take a lead at ``now`` (None: they can)."""
+    load = as_load(load)
     if not rep.active:
         return "inactive"
     if rep.weight <= 0:
         return "weight 0"
     if is_out_of_office(rep, now):
         return "out of office"
-    daily, weekly = cap_usage(rep, open_assigned_at, now)
+    if rep.max_open is not None and load.open_count >= rep.max_open:
+        return f"at max open leads ({load.open_count}/{rep.max_open})"
+    daily, weekly = cap_usage(rep, load.assigned_at, now)
     if rep.daily_cap is not None and daily >= rep.daily_cap:
         return f"at daily cap ({daily}/{rep.daily_cap})"
     if rep.weekly_cap is not None and weekly >= rep.weekly_cap:

@@ -56,6 +56,9 @@ assignments = Table(
     Column("assigned_at", DateTime(timezone=True), nullable=False),
     Column("released_at", DateTime(timezone=True)),
     Column("release_reason", Text),
+    # set when the rep finished with the lead (won | lost | nurture): it still counts toward the daily and
+    # weekly caps of the period it was assigned in; NULL on an open or taken-away (re-routed) assignment
+    Column("close_outcome", String(20)),
 )
 # never two open assignments of one lead, whatever the replicas do
 Index("ux_router_assignments_open_lead", assignments.c.lead_id, unique=True,
@@ -76,6 +79,12 @@ leads = Table(
     Column("event", JSONB, nullable=False, doc="The lead-scored data last routed (profile snapshot for CRMs)."),
     Column("reason", Text),
     Column("hold_until", DateTime(timezone=True)),
+    Column("closed_outcome", String(20), doc="won | lost, from follow-up-logged"),
+    Column("closed_at", DateTime(timezone=True), doc="When the outcome happened (the follow-up's occurred_at)."),
+    Column("waiting_since", DateTime(timezone=True), doc="Returned to nurture for capacity: waiting for a slot."),
+    Column("waiting_pool", String(100), doc="The pool a waiting lead is routed from when a slot frees up."),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 Index("ix_router_leads_held", leads.c.hold_until, postgresql_where=leads.c.status == "held")
+Index("ix_router_leads_waiting", leads.c.waiting_pool, leads.c.waiting_since,
+      postgresql_where=leads.c.waiting_since.isnot(None))

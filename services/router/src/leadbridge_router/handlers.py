@@ -1,4 +1,5 @@
-"""The router's topic -> handler map: sales-ready leads get routed, SLA breaches get escalated."""
+"""The router's topic -> handler map: sales-ready leads get routed, SLA breaches get escalated, won/lost
+follow-ups close a lead's assignment (freeing the rep's slot for the capacity waiting list)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from leadbridge_events import Envelope, LeadScored, SlaBreached, Stage
+from leadbridge_events import Envelope, FollowUpLogged, LeadScored, SlaBreached, Stage
+from leadbridge_events.contracts import FollowUpOutcome
 from leadbridge_events.consumer import Handler, HandlerContext, PoisonEvent
-from leadbridge_events.topics import LEAD_SCORED, SLA_BREACHED
+from leadbridge_events.topics import FOLLOW_UP_LOGGED, LEAD_SCORED, SLA_BREACHED
 
-from . import assigner, metrics, store
+from . import assigner, metrics, store, waitlist
 from .routing import ASSIGNED, FALLBACK_OWNER, HELD
 
 log = logging.getLogger("leadbridge.router")
@@ -50,18 +52,61 @@ async def on_lead_scored(event: Envelope[Any], ctx: HandlerContext) -> None:
 
 
 async def recycle(ctx: HandlerContext, data: LeadScored, event: Envelope[Any]) -> None:
-    """A routed lead went back to nurture (e.g. sales rejected it): it frees its rep's cap slot, and its next
-    MQL crossing is routed afresh."""
+    """A routed lead went back to nurture (e.g. sales rejected it): it frees its rep's open slot, and its next
+    MQL crossing is routed afresh. A lead waiting for capacity that is no longer sales-ready stops waiting."""
     row = await store.lock_lead(ctx.session, data.lead_id)
+    if row is not None and row.waiting_since is not None:
+        await store.update_lead(ctx.session, data.lead_id, waiting_since=None, waiting_pool=None, updated_at=clock())
+        log.info("waiting lead went back to nurture; off the waiting list",
+                 extra={"lead_id": data.lead_id, "event_id": event.id})
+        return
     if row is None or row.status not in OWNED:
         return
     now = clock()
-    await store.release_assignment(ctx.session, data.lead_id, now, "back to nurture")
+    rep = await store.release_assignment(ctx.session, data.lead_id, now, "back to nurture", close_outcome="nurture")
     previous = list(row.previous_assignees) + ([row.assignee] if row.assignee else [])
     await store.update_lead(ctx.session, data.lead_id, status="recycled", assignee=None, hold_until=None,
                           previous_assignees=previous, reason=data.reason or "back to nurture", updated_at=now)
     log.info("routed lead went back to nurture; assignment released", extra={"lead_id": data.lead_id,
                                                                              "event_id": event.id})
+    await waitlist.slot_freed(ctx.session, ctx.emit, rep, now, caused_by=event)
+
+
+CLOSING = {FollowUpOutcome.WON: "won", FollowUpOutcome.LOST: "lost"}
+
+
+async def on_follow_up_logged(event: Envelope[Any], ctx: HandlerContext) -> None:
+    """Won or lost closes the lead's open assignment: the rep's open slot frees up (the oldest waiting lead
+    that fits gets it), and the outcome and its time are recorded. Other follow-ups change nothing here
+    (a rejection reaches the router as lead-scored back to nurture, from scoring)."""
+    data = event.data
+    if not isinstance(data, FollowUpLogged):
+        raise PoisonEvent(f"unexpected event type {event.type} on follow-up-logged")
+    outcome = CLOSING.get(data.outcome) if data.outcome is not None else None
+    if outcome is None:
+        metrics.SKIPPED.labels("not_a_close").inc()
+        return
+    row = await store.lock_lead(ctx.session, data.lead_id)
+    if row is None:
+        metrics.SKIPPED.labels("unknown_lead").inc()
+        log.info("follow-up for a lead the router has not seen; ignored",
+                 extra={"lead_id": data.lead_id, "event_id": event.id, "outcome": outcome})
+        return
+    if row.status == "closed":
+        metrics.SKIPPED.labels("already_closed").inc()
+        return
+    now = clock()
+    rep = None
+    if row.status in (ASSIGNED, FALLBACK_OWNER):
+        rep = await store.release_assignment(ctx.session, data.lead_id, now, f"closed: {outcome}",
+                                             close_outcome=outcome)
+    await store.update_lead(ctx.session, data.lead_id, status="closed", closed_outcome=outcome,
+                          closed_at=data.occurred_at, hold_until=None, waiting_since=None, waiting_pool=None,
+                          updated_at=now)
+    metrics.CLOSED.labels(outcome).inc()
+    log.info("lead closed; assignment released", extra={"lead_id": data.lead_id, "event_id": event.id,
+                                                         "outcome": outcome, "assignee_id": rep})
+    await waitlist.slot_freed(ctx.session, ctx.emit, rep, now, caused_by=event)
 
 
 async def on_sla_breached(event: Envelope[Any], ctx: HandlerContext) -> None:
@@ -80,12 +125,15 @@ async def on_sla_breached(event: Envelope[Any], ctx: HandlerContext) -> None:
                  extra={"lead_id": data.lead_id, "event_id": event.id})
         return
     metrics.ESCALATIONS.labels(data.policy).inc()
-    await assigner.reroute(ctx.session, ctx.emit, row, clock(), caused_by=event,
+    now = clock()
+    await assigner.reroute(ctx.session, ctx.emit, row, now, caused_by=event,
                            why=f"escalation: SLA '{data.policy}' ({data.kind}) breached by {row.assignee}",
                            release_reason="sla breached")
+    await waitlist.slot_freed(ctx.session, ctx.emit, row.assignee, now, caused_by=event)
 
 
 HANDLERS: dict[str, Handler] = {
     LEAD_SCORED.name: on_lead_scored,
     SLA_BREACHED.name: on_sla_breached,
+    FOLLOW_UP_LOGGED.name: on_follow_up_logged,
 }

@@ -81,8 +81,10 @@ class Rep(_Model):
     segments: list[str] = Field(default_factory=list, description="smb, mid, enterprise; empty = any.")
     tier: Tier = Tier.MID
     weight: float = Field(default=1.0, ge=0, description="Share of the pool's leads; 0 = takes none.")
-    daily_cap: int | None = Field(default=None, ge=0, description="Open routed leads per local day.")
-    weekly_cap: int | None = Field(default=None, ge=0, description="Open routed leads per local week (Mon-Sun).")
+    daily_cap: int | None = Field(default=None, ge=0, description="New leads per local day (closed ones count).")
+    weekly_cap: int | None = Field(default=None, ge=0,
+                                   description="New leads per local week, Mon-Sun (closed ones count).")
+    max_open: int | None = Field(default=None, ge=0, description="Routed leads open at once (won/lost frees one).")
     timezone: str = "UTC"
     working_hours: dict[str, list[str]] | None = Field(
         default=None, description="Per weekday (mon..sun) spans like '09:00-17:30' in the rep's zone; null = always."

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from . import fairness
-from .availability import is_on_shift, is_out_of_office, next_shift_start, unavailable_reason
+from .availability import RepLoad, is_on_shift, is_out_of_office, next_shift_start, unavailable_reason
 from .fairness import PoolState
 from .roster import Rep, Roster, Rule
 from .rules import LeadFacts, first_match, rep_fits
@@ -45,6 +45,17 @@ def pool_chain(roster: Roster, start: str) -> list[str]:
     return chain
 
 
+def pools_feeding(roster: Roster, pool: str) -> list[str]:
+    """The pools whose leads can end up in ``pool`` (it is on their overflow chain), ``pool`` included, sorted:
+    a slot freed in ``pool`` can serve a lead waiting in any of them."""
+    return sorted(t.id for t in roster.teams if pool in pool_chain(roster, t.id))
+
+
+def is_routed(decision: Decision) -> bool:
+    """The lead got an owner (a waiting lead re-decided into nurture or a hold stays on the waiting list)."""
+    return decision.outcome in (ASSIGNED, FALLBACK_OWNER)
+
+
 def entry_point(roster: Roster, lead: LeadFacts) -> tuple[Rule | None, str | None]:
     rule = first_match(roster.rules, lead)
     return rule, (rule.pool if rule else roster.fallback_pool)
@@ -54,7 +65,7 @@ def decide(
     roster: Roster,
     lead: LeadFacts,
     states: Mapping[str, PoolState],
-    open_leads: Mapping[str, list[datetime]],
+    open_leads: Mapping[str, RepLoad | list[datetime]],
     now: datetime,
     *,
     exclude: frozenset[str] = frozenset(),
@@ -62,7 +73,8 @@ def decide(
     rule_id: str | None = None,
     why: str | None = None,
 ) -> Decision:
-    """Route ``lead``. ``pool``/``rule_id`` re-route within a known pool (escalation); ``exclude`` lists
+    """Route ``lead``. ``open_leads`` holds each rep's load (``RepLoad``; a plain list of datetimes means
+    open leads assigned at those times). ``pool``/``rule_id`` re-route within a known pool (escalation); ``exclude`` lists
     reps who must not get it (previous assignees); ``why`` prefixes the reason (e.g. 'escalation')."""
     if pool is None:
         rule, pool = entry_point(roster, lead)

@@ -1,4 +1,5 @@
-"""Routes leads held for off-hours pools once their shift starts (safe with several replicas)."""
+"""Routes leads held for off-hours pools once their shift starts, and drains the capacity waiting list
+(slots freed by a new local day/week or a roster change). Safe with several replicas."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from leadbridge_events import Envelope
 from leadbridge_events.outbox import add_to_outbox
 
-from . import assigner, db, store
+from . import assigner, db, store, waitlist
 from .rules import LeadFacts
 
 log = logging.getLogger("leadbridge.router.scheduler")
@@ -33,10 +34,20 @@ async def route_due_held(sessions: async_sessionmaker, now: datetime) -> int:
         return len(rows)
 
 
+async def drain_waiting(sessions: async_sessionmaker, now: datetime, max_routes: int = 50) -> int:
+    """Route waiting (capacity-nurtured) leads that some rep can take now; returns how many."""
+    async with sessions() as session, session.begin():
+        async def emit(event: Envelope[Any]) -> None:
+            await add_to_outbox(session, db.outbox, event)
+
+        return await waitlist.fill_freed_slots(session, emit, now, max_routes=max_routes, scan=max_routes * 2)
+
+
 async def run_hold_scheduler(sessions: async_sessionmaker, clock: Callable[[], datetime], every: float) -> None:
     while True:
         try:
             await route_due_held(sessions, clock())
+            await drain_waiting(sessions, clock())
         except asyncio.CancelledError:
             raise
         except Exception:  # database away: try again next round

@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import db
+from .availability import RepLoad
 from .fairness import PoolState, RepCounter
 from .roster import Rep, Roster, Rule, Team
 
@@ -96,15 +97,33 @@ async def save_pool_state(session: AsyncSession, pool: str, state: PoolState, re
     await session.execute(stmt.on_conflict_do_update(index_elements=["pool", "rep_id"], set_=values))
 
 
-async def open_loads(session: AsyncSession, rep_ids: list[str], now: datetime) -> dict[str, list[datetime]]:
-    """When each rep's still-open routed leads were assigned (the last 8 days cover any local week)."""
+async def open_loads(session: AsyncSession, rep_ids: list[str], now: datetime) -> dict[str, RepLoad]:
+    """Each rep's load: how many routed leads are open now, and when the leads they got in the last 8 days
+    (which cover any local week) were assigned -- open or closed, but not those taken away from them."""
     a = db.assignments
-    rows = await session.execute(select(a.c.rep_id, a.c.assigned_at).where(
-        a.c.rep_id.in_(rep_ids), a.c.released_at.is_(None), a.c.assigned_at >= now - timedelta(days=8)))
-    loads: dict[str, list[datetime]] = defaultdict(list)
+    recent = a.c.assigned_at >= now - timedelta(days=8)
+    rows = await session.execute(select(a.c.rep_id, a.c.assigned_at, a.c.released_at.is_(None).label("open"))
+                                 .where(a.c.rep_id.in_(rep_ids),
+                                        a.c.released_at.is_(None) | (a.c.close_outcome.isnot(None) & recent)))
+    stamps: dict[str, list[datetime]] = defaultdict(list)
+    open_count: dict[str, int] = defaultdict(int)
     for r in rows:
-        loads[r.rep_id].append(r.assigned_at)
-    return dict(loads)
+        open_count[r.rep_id] += r.open
+        if r.assigned_at >= now - timedelta(days=8):
+            stamps[r.rep_id].append(r.assigned_at)
+    return {rep: RepLoad(tuple(stamps[rep]), open_count[rep]) for rep in set(stamps) | set(open_count)}
+
+
+async def try_lock_pools(session: AsyncSession, pools: list[str]) -> dict[str, float] | None:
+    """Row-lock existing pools without waiting (SKIP LOCKED); None unless every one of them was locked.
+    Used for opportunistic work (the capacity waiting list) that must never deadlock with routing."""
+    if not pools:
+        return {}
+    rows = await session.execute(select(db.pool_state.c.pool, db.pool_state.c.vtime)
+                                 .where(db.pool_state.c.pool.in_(pools)).order_by(db.pool_state.c.pool)
+                                 .with_for_update(skip_locked=True))
+    vtimes = {r.pool: r.vtime for r in rows}
+    return vtimes if len(vtimes) == len(set(pools)) else None
 
 
 # -- leads and assignments ------------------------------------------------------------------------
@@ -126,10 +145,16 @@ async def open_assignment(session: AsyncSession, **values: Any) -> None:
     await session.execute(db.assignments.insert().values(**values))
 
 
-async def release_assignment(session: AsyncSession, lead_id: str, now: datetime, reason: str) -> None:
+async def release_assignment(session: AsyncSession, lead_id: str, now: datetime, reason: str, *,
+                             close_outcome: str | None = None) -> str | None:
+    """End the lead's open assignment; returns the rep it was with (None: there was none). Without
+    ``close_outcome`` the lead was taken away from the rep (it stops counting toward their caps); with
+    one (won | lost | nurture) the rep worked it (it keeps counting toward that day's and week's caps)."""
     a = db.assignments
-    await session.execute(update(a).where(a.c.lead_id == lead_id, a.c.released_at.is_(None))
-                          .values(released_at=now, release_reason=reason))
+    rows = await session.execute(update(a).where(a.c.lead_id == lead_id, a.c.released_at.is_(None))
+                                 .values(released_at=now, release_reason=reason, close_outcome=close_outcome)
+                                 .returning(a.c.rep_id))
+    return rows.scalar()
 
 
 async def open_leads_of(session: AsyncSession, rep_id: str) -> list[str]:
@@ -143,4 +168,14 @@ async def due_held_leads(session: AsyncSession, now: datetime, limit: int = 50) 
     l = db.leads
     rows = await session.execute(select(l).where(l.c.status == "held", l.c.hold_until <= now)
                                  .order_by(l.c.hold_until).limit(limit).with_for_update(skip_locked=True))
+    return list(rows)
+
+
+async def waiting_leads(session: AsyncSession, pools: list[str], limit: int = 20) -> list[Any]:
+    """Leads returned to nurture for capacity that start routing in one of ``pools``, oldest first.
+    Claimed with SKIP LOCKED: a lead some other transaction holds is simply not offered now."""
+    l = db.leads
+    rows = await session.execute(select(l).where(l.c.waiting_since.isnot(None), l.c.waiting_pool.in_(pools))
+                                 .order_by(l.c.waiting_since, l.c.lead_id).limit(limit)
+                                 .with_for_update(skip_locked=True))
     return list(rows)

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from leadbridge_events.logs import configure_logging
 from leadbridge_events.runtime import ServiceRuntime
 from leadbridge_events.http import add_operational_routes
+from leadbridge_events.migrations import migrations_dir
 
 from . import gauges, tables
 from .handlers import bind
@@ -31,7 +32,8 @@ class Watcher:
         self.settings = settings or WatcherSettings()
         self.config = config or self.settings.sla_config()
         self.runtime = ServiceRuntime(name=NAME, settings=self.settings, metadata=tables.metadata,
-                                      handlers=bind(self.config), group_id=group_id, **runner_options)
+                                      handlers=bind(self.config), group_id=group_id,
+                                      migrations=migrations_dir("leadbridge_sla_watcher"), **runner_options)
         self.timer = TimerLoop(self.runtime.sessions, self.runtime.outbox, batch_size=self.settings.timer_batch_size,
                                poll_seconds=self.settings.timer_poll_seconds, clock=clock)
         self._tasks: list[asyncio.Task[None]] = []

@@ -1,5 +1,9 @@
 """The topic -> handler map: lead-routed starts or restarts deadlines, follow-up-logged stops/advances them.
 
+Both announce what they changed on the ``sla-deadlines`` topic, through the outbox in the same transaction:
+``sla-deadlines-set`` when a routing starts (or supersedes) deadlines, ``sla-deadline-met`` when a touch
+meets one (see ``announcements``).
+
 Each handler runs in the consumer's transaction and first locks the lead's row, so a lead's routing and
 its touches (on two topics) are applied one at a time, and never concurrently with the timer firing one
 of its deadlines (the timer skips locked rows; a handler waits for a row the timer holds).
@@ -19,14 +23,25 @@ from leadbridge_events.envelope import Envelope
 from leadbridge_events.topics import FOLLOW_UP_LOGGED, LEAD_ROUTED
 
 from . import metrics, store
+from .announcements import deadline_met, deadlines_set, event_time, met_event_id, set_event_id
 from .deadlines import Deadline, Route, Status, Touch, apply_touch, on_route
 from .policies import SlaConfig
 
 log = logging.getLogger("leadbridge.sla_watcher")
 
 
+SOURCE = "sla-watcher"
+
+
 def _new_id() -> str:
     return str(uuid.uuid4())
+
+
+async def _announce_met(ctx: HandlerContext, cause: Envelope[Any], before: Deadline | None, after: Deadline) -> None:
+    met = deadline_met(before, after)
+    if met is not None:
+        await ctx.emit(Envelope.of(met, source=SOURCE, lead_id=after.lead_id, caused_by=cause,
+                                   event_id=met_event_id(after.id), time=event_time(met, cause.time)))
 
 
 def _observe_first_touch(before: Deadline | None, after: Deadline) -> None:
@@ -58,8 +73,14 @@ async def on_lead_routed(event: Envelope[Any], ctx: HandlerContext, *, config: S
     await store.save(ctx.session, result.changed + result.created)
     await store.set_routing(ctx.session, r.lead_id, attempt=r.attempt, assignee_id=r.assignee_id, team=r.team,
                             policy=policy.name, routed_at=r.routed_at, updated_at=datetime.now(timezone.utc))
+    announcement = deadlines_set(route, policy.name, result)
+    if announcement is not None:
+        await ctx.emit(Envelope.of(announcement, source=SOURCE, lead_id=r.lead_id, caused_by=event,
+                                   event_id=set_event_id(r.lead_id, r.attempt),
+                                   time=event_time(announcement, event.time)))
     for d in result.created:
         _observe_first_touch(None, d)
+        await _announce_met(ctx, event, None, d)  # met by a touch that arrived before the routing
     log.info("deadlines started", extra={**extra, "deadlines_created": len(result.created),
                                          "deadlines_superseded": len(result.changed), "outcome": r.outcome})
 
@@ -83,6 +104,7 @@ async def on_follow_up_logged(event: Envelope[Any], ctx: HandlerContext, *, conf
         if after != before:
             changed.append(after)
             _observe_first_touch(before, after)
+            await _announce_met(ctx, event, before, after)
     await store.save(ctx.session, changed)
     log.info("touch applied", extra={**extra, "deadlines_changed": len(changed)})
 

@@ -1,0 +1,1 @@
+"""Alembic revisions of the insights schema (`leadbridge-migrations revision insights -m ...`)."""
