@@ -7,7 +7,8 @@ import argparse
 import asyncio
 import sys
 
-from leadbridge_events.db import create_schema, make_engine, session_factory
+from leadbridge_events.db import make_engine, session_factory
+from leadbridge_events.migrations import migrate, migrations_dir
 from leadbridge_events.logs import configure_logging
 
 from .keys import SCOPES, create_key, list_keys, revoke_key
@@ -19,7 +20,7 @@ async def _keys(args: argparse.Namespace) -> int:
     settings = IntakeSettings()
     engine = make_engine(settings.database_url, pool_size=1)
     try:
-        await create_schema(engine, metadata)
+        await migrate(engine, metadata, migrations_dir("leadbridge_intake"))
         async with session_factory(engine)() as session, session.begin():
             if args.action == "create":
                 secret, key = await create_key(session, args.source, args.scope or None, args.description)
@@ -59,8 +60,13 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = IntakeSettings()
     configure_logging("intake")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None,
-                proxy_headers=True, access_log=False)  # access lines would carry ?api_key= secrets
+    # uvloop and httptools (uvicorn[standard]) are picked up by uvicorn's "auto" defaults
+    options = dict(host=settings.host, port=settings.port, log_config=None, proxy_headers=True,
+                   access_log=False)  # access lines would carry ?api_key= secrets
+    if settings.workers > 1:  # worker processes share the work safely: see README, "Several workers"
+        uvicorn.run("leadbridge_intake.app:app_from_env", factory=True, workers=settings.workers, **options)
+    else:
+        uvicorn.run(create_app(settings), **options)
     return 0
 
 

@@ -13,12 +13,14 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from leadbridge_events.runtime import ServiceRuntime
+from leadbridge_events.migrations import migrations_dir
 
 from .api import admin, leads, ops, webhooks
 from .api.context import IntakeContext
 from .api.errors import ApiError, api_error_handler, request_validation_handler
 from .fetcher import PlatformFetcher
 from .handlers import HANDLERS
+from .keys import KeyCache
 from .middleware import BodySizeLimit
 from .ratelimit import RateLimiter
 from .settings import IntakeSettings
@@ -32,16 +34,22 @@ def create_app(settings: IntakeSettings | None = None, *, group_id: str | None =
     """The FastAPI app; its lifespan runs the ServiceRuntime (schema, outbox relay, consumer) and the fetcher."""
     settings = settings or IntakeSettings()
     ctx = IntakeContext(settings=settings, runtime=None, fetcher=None,  # type: ignore[arg-type]
-                        limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst))
+                        # several workers: each takes its share, so that together they never exceed the limit
+                        limiter=RateLimiter(settings.rate_limit_per_minute / settings.workers,
+                                            max(1, settings.rate_limit_burst // settings.workers)),
+                        keys=KeyCache(settings.api_key_cache_seconds))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # built here: Kafka clients need the running event loop
         # hide_parameters: database errors in logs never carry the emails and phones of a statement
-        engine = create_async_engine(settings.database_url, pool_size=10, max_overflow=10, pool_pre_ping=True,
+        # no pre-ping: it costs a round trip per request; a dead pooled connection (database restarted) is
+        # handled by capture_in_transaction's retry and the pool's invalidation instead
+        engine = create_async_engine(settings.database_url, pool_size=10, max_overflow=10, pool_pre_ping=False,
                                      hide_parameters=True)
         runtime = ServiceRuntime(name=SERVICE, settings=settings, metadata=metadata, engine=engine,
-                                 handlers=HANDLERS if consume else None, group_id=group_id, **runner_options)
+                                 handlers=HANDLERS if consume else None, group_id=group_id,
+                                 migrations=migrations_dir("leadbridge_intake"), **runner_options)
         ctx.runtime = app.state.runtime = runtime
         ctx.fetcher = PlatformFetcher(settings, runtime.sessions, lambda: ctx.clock())
         async with runtime.lifespan(app):
@@ -67,3 +75,11 @@ def create_app(settings: IntakeSettings | None = None, *, group_id: str | None =
                        allow_headers=["Content-Type", "X-API-Key", "Authorization", "Idempotency-Key"],
                        expose_headers=["Location", "Retry-After", "Idempotent-Replayed"])
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app of one uvicorn worker process (``python -m leadbridge_intake`` with ``INTAKE_WORKERS`` > 1)."""
+    from leadbridge_events.logs import configure_logging
+
+    configure_logging("intake")
+    return create_app(IntakeSettings())

@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, text, update
+from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadbridge_events.contracts import LeadActivityRecorded, LeadCaptured, LeadProfile
 from leadbridge_events.envelope import Envelope
-from leadbridge_events.outbox import add_to_outbox
+from leadbridge_events.outbox import _channel as outbox_channel
+from leadbridge_events.topics import topic_for
 
 from .tables import activities, leads, outbox, submissions
 
@@ -47,9 +49,27 @@ async def _existing_claim(session: AsyncSession, scope: str, key: str) -> str:
     return row
 
 
+_LOCKS = {n: text("SELECT " + ", ".join(f"pg_advisory_xact_lock(hashtext(:k{i}))" for i in range(n)))
+          for n in (1, 2)}
+
+
 async def _lock_identities(session: AsyncSession, identities: list[str]) -> None:
-    for ident in sorted(set(identities)):  # fixed order: no deadlocks between two submitters
-        await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"intake:person:{ident}"})
+    """One statement; the select list is evaluated left to right, in a fixed order: no deadlocks."""
+    keys = [f"intake:person:{ident}" for ident in sorted(set(identities))]
+    if keys:
+        await session.execute(_LOCKS[len(keys)], {f"k{i}": k for i, k in enumerate(keys)})
+
+
+async def _write_with_event(session: AsyncSession, writes: list[Any], event: Envelope[Any]) -> None:
+    """``writes`` (INSERT/UPDATE statements), the event's outbox row and the relay's NOTIFY, in ONE statement
+    (what ``leadbridge_events.outbox.add_to_outbox`` does in two, plus the writes)."""
+    staged = outbox.insert().values(event_id=event.id, topic=topic_for(event.type).name, key=event.lead_id,
+                                    value=event.kafka_value(),
+                                    headers={k: v.decode() for k, v in event.kafka_headers()})
+    stmt = select(func.pg_notify(outbox_channel(outbox.schema or "public"), ""))
+    for i, write in enumerate([*writes, staged]):
+        stmt = stmt.add_cte(write.cte(f"w{i}"))
+    await session.execute(stmt)
 
 
 async def _find_repeat(session: AsyncSession, email: str | None, phone: str | None, since: datetime) -> str | None:
@@ -87,35 +107,56 @@ async def capture_lead(
     if repeat_of is not None:
         return await _record_activity(session, repeat_of, profile, now=now, kind=activity_kind,
                                       dedupe_scope=dedupe_scope, dedupe_key=dedupe_key)
-    await session.execute(leads.insert().values(
+    row = leads.insert().values(
         id=new_id, created_at=now, last_activity_at=now, email=email, phone=phone, source=profile.source,
         channel=profile.channel, is_test=profile.is_test, status="test" if profile.is_test else "captured",
         activity_count=0, profile=profile.model_dump(mode="json"), dedupe_key=dedupe_key, status_detail={},
-    ))
+    )
     event = Envelope.of(LeadCaptured(lead_id=new_id, captured_at=now, profile=profile, dedupe_key=dedupe_key),
                         source=SOURCE, lead_id=new_id, time=now)
-    await add_to_outbox(session, outbox, event)
+    await _write_with_event(session, [row], event)
     return CaptureResult(new_id, "captured", event_id=event.id)
+
+
+async def capture_in_transaction(sessions: async_sessionmaker, profile: LeadProfile, **options: Any) -> CaptureResult:
+    """``capture_lead`` in a transaction of its own, committed when this returns.
+
+    The engine does not ping a connection at each checkout (a round trip per request); a pooled connection
+    found dead (the database restarted) fails its first statement instead, and the pool is invalidated. That
+    attempt is retried once on a new connection when the failure came before the commit: nothing of it was
+    stored. A failure during the commit itself is never retried (it may have committed), the client gets 5xx.
+    """
+    for attempt in (1, 2):
+        committing = False
+        try:
+            async with sessions() as session, session.begin():
+                result = await capture_lead(session, profile, **options)
+                committing = True
+            return result
+        except DBAPIError as exc:
+            if attempt == 2 or committing or not exc.connection_invalidated:
+                raise
+    raise AssertionError("unreachable")
 
 
 async def _record_activity(session: AsyncSession, lead_id: str, profile: LeadProfile, *, now: datetime, kind: str,
                            dedupe_scope: str | None, dedupe_key: str | None) -> CaptureResult:
     activity_id = str(uuid.uuid4())
+    writes: list[Any] = []
     if dedupe_scope and dedupe_key:
-        await session.execute(update(submissions).where(submissions.c.scope == dedupe_scope,
-                                                        submissions.c.key == dedupe_key)
-                              .values(lead_id=lead_id, kind="activity"))
-    await session.execute(activities.insert().values(
+        writes.append(update(submissions).where(submissions.c.scope == dedupe_scope, submissions.c.key == dedupe_key)
+                      .values(lead_id=lead_id, kind="activity"))
+    writes.append(activities.insert().values(
         id=activity_id, lead_id=lead_id, occurred_at=now, kind=kind, form_type=profile.form_type,
         channel=profile.channel, source=profile.source))
-    await session.execute(update(leads).where(leads.c.id == lead_id)
-                          .values(last_activity_at=now, activity_count=leads.c.activity_count + 1))
+    writes.append(update(leads).where(leads.c.id == lead_id)
+                  .values(last_activity_at=now, activity_count=leads.c.activity_count + 1))
     event = Envelope.of(
         LeadActivityRecorded(lead_id=lead_id, activity_id=activity_id, occurred_at=now, kind=kind,
                              form_type=profile.form_type, channel=profile.channel, campaign=profile.campaign,
                              profile=profile),
         source=SOURCE, lead_id=lead_id, time=now)
-    await add_to_outbox(session, outbox, event)
+    await _write_with_event(session, writes, event)
     return CaptureResult(lead_id, "activity", event_id=event.id, activity_id=activity_id)
 
 

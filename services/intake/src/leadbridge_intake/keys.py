@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .signatures import hash_api_key, new_api_key
@@ -48,6 +49,58 @@ async def revoke_key(session: AsyncSession, key_id: str) -> bool:
 async def find_key(session: AsyncSession, secret: str) -> ApiKey | None:
     row = (await session.execute(select(api_keys).where(api_keys.c.key_hash == hash_api_key(secret)))).first()
     return _row(row) if row else None
+
+
+class KeyCache:
+    """Known keys by secret hash for ``ttl`` seconds, so a request does not read ``api_keys`` each time.
+
+    Only keys found in the database are kept (an unknown key is looked up again, so a new key works at
+    once); a revocation through this process drops its entry at once, one made elsewhere (the CLI, another
+    worker or replica) takes effect within ``ttl``. ``ttl`` 0 disables the cache. Pure: the clock is passed in.
+    """
+
+    def __init__(self, ttl: float, *, max_keys: int = 10_000) -> None:
+        self.ttl = ttl
+        self._entries: dict[str, tuple[float, ApiKey]] = {}
+        self._max_keys = max_keys
+
+    def get(self, key_hash: str, now: float) -> ApiKey | None:
+        entry = self._entries.get(key_hash)
+        if entry is None or now >= entry[0]:
+            return None
+        return entry[1]
+
+    def put(self, key_hash: str, key: ApiKey, now: float) -> None:
+        if self.ttl <= 0:
+            return
+        if len(self._entries) >= self._max_keys:
+            self._entries.clear()
+        self._entries[key_hash] = (now + self.ttl, key)
+
+    def forget(self, key_id: str) -> None:
+        for key_hash, (_, key) in list(self._entries.items()):
+            if key.id == key_id:
+                del self._entries[key_hash]
+
+
+async def find_key_cached(session_factory, cache: KeyCache, secret: str,  # type: ignore[no-untyped-def]
+                          now: float) -> ApiKey | None:
+    """``find_key`` through ``cache``: a database session is opened only on a miss."""
+    key_hash = hash_api_key(secret)
+    key = cache.get(key_hash, now)
+    if key is None:
+        for attempt in (1, 2):  # a read: retried once on a new connection if a pooled one was found dead
+            try:
+                async with session_factory() as session:
+                    row = (await session.execute(select(api_keys).where(api_keys.c.key_hash == key_hash))).first()
+                break
+            except DBAPIError as exc:
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+        key = _row(row) if row else None
+        if key is not None:
+            cache.put(key_hash, key, now)
+    return key
 
 
 async def list_keys(session: AsyncSession) -> list[ApiKey]:

@@ -15,6 +15,10 @@ class IntakeSettings(BackboneSettings):
 
     host: str = "0.0.0.0"
     port: int = Field(default=8001, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64, description=(
+        "uvicorn worker processes. 1 by default: on a small machine shared with the other services and the "
+        "brokers, a second worker adds no CPU. With N workers each enforces 1/N of the per-key rate limit, "
+        "and /metrics shows the counters of whichever worker answers the scrape."))
     # browsers' form posts
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed to post forms (CORS).")
     thank_you_url: str | None = Field(default=None, description="Where a browser's form post is redirected (303).")
@@ -23,6 +27,8 @@ class IntakeSettings(BackboneSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     rate_limit_per_minute: float = Field(default=600, gt=0, description="Per API key, sustained.")
     rate_limit_burst: int = Field(default=60, ge=1, description="Per API key, burst.")
+    api_key_cache_seconds: float = Field(default=5, ge=0, description="How long a looked-up API key is reused; "
+                                         "a revocation made elsewhere (CLI, another worker) applies within it.")
     # dedupe
     repeat_window_hours: float = Field(default=24 * 30, ge=0,
                                        description="Same email/phone within this window: activity, not a new lead.")

@@ -67,6 +67,7 @@ async def revoke(key_id: str, ctx: IntakeContext = Depends(get_ctx)) -> dict[str
         raise ApiError(404, "key_not_found", "no API key with this id")
     async with ctx.runtime.sessions() as session, session.begin():
         done = await revoke_key(session, key_id)
+    ctx.keys.forget(key_id)
     if not done:
         raise ApiError(404, "key_not_found", f"no active API key with id {key_id}")
     return {"key_id": key_id, "status": "revoked"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import Depends, Request
 
 from .. import metrics
-from ..keys import ApiKey, find_key
+from ..keys import ApiKey, find_key_cached
 from ..ratelimit import retry_after_header
 from .context import IntakeContext, get_ctx
 from .errors import ApiError
@@ -27,8 +27,7 @@ async def authenticate(request: Request, ctx: IntakeContext, scope: str) -> ApiK
         metrics.REJECTED.labels("no_api_key").inc()
         raise ApiError(401, "missing_api_key", "send an API key in X-API-Key, Authorization: Bearer or ?api_key=",
                        {"WWW-Authenticate": "Bearer"})
-    async with ctx.runtime.sessions() as session:
-        key = await find_key(session, secret)
+    key = await find_key_cached(ctx.runtime.sessions, ctx.keys, secret, ctx.monotonic())
     if key is None:
         metrics.REJECTED.labels("unknown_api_key").inc()
         raise ApiError(401, "unknown_api_key", "this API key is not known", {"WWW-Authenticate": "Bearer"})

@@ -11,6 +11,7 @@ from fastapi import Request
 
 from leadbridge_events.runtime import ServiceRuntime
 
+from ..keys import KeyCache
 from ..ratelimit import RateLimiter
 from ..settings import IntakeSettings
 
@@ -28,9 +29,10 @@ class IntakeContext:
     runtime: ServiceRuntime
     limiter: RateLimiter
     fetcher: "PlatformFetcher"
+    keys: KeyCache = field(default_factory=lambda: KeyCache(0))
     clock: Callable[[], datetime] = field(default=_utcnow)
     monotonic: Callable[[], float] = field(default=time.monotonic)
 
 
-def get_ctx(request: Request) -> IntakeContext:
+async def get_ctx(request: Request) -> IntakeContext:  # async: FastAPI runs a sync dependency in a thread
     return request.app.state.ctx  # type: ignore[no-any-return]

@@ -20,7 +20,7 @@ from leadbridge_events.envelope import Envelope
 from leadbridge_events.outbox import add_to_outbox
 
 from .. import metrics
-from ..capture import SOURCE, CaptureResult, capture_lead, get_lead
+from ..capture import SOURCE, CaptureResult, capture_in_transaction, get_lead
 from ..followups import FollowUpConflict, FollowUpRequest, check_can_follow_up, is_final, status_after
 from ..keys import ApiKey
 from ..normalize import is_uuid
@@ -110,10 +110,9 @@ async def post_lead(request: Request, ctx: IntakeContext = Depends(get_ctx),
     except ValidationError as exc:
         return validation_problem(exc)
     profile = submission.profile(source=key.source)
-    async with ctx.runtime.sessions() as session, session.begin():
-        result = await capture_lead(session, profile, now=ctx.clock(),
-                                    repeat_window=timedelta(hours=ctx.settings.repeat_window_hours),
-                                    dedupe_scope=f"key:{key.id}" if idem else None, dedupe_key=idem)
+    result = await capture_in_transaction(ctx.runtime.sessions, profile, now=ctx.clock(),
+                                          repeat_window=timedelta(hours=ctx.settings.repeat_window_hours),
+                                          dedupe_scope=f"key:{key.id}" if idem else None, dedupe_key=idem)
     record_result(result, source=key.source, channel=profile.channel, dedupe_kind="idempotency_key")
     return _answer(ctx, form, result)
 

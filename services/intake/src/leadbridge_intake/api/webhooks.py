@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import ValidationError
 
 from .. import metrics
-from ..capture import capture_lead
+from ..capture import capture_in_transaction
 from ..fetcher import enqueue_fetch
 from ..mapping import map_google_lead
 from ..reporting import ANSWER, record_result
@@ -120,10 +120,9 @@ async def google_lead(request: Request, ctx: IntakeContext = Depends(get_ctx)) -
         return validation_problem(exc)
     is_test = bool(body.get("is_test"))
     profile = submission.profile(source="google", is_test=is_test)
-    async with ctx.runtime.sessions() as session, session.begin():
-        result = await capture_lead(session, profile, now=ctx.clock(),
-                                    repeat_window=timedelta(hours=ctx.settings.repeat_window_hours),
-                                    dedupe_scope="google", dedupe_key=lead_id)
+    result = await capture_in_transaction(ctx.runtime.sessions, profile, now=ctx.clock(),
+                                          repeat_window=timedelta(hours=ctx.settings.repeat_window_hours),
+                                          dedupe_scope="google", dedupe_key=lead_id)
     record_result(result, source="google", channel=profile.channel, dedupe_kind="google_id")
     return JSONResponse({"lead_id": result.lead_id, "status": ANSWER[result.outcome], "is_test": is_test})
 

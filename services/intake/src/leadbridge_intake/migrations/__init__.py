@@ -1,0 +1,1 @@
+"""Alembic revisions of the intake schema (`leadbridge-migrations revision intake -m ...`)."""
