@@ -24,17 +24,20 @@ def postgres() -> PostgresCluster:
     return PostgresCluster(state_dir() / "postgres", PG_PORT)
 
 
-def up() -> None:
+def up() -> list:
+    """Start whatever is not running yet; returns what this call started (to stop it again)."""
     kafka, pg = broker(), postgres()
+    started: list = []
     if port_open(pg.port):
         print(f"postgres: already listening on {pg.port}")
     else:
-        pg.start()
+        started.append(pg.start())
     if port_open(kafka.port):
         print(f"kafka: already listening on {kafka.port}")
     else:
-        kafka.start()
+        started.append(kafka.start())
     print(env_lines())
+    return started
 
 
 def down() -> None:

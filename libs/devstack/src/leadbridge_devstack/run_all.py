@@ -52,8 +52,15 @@ def demo_env(environ: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in values.items() if k not in environ}
 
 
+def _interrupt_once(*_: object) -> None:
+    """SIGTERM acts like Ctrl-C, once: the signals that follow (uv forwards them too) are ignored."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def main() -> int:
-    cli.up()
+    infrastructure = cli.up()  # what `make run` started itself, it stops on Ctrl-C; a `make up` stack stays
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or cli.broker().bootstrap_servers,
         "DATABASE_URL": os.environ.get("DATABASE_URL") or cli.postgres().url,
@@ -67,6 +74,8 @@ def main() -> int:
         elif port_open(spec.default_port):
             print(f"error: port {spec.default_port} for {spec.name} is taken; stop whatever listens there",
                   file=sys.stderr)
+            for component in reversed(infrastructure):
+                component.stop()
             return 1
         else:
             names.append(spec.name)
@@ -75,7 +84,7 @@ def main() -> int:
         print(f"demo settings from {DEMO_ENV_FILE}: {', '.join(sorted(demo))}")
     print(f"starting {', '.join(names)} (logs in {log_dir}) ...")
     # a SIGTERM (e.g. `kill` of `make run`) stops the services as cleanly as Ctrl-C
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt_once)
     info_path = state_dir() / RUN_INFO_FILE
     system = None
     try:
@@ -103,8 +112,8 @@ def main() -> int:
         for key in ("ROUTER_ROSTER_FILE", "SLA_POLICIES_FILE"):
             if effective.get(key):
                 print(f"  {key}={effective[key]}")
-        print("\nLeadBridge is running. In another terminal: `make demo`. Ctrl-C stops the services; "
-              "`make down` stops Kafka and PostgreSQL.\n")
+        print("\nLeadBridge is running. In another terminal: `make demo`. Ctrl-C stops everything "
+              "(Kafka and PostgreSQL too, unless `make up` started them).\n")
         while system.alive():
             time.sleep(0.5)
         time.sleep(1.0)  # a Ctrl-C reaches the services and this process at about the same time
@@ -116,13 +125,19 @@ def main() -> int:
               "stopping the rest", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         print("\nstopping...")
         return 0
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        # a second Ctrl-C or SIGTERM (uv forwards signals too) must not cut the clean-up short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         info_path.unlink(missing_ok=True)
         if system is not None:
             system.stop()
+        for component in reversed(infrastructure):
+            component.stop()
+            print(f"stopped {type(component).__name__}")
 
 
 if __name__ == "__main__":
