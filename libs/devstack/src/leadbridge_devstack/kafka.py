@@ -185,11 +185,27 @@ class KafkaBroker:
         pid = self.pid
         if pid is None and self.pid_file.exists():
             pid = int(self.pid_file.read_text())
+            if not self._is_our_broker(pid):  # stale pid file: that pid may belong to another program now
+                self.pid_file.unlink(missing_ok=True)
+                return
         if pid is None:
             return
         _terminate(pid, timeout)
         self.pid = None
         self.pid_file.unlink(missing_ok=True)
+
+    def _is_our_broker(self, pid: int) -> bool:
+        """Whether ``pid`` runs this broker (our java, with our server.properties), not a recycled pid."""
+        proc = Path(f"/proc/{pid}/cmdline")
+        try:
+            if proc.parent.parent.is_dir() and Path("/proc/self").exists():
+                command = proc.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            else:  # no procfs (macOS)
+                command = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True,
+                                         text=True).stdout
+        except OSError:
+            return False
+        return "kafka.Kafka" in command and str(self.data_dir / "server.properties") in command
 
     def kill(self) -> None:
         """Kill the broker hard (SIGKILL), keeping its data, as a crash would."""

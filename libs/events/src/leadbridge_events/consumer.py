@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from sqlalchemy import Table
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -45,6 +45,10 @@ log = logging.getLogger("leadbridge.consumer")
 
 class PoisonEvent(Exception):
     """Raise from a handler for an event that can never succeed: it is dead-lettered without retries."""
+
+
+class _Abandoned(Exception):
+    """The record in flight was given up (stopping, or its partition is being revoked): not committed."""
 
 
 @dataclass
@@ -109,6 +113,10 @@ class ConsumerRunner:
         )
         self._lock = asyncio.Lock()  # held while a record is in flight; the rebalance listener waits for it
         self._pending: dict[TopicPartition, int] = {}  # next offset to commit, per partition
+        # Partitions we own, per the rebalance listener. aiokafka's assignment() still lists revoked partitions
+        # until the rejoin completes, so it cannot tell whether a fetched record may still be handled.
+        self._owned: set[TopicPartition] = set()
+        self._revocations = 0  # bumped on every revoke: records fetched before it are stale
         self._stopping = asyncio.Event()
         self._started = asyncio.Event()
         self._last_lag = 0.0
@@ -123,14 +131,18 @@ class ConsumerRunner:
         try:
             while not self._stopping.is_set():
                 batches = await self._consumer.getmany(timeout_ms=200, max_records=500)
+                fetched_in = self._revocations
                 for tp, records in batches.items():
                     for record in records:
                         if self._stopping.is_set():
                             break
                         async with self._lock:
-                            if tp not in self._consumer.assignment():
-                                break  # revoked while we were busy: the new owner handles the rest
-                            await self._handle(record)
+                            if self._revocations != fetched_in or tp not in self._owned:
+                                break  # revoked meanwhile: the (new) owner refetches from the committed offset
+                            try:
+                                await self._handle(record, fetched_in)
+                            except _Abandoned:
+                                break
                             self._pending[tp] = record.offset + 1
                     await self._commit_pending()
                 await self._report_lag()
@@ -158,7 +170,7 @@ class ConsumerRunner:
 
     # -- one record ------------------------------------------------------------------------------
 
-    async def _handle(self, record: ConsumerRecord) -> None:
+    async def _handle(self, record: ConsumerRecord, fetched_in: int) -> None:
         topic = record.topic
         try:
             event = Envelope.from_kafka(record.key, record.value, record.headers)
@@ -188,8 +200,8 @@ class ConsumerRunner:
                     await self._dead_letter(record, "handler_failed", f"{type(exc).__name__}: {exc}",
                                             attempts=attempt, event=event)
                     return
-                if self._stopping.is_set() and infra:
-                    raise
+                if infra and (self._stopping.is_set() or self._revocations != fetched_in):
+                    raise _Abandoned() from exc  # not committed: redelivered to whoever owns it next
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
                 continue
@@ -243,19 +255,20 @@ class ConsumerRunner:
     # -- offsets ---------------------------------------------------------------------------------
 
     async def _commit_pending(self, only: set[TopicPartition] | None = None) -> None:
-        assigned = self._consumer.assignment()
         offsets = {tp: OffsetAndMetadata(off, "") for tp, off in self._pending.items()
-                   if tp in assigned and (only is None or tp in only)}
+                   if tp in self._owned and (only is None or tp in only)}
         if not offsets:
             return
         try:
             await self._consumer.commit(offsets)
         except CommitFailedError as exc:  # rebalanced meanwhile: the new owner redelivers, handlers dedupe
             log.warning("offset commit failed after a rebalance: %s", exc)
-        for tp in offsets:
-            self._pending.pop(tp, None)
+        for tp, committed in offsets.items():
+            if self._pending.get(tp) == committed.offset:
+                del self._pending[tp]
 
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._revocations += 1  # before waiting: the loop must not start another record of a revoked batch
         async with self._lock:  # let the record in flight finish, then commit what we still own
             try:
                 await self._commit_pending(only=set(revoked))
@@ -263,17 +276,26 @@ class ConsumerRunner:
                 log.warning("commit on revoke failed: %s", exc)
             for tp in revoked:
                 self._pending.pop(tp, None)
+            self._owned -= set(revoked)
+
+    def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        for tp in assigned:
+            self._pending.pop(tp, None)  # never commit an offset from an earlier ownership
+        self._owned = set(assigned)
 
     async def _report_lag(self) -> None:
         now = time.monotonic()
         if now - self._last_lag < 5.0:
             return
         self._last_lag = now
-        for tp in self._consumer.assignment():
+        for tp in list(self._consumer.assignment()):
             highwater = self._consumer.highwater(tp)
             if highwater is None:
                 continue
-            position = await self._consumer.position(tp)
+            try:
+                position = await self._consumer.position(tp)
+            except IllegalStateError:  # unassigned by a rebalance meanwhile
+                continue
             metrics.CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(max(highwater - position, 0))
 
 
@@ -285,4 +307,4 @@ class _Listener(ConsumerRebalanceListener):
         await self._runner._on_revoked(set(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        return None
+        self._runner._on_assigned(set(assigned))

@@ -10,6 +10,7 @@ per schema is active at a time (a PostgreSQL advisory lock), so per-lead order i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -62,11 +63,18 @@ class OutboxRelay:
         while True:
             try:
                 async with self._engine.connect() as leader:
-                    if not await self._become_leader(leader):
-                        await asyncio.sleep(self._poll)
-                        continue
-                    await self._listen(leader)
-                    await self._relay_forever()
+                    try:
+                        if await self._become_leader(leader):
+                            driver = await self._listen(leader)
+                            await self._relay_forever(driver)
+                    finally:
+                        if self.is_leader:
+                            # The lock and the LISTEN belong to this session: close it rather than hand it
+                            # back to the pool still holding them (or half dead).
+                            self.is_leader = False
+                            with contextlib.suppress(Exception):
+                                await leader.invalidate()
+                await asyncio.sleep(self._poll)  # another relay leads: try again later
             except asyncio.CancelledError:
                 raise
             except Exception:  # database gone: retry, rows wait in the table
@@ -80,13 +88,24 @@ class OutboxRelay:
         self.is_leader = bool(got)
         return self.is_leader
 
-    async def _listen(self, conn: AsyncConnection) -> None:
+    async def _listen(self, conn: AsyncConnection) -> Any:
         raw = await conn.get_raw_connection()
-        await raw.driver_connection.add_listener(_channel(self.schema), lambda *_: self._wake.set())
+        driver = raw.driver_connection
+        driver.add_termination_listener(lambda *_: self._wake.set())  # lost leadership: wake up and see
+        await driver.add_listener(_channel(self.schema), lambda *_: self._wake.set())
+        return driver
 
-    async def _relay_forever(self) -> None:
+    async def _check_leadership(self, driver: Any) -> None:
+        """Raise if the leader session (and with it the advisory lock and the LISTEN) is gone."""
+        if driver.is_closed():
+            raise ConnectionError("outbox relay lost its leader connection")
+        await asyncio.wait_for(driver.fetchval("SELECT 1"), timeout=10.0)
+
+    async def _relay_forever(self, driver: Any) -> None:
         backoff = self._backoff
         while True:
+            await self._check_leadership(driver)  # never relay without the lock: one active relay per schema
+            self._wake.clear()  # before reading: a NOTIFY (or a lost connection) from now on is not missed
             try:
                 sent = await self.relay_once()
                 backoff = self._backoff
@@ -99,7 +118,6 @@ class OutboxRelay:
                 backoff = min(backoff * 2, self._max_backoff)
                 continue
             if sent < self._batch:
-                self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
                 except asyncio.TimeoutError:

@@ -59,6 +59,9 @@ class ServiceRuntime:
         self._runner_options = runner_options
         self._tasks: list[asyncio.Task[None]] = []
         self.kafka_ready = asyncio.Event()
+        self.consumer_failures = 0
+        self._consumer_task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def start(self) -> None:
         if self.migrations is not None and self.migrations.is_dir():
@@ -84,29 +87,53 @@ class ServiceRuntime:
                 self.relay._producer = self.producer
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+        if self.handlers:
+            self.runner = self._new_runner()
         self.kafka_ready.set()
         self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-relay"))
         if self.handlers:
-            self.runner = ConsumerRunner(
-                bootstrap_servers=self.settings.kafka_bootstrap_servers,
-                group_id=self.group_id,
-                handlers=self.handlers,
-                sessions=self.sessions,
-                processed=self.processed,
-                outbox=self.outbox,
-                producer=self.producer,
-                max_attempts=self.settings.handler_max_attempts,
-                backoff_seconds=self.settings.handler_backoff_seconds,
-                **self._runner_options,
-            )
-            self._tasks.append(asyncio.create_task(self.runner.run(), name=f"{self.name}-consumer"))
+            self._consumer_task = asyncio.create_task(self._consume_forever(), name=f"{self.name}-consumer")
+            self._tasks.append(self._consumer_task)
+
+    def _new_runner(self) -> ConsumerRunner:
+        return ConsumerRunner(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            group_id=self.group_id,
+            handlers=self.handlers,
+            sessions=self.sessions,
+            processed=self.processed,
+            outbox=self.outbox,
+            producer=self.producer,
+            max_attempts=self.settings.handler_max_attempts,
+            backoff_seconds=self.settings.handler_backoff_seconds,
+            **self._runner_options,
+        )
+
+    async def _consume_forever(self) -> None:
+        """Run the consumer; if it dies (Kafka gone at the wrong moment, a client bug), rebuild and restart it."""
+        backoff = 0.5
+        while not self._stopping:
+            assert self.runner is not None
+            try:
+                await self.runner.run()
+                return  # stopped on purpose
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.consumer_failures += 1
+                log.exception("consumer crashed; restarting it", extra={"group": self.group_id})
+            if self._stopping:
+                return
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
+            self.runner = self._new_runner()
 
     async def stop(self) -> None:
-        if self.runner is not None:
+        self._stopping = True
+        if self.runner is not None and self._consumer_task is not None:
             self.runner.stop()
-            consumer_task = self._tasks[-1]
             with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(consumer_task), timeout=15)
+                await asyncio.wait_for(asyncio.shield(self._consumer_task), timeout=15)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -119,7 +146,8 @@ class ServiceRuntime:
 
     async def ready(self) -> dict[str, str]:
         """Readiness of the database and Kafka, for ``/readyz``."""
-        status = {"database": "ok", "kafka": "ok" if self.kafka_ready.is_set() else "unavailable"}
+        kafka_ok = self.kafka_ready.is_set() and (self._consumer_task is None or not self._consumer_task.done())
+        status = {"database": "ok", "kafka": "ok" if kafka_ok else "unavailable"}
         try:
             async with self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
