@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from leadbridge_devstack.pytest_plugin import start_local_broker
+from leadbridge_events import metrics
 from leadbridge_events.admin import ensure_topics
 from leadbridge_events.consumer import ConsumerRunner
 from leadbridge_events.outbox import OutboxRelay, add_to_outbox
@@ -66,6 +67,12 @@ async def test_rows_wait_while_kafka_is_down_and_flow_when_it_returns(backbone, 
         during = [e for lead in leads for e in await write_events(backbone, topic, lead, range(10, 30))]
         await asyncio.sleep(2.0)
         assert await unsent(backbone) == len(during), "rows wait in the outbox while Kafka is down"
+
+        async def backlog_reported():  # what the outbox-backlog alert reads while Kafka is down
+            return (metrics.OUTBOX_BACKLOG.labels(backbone.outbox.schema)._value.get() == len(during)
+                    and metrics.OUTBOX_OLDEST_AGE.labels(backbone.outbox.schema)._value.get() > 0)
+
+        await wait_for(backlog_reported, timeout=30)
 
         own_broker.start(log=lambda *_: None)
         await wait_for(drained, timeout=90)

@@ -30,24 +30,31 @@ def _channel(schema: str) -> str:
 
 
 async def add_to_outbox(session: AsyncSession, outbox: Table, event: Envelope[Any], topic: str | None = None) -> None:
-    """Stage ``event`` for publication, atomically with whatever else ``session``'s transaction does."""
-    await session.execute(
-        outbox.insert().values(
+    """Stage ``event`` for publication, atomically with whatever else ``session``'s transaction does.
+
+    One round trip: the insert and the relay's wake-up (``pg_notify``, delivered on commit) in one statement.
+    """
+    inserted = (
+        outbox.insert()
+        .values(
             event_id=event.id,
             topic=topic or topic_for(event.type).name,
             key=event.lead_id,
             value=event.kafka_value(),
             headers={k: v.decode() for k, v in event.kafka_headers()},
         )
+        .returning(outbox.c.id)
+        .cte("staged")
     )
-    await session.execute(text("SELECT pg_notify(:c, '')"), {"c": _channel(outbox.schema or "public")})
+    await session.execute(select(func.pg_notify(_channel(outbox.schema or "public"), "")).select_from(inserted))
 
 
 class OutboxRelay:
     """Publishes a schema's outbox to Kafka. Run ``run()`` as a background task; cancel to stop."""
 
     def __init__(self, engine: AsyncEngine, outbox: Table, producer: EventProducer, *, batch_size: int = 500,
-                 poll_interval: float = 1.0, retry_backoff: float = 0.5, max_backoff: float = 5.0) -> None:
+                 poll_interval: float = 1.0, retry_backoff: float = 0.5, max_backoff: float = 5.0,
+                 coalesce_seconds: float = 0.002) -> None:
         self._engine = engine
         self._outbox = outbox
         self._producer = producer
@@ -58,8 +65,26 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self.schema = outbox.schema or "public"
         self.is_leader = False
+        self._coalesce = coalesce_seconds
+        self._last_leader_check = float("-inf")
 
     async def run(self) -> None:
+        gauges = asyncio.create_task(self._report_backlog_forever(), name=f"outbox-gauges-{self.schema}")
+        try:
+            await self._run()
+        finally:
+            gauges.cancel()
+            await asyncio.gather(gauges, return_exceptions=True)
+
+    async def _report_backlog_forever(self, interval: float = 5.0) -> None:
+        """The backlog gauges, measured on their own clock: a publish blocked by a Kafka outage (the producer
+        retries for as long as the broker is away) must not freeze the figures that alert on-call."""
+        while True:
+            with contextlib.suppress(Exception):
+                await self._measure_backlog()
+            await asyncio.sleep(interval)
+
+    async def _run(self) -> None:
         while True:
             try:
                 async with self._engine.connect() as leader:
@@ -96,10 +121,17 @@ class OutboxRelay:
         return driver
 
     async def _check_leadership(self, driver: Any) -> None:
-        """Raise if the leader session (and with it the advisory lock and the LISTEN) is gone."""
+        """Raise if the leader session (and with it the advisory lock and the LISTEN) is gone.
+
+        ``is_closed()`` is free and the termination listener wakes the loop when the session dies; the
+        round trip that proves the session alive runs at most once a second, not once per batch.
+        """
         if driver.is_closed():
             raise ConnectionError("outbox relay lost its leader connection")
-        await asyncio.wait_for(driver.fetchval("SELECT 1"), timeout=10.0)
+        now = asyncio.get_running_loop().time()
+        if now - self._last_leader_check >= 1.0:
+            await asyncio.wait_for(driver.fetchval("SELECT 1"), timeout=10.0)
+            self._last_leader_check = now
 
     async def _relay_forever(self, driver: Any) -> None:
         backoff = self._backoff
@@ -120,6 +152,7 @@ class OutboxRelay:
             if sent < self._batch:
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
+                    await asyncio.sleep(self._coalesce)  # let a burst of commits share one batch
                 except asyncio.TimeoutError:
                     pass
 
@@ -143,12 +176,16 @@ class OutboxRelay:
         )
         async with self._engine.begin() as conn:
             await conn.execute(update(ob).where(ob.c.id.in_([r.id for r in rows])).values(sent_at=func.now()))
-            stats = (await conn.execute(
+        metrics.OUTBOX_PUBLISHED.labels(self.schema).inc(len(rows))
+        return len(rows)
+
+    async def _measure_backlog(self) -> None:
+        ob = self._outbox
+        async with self._engine.connect() as conn:
+            count, age = (await conn.execute(
                 select(func.count(), func.extract("epoch", func.now() - func.min(ob.c.created_at)))
                 .where(ob.c.sent_at.is_(None))
             )).one()
-        metrics.OUTBOX_PUBLISHED.labels(self.schema).inc(len(rows))
-        metrics.OUTBOX_BACKLOG.labels(self.schema).set(stats[0])
-        metrics.OUTBOX_OLDEST_AGE.labels(self.schema).set(float(stats[1] or 0))
-        return len(rows)
+        metrics.OUTBOX_BACKLOG.labels(self.schema).set(count)
+        metrics.OUTBOX_OLDEST_AGE.labels(self.schema).set(float(age or 0))
 

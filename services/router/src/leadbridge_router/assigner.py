@@ -55,7 +55,7 @@ async def route(
     chain = pool_chain(roster, start) if start else []
     vtimes = await store.lock_pools(session, sorted(chain))
     states = await store.load_pool_states(session, vtimes)
-    members = [r.id for p in chain for r in roster.members(p)]
+    members = [r for p in chain for r in roster.members(p)]
     loads = await store.open_loads(session, members, now)
     decision = decide(roster, facts, states, loads, now, exclude=exclude, pool=pool, rule_id=rule_id, why=why)
     await apply(session, emit, roster, decision, states, lead_id, now, lead_row=lead_row, facts=facts,
@@ -83,15 +83,17 @@ async def apply(session: AsyncSession, emit: Emit, roster: Roster, d: Decision, 
         await store.save_lead(session, lead_id, assignee=None, hold_until=d.hold_until, **common)
         log.info("lead held until shift start", extra={"lead_id": lead_id, "pool": d.pool})
         return
+    writes = []  # one round trip for the pool's counters, the assignment and the lead (all rows locked)
     if d.outcome in (ASSIGNED, FALLBACK_OWNER):
         assert d.rep_id and d.pool
         if d.outcome == ASSIGNED:
             rep = roster.rep(d.rep_id)
             new_state = fairness.record(states[d.pool], rep, now)
-            await store.save_pool_state(session, d.pool, new_state, d.rep_id)
-        await store.open_assignment(session, lead_id=lead_id, rep_id=d.rep_id, pool=d.pool, rule=d.rule,
-                                    outcome=d.outcome, attempt=attempt, assigned_at=now)
-    await store.save_lead(session, lead_id, assignee=d.rep_id, hold_until=None, **common)
+            writes += store.pool_state_writes(d.pool, new_state, d.rep_id)
+        writes.append(store.assignment_insert(lead_id=lead_id, rep_id=d.rep_id, pool=d.pool, rule=d.rule,
+                                              outcome=d.outcome, attempt=attempt, assigned_at=now))
+    writes.append(store.lead_upsert(lead_id, assignee=d.rep_id, hold_until=None, **common))
+    await store.execute_together(session, writes)
     rep = roster.rep(d.rep_id) if d.rep_id else None
     data = LeadRouted(
         lead_id=lead_id, routed_at=now, outcome=d.outcome, assignee_id=d.rep_id,

@@ -30,6 +30,14 @@ config = Table(
     Column("key", String(100), primary_key=True),
     Column("value", JSONB, nullable=False),
 )
+# One row: a new random version whenever teams, reps or config change (a statement trigger in migration 0003),
+# in the same transaction as the change, so a process may cache the parsed roster and re-read it only when
+# the version moved. No row (a schema built without the migrations) means: do not cache.
+roster_version = Table(
+    "roster_version", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version", String(64), nullable=False),
+)
 # One row per pool: the lock every assignment in the pool takes (SELECT ... FOR UPDATE), and its vtime.
 pool_state = Table(
     "pool_state", metadata,

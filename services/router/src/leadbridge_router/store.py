@@ -6,7 +6,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,7 +20,24 @@ ROUTING_KEY = "routing"
 
 # -- roster ---------------------------------------------------------------------------------------
 
+_roster_cache: tuple[str, Roster] | None = None  # (version, roster): rosters are frozen, safe to share
+
+
 async def load_roster(session: AsyncSession) -> Roster:
+    """The roster as this transaction sees it. Parsed once per roster version: the version row changes with
+    every write to teams, reps or config (trigger), atomically, so a cached roster is never stale."""
+    global _roster_cache
+    version = (await session.execute(select(db.roster_version.c.version)
+                                     .where(db.roster_version.c.id == 1))).scalar()
+    if version is not None and _roster_cache is not None and _roster_cache[0] == version:
+        return _roster_cache[1]
+    roster = await _read_roster(session)
+    if version is not None:
+        _roster_cache = (version, roster)
+    return roster
+
+
+async def _read_roster(session: AsyncSession) -> Roster:
     team_rows = (await session.execute(select(db.teams.c.spec).order_by(db.teams.c.id))).scalars().all()
     rep_rows = (await session.execute(select(db.reps.c.spec).order_by(db.reps.c.id))).scalars().all()
     routing = await load_routing(session)
@@ -73,8 +90,15 @@ async def lock_pools(session: AsyncSession, pools: list[str]) -> dict[str, float
     """Row-lock the pools (sorted, so replicas never deadlock) for the rest of the transaction."""
     if not pools:
         return {}
+    locked = await _lock_existing_pools(session, pools)
+    if len(locked) == len(set(pools)):
+        return locked  # the usual case: every pool has its row already
     await session.execute(insert(db.pool_state).values([{"pool": p, "vtime": 0.0} for p in pools])
                           .on_conflict_do_nothing())
+    return await _lock_existing_pools(session, pools)
+
+
+async def _lock_existing_pools(session: AsyncSession, pools: list[str]) -> dict[str, float]:
     rows = await session.execute(select(db.pool_state.c.pool, db.pool_state.c.vtime)
                                  .where(db.pool_state.c.pool.in_(pools)).order_by(db.pool_state.c.pool)
                                  .with_for_update())
@@ -89,29 +113,48 @@ async def load_pool_states(session: AsyncSession, vtimes: dict[str, float]) -> d
     return {p: PoolState(vtime=v, counters=dict(counters[p])) for p, v in vtimes.items()}
 
 
-async def save_pool_state(session: AsyncSession, pool: str, state: PoolState, rep_id: str) -> None:
-    await session.execute(update(db.pool_state).where(db.pool_state.c.pool == pool).values(vtime=state.vtime))
+def pool_state_writes(pool: str, state: PoolState, rep_id: str) -> list[Any]:
+    """The statements that store a pool's new state after ``rep_id`` got a lead (see ``execute_together``)."""
     c = state.counter(rep_id)
     values = {"pass": c.pass_, "assigned": c.assigned, "last_assigned_at": c.last_assigned_at}
-    stmt = insert(db.rep_counters).values(pool=pool, rep_id=rep_id, **values)
-    await session.execute(stmt.on_conflict_do_update(index_elements=["pool", "rep_id"], set_=values))
+    counters = insert(db.rep_counters).values(pool=pool, rep_id=rep_id, **values)
+    return [update(db.pool_state).where(db.pool_state.c.pool == pool).values(vtime=state.vtime),
+            counters.on_conflict_do_update(index_elements=["pool", "rep_id"], set_=values)]
 
 
-async def open_loads(session: AsyncSession, rep_ids: list[str], now: datetime) -> dict[str, RepLoad]:
-    """Each rep's load: how many routed leads are open now, and when the leads they got in the last 8 days
-    (which cover any local week) were assigned -- open or closed, but not those taken away from them."""
+async def save_pool_state(session: AsyncSession, pool: str, state: PoolState, rep_id: str) -> None:
+    await execute_together(session, pool_state_writes(pool, state, rep_id))
+
+
+async def execute_together(session: AsyncSession, statements: list[Any]) -> None:
+    """Run independent writes (to different rows, none reading another's result) in ONE round trip: all but
+    the last become data-modifying CTEs of the last. Same transaction, same effects, same errors."""
+    *first, main = statements
+    for i, stmt in enumerate(first):
+        main = main.add_cte(stmt.cte(f"write_{i}"))
+    await session.execute(main)
+
+
+async def open_loads(session: AsyncSession, reps: list[Rep], now: datetime) -> dict[str, RepLoad]:
+    """Each capped rep's load: how many routed leads are open now (reps with ``max_open``), and when the leads
+    they got in the last 8 days (which cover any local week) were assigned -- open or closed, but not those
+    taken away from them (reps with a daily or weekly cap). Reps without caps need no load: not read."""
+    counted = sorted({r.id for r in reps if r.max_open is not None})
+    stamped = sorted({r.id for r in reps if r.daily_cap is not None or r.weekly_cap is not None})
+    if not counted and not stamped:
+        return {}
     a = db.assignments
-    recent = a.c.assigned_at >= now - timedelta(days=8)
-    rows = await session.execute(select(a.c.rep_id, a.c.assigned_at, a.c.released_at.is_(None).label("open"))
-                                 .where(a.c.rep_id.in_(rep_ids),
-                                        a.c.released_at.is_(None) | (a.c.close_outcome.isnot(None) & recent)))
-    stamps: dict[str, list[datetime]] = defaultdict(list)
-    open_count: dict[str, int] = defaultdict(int)
-    for r in rows:
-        open_count[r.rep_id] += r.open
-        if r.assigned_at >= now - timedelta(days=8):
-            stamps[r.rep_id].append(r.assigned_at)
-    return {rep: RepLoad(tuple(stamps[rep]), open_count[rep]) for rep in set(stamps) | set(open_count)}
+    since = now - timedelta(days=8)
+    is_open = a.c.released_at.is_(None)
+    recent = a.c.assigned_at >= since
+    open_count = func.count().filter(is_open & a.c.rep_id.in_(counted)) if counted else literal(0)
+    stamps = (func.array_agg(a.c.assigned_at).filter(recent & a.c.rep_id.in_(stamped)) if stamped
+              else literal(None))
+    rows = await session.execute(
+        select(a.c.rep_id, open_count.label("open_count"), stamps.label("stamps"))
+        .where(a.c.rep_id.in_(sorted({*counted, *stamped})), is_open | (a.c.close_outcome.isnot(None) & recent))
+        .group_by(a.c.rep_id))
+    return {r.rep_id: RepLoad(tuple(r.stamps or ()), r.open_count or 0) for r in rows}
 
 
 async def try_lock_pools(session: AsyncSession, pools: list[str]) -> dict[str, float] | None:
@@ -132,17 +175,25 @@ async def lock_lead(session: AsyncSession, lead_id: str) -> Any:
     return (await session.execute(select(db.leads).where(db.leads.c.lead_id == lead_id).with_for_update())).first()
 
 
-async def save_lead(session: AsyncSession, lead_id: str, **values: Any) -> None:
+def lead_upsert(lead_id: str, **values: Any) -> Any:
     stmt = insert(db.leads).values(lead_id=lead_id, **values)
-    await session.execute(stmt.on_conflict_do_update(index_elements=[db.leads.c.lead_id], set_=values))
+    return stmt.on_conflict_do_update(index_elements=[db.leads.c.lead_id], set_=values)
+
+
+async def save_lead(session: AsyncSession, lead_id: str, **values: Any) -> None:
+    await session.execute(lead_upsert(lead_id, **values))
 
 
 async def update_lead(session: AsyncSession, lead_id: str, **values: Any) -> None:
     await session.execute(update(db.leads).where(db.leads.c.lead_id == lead_id).values(**values))
 
 
+def assignment_insert(**values: Any) -> Any:
+    return db.assignments.insert().values(**values)
+
+
 async def open_assignment(session: AsyncSession, **values: Any) -> None:
-    await session.execute(db.assignments.insert().values(**values))
+    await session.execute(assignment_insert(**values))
 
 
 async def release_assignment(session: AsyncSession, lead_id: str, now: datetime, reason: str, *,

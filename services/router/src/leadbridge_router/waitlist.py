@@ -59,7 +59,7 @@ async def fill_freed_slots(session: AsyncSession, emit: Emit, now: datetime, *, 
     routed = 0
     for row in waiting:
         states = await store.load_pool_states(session, locked)
-        members = [r.id for p in chains[row.lead_id] for r in roster.members(p)]
+        members = [r for p in chains[row.lead_id] for r in roster.members(p)]
         loads = await store.open_loads(session, members, now)
         facts = LeadFacts(**row.facts)
         decision = decide(roster, facts, states, loads, now, exclude=frozenset(row.previous_assignees),

@@ -8,6 +8,7 @@ row locked, so handling is ordered and idempotent per lead.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime
 
 from leadbridge_events.contracts import FollowUpLogged, LeadProfile, LeadScored, MatchedRule, Stage
@@ -53,20 +54,24 @@ class Rescorer:
 
     async def on_activity(self, session: AsyncSession, lead_id: str, activity: Activity,
                           profile: LeadProfile | None, *, captured: bool) -> LeadScored | None:
-        lead = await store.load_lead(session, lead_id)
+        # A capture is nearly always of a new lead: score it and store it with one INSERT; an existing lead
+        # (a replayed capture, or activity) takes the locking path below.
+        lead = None if captured else await store.load_lead(session, lead_id)
         if lead is None:
-            await store.insert_lead(session, lead_id, profile or LeadProfile(), activity.occurred_at)
+            scored = await self._first_sight(session, lead_id, activity, profile or LeadProfile())
+            if scored is not None:
+                if not captured:
+                    log.info("activity for a lead scoring has not seen captured", extra={"lead_id": lead_id})
+                return scored
             lead = await store.load_lead(session, lead_id)
             assert lead is not None
-            if not captured:
-                log.info("activity for a lead scoring has not seen captured", extra={"lead_id": lead_id})
-        elif profile is not None:
+        changed_profile = None
+        if profile is not None:
             merged = merge_profile(lead.profile, profile)
             if merged != lead.profile:
-                await store.update_profile(session, lead_id, merged)
-                lead = await store.load_lead(session, lead_id)
-                assert lead is not None
-        await store.add_activity(session, lead_id, activity)
+                changed_profile = merged
+                lead = replace(lead, profile=merged)
+        writes = [store.activity_insert(lead_id, activity)]  # written with the new state: one round trip
         activities = [*lead.activities, activity] if all(
             a.activity_id != activity.activity_id for a in lead.activities) else lead.activities
         now = max([activity.occurred_at, *(a.occurred_at for a in activities)])
@@ -74,7 +79,21 @@ class Rescorer:
         breakdown = score(lead.profile, counted_activities(activities, state), self.model, now)
         transition = after_scoring(state, breakdown, threshold=self.model.mql_threshold,
                                    is_test=lead.profile.is_test)
-        return await self._save(session, lead, breakdown, transition, now)
+        return await self._save(session, lead, breakdown, transition, now, writes=writes, profile=changed_profile)
+
+    async def _first_sight(self, session: AsyncSession, lead_id: str, activity: Activity,
+                           profile: LeadProfile) -> LeadScored | None:
+        """Score a lead scoring has never seen and store it in one statement; None if it exists already."""
+        now = activity.occurred_at
+        breakdown = score(profile, [activity], self.model, now)
+        transition = after_scoring(None, breakdown, threshold=self.model.mql_threshold, is_test=profile.is_test)
+        state = transition.state
+        signature = [*breakdown.signature(), state.stage.value, state.reason]
+        if not await store.insert_scored_lead(session, lead_id, profile, activity.occurred_at, activity, state,
+                                              score=breakdown.total, grade=breakdown.grade,
+                                              model_version=breakdown.model_version, signature=signature):
+            return None
+        return self._scored(lead_id, profile, breakdown, transition, now)
 
     async def on_follow_up(self, session: AsyncSession, follow_up: FollowUpLogged) -> LeadScored | None:
         lead = await store.load_lead(session, follow_up.lead_id)
@@ -95,17 +114,30 @@ class Rescorer:
         return await self._save(session, lead, breakdown, transition, now)
 
     async def _save(self, session: AsyncSession, lead: store.StoredLead, breakdown: Breakdown,
-                    transition: Transition, now: datetime) -> LeadScored | None:
+                    transition: Transition, now: datetime, *, writes: list | None = None,
+                    profile: LeadProfile | None = None) -> LeadScored | None:
+        """Store the new state with ``writes`` (other rows' changes) and a changed ``profile``, in one go."""
         state: LeadState = transition.state
+        writes = list(writes or ())
         signature = [*breakdown.signature(), state.stage.value, state.reason]
         if signature == lead.last_signature and not transition.became_mql:
+            if profile is not None:
+                writes.append(store.profile_update(lead.lead_id, profile))
+            await store.execute_together(session, writes)
             return None  # nothing changed: nothing to say
-        await store.save_state(session, lead.lead_id, state, score=breakdown.total, grade=breakdown.grade,
-                               model_version=breakdown.model_version, signature=signature)
+        writes.append(store.state_update(lead.lead_id, state, score=breakdown.total, grade=breakdown.grade,
+                                         model_version=breakdown.model_version, signature=signature,
+                                         profile=profile))
+        await store.execute_together(session, writes)
+        return self._scored(lead.lead_id, lead.profile, breakdown, transition, now)
+
+    def _scored(self, lead_id: str, profile: LeadProfile, breakdown: Breakdown, transition: Transition,
+                now: datetime) -> LeadScored:
+        state = transition.state
         metrics.LEADS_SCORED.labels(state.stage.value).inc()
         metrics.SCORES.observe(breakdown.total)
         if transition.became_mql:
             metrics.BECAME_MQL.inc()
-        log.info("lead scored", extra={"lead_id": lead.lead_id, "score": breakdown.total, "stage": state.stage.value,
+        log.info("lead scored", extra={"lead_id": lead_id, "score": breakdown.total, "stage": state.stage.value,
                                        "became_mql": transition.became_mql})
-        return build_event(lead.lead_id, lead.profile, breakdown, transition, now)
+        return build_event(lead_id, profile, breakdown, transition, now)

@@ -13,7 +13,7 @@ from typing import Any
 
 from leadbridge_events.contracts import LeadProfile, Stage
 from leadbridge_events.db import add_backbone_tables
-from sqlalchemy import Boolean, Column, DateTime, Float, ForeignKey, MetaData, String, Table, func, select
+from sqlalchemy import Boolean, Column, DateTime, Float, ForeignKey, MetaData, String, Table, func, literal, select
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -96,27 +96,78 @@ async def insert_lead(session: AsyncSession, lead_id: str, profile: LeadProfile,
     ).on_conflict_do_nothing(index_elements=[leads.c.lead_id]))
 
 
+async def insert_scored_lead(session: AsyncSession, lead_id: str, profile: LeadProfile, captured_at: datetime,
+                             activity: Activity, state: LeadState, *, score: float, grade: str, model_version: str,
+                             signature: list[Any]) -> bool:
+    """Store a lead scoring has not seen yet, already scored, with its first activity: one round trip.
+
+    False (and nothing written) when the lead exists already; the caller then takes the locking path.
+    A concurrent insert of the same lead waits on the primary key until the other transaction ends.
+    """
+    new_lead = insert(leads).values(
+        lead_id=lead_id, profile=profile.model_dump(mode="json"), channel=profile.channel,
+        campaign=profile.campaign, captured_at=captured_at, stage=state.stage.value, mql_emitted=state.mql_emitted,
+        reason=state.reason, recycled_at=state.recycled_at, score=score, grade=grade, model_version=model_version,
+        last_signature=signature,
+    ).on_conflict_do_nothing(index_elements=[leads.c.lead_id]).returning(leads.c.lead_id).cte("new_lead")
+    values = {"activity_id": activity.activity_id, "occurred_at": activity.occurred_at, "kind": activity.kind,
+              "form_type": activity.form_type, "channel": activity.channel, "campaign": activity.campaign,
+              "asset": activity.asset}
+    first = select(new_lead.c.lead_id, *(literal(v, activities.c[k].type).label(k) for k, v in values.items()))
+    stmt = insert(activities).from_select(["lead_id", *values], first).returning(activities.c.lead_id)
+    return (await session.execute(stmt)).first() is not None
+
+
 async def update_profile(session: AsyncSession, lead_id: str, profile: LeadProfile) -> None:
-    await session.execute(leads.update().where(leads.c.lead_id == lead_id).values(
-        profile=profile.model_dump(mode="json")))
+    await session.execute(profile_update(lead_id, profile))
+
+
+def profile_update(lead_id: str, profile: LeadProfile) -> Any:
+    return leads.update().where(leads.c.lead_id == lead_id).values(profile=profile.model_dump(mode="json"))
 
 
 async def add_activity(session: AsyncSession, lead_id: str, activity: Activity) -> bool:
     """Store an activity; False when it was stored already (a replay under another event id)."""
-    result = await session.execute(insert(activities).values(
+    result = await session.execute(activity_insert(lead_id, activity))
+    return bool(result.rowcount)
+
+
+def activity_insert(lead_id: str, activity: Activity) -> Any:
+    """Store an activity unless it was stored already (a replay under another event id)."""
+    return insert(activities).values(
         lead_id=lead_id, activity_id=activity.activity_id, occurred_at=activity.occurred_at, kind=activity.kind,
         form_type=activity.form_type, channel=activity.channel, campaign=activity.campaign, asset=activity.asset,
-    ).on_conflict_do_nothing())
-    return bool(result.rowcount)
+    ).on_conflict_do_nothing()
 
 
 async def save_state(session: AsyncSession, lead_id: str, state: LeadState, *, score: float, grade: str,
                      model_version: str, signature: list[Any]) -> None:
-    await session.execute(leads.update().where(leads.c.lead_id == lead_id).values(
+    await session.execute(state_update(lead_id, state, score=score, grade=grade, model_version=model_version,
+                                       signature=signature))
+
+
+def state_update(lead_id: str, state: LeadState, *, score: float, grade: str, model_version: str,
+                 signature: list[Any], profile: LeadProfile | None = None) -> Any:
+    """The lead's new stage and score (and merged profile, when it changed)."""
+    values: dict[str, Any] = dict(
         stage=state.stage.value, mql_emitted=state.mql_emitted, reason=state.reason,
         recycled_at=state.recycled_at, score=score, grade=grade, model_version=model_version,
         last_signature=signature,
-    ))
+    )
+    if profile is not None:
+        values["profile"] = profile.model_dump(mode="json")
+    return leads.update().where(leads.c.lead_id == lead_id).values(**values)
+
+
+async def execute_together(session: AsyncSession, statements: list[Any]) -> None:
+    """Run independent writes (different rows, none reading another's result) in ONE round trip: all but the
+    last become data-modifying CTEs of the last. Same transaction, same effects, same errors."""
+    if not statements:
+        return
+    *first, main = statements
+    for i, stmt in enumerate(first):
+        main = main.add_cte(stmt.cte(f"write_{i}"))
+    await session.execute(main)
 
 
 async def all_leads(conn: AsyncConnection) -> list[StoredLead]:
