@@ -159,9 +159,23 @@ async def measure(args: argparse.Namespace, bootstrap: str, database_url: str) -
         print(f"capture->routed at {args.rate:.0f} leads/s offered for {args.latency_seconds:.0f} s: "
               f"p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms, max {lat['max_ms']:.0f} ms "
               f"({lat['routed']} of {lat['offered']} routed, {lat['missing']} not routed within 30 s)")
+        rate, accepted, _ = await intake_throughput(url, key, args.seconds, args.concurrency)
+        print(f"\nintake throughput with scoring and router consuming beside it ({args.concurrency} clients, "
+              f"{args.seconds:.0f} s): {rate:7.0f} leads/s accepted durably")
+    finally:
+        system.stop()
+
+    # intake on its own: with scoring and router consuming the flood beside it on the same cores, the figure
+    # would measure the machine's sharing, not intake
+    env["DATABASE_URL"] = await create_database(database_url)
+    system = start_system(env, {s.name: free_port() for s in SERVICES}, only=("intake",))
+    try:
+        url = system.url("intake")
+        key = httpx.post(f"{url}/v1/admin/keys", headers={"Authorization": f"Bearer {ADMIN}"},
+                         json={"source": "bench", "scopes": ["leads:write"]}).json()["api_key"]
         await intake_throughput(url, key, 2, 8)  # warm-up
         rate, accepted, failed = await intake_throughput(url, key, args.seconds, args.concurrency)
-        print(f"\nintake sustained throughput ({args.concurrency} clients, {args.seconds:.0f} s): "
+        print(f"\nintake sustained throughput, intake alone ({args.concurrency} clients, {args.seconds:.0f} s): "
               f"{rate:7.0f} leads/s accepted durably ({accepted} accepted, {failed} not)")
         print(f"  = {rate / pg_rate:.1%} of the raw PostgreSQL insert rate, "
               f"{rate / kafka_rate:.1%} of the raw Kafka producer rate")
