@@ -130,7 +130,8 @@ class OutboxRelay:
             raise ConnectionError("outbox relay lost its leader connection")
         now = asyncio.get_running_loop().time()
         if now - self._last_leader_check >= 1.0:
-            await asyncio.wait_for(driver.fetchval("SELECT 1"), timeout=10.0)
+            async with asyncio.timeout(10.0):
+                await driver.fetchval("SELECT 1")
             self._last_leader_check = now
 
     async def _relay_forever(self, driver: Any) -> None:
@@ -150,10 +151,13 @@ class OutboxRelay:
                 backoff = min(backoff * 2, self._max_backoff)
                 continue
             if sent < self._batch:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
+                # arrives as the event fires, and the relay would then outlive its service's shutdown
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
+                    async with asyncio.timeout(self._poll):
+                        await self._wake.wait()
                     await asyncio.sleep(self._coalesce)  # let a burst of commits share one batch
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
 
     async def relay_once(self) -> int:

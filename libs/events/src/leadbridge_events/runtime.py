@@ -136,9 +136,10 @@ class ServiceRuntime:
                 await asyncio.wait_for(asyncio.shield(self._consumer_task), timeout=15)
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        if self._tasks:  # bounded: a task that will not stop must not hang the service's shutdown
+            _, stuck = await asyncio.wait(self._tasks, timeout=10)
+            for task in stuck:
+                log.error("task did not stop within 10 s: %s", task.get_name())
         self._tasks.clear()
         with contextlib.suppress(Exception):
             await self.producer.stop()

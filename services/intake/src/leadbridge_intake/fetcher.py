@@ -73,9 +73,10 @@ class PlatformFetcher:
             except Exception:  # database away: try again later, rows are safe in the table
                 log.exception("platform fetcher pass failed; retrying")
             self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.fetch_poll_seconds)
-            except asyncio.TimeoutError:
+            try:  # asyncio.timeout: unlike wait_for on 3.11, it never swallows the shutdown's cancellation
+                async with asyncio.timeout(self.settings.fetch_poll_seconds):
+                    await self._wake.wait()
+            except TimeoutError:
                 pass
 
     async def close(self) -> None:
