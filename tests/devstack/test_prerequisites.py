@@ -57,3 +57,9 @@ def test_a_corrupted_download_is_refused(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="checksum mismatch for org.example:thing:1.0"):
         kafka.fetch_jars(log=lambda *_: None)
     assert not list((tmp_path / "cache").rglob("*.jar")), "nothing unverified is kept"
+
+
+def test_cluster_ids_never_look_like_command_line_options():
+    ids = [kafka.new_cluster_id() for _ in range(5000)]  # about 1 in 64 raw ids starts with '-'
+    assert all(not i.startswith("-") and len(i) == 22 for i in ids)
+    assert len(set(ids)) == len(ids)

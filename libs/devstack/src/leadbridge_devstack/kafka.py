@@ -88,6 +88,15 @@ def fetch_jars(log=print) -> Path:
     return target
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id (URL-safe base64 of 16 bytes). Like Kafka's own Uuid.randomUuid it never
+    starts with '-', which the storage tool's command line would take for an option."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 @dataclass
 class KafkaBroker:
     data_dir: Path
@@ -144,7 +153,7 @@ class KafkaBroker:
         jvm = [java, "-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
                f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={self.data_dir}"]
         if not (self.data_dir / "logs" / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = new_cluster_id()
             subprocess.run(
                 [*jvm, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_id,
                  "-c", str(props), "--ignore-formatted"],
