@@ -154,11 +154,14 @@ class KafkaBroker:
                f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={self.data_dir}"]
         if not (self.data_dir / "logs" / "meta.properties").exists():
             cluster_id = new_cluster_id()
-            subprocess.run(
+            formatted = subprocess.run(
                 [*jvm, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_id,
                  "-c", str(props), "--ignore-formatted"],
-                check=True, capture_output=True,
+                capture_output=True, text=True,
             )
+            if formatted.returncode != 0:
+                raise RuntimeError(f"formatting Kafka storage in {self.data_dir} failed: "
+                                   f"{(formatted.stderr or formatted.stdout)[-2000:]}")
         with self.log_file.open("ab") as out:
             proc = subprocess.Popen(
                 [*jvm, "-cp", classpath, "kafka.Kafka", str(props)],
