@@ -63,21 +63,52 @@ def start_local_broker() -> tuple[KafkaBroker, Path]:
     return broker, broker.data_dir
 
 
+def _containers() -> Stack:
+    """Kafka (the official apache/kafka image, KRaft) and PostgreSQL in Docker, through testcontainers.
+
+    testcontainers' own KafkaContainer drives Confluent's image, so the broker is a generic container whose
+    advertised listener is a host port chosen up front.
+    """
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.waiting_utils import wait_for_logs
+    from testcontainers.postgres import PostgresContainer
+
+    host_port = free_port()
+    kafka = (
+        DockerContainer("apache/kafka:4.1.1")
+        .with_bind_ports(19092, host_port)
+        .with_envs(
+            KAFKA_NODE_ID="1",
+            KAFKA_PROCESS_ROLES="broker,controller",
+            KAFKA_LISTENERS="INTERNAL://:9092,CONTROLLER://:9093,HOST://:19092",
+            KAFKA_ADVERTISED_LISTENERS=f"INTERNAL://localhost:9092,HOST://127.0.0.1:{host_port}",
+            KAFKA_CONTROLLER_LISTENER_NAMES="CONTROLLER",
+            KAFKA_LISTENER_SECURITY_PROTOCOL_MAP="CONTROLLER:PLAINTEXT,INTERNAL:PLAINTEXT,HOST:PLAINTEXT",
+            KAFKA_INTER_BROKER_LISTENER_NAME="INTERNAL",
+            KAFKA_CONTROLLER_QUORUM_VOTERS="1@localhost:9093",
+            KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR="1",
+            KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR="1",
+            KAFKA_TRANSACTION_STATE_LOG_MIN_ISR="1",
+            KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS="0",
+            KAFKA_AUTO_CREATE_TOPICS_ENABLE="false",
+            KAFKA_NUM_PARTITIONS="6",
+        )
+    )
+    kafka.start()
+    wait_for_logs(kafka, "Kafka Server started", timeout=120)
+    pg = PostgresContainer("postgres:16", driver="asyncpg")
+    pg.start()
+    stack = Stack(f"127.0.0.1:{host_port}", pg.get_connection_url(), "testcontainers")
+    stack._cleanup += [kafka.stop, pg.stop]
+    return stack
+
+
 def _start_stack() -> Stack:
     env_kafka, env_db = os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), os.environ.get("DATABASE_URL")
     if env_kafka and env_db:
         return Stack(env_kafka, env_db, "environment")
     if _docker_engine_available():
-        from testcontainers.kafka import KafkaContainer
-        from testcontainers.postgres import PostgresContainer
-
-        kafka = KafkaContainer("apache/kafka:4.1.1").with_kraft()
-        kafka.start()
-        pg = PostgresContainer("postgres:16", driver="asyncpg")
-        pg.start()
-        stack = Stack(kafka.get_bootstrap_server(), pg.get_connection_url(), "testcontainers")
-        stack._cleanup += [kafka.stop, pg.stop]
-        return stack
+        return _containers()
     try:
         pg_dir = _tmpdir("leadbridge-pg-")
         pg = PostgresCluster(pg_dir, free_port()).start(log=lambda *_: None)
