@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,15 @@ class ServiceRuntime:
         if self.handlers:
             self._consumer_task = asyncio.create_task(self._consume_forever(), name=f"{self.name}-consumer")
             self._tasks.append(self._consumer_task)
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Run a service's own background loop (a timer, a fetcher, a scheduler) for the runtime's lifetime.
+
+        ``stop()`` cancels it with the runtime's own tasks, bounded, so no service writes its own shutdown.
+        """
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.append(task)
+        return task
 
     def _new_runner(self) -> ConsumerRunner:
         return ConsumerRunner(

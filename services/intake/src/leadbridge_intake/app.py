@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -52,15 +51,12 @@ def create_app(settings: IntakeSettings | None = None, *, group_id: str | None =
                                  migrations=migrations_dir("leadbridge_intake"), **runner_options)
         ctx.runtime = app.state.runtime = runtime
         ctx.fetcher = PlatformFetcher(settings, runtime.sessions, lambda: ctx.clock())
-        async with runtime.lifespan(app):
-            task = asyncio.create_task(ctx.fetcher.run(), name="intake-fetcher")
-            try:
+        try:
+            async with runtime.lifespan(app):
+                runtime.spawn(ctx.fetcher.run(), name="intake-fetcher")
                 yield
-            finally:
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
-                await ctx.fetcher.close()
+        finally:
+            await ctx.fetcher.close()
 
     app = FastAPI(title="LeadBridge intake", version="1.0.0", lifespan=lifespan,
                   description="Every lead from every channel, accepted once, never lost.")

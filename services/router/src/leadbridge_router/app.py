@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -54,14 +53,9 @@ def create_app(settings: RouterSettings | None = None, **runner_options: Any) ->
         async with runtime.lifespan(app):
             if settings.roster_file:
                 await seed_roster(runtime, settings.roster_file)
-            task = asyncio.create_task(
-                scheduler.run_hold_scheduler(runtime.sessions, handlers.clock, settings.hold_poll_seconds))
-            try:
-                yield
-            finally:
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+            runtime.spawn(scheduler.run_hold_scheduler(runtime.sessions, handlers.clock, settings.hold_poll_seconds),
+                          name="router-hold-scheduler")
+            yield
 
     app = FastAPI(title="LeadBridge router", lifespan=lifespan)
     app.include_router(build_router(lambda: app.state.runtime.sessions(), lambda: handlers.clock()))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -36,22 +35,13 @@ class Watcher:
                                       migrations=migrations_dir("leadbridge_sla_watcher"), **runner_options)
         self.timer = TimerLoop(self.runtime.sessions, self.runtime.outbox, batch_size=self.settings.timer_batch_size,
                                poll_seconds=self.settings.timer_poll_seconds, clock=clock)
-        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         await self.runtime.start()  # creates the schema first: the timer needs its table
-        self._tasks = [
-            asyncio.create_task(self.timer.run(), name="sla-timer"),
-            asyncio.create_task(gauges.run(self.runtime.engine, self.settings.gauge_refresh_seconds), name="sla-gauges"),
-        ]
+        self.runtime.spawn(self.timer.run(), name="sla-timer")
+        self.runtime.spawn(gauges.run(self.runtime.engine, self.settings.gauge_refresh_seconds), name="sla-gauges")
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(BaseException):
-                await task
-        self._tasks.clear()
         await self.runtime.stop()
 
     @contextlib.asynccontextmanager
