@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 export UV_LINK_MODE ?= copy
 
-.PHONY: install up down env test test-unit schemas run demo bench bench-routing bench-sla help
+.PHONY: install up down env test test-unit schemas run demo bench bench-routing bench-sla chaos help
 
 help:
 	@echo "make run    - start Kafka, PostgreSQL and the four services (Ctrl-C stops all)"
@@ -13,6 +13,7 @@ help:
 	@echo "make demo   - post a realistic mix of leads to a running system (make run) and print the outcome"
 	@echo "make bench  - intake throughput and capture->routed latency beside raw Kafka/PostgreSQL rates"
 	@echo "make bench-routing / make bench-sla - routing fairness and SLA timer benchmarks"
+	@echo "make chaos  - crash every part of a system of its own under load, then count lost leads (ARGS=\"--leads 500\")"
 
 $(UV):
 	@command -v python3 >/dev/null || { echo "error: Python 3.11+ is required"; exit 1; }
@@ -53,3 +54,6 @@ bench-routing: install
 
 bench-sla: install
 	$(UV) run python -m leadbridge_sla_watcher.bench
+
+chaos: install
+	$(UV) run python -m leadbridge_devstack.chaos $(ARGS)

@@ -49,6 +49,7 @@ class PostgresCluster:
     port: int
     user: str = "leadbridge"
     database: str = "leadbridge"
+    durable: bool = False  # fsync, synchronous_commit and full page writes on: a commit survives a crash
 
     @property
     def url(self) -> str:
@@ -81,10 +82,11 @@ class PostgresCluster:
                  "-E", "UTF8", "--no-sync"],
                 check=True, capture_output=True,
             )
+        durability = "on" if self.durable else "off"
         options = (
             f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories='{self.data_dir}' "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 "
-            "-c shared_buffers=256MB"
+            f"-c fsync={durability} -c synchronous_commit={durability} -c full_page_writes={durability} "
+            "-c max_connections=300 -c shared_buffers=256MB"
         )
         subprocess.run(
             [*prefix, str(bindir / "pg_ctl"), "-D", str(pgdata), "-o", options,
@@ -111,5 +113,13 @@ class PostgresCluster:
             return
         subprocess.run(
             [*self._run_as(), str(server_bindir() / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"],
+            capture_output=True,
+        )
+
+    def kill(self) -> None:
+        """Stop the server as a crash would (``pg_ctl stop -m immediate``: no checkpoint, recovery on start)."""
+        subprocess.run(
+            [*self._run_as(), str(server_bindir() / "pg_ctl"), "-D", str(self.data_dir / "pgdata"), "-m",
+             "immediate", "-w", "stop"],
             capture_output=True,
         )

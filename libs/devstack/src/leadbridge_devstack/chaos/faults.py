@@ -1,0 +1,93 @@
+"""The faults of a chaos run, one after another while the load runs: crash, wait, restart; and poison records.
+
+Each fault is recorded as a window: when it struck and when the crashed part was back (a service answering
+/readyz again, the broker listening, PostgreSQL accepting connections).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer
+
+from .stack import ChaosStack
+
+SERVICE_FAULTS = ("scoring", "router", "sla-watcher", "insights", "intake")
+ALL_FAULTS = (*SERVICE_FAULTS, "kafka", "postgres", "poison")
+POISON_KEY = b"chaos-poison"
+
+
+@dataclass
+class FaultWindow:
+    name: str
+    started: float  # epoch seconds: the kill (or the injection)
+    restored: float = 0.0  # epoch seconds: back up (or injected)
+    error: str | None = None
+
+    @property
+    def label(self) -> str:
+        return {"kafka": "kill -9 Kafka broker", "postgres": "PostgreSQL stop -m immediate",
+                "poison": "poison record on each input topic"}.get(self.name, f"kill -9 {self.name}")
+
+
+def input_topics() -> list[str]:
+    """Every topic some service consumes (insights reads them all)."""
+    from leadbridge_events.topics import ALL_TOPICS
+
+    return [t.name for t in ALL_TOPICS]
+
+
+async def inject_poison(bootstrap: str) -> None:
+    """One record no consumer can decode (no CloudEvents headers, not JSON) on each input topic."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for topic in input_topics():
+            await producer.send_and_wait(topic, b"\xffchaos: not an event", key=POISON_KEY)
+    finally:
+        await producer.stop()
+
+
+async def strike(stack: ChaosStack, name: str, down: float, log) -> FaultWindow:
+    window = FaultWindow(name, time.time())
+    log(f"fault: {window.label}")
+    try:
+        if name in SERVICE_FAULTS:
+            await asyncio.to_thread(stack.kill_service, name)
+            await asyncio.sleep(down)
+            await asyncio.to_thread(stack.restart_service, name)
+        elif name == "kafka":
+            await asyncio.to_thread(stack.brokers.kill)
+            await asyncio.sleep(down)
+            await asyncio.to_thread(stack.brokers.restart, 0, lambda *_: None)
+        elif name == "postgres":
+            await asyncio.to_thread(stack.kill_postgres)
+            await asyncio.sleep(down)
+            await asyncio.to_thread(stack.restart_postgres)
+        elif name == "poison":
+            await inject_poison(stack.brokers.bootstrap_servers)
+        else:
+            raise ValueError(f"unknown fault {name!r}")
+    except Exception as exc:  # noqa: BLE001 - a failed restart is a finding, reported with the figures
+        window.error = f"{type(exc).__name__}: {exc}"
+        log(f"fault {name}: {window.error}")
+    window.restored = time.time()
+    log(f"fault: {name} back after {window.restored - window.started:.1f} s")
+    return window
+
+
+async def run_faults(stack: ChaosStack, names: list[str], *, warmup: float, down: float, gap: float,
+                     log=print) -> list[FaultWindow]:
+    """Strike each fault in turn: ``warmup`` seconds of load first, ``gap`` seconds of load between faults."""
+    unknown = set(names) - set(ALL_FAULTS)
+    if unknown:
+        raise ValueError(f"unknown fault(s) {sorted(unknown)}; known: {', '.join(ALL_FAULTS)}")
+    await asyncio.sleep(warmup)
+    windows = []
+    for i, name in enumerate(names):
+        windows.append(await strike(stack, name, down, log))
+        if i < len(names) - 1:
+            await asyncio.sleep(gap)
+    return windows

@@ -1,0 +1,138 @@
+"""The chaos run's own system: a durable PostgreSQL, Kafka and the five services, on free ports in one folder.
+
+Everything it starts can be crashed and started again on the same data and ports: a service (`kill -9`, then
+the same command line), the broker (SIGKILL, then the same server.properties and log dirs) and PostgreSQL
+(``pg_ctl stop -m immediate``, then crash recovery).
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..kafka import KafkaBroker
+from ..ports import free_port
+from ..postgres import PostgresCluster
+from ..system import SERVICES, System, start_system
+
+HERE = Path(__file__).parent
+ADMIN_TOKEN = "chaos-admin-token"
+
+
+class UnsupportedBrokerCount(RuntimeError):
+    pass
+
+
+def service_env(bootstrap: str, database_url: str) -> dict[str, str]:
+    """The services' settings: a roster with no caps, SLA escalation off (routing is deterministic)."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": database_url,
+        "INTAKE_ADMIN_TOKEN": ADMIN_TOKEN,
+        "INTAKE_RATE_LIMIT_PER_MINUTE": "10000000", "INTAKE_RATE_LIMIT_BURST": "1000000",
+        "ROUTER_ROSTER_FILE": str(HERE / "roster.yaml"),
+        "SLA_POLICIES_FILE": str(HERE / "sla-policies.yaml"),
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+@dataclass
+class Brokers:
+    """The Kafka brokers of the run (one today; the broker count is the devstack's to support)."""
+
+    nodes: list[KafkaBroker]
+
+    @classmethod
+    def start(cls, count: int, root: Path, log=print) -> "Brokers":
+        if count != 1:
+            raise UnsupportedBrokerCount(
+                f"--brokers {count}: this devstack runs a single Kafka broker (libs/devstack/kafka.py); "
+                "a multi-broker cluster is not available in this checkout yet")
+        broker = KafkaBroker(root / "kafka", free_port(), free_port()).start(log=log)
+        return cls([broker])
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(b.bootstrap_servers for b in self.nodes)
+
+    def kill(self, index: int = 0) -> None:
+        self.nodes[index].kill()
+
+    def restart(self, index: int = 0, log=print) -> None:
+        self.nodes[index].start(log=log)
+
+    def stop(self) -> None:
+        for broker in self.nodes:
+            broker.stop()
+
+
+@dataclass
+class ChaosStack:
+    root: Path
+    postgres: PostgresCluster
+    brokers: Brokers
+    env: dict[str, str]
+    ports: dict[str, int]
+    log_dir: Path
+    system: System = field(default_factory=System)
+
+    @classmethod
+    def start(cls, *, brokers: int = 1, root: Path | None = None, log=print) -> "ChaosStack":
+        root = root or Path(tempfile.mkdtemp(prefix="leadbridge-chaos-"))
+        root.chmod(0o755)  # the unprivileged postgres user must reach it when we run as root
+        pg = PostgresCluster(root / "postgres", free_port(), durable=True)
+        started: list = []
+        try:
+            pg.start(log=log)
+            started.append(pg)
+            kafka = Brokers.start(brokers, root, log=log)
+            started.append(kafka)
+            stack = cls(root, pg, kafka, service_env(kafka.bootstrap_servers, pg.url),
+                        {s.name: free_port() for s in SERVICES}, root / "logs")
+            stack.system = start_system(stack.env, stack.ports, log_dir=stack.log_dir, ready_timeout=180)
+        except BaseException:
+            for component in reversed(started):
+                component.stop()
+            raise
+        return stack
+
+    def url(self, name: str) -> str:
+        return self.system.url(name)
+
+    # -- faults ------------------------------------------------------------------------------------
+
+    def kill_service(self, name: str) -> None:
+        proc = self.system.services[name].process
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    def restart_service(self, name: str, ready_timeout: float = 120.0) -> None:
+        """Start the service again with the same settings and port; returns once it answers /readyz."""
+        restarted = start_system(self.env, self.ports, only=(name,), log_dir=self.log_dir,
+                                 ready_timeout=ready_timeout)
+        self.system.services[name] = restarted.services[name]
+
+    def kill_postgres(self) -> None:
+        self.postgres.kill()
+
+    def restart_postgres(self) -> None:
+        self.postgres.start(log=lambda *_: None)
+
+    def wait_services_ready(self, timeout: float = 120.0) -> None:
+        from ..system import wait_ready
+
+        deadline = time.monotonic() + timeout
+        for svc in self.system.services.values():
+            wait_ready(svc.url, svc.process, max(deadline - time.monotonic(), 1.0))
+
+    # -- the end -----------------------------------------------------------------------------------
+
+    def stop(self, remove: bool = True) -> None:
+        self.system.stop()
+        self.brokers.stop()
+        self.postgres.stop()
+        if remove:
+            shutil.rmtree(self.root, ignore_errors=True)
