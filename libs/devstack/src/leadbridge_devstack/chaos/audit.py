@@ -49,6 +49,7 @@ class Findings:
     faults: list[FaultFigures] = field(default_factory=list)
     latency: dict[str, float] = field(default_factory=dict)
     examples: list[str] = field(default_factory=list)
+    quiet: bool = True
 
     @property
     def ok(self) -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .audit import Findings, audit
 from .faults import ALL_FAULTS, FaultWindow, run_faults
-from .load import create_api_key, post_leads
+from .load import LoadResult, create_api_key, post_leads
 from .observe import committed_offsets, lead_views, processed_events, read_topics, wait_for_quiet
 from .stack import ADMIN_TOKEN, ChaosStack, UnsupportedBrokerCount
 
@@ -32,7 +32,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gap", type=float, default=None,
                         help="seconds of load between faults (default: the faults spread over the load)")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before the first fault")
-    parser.add_argument("--quiet-timeout", type=float, default=180.0, help="longest wait for the system to settle")
+    parser.add_argument("--stall", type=float, default=90.0,
+                        help="after the load: give up waiting for quiet when nothing moved for this long (default 90 s)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--keep", action="store_true", help="keep the data and logs folder afterwards")
     args = parser.parse_args(argv)
@@ -78,7 +79,7 @@ async def exercise(stack: ChaosStack, args: argparse.Namespace, log) -> tuple:
         f"{load.gave_up} given up")
     log("waiting for the system to go quiet ...")
     quiet, waited = await wait_for_quiet(stack.brokers.bootstrap_servers, stack.env["DATABASE_URL"],
-                                         timeout=args.quiet_timeout, log=log)
+                                         stall=args.stall, log=log)
     log(f"{'quiet' if quiet else 'NOT quiet'} after {waited:.1f} s; reading the topics and the services' APIs")
     return key, load, windows, quiet
 
@@ -110,6 +111,8 @@ def report(f: Findings, load, args: argparse.Namespace) -> None:
     for title, counter in (("lost", f.lost_why), ("stuck", f.stuck_why), ("dead letters", f.dead_letters)):
         for why, n in counter.most_common():
             say(f"  {title}: {n} x {why}")
+    if not f.quiet:
+        say("  NOT quiet: the system still had work in flight; what it had not done yet counts as lost or stuck")
     for example in f.examples[:15]:
         say(f"  e.g. {example}")
     for line in load.rejected[:5]:
@@ -125,33 +128,39 @@ def write_json(path: Path, f: Findings, load, args: argparse.Namespace) -> None:
     path.write_text(json.dumps(data, indent=2))
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    t0 = time.time()
-    log = clock(t0)
-    try:
-        stack = ChaosStack.start(brokers=args.brokers, log=log)
-    except UnsupportedBrokerCount as exc:
-        say(f"error: {exc}")
-        return 2
+def run(args: argparse.Namespace) -> tuple[Findings, LoadResult]:
+    """One whole chaos run: start the system, load it through the faults, audit, stop. Prints as it goes."""
+    log = clock(time.time())
+    stack = ChaosStack.start(brokers=args.brokers, log=log)
     log(f"system up (data and logs in {stack.root})")
     ok = False
     try:
         key, load, windows, quiet = asyncio.run(exercise(stack, args, log))
         findings = asyncio.run(inspect(stack, key, load, windows))
+        findings.quiet = quiet
         report(findings, load, args)
         if args.json:
             write_json(args.json, findings, load, args)
         ok = findings.ok
         say(findings.line())
-        return 0 if ok else 1
-    except KeyboardInterrupt:
-        return 130
+        return findings, load
     finally:
         keep = args.keep or not ok
         stack.stop(remove=not keep)
         if keep:
             say(f"data and service logs kept in {stack.root}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        findings, _ = run(args)
+    except UnsupportedBrokerCount as exc:
+        say(f"error: {exc}")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0 if findings.ok else 1
 
 
 if __name__ == "__main__":
