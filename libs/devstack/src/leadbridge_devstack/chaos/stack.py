@@ -41,18 +41,34 @@ def service_env(bootstrap: str, database_url: str) -> dict[str, str]:
 
 @dataclass
 class Brokers:
-    """The Kafka brokers of the run (one today; the broker count is the devstack's to support)."""
+    """The run's Kafka brokers: the devstack's multi-broker cluster where this checkout has one, else one broker."""
 
     nodes: list[KafkaBroker]
+    cluster: object | None = None  # leadbridge_devstack.cluster.KafkaCluster
+
+    @staticmethod
+    def cluster_class():
+        try:
+            from ..cluster import KafkaCluster
+        except ImportError:
+            return None
+        return KafkaCluster
+
+    @classmethod
+    def check(cls, count: int) -> None:
+        if count != 1 and cls.cluster_class() is None:
+            raise UnsupportedBrokerCount(
+                f"--brokers {count}: this checkout's devstack runs a single Kafka broker (libs/devstack/kafka.py "
+                "has no multi-broker cluster yet); run with --brokers 1")
 
     @classmethod
     def start(cls, count: int, root: Path, log=print) -> "Brokers":
-        if count != 1:
-            raise UnsupportedBrokerCount(
-                f"--brokers {count}: this devstack runs a single Kafka broker (libs/devstack/kafka.py); "
-                "a multi-broker cluster is not available in this checkout yet")
-        broker = KafkaBroker(root / "kafka", free_port(), free_port()).start(log=log)
-        return cls([broker])
+        cls.check(count)
+        cluster_class = cls.cluster_class()
+        if cluster_class is not None:
+            cluster = cluster_class(root / "kafka", brokers=count).start(log=log)
+            return cls(list(cluster.nodes), cluster)
+        return cls([KafkaBroker(root / "kafka", free_port(), free_port()).start(log=log)])
 
     @property
     def bootstrap_servers(self) -> str:
@@ -62,11 +78,16 @@ class Brokers:
         self.nodes[index].kill()
 
     def restart(self, index: int = 0, log=print) -> None:
-        self.nodes[index].start(log=log)
+        if self.cluster is not None:
+            self.cluster.restart(index, log=log)
+        else:
+            self.nodes[index].start(log=log)
 
     def stop(self) -> None:
-        for broker in self.nodes:
-            broker.stop()
+        if self.cluster is not None:
+            self.cluster.stop()
+        else:
+            self.nodes[0].stop()
 
 
 @dataclass
@@ -81,6 +102,7 @@ class ChaosStack:
 
     @classmethod
     def start(cls, *, brokers: int = 1, root: Path | None = None, log=print) -> "ChaosStack":
+        Brokers.check(brokers)
         root = root or Path(tempfile.mkdtemp(prefix="leadbridge-chaos-"))
         root.chmod(0o755)  # the unprivileged postgres user must reach it when we run as root
         pg = PostgresCluster(root / "postgres", free_port(), durable=True)
@@ -96,6 +118,7 @@ class ChaosStack:
         except BaseException:
             for component in reversed(started):
                 component.stop()
+            shutil.rmtree(root, ignore_errors=True)
             raise
         return stack
 
