@@ -17,6 +17,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import pypi_runtimes
 from .ports import wait_for_port
 
 
@@ -28,15 +29,19 @@ def server_bindir() -> Path:
     candidates = []
     if os.environ.get("PG_BINDIR"):  # explicit: use only this one
         candidates.append(Path(os.environ["PG_BINDIR"]))
+    elif pypi_runtimes.preferred():
+        candidates += [p for p in [pypi_runtimes.postgres_bindir()] if p]
     else:
         candidates += _discovered()
+        candidates += [p for p in [pypi_runtimes.postgres_bindir()] if p]  # from PyPI (pgserver), last
     for path in candidates:
         if (path / "initdb").exists() and (path / "pg_ctl").exists():
             return path
     raise MissingPostgresError(
         "PostgreSQL server binaries (initdb, pg_ctl) were not found. Install them "
         "(Debian/Ubuntu: `apt-get install postgresql`; macOS: `brew install postgresql@16`), "
-        "set PG_BINDIR, or point DATABASE_URL at an existing server."
+        "run `make install` (which installs PostgreSQL from PyPI, pgserver), set PG_BINDIR, "
+        "or point DATABASE_URL at an existing server."
     )
 
 
