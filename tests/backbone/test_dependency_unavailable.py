@@ -9,7 +9,7 @@ import pytest
 
 from leadbridge_intake.testing import make_settings, new_key, running
 
-pytestmark = pytest.mark.integration
+
 
 
 def lead() -> dict:
@@ -17,6 +17,7 @@ def lead() -> dict:
             "country": "de", "consent": True}
 
 
+@pytest.mark.integration
 async def test_intake_answers_503_while_postgres_is_down_and_202_once_it_is_back(own_postgres, kafka_bootstrap):
     async with running(make_settings(own_postgres.url, kafka_bootstrap)) as (client, _app):
         key = await new_key(client)
@@ -41,3 +42,11 @@ async def test_intake_answers_503_while_postgres_is_down_and_202_once_it_is_back
                 break
             await asyncio.sleep(0.1)
         assert after.status_code == 202, after.text
+
+
+@pytest.mark.parametrize("service", ["intake", "scoring", "router", "sla_watcher", "insights"])
+def test_every_service_answers_503_for_a_dependency_outage(service):
+    import importlib
+
+    app = importlib.import_module(f"leadbridge_{service}.app").create_app()
+    assert app.state.dependency_error_handlers, f"{service} does not install the 503 handlers"
