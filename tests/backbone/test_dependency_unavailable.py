@@ -10,8 +10,6 @@ import pytest
 from leadbridge_intake.testing import make_settings, new_key, running
 
 
-
-
 def lead() -> dict:
     return {"email": f"u{uuid.uuid4().hex[:10]}@example.com", "name": "Jane Roe", "company": "Acme",
             "country": "de", "consent": True}
