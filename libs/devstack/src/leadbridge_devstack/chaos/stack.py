@@ -139,7 +139,7 @@ class ChaosStack:
         self.system.services[name] = restarted.services[name]
 
     def kill_postgres(self) -> None:
-        self.postgres.kill()
+        self.postgres.stop("immediate")
 
     def restart_postgres(self) -> None:
         self.postgres.start(log=lambda *_: None)
