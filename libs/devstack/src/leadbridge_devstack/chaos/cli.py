@@ -84,7 +84,7 @@ async def exercise(stack: ChaosStack, args: argparse.Namespace, log) -> tuple:
     return key, load, windows, quiet
 
 
-async def inspect(stack: ChaosStack, key: str, load, windows) -> Findings:
+async def examine(stack: ChaosStack, key: str, load, windows) -> Findings:
     from .faults import input_topics
 
     bootstrap = stack.brokers.bootstrap_servers
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> tuple[Findings, LoadResult]:
     ok = False
     try:
         key, load, windows, quiet = asyncio.run(exercise(stack, args, log))
-        findings = asyncio.run(inspect(stack, key, load, windows))
+        findings = asyncio.run(examine(stack, key, load, windows))
         findings.quiet = quiet
         report(findings, load, args)
         if args.json:
