@@ -31,6 +31,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--down", type=float, default=5.0, help="seconds a crashed part stays down (default 5)")
     parser.add_argument("--gap", type=float, default=None,
                         help="seconds of load between faults (default: the faults spread over the load)")
+    parser.add_argument("--settle", type=float, default=30.0,
+                        help="between faults, wait at most this long for the backlog to drain (default 30 s)")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before the first fault")
     parser.add_argument("--stall", type=float, default=90.0,
                         help="after the load: give up waiting for quiet when nothing moved for this long (default 90 s)")
@@ -68,7 +70,8 @@ async def exercise(stack: ChaosStack, args: argparse.Namespace, log) -> tuple:
         f"{gap:.1f} s apart)")
     step = max(args.leads // 10, 1)
     faults_task = asyncio.create_task(run_faults(stack, faults, warmup=args.warmup, down=args.down, gap=gap,
-                                                 log=log))
+                                                 settle_threshold=max(30, int(args.rate * 5)),
+                                                 settle_timeout=args.settle, log=log))
     load = await post_leads(stack.url("intake"), key, leads=args.leads, rate=args.rate,
                             more=lambda: not faults_task.done(),
                             progress=lambda i: log(f"posted {i + 1}") if (i + 1) % step == 0 else None)

@@ -78,9 +78,28 @@ async def strike(stack: ChaosStack, name: str, down: float, log) -> FaultWindow:
     return window
 
 
+async def caught_up(stack: ChaosStack, threshold: int, timeout: float) -> float:
+    """Wait (at most ``timeout``) until the consumer groups' lag and the unsent outbox rows are back to what
+    steady load leaves (``threshold``), so the next fault's figures are its own. Returns the seconds waited."""
+    from .observe import group_lags, unsent_outbox
+
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            busy = sum((await group_lags(stack.brokers.bootstrap_servers)).values())
+            busy += sum((await unsent_outbox(stack.env["DATABASE_URL"])).values())
+        except Exception:  # noqa: BLE001 - a part still recovering
+            busy = threshold + 1
+        if busy <= threshold:
+            break
+        await asyncio.sleep(0.5)
+    return time.monotonic() - started
+
+
 async def run_faults(stack: ChaosStack, names: list[str], *, warmup: float, down: float, gap: float,
-                     log=print) -> list[FaultWindow]:
-    """Strike each fault in turn: ``warmup`` seconds of load first, ``gap`` seconds of load between faults."""
+                     settle_threshold: int = 30, settle_timeout: float = 30.0, log=print) -> list[FaultWindow]:
+    """Strike each fault in turn: ``warmup`` seconds of load first; between faults, wait for the backlog to
+    drain (at most ``settle_timeout``), then ``gap`` seconds more of load."""
     unknown = set(names) - set(ALL_FAULTS)
     if unknown:
         raise ValueError(f"unknown fault(s) {sorted(unknown)}; known: {', '.join(ALL_FAULTS)}")
@@ -89,5 +108,8 @@ async def run_faults(stack: ChaosStack, names: list[str], *, warmup: float, down
     for i, name in enumerate(names):
         windows.append(await strike(stack, name, down, log))
         if i < len(names) - 1:
+            waited = await caught_up(stack, settle_threshold, settle_timeout)
+            if waited >= settle_timeout:
+                log(f"backlog not drained after {settle_timeout:.0f} s; striking the next fault anyway")
             await asyncio.sleep(gap)
     return windows
