@@ -70,11 +70,12 @@ def _retry_after(resp: httpx.Response, fallback: float) -> float:
 async def post_one(client: httpx.AsyncClient, gate: asyncio.Semaphore, i: int, run: str, result: LoadResult,
                    give_up_after: float) -> None:
     body, key = lead_body(i, run), f"chaos-{run}-{i}"
-    first = time.time()
+    first = 0.0  # the first attempt's send time (waiting for a free sender does not count)
     backoff = 0.2
     while True:
         try:
             async with gate:  # a bounded number of requests in flight, as a platform's sender would have
+                first = first or time.time()
                 resp = await client.post("/v1/leads", json=body, headers={"Idempotency-Key": key})
         except httpx.TimeoutException:
             result.errors.append(ClientError(time.time(), "timeout"))

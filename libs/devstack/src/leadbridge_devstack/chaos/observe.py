@@ -178,7 +178,7 @@ class LeadViews:
     errors: list[str] = field(default_factory=list)
 
 
-async def lead_views(urls: dict[str, str], api_key: str, lead_ids: list[str], concurrency: int = 16) -> LeadViews:
+async def lead_views(urls: dict[str, str], api_key: str, lead_ids: list[str], concurrency: int = 32) -> LeadViews:
     """Each lead as intake (GET /v1/leads/{id}), router (GET /leads/{id}) and insights (its timeline) show it."""
     views = LeadViews()
     gate = asyncio.Semaphore(concurrency)
