@@ -8,7 +8,7 @@ export UV_LINK_MODE ?= copy
 help:
 	@echo "make run    - start Kafka, PostgreSQL and the four services (Ctrl-C stops all)"
 	@echo "make test   - run the whole test suite against a real Kafka broker and PostgreSQL"
-	@echo "make up / make down - start / stop the local Kafka + PostgreSQL only"
+	@echo "make up / make down - start / stop the local Kafka + PostgreSQL only (make up BROKERS=3: a 3-broker cluster)"
 	@echo "make schemas - regenerate the JSON Schemas and AsyncAPI document from the event models"
 	@echo "make demo   - post a realistic mix of leads to a running system (make run) and print the outcome"
 	@echo "make bench  - intake throughput and capture->routed latency beside raw Kafka/PostgreSQL rates"
@@ -22,7 +22,7 @@ install: $(UV)
 	$(UV) sync --all-packages --frozen
 
 up: install
-	$(UV) run leadbridge-devstack up
+	$(UV) run leadbridge-devstack up $(if $(BROKERS),--brokers $(BROKERS))
 
 down:
 	$(UV) run leadbridge-devstack down
@@ -40,7 +40,7 @@ schemas: install
 	$(UV) run leadbridge-schemas
 
 run: install
-	$(UV) run python -m leadbridge_devstack.run_all
+	$(if $(BROKERS),LEADBRIDGE_KAFKA_BROKERS=$(BROKERS)) $(UV) run python -m leadbridge_devstack.run_all
 
 demo: install
 	$(UV) run python benchmarks/demo.py
