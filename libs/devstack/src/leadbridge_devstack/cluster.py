@@ -19,6 +19,7 @@ The API, used by the test fixtures, ``make up BROKERS=3`` and ``make chaos --bro
 from __future__ import annotations
 
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,12 +104,15 @@ class KafkaCluster:
         return [i for i, node in enumerate(self.nodes) if node.pid is not None]
 
     def stop(self, timeout: float = 30.0) -> None:
-        for node in self.nodes:
-            node.stop(timeout)
+        """Stop every node cleanly, all at once (one by one, the last ones would wait for a lost quorum)."""
+        with ThreadPoolExecutor(max_workers=len(self.nodes)) as pool:
+            list(pool.map(lambda node: node.stop(timeout), self.nodes))
 
     def remove(self) -> None:
-        """Stop every node and delete the cluster's data."""
-        self.stop()
+        """Kill every node and delete the cluster's data (nothing to shut down cleanly for)."""
+        for node in self.nodes:
+            node.kill()
+            node.stop()  # clears the pid file, and any node that was started from another process
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
     @classmethod

@@ -159,6 +159,9 @@ class KafkaBroker:
                 f"share.coordinator.state.topic.replication.factor={factor}",
                 f"share.coordinator.state.topic.min.isr={min_isr}",
                 "group.initial.rebalance.delay.ms=0",
+                # a killed broker is noticed (and its partitions led elsewhere) within ~4 s, not the default 9
+                "broker.session.timeout.ms=4000",
+                "broker.heartbeat.interval.ms=1000",
                 "auto.create.topics.enable=false",
                 "log.flush.interval.messages=1000000",
                 "",
