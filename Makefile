@@ -36,6 +36,7 @@ helm:
 	@bash deploy/helm/install-helm.sh
 
 test: install helm
+	@$(UV) run leadbridge-devstack check --for test
 	$(UV) run pytest
 
 test-unit: install
@@ -45,6 +46,7 @@ schemas: install
 	$(UV) run leadbridge-schemas
 
 run: install
+	@$(UV) run leadbridge-devstack check --for run
 	$(if $(BROKERS),LEADBRIDGE_KAFKA_BROKERS=$(BROKERS)) $(UV) run python -m leadbridge_devstack.run_all
 
 demo: install

@@ -9,8 +9,6 @@ it this test fails and says how to get it.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from leadbridge_devstack.helm import HELM_VERSION, helm_binary
 from leadbridge_devstack.system import SERVICES
 from leadbridge_events.topics import ALL_TOPICS
 
@@ -28,25 +27,23 @@ CHART = HELM_DIR / "leadbridge"
 EXAMPLES = HELM_DIR / "examples"
 PRODUCTION = EXAMPLES / "values-production.yaml"
 KUBERNETES = "1.33.0"
-HELM_VERSION = "v3.19.5"
 CRD_SCHEMAS = {
     (doc["apiVersion"], doc["kind"]): doc["schema"]
     for doc in (json.loads(p.read_text()) for p in (Path(__file__).parent / "crd_schemas").glob("*.json"))
 }
 
 
-def helm_binary() -> str:
-    cache = Path(os.environ.get("LEADBRIDGE_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or
-                                                              Path.home() / ".cache") / "leadbridge")
-    for candidate in (os.environ.get("HELM"), shutil.which("helm"), cache / "helm" / HELM_VERSION / "helm"):
-        if candidate and Path(candidate).is_file():
-            return str(candidate)
-    pytest.fail("helm is not installed, so the chart cannot be rendered: run `make helm` (builds helm "
-                f"{HELM_VERSION} once with Go into {cache}/helm) or put helm 3 on PATH. CI's .ci/run does this.")
+def helm() -> str:
+    binary = helm_binary()
+    if binary is None:
+        pytest.fail(f"helm is not installed, so the chart cannot be rendered: run `make helm` (builds helm "
+                    f"{HELM_VERSION} once with Go into ~/.cache/leadbridge/helm) or put helm 3 on PATH. "
+                    "CI's .ci/run does this.")
+    return binary
 
 
 def render(*values: Path) -> list[dict]:
-    args = [helm_binary(), "template", "lb", str(CHART), "--namespace", "leadbridge", "--kube-version", KUBERNETES]
+    args = [helm(), "template", "lb", str(CHART), "--namespace", "leadbridge", "--kube-version", KUBERNETES]
     for path in values:
         args += ["-f", str(path)]
     result = subprocess.run(args, capture_output=True, text=True, timeout=120)

@@ -1,4 +1,4 @@
-"""`leadbridge-devstack up|down|env|fetch`: the long-lived local stack behind `make up` / `make run`.
+"""`leadbridge-devstack up|down|env|fetch|check`: the long-lived local stack behind `make up` / `make run`.
 
 `up --brokers 3` (`make up BROKERS=3`) starts a three-broker KRaft cluster instead of the one broker, on
 ports 19092, 19094, 19096 (controllers one above each); topics then get replication factor 3 and
@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 
+from . import prerequisites
 from .cluster import KafkaCluster
 from .kafka import MissingJavaError, fetch_jars
 from .paths import state_dir
@@ -82,12 +83,19 @@ def env_lines() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="leadbridge-devstack")
-    parser.add_argument("command", choices=["up", "down", "env", "fetch"])
+    parser.add_argument("command", choices=["up", "down", "env", "fetch", "check"])
+    parser.add_argument("--for", dest="target", choices=sorted(prerequisites.CHECKS), default="test",
+                        help="check: which make target's prerequisites to check")
     parser.add_argument("--brokers", type=int, default=None,
                         help="Kafka brokers for `up` (default 1; 3 for a KRaft cluster with replication factor 3)")
     args = parser.parse_args(argv)
     try:
-        if args.command == "up":
+        if args.command == "check":
+            problem = prerequisites.report(args.target)
+            if problem:
+                print(problem, file=sys.stderr)
+                return 1
+        elif args.command == "up":
             up(args.brokers)
         elif args.command == "down":
             down()
