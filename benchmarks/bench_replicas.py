@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -64,12 +65,22 @@ async def burst(urls: list[str], key: str, bootstrap: str, leads: int, concurren
     limits = httpx.Limits(max_connections=concurrency)
     async with httpx.AsyncClient(headers={"X-API-Key": key}, limits=limits, timeout=30) as client:
 
+        async def post(i: int) -> httpx.Response | None:
+            """One lead; a dropped connection is retried with the same Idempotency-Key (as clients should)."""
+            body, key = lead_body(i), uuid.uuid4().hex
+            for attempt in range(3):
+                try:
+                    return await client.post(f"{urls[(i + attempt) % len(urls)]}/v1/leads", json=body,
+                                             headers={"Idempotency-Key": key})
+                except httpx.TransportError:
+                    await asyncio.sleep(0.2)
+            return None
+
         async def worker() -> None:
             nonlocal failed
             while not queue.empty():
-                i = queue.get_nowait()
-                resp = await client.post(f"{urls[i % len(urls)]}/v1/leads", json=lead_body(i))
-                if resp.status_code == 202:
+                resp = await post(queue.get_nowait())
+                if resp is not None and resp.status_code == 202:
                     accepted.add(resp.json()["lead_id"])
                 else:
                     failed += 1
@@ -95,7 +106,8 @@ async def measure(replicas: int, bootstrap: str, database_url: str, args: argpar
     suffix = uuid.uuid4().hex[:6]  # fresh consumer groups: the topics hold the previous run's leads
     env |= {f"{s.upper()}_GROUP_ID": f"{s}-{suffix}" for s in ("scoring", "router")}
     ports = {name: free_port() for name in replica_names(replicas, SERVICES)}
-    system = start_system(env, ports, only=SERVICES, replicas=replicas, ready_timeout=180)
+    logs = Path(tempfile.mkdtemp(prefix="bench-replicas-"))
+    system = start_system(env, ports, only=SERVICES, replicas=replicas, ready_timeout=180, log_dir=logs)
     try:
         urls = [svc.url for svc in system.replicas("intake")]
         key = httpx.post(f"{urls[0]}/v1/admin/keys", headers={"Authorization": f"Bearer {ADMIN}"},
@@ -104,6 +116,9 @@ async def measure(replicas: int, bootstrap: str, database_url: str, args: argpar
         return await burst(urls, key, bootstrap, args.leads, args.concurrency)
     finally:
         system.stop()
+        for log in sorted(logs.glob("*.log")):
+            if "Traceback" in log.read_text(errors="replace"):
+                print(f"  ({log} has a traceback)")
 
 
 async def run(args: argparse.Namespace) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from leadbridge_events.testing import collect_events
+from leadbridge_events.testing import collect_records
 from leadbridge_events.topics import LEAD_ROUTED, SLA_BREACHED
 
 from .harness import events_so_far, own_database, running_system
@@ -80,9 +80,15 @@ async def post_leads(system, api_key, country: str, count: int, *, midway=None) 
     return lead_ids
 
 
+async def until_each_has_one(bootstrap: str, topic: str, lead_ids: list[str], timeout: float) -> None:
+    wanted = {lead.encode() for lead in lead_ids}
+    await collect_records(bootstrap, [topic], match=lambda r: r.key in wanted,
+                          until=lambda found: {r.key for r in found} >= wanted, timeout=timeout)
+
+
 async def routings(bootstrap: str, lead_ids: list[str], timeout: float = 120) -> dict[str, list]:
     """Each lead's lead-routed decisions (distinct events), once every lead has one."""
-    await collect_events(bootstrap, ["lead-routed"], lead_ids=lead_ids, count=len(lead_ids), timeout=timeout)
+    await until_each_has_one(bootstrap, LEAD_ROUTED.name, lead_ids, timeout)
     await asyncio.sleep(2)  # a second routing of some lead would show up by now
     decisions: dict[str, dict] = defaultdict(dict)
     for event in await events_so_far(bootstrap, LEAD_ROUTED, set(lead_ids)):
@@ -107,7 +113,7 @@ async def test_caps_and_breaches_hold_while_a_broker_is_killed_and_restarted(sys
     assert per_rep == {"cap-ana": CAP, "cap-ben": CAP, "cap-cyd": CAP}, "each weekly cap holds exactly"
 
     assigned = [lead for lead, ds in routed.items() if ds[0].outcome == "assigned"]
-    await collect_events(bootstrap, ["sla-breached"], lead_ids=assigned, count=len(assigned), timeout=90)
+    await until_each_has_one(bootstrap, SLA_BREACHED.name, assigned, timeout=90)
     await asyncio.sleep(3)  # two watchers firing one deadline would show a second breach by now
     breaches = Counter(e.data.lead_id for e in {e.id: e for e in
                                                  await events_so_far(bootstrap, SLA_BREACHED, set(assigned))}
