@@ -134,6 +134,8 @@ def test_kafka_topics_are_the_registry_s_topics():
     expected = {t.name: t.partitions for t in ALL_TOPICS} | {t.dlq: 1 for t in ALL_TOPICS}
     assert {name: spec["partitions"] for name, spec in rendered.items()} == expected
     assert all(s["replicas"] == 3 and s["config"]["min.insync.replicas"] == 2 for s in rendered.values())
+    assert {name for name, s in rendered.items() if s["config"].get("retention.ms") == -1} == \
+        {t.dlq for t in ALL_TOPICS}, "dead letters are kept until handled, as ensure_topics creates them"
     assert {t["metadata"]["labels"]["strimzi.io/cluster"] for t in topics.values()} == {"leadbridge"}
 
 

@@ -69,5 +69,6 @@ def new_topics(topics: Iterable[Topic], factor: int, min_isr: int, *, with_dlq: 
         wanted[topic.name] = NewTopic(topic.name, topic.partitions, factor, topic_configs={**replication,
                                                                                             **topic.config})
         if with_dlq:
-            wanted[topic.dlq] = NewTopic(topic.dlq, 1, factor, topic_configs=replication)
+            # kept until handled (replayed or discarded with `leadbridge-dlq`), not for the broker's default 7 days
+            wanted[topic.dlq] = NewTopic(topic.dlq, 1, factor, topic_configs={**replication, "retention.ms": "-1"})
     return wanted
