@@ -171,3 +171,12 @@ def test_the_production_roster_and_sla_policies_load():
     roster = Roster.model_validate(yaml.safe_load(config["roster"]))
     policies = SlaConfig.model_validate(yaml.safe_load(config["slaPolicies"]))
     assert {team.sla_policy for team in roster.teams} <= set(policies.policies)
+
+
+def test_bad_values_fail_at_render_time_with_what_is_wrong(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("services:\n  router: {port: 8003, replicas: two, resources: {requests: {cpu: 1, memory: 1Gi}}}\n")
+    result = subprocess.run([helm(), "template", "lb", str(CHART), "-f", str(bad), "--kube-version", KUBERNETES],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "replicas" in result.stderr, result.stderr
