@@ -186,3 +186,50 @@ async def test_a_rejected_lead_goes_back_to_nurture(system, api_key, kafka_boots
     entries = await timeline(system, lead_id, {"follow-up-logged"})
     assert any("no budget" in e["explanation"] for e in entries)
     assert await metric(system.url("intake"), "intake_leads_accepted_total") >= 3
+
+
+async def test_a_lead_with_every_field_at_its_maximum_is_scored_and_routed(system, api_key, kafka_bootstrap):
+    """The limits are the contracts': what intake accepts, every later stage stores (scoring's VARCHAR(500)
+    asset and VARCHAR(1000) reason columns used to dead-letter such a lead)."""
+    from leadbridge_events.contracts import ACTOR_MAX, NOTE_MAX, REASON_MAX
+    from leadbridge_intake.testing import maximal_lead
+
+    async with httpx.AsyncClient() as client:
+        resp = await client.post(f"{system.url('intake')}/v1/leads", json=maximal_lead(uuid.uuid4().hex[:8]),
+                                 headers={"X-API-Key": api_key})
+    assert resp.status_code == 202, resp.text
+    lead_id = resp.json()["lead_id"]
+    routing = (await routed(kafka_bootstrap, lead_id))[0].data
+    assert routing.outcome == "assigned" and routing.profile.company_size == 10_000_000
+    assert len(routing.profile.custom["asset"]) == 2000 and len(routing.profile.contact.name or "") == 401
+    reason = ("no budget " * REASON_MAX)[:REASON_MAX - 1] + "."
+    await post_follow_up(system, api_key, lead_id, touch_type="call", actor="r" * ACTOR_MAX, outcome="rejected",
+                         reason=reason, note="n" * NOTE_MAX)
+    scored = await collect_events(kafka_bootstrap, ["lead-scored"], lead_ids=[lead_id], count=2, timeout=60)
+    assert scored[-1].data.stage == "nurture" and reason in (scored[-1].data.reason or "")
+
+
+async def test_qualified_then_won_within_milliseconds_stays_closed_with_one_route(system, api_key, kafka_bootstrap):
+    """The router closes the lead on `won` while scoring's SQL lead-scored (from `qualified`) is one hop behind."""
+    lead_id = await post_lead(system, api_key)
+    assignment = (await routed(kafka_bootstrap, lead_id))[0].data
+    router = system.url("router")
+    skips = 'leadbridge_router_events_skipped_total{why="already_'
+    before = await metric(router, skips)
+    await post_follow_up(system, api_key, lead_id, touch_type="meeting", actor=assignment.assignee_id,
+                         outcome="qualified", bant={"budget": True, "authority": True, "need": True, "timing": True})
+    await post_follow_up(system, api_key, lead_id, touch_type="meeting", actor=assignment.assignee_id,
+                         outcome="won", amount=5000)
+    scored = await collect_events(kafka_bootstrap, ["lead-scored"], lead_ids=[lead_id], count=2, timeout=60)
+    assert scored[-1].data.stage == "sql"
+    deadline = asyncio.get_running_loop().time() + 30
+    async with httpx.AsyncClient() as client:
+        while True:  # the router handled the close and the SQL (skipped: closed, or owned if it came first)
+            status = (await client.get(f"{router}/leads/{lead_id}")).json()
+            if status.get("status") == "closed" and await metric(router, skips) > before:
+                break
+            assert asyncio.get_running_loop().time() < deadline, status
+            await asyncio.sleep(0.2)
+    assert status["closed_outcome"] == "won" and status["attempt"] == 1
+    with pytest.raises(asyncio.TimeoutError):
+        await collect_events(kafka_bootstrap, ["lead-routed"], lead_ids=[lead_id], count=2, timeout=3)
