@@ -24,6 +24,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import metrics
+from leadbridge_events.failures import describe, is_transient
+
 from .capture import CaptureResult, capture_lead
 from .mapping import PLATFORMS, linkedin_form_id
 from .quarantine import Unusable, count_open, quarantine, validated
@@ -122,21 +124,23 @@ class PlatformFetcher:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            if row is None:
-                raise  # claiming failed: the database is away
+            if row is None or is_transient(exc):
+                raise  # the database (or the broker) is away: the loop waits, the row keeps its attempts
             log.exception("handling a platform lead failed; kept for a retry",
                           extra={"platform": row["platform"], "platform_lead_id": row["platform_lead_id"]})
             async with self.sessions() as session, session.begin():
-                await self._retry_later(session, row, exc)
+                await self._retry_later(session, row, exc, error=describe(exc))
             return True
 
-    async def _retry_later(self, session: AsyncSession, row: dict[str, Any], exc: BaseException) -> None:
+    async def _retry_later(self, session: AsyncSession, row: dict[str, Any], exc: BaseException, *,
+                           error: str | None = None) -> None:
+        """Keep the row for a retry with backoff; ``error`` (default: the exception's text) is stored."""
         platform, pid = row["platform"], row["platform_lead_id"]
         attempts = row["attempts"] + 1
         wait = backoff_seconds(attempts, self.settings.fetch_retry_base_seconds, self.settings.fetch_retry_max_seconds)
         await session.execute(update(pending_fetches).where(
             pending_fetches.c.platform == platform, pending_fetches.c.platform_lead_id == pid).values(
-            attempts=attempts, last_error=f"{type(exc).__name__}: {exc}"[:1000],
+            attempts=attempts, last_error=(error or f"{type(exc).__name__}: {exc}")[:1000],
             next_attempt_at=self.clock() + timedelta(seconds=wait)))
         metrics.FETCH_ATTEMPTS.labels(platform, "failed").inc()
         log.warning("platform fetch failed; retry in %.1fs", wait,
