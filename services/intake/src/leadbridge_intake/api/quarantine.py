@@ -19,7 +19,6 @@ from .context import IntakeContext, get_ctx
 from .errors import ApiError
 
 router = APIRouter(prefix="/v1/admin/quarantine", tags=["admin"], dependencies=[Depends(require_admin)])
-_ID = r"^[0-9a-f-]{36}$"
 
 
 class QuarantinedView(BaseModel):
