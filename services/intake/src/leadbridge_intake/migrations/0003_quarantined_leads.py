@@ -1,7 +1,7 @@
 """quarantined platform leads
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: outbox_parking
 Create Date: 2026-12-01 15:15:00
 """
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = '0002'
-down_revision = '0001'
+revision = '0003'
+down_revision = 'outbox_parking'
 branch_labels = None
 depends_on = None
 
