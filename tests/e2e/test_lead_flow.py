@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -238,9 +239,11 @@ async def test_qualified_then_won_within_milliseconds_stays_closed_with_one_rout
                 break
             assert asyncio.get_running_loop().time() < deadline, (before, await metric(router, skips), statuses)
             await asyncio.sleep(0.2)
-    assert all(s["closed_outcome"] == "won" and s["attempt"] == 1 for s in statuses), statuses
-    routes = await collect_records_of(kafka_bootstrap, "lead-routed", lead_ids, wait=3)
-    assert sorted(routes) == sorted(lead_ids), "a closed lead was routed again"
+    # a route after the close would have left the lead assigned with one more attempt; an SLA escalation
+    # before the touch (4 s on a loaded machine) is a legitimate second route, counted in `attempt`
+    assert all(s["closed_outcome"] == "won" for s in statuses), statuses
+    routes = Counter(await collect_records_of(kafka_bootstrap, "lead-routed", lead_ids, wait=3))
+    assert {s["lead_id"]: s["attempt"] for s in statuses} == dict(routes), "a closed lead was routed again"
 
 
 async def collect_records_of(bootstrap, topic, lead_ids, wait: float) -> list[str]:
