@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadbridge_events.contracts import SlaAtRisk, SlaBreached
 from leadbridge_events.envelope import Envelope
+from leadbridge_events.failures import describe
 from leadbridge_events.topics import topic_for
 
 from . import metrics, store
@@ -114,7 +115,7 @@ class TimerLoop:
             metrics.UNREADABLE.labels(type(exc).__name__).inc()
             log.error("sla deadline row unreadable; parked (status 'unreadable'), the others fire",
                       extra={"lead_id": row.lead_id, "deadline_id": row.id, "error": type(exc).__name__,
-                             "detail": str(exc)[:300]})
+                             "detail": describe(exc, limit=300)})
         committed = utcnow()
         for due, d, firing in fired:
             lag = max((committed - due).total_seconds(), 0.0)
