@@ -18,8 +18,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.mark.timeout(900)
 def test_every_accepted_lead_reaches_its_final_state_through_every_fault(tmp_path):
-    findings, load = run(parse_args(["--leads", "60", "--rate", "3", "--down", "2", "--gap", "1",
-                                     "--json", str(tmp_path / "chaos.json")]))
+    findings, load = run(parse_args(["--leads", "60", "--rate", "3", "--down", "1", "--gap", "0.5", "--settle", "5",
+                                     "--warmup", "2", "--json", str(tmp_path / "chaos.json")]))
 
     assert load.posted >= 60 and not load.rejected, load.rejected[:3]
     assert [f.label for f in findings.faults if f.error] == [], "every crashed part came back"
