@@ -8,18 +8,21 @@ from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from .auth import public
 from .runtime import ServiceRuntime
 
 
 def add_operational_routes(app: FastAPI, runtime: Callable[[], ServiceRuntime]) -> None:
-    """Add the routes; ``runtime`` returns the service's runtime (it is built inside the lifespan)."""
+    """Add the routes (open to anyone: ``public``); ``runtime`` returns the service's runtime (it is built inside the lifespan)."""
 
     @app.get("/healthz", tags=["operations"])
+    @public
     async def healthz() -> dict[str, str]:
         """The process is up."""
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["operations"])
+    @public
     async def readyz() -> JSONResponse:
         """200 when the database and Kafka are reachable, else 503 with what is not."""
         status = await runtime().ready()
@@ -27,6 +30,7 @@ def add_operational_routes(app: FastAPI, runtime: Callable[[], ServiceRuntime]) 
         return JSONResponse(status, status_code=200 if ok else 503)
 
     @app.get("/metrics", tags=["operations"])
+    @public
     async def metrics() -> Response:
         """Prometheus metrics of this process."""
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

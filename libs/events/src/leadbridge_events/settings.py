@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .auth import AuthSettings
+
 
 class BackboneSettings(BaseSettings):
     """Kafka and PostgreSQL connection settings, read from the environment; bad values fail at start."""
@@ -17,6 +19,8 @@ class BackboneSettings(BaseSettings):
     )
     handler_max_attempts: int = Field(default=5, ge=1, validation_alias="HANDLER_MAX_ATTEMPTS")
     handler_backoff_seconds: float = Field(default=0.2, gt=0, validation_alias="HANDLER_BACKOFF_SECONDS")
+    # who may call the service's API (AUTH_* variables, see leadbridge_events.auth)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
     @field_validator("database_url")
     @classmethod

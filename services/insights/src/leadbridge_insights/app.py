@@ -11,11 +11,12 @@ from typing import Any, Literal
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse
 
+from leadbridge_events.auth import protected_app
 from leadbridge_events.runtime import ServiceRuntime
 from leadbridge_events.http import add_operational_routes
 from leadbridge_events.migrations import migrations_dir
 
-from . import store
+from . import signin, store
 from .funnel import funnel
 from .handlers import HANDLERS
 from .settings import InsightsSettings
@@ -48,7 +49,9 @@ def create_app(settings: InsightsSettings | None = None, *, clock: Clock = _utcn
         async with runtime.lifespan(app):
             yield
 
-    app = FastAPI(title="LeadBridge insights", lifespan=lifespan)
+    # every route but the operational and sign-in ones needs insights:read (a bearer token or the page's session)
+    app = protected_app(settings.auth, scopes=["insights:read"], title="LeadBridge insights", lifespan=lifespan)
+    signin.install(app, settings)
     page = files("leadbridge_insights").joinpath("static/index.html").read_text(encoding="utf-8")
 
     add_operational_routes(app, lambda: app.state.runtime)

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from leadbridge_events.auth import exempt, protected_app
 from leadbridge_events.runtime import ServiceRuntime
 from leadbridge_events.migrations import migrations_dir
 
@@ -58,11 +59,15 @@ def create_app(settings: IntakeSettings | None = None, *, group_id: str | None =
         finally:
             await ctx.fetcher.close()
 
-    app = FastAPI(title="LeadBridge intake", version="1.0.0", lifespan=lifespan,
-                  description="Every lead from every channel, accepted once, never lost.")
+    # every route needs an access token, except the capture/follow-up (API keys) and webhook (platform
+    # signatures) endpoints, which keep their own authentication, and the operational ones
+    app = protected_app(settings.auth, edge_guard=False, title="LeadBridge intake", version="1.0.0",
+                        lifespan=lifespan, description="Every lead from every channel, accepted once, never lost.")
     app.state.ctx = ctx
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(RequestValidationError, request_validation_handler)
+    for own_auth in (leads.router, webhooks.router, ops.router):
+        exempt(own_auth)
     for router in (leads.router, webhooks.router, admin.router, ops.router):
         app.include_router(router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

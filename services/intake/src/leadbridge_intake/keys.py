@@ -13,6 +13,7 @@ from .signatures import hash_api_key, new_api_key
 from .tables import api_keys
 
 SCOPES = ("leads:write", "leads:read", "followups:write")
+DEFAULT_SCOPES = ("leads:write",)  # a form or site backend only posts leads; more scopes are asked for
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ async def create_key(session: AsyncSession, source: str, scopes: list[str] | Non
     if unknown:
         raise ValueError(f"unknown scope(s): {', '.join(sorted(unknown))}; known: {', '.join(SCOPES)}")
     secret, key_id = new_api_key()
-    chosen = list(scopes or SCOPES)
+    chosen = list(scopes or DEFAULT_SCOPES)
     await session.execute(api_keys.insert().values(id=key_id, key_hash=hash_api_key(secret), source=source,
                                                    scopes=",".join(chosen), description=description))
     return secret, ApiKey(key_id, source, frozenset(chosen), None)

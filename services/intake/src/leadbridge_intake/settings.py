@@ -33,8 +33,6 @@ class IntakeSettings(BackboneSettings):
     repeat_window_hours: float = Field(default=24 * 30, ge=0,
                                        description="Same email/phone within this window: activity, not a new lead.")
     default_phone_region: str = Field(default="US", description="Region for phone numbers without a country code.")
-    # admin API
-    admin_token: str | None = Field(default=None, description="Bearer token of /v1/admin; unset disables it.")
     # Meta Lead Ads
     meta_verify_token: str | None = None
     meta_app_secret: str | None = None

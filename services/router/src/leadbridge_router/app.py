@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from sqlalchemy import func, select
 
+from leadbridge_events.auth import protected_app, scopes_by_method
 from leadbridge_events.migrations import migrations_dir
 from leadbridge_events.runtime import ServiceRuntime
 from leadbridge_events.http import add_operational_routes
@@ -57,8 +58,9 @@ def create_app(settings: RouterSettings | None = None, **runner_options: Any) ->
                           name="router-hold-scheduler")
             yield
 
-    app = FastAPI(title="LeadBridge router", lifespan=lifespan)
-    app.include_router(build_router(lambda: app.state.runtime.sessions(), lambda: handlers.clock()))
+    app = protected_app(settings.auth, title="LeadBridge router", lifespan=lifespan)
+    app.include_router(build_router(lambda: app.state.runtime.sessions(), lambda: handlers.clock()),
+                       dependencies=[Depends(scopes_by_method(read="roster:read", write="roster:write"))])
 
     add_operational_routes(app, lambda: app.state.runtime)
 

@@ -6,7 +6,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from leadbridge_events.auth import protected_app, require_scopes
 from leadbridge_events.runtime import ServiceRuntime
 from leadbridge_events.http import add_operational_routes
 from leadbridge_events.migrations import migrations_dir
@@ -37,12 +38,12 @@ def create_app(settings: ScoringSettings | None = None, model: ScoringModel | No
         async with runtime.lifespan(app):
             yield
 
-    app = FastAPI(title="LeadBridge scoring", lifespan=lifespan)
+    app = protected_app(settings.auth, title="LeadBridge scoring", lifespan=lifespan)
     app.state.model = model
 
     add_operational_routes(app, lambda: app.state.runtime)
 
-    @app.get("/model")
+    @app.get("/model", dependencies=[Depends(require_scopes("scoring:read"))])
     async def current_model() -> dict[str, Any]:
         """The scoring model in force: the rules both teams agreed on."""
         return model.model_dump(mode="json")
