@@ -27,9 +27,11 @@ from leadbridge_devstack import cli  # noqa: E402
 from leadbridge_devstack.kafka import KafkaBroker  # noqa: E402
 from leadbridge_devstack.ports import free_port, port_open  # noqa: E402
 from leadbridge_devstack.system import SERVICES, start_system  # noqa: E402
+from leadbridge_events.auth import AuthSettings, mint_dev_token  # noqa: E402
 
 HERE = Path(__file__).parent
-ADMIN = "bench-admin-token"
+DEV_SECRET = "bench-dev-secret-only-for-this-benchmark-run"
+ADMIN = mint_dev_token(AuthSettings(dev_secret=DEV_SECRET), ["keys:admin", "roster:read"], subject="bench")
 
 
 def lead_body(i: int) -> dict:
@@ -144,7 +146,7 @@ async def measure(args: argparse.Namespace, bootstrap: str, database_url: str) -
     suffix = uuid.uuid4().hex[:6]
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": await create_database(database_url),
-        "INTAKE_ADMIN_TOKEN": ADMIN, "INTAKE_RATE_LIMIT_PER_MINUTE": "10000000", "INTAKE_RATE_LIMIT_BURST": "1000000",
+        "AUTH_DEV_SECRET": DEV_SECRET, "AUTH_ISSUER": "", "INTAKE_RATE_LIMIT_PER_MINUTE": "10000000", "INTAKE_RATE_LIMIT_BURST": "1000000",
         "ROUTER_ROSTER_FILE": str(HERE / "roster.yaml"), "SCORING_GROUP_ID": f"scoring-{suffix}",
         "ROUTER_GROUP_ID": f"router-{suffix}", "INSIGHTS_GROUP_ID": f"insights-{suffix}", "LOG_LEVEL": "WARNING",
     }

@@ -39,6 +39,15 @@ def say(text: str = "") -> None:
 
 # -- configuration: what `make run` wrote, else deploy/demo/demo.env and the environment --------------------
 
+def dev_token(secret: str | None) -> str | None:
+    """A token with every scope, signed with the development secret of `make run` (AUTH_DEV_SECRET)."""
+    if not secret:
+        return None
+    from leadbridge_events.auth import AuthSettings, mint_dev_token
+
+    return mint_dev_token(AuthSettings(dev_secret=secret), subject="make-demo", ttl_seconds=3600)
+
+
 def load_settings(args: argparse.Namespace) -> dict[str, Any]:
     info: dict[str, Any] = {}
     if RUN_INFO.exists():
@@ -66,7 +75,7 @@ def load_settings(args: argparse.Namespace) -> dict[str, Any]:
     google_keys = json.loads(pick("INTAKE_GOOGLE_KEYS") or "{}")
     return {
         "urls": urls,
-        "admin_token": args.admin_token or pick("INTAKE_ADMIN_TOKEN"),
+        "token": args.token or info.get("demo_token") or dev_token(pick("AUTH_DEV_SECRET")),
         "google_key": google_keys.get("4242") or google_keys.get("*"),
         "meta_secret": pick("INTAKE_META_APP_SECRET"),
         # only `make run` tells us where intake fetches Meta leads from
@@ -253,18 +262,18 @@ async def run(args: argparse.Namespace) -> int:
             say("error: LeadBridge is not running (or not all of it): " + ", ".join(down))
             say("Start it in another terminal with `make run`, wait for 'LeadBridge is running', then `make demo`.")
             return 2
-        if not cfg["admin_token"]:
-            say("error: no intake admin token: start the system with `make run` (it sets INTAKE_ADMIN_TOKEN) "
-                "or pass --admin-token")
+        if not cfg["token"]:
+            say("error: no access token: start the system with `make run` (it prints a demo token) or pass --token")
             return 2
+        bearer = {"Authorization": f"Bearer {cfg['token']}"}
         intake, insights = urls["intake"], urls["insights"]
 
         # 1. an API key for the site backend and the website's forms
-        resp = await client.post(f"{intake}/v1/admin/keys", headers={"Authorization": f"Bearer {cfg['admin_token']}"},
+        resp = await client.post(f"{intake}/v1/admin/keys", headers=bearer,
                                  json={"source": "website", "scopes": ["leads:write", "leads:read", "followups:write"]})
         if resp.status_code != 201:
             say(f"error: creating an API key failed: HTTP {resp.status_code} {resp.text[:300]}")
-            say("Is the admin token right? `make run` prints it; or pass --admin-token.")
+            say("Is the access token right (scope keys:admin)? `make run` prints one; or pass --token.")
             return 2
         key = resp.json()["api_key"]
         auth = {"X-API-Key": key}
@@ -326,7 +335,7 @@ async def run(args: argparse.Namespace) -> int:
         if not assigned:
             say("\nNo lead was assigned to a rep (roster caps used up today, or everyone off shift?): "
                 "no SLA to watch. Restart with a fresh database or try again tomorrow.")
-            await print_funnel(client, insights, started)
+            await print_funnel(client, insights, started, bearer)
             return 1
         untouched = assigned[0]
         plans = [("call in time", {"touch_type": "call", "outcome": "connected"}),
@@ -355,12 +364,12 @@ async def run(args: argparse.Namespace) -> int:
             if len(rerouted) >= 2:
                 r2 = rerouted[-1].data
                 say(f"   escalated: re-routed (attempt {r2.attempt}) to {r2.assignee_id or r2.outcome}: {r2.reason}")
-            await wait_timeline(client, insights, untouched, "sla-breached", deadline)
+            await wait_timeline(client, insights, untouched, "sla-breached", deadline, bearer)
         else:
             say(f"   no breach within {args.timeout:.0f}s (is the SLA policy longer than the demo? see "
                 "deploy/demo/sla-policies.yaml)")
         say(f"\n   timeline: {insights}/v1/leads/{untouched}/timeline")
-        await print_funnel(client, insights, started)
+        await print_funnel(client, insights, started, bearer)
         say(f"\nThe managers' page: {insights}/?since={started:%Y-%m-%dT%H:%M:%S}Z")
         return 0 if breaches else 1
 
@@ -388,17 +397,19 @@ async def post_meta(client: Any, cfg: dict[str, Any], intake: str, tag: str, lea
     return f"meta-lead-ads            -> webhook 200, fetched from the fake Graph API at {cfg['graph_base_url']}"
 
 
-async def wait_timeline(client: Any, insights: str, lead_id: str, event_type: str, deadline: float) -> None:
+async def wait_timeline(client: Any, insights: str, lead_id: str, event_type: str, deadline: float,
+                        bearer: dict[str, str]) -> None:
     while time.monotonic() < min(deadline, time.monotonic() + 15):
-        r = await client.get(f"{insights}/v1/leads/{lead_id}/timeline")
+        r = await client.get(f"{insights}/v1/leads/{lead_id}/timeline", headers=bearer)
         if r.status_code == 200 and any(e.get("type") == event_type for e in r.json().get("events", [])):
             return
         await asyncio.sleep(0.5)
 
 
-async def print_funnel(client: Any, insights: str, since: datetime) -> None:
+async def print_funnel(client: Any, insights: str, since: datetime, bearer: dict[str, str]) -> None:
     await asyncio.sleep(1.0)  # let insights project the last follow-ups
-    r = await client.get(f"{insights}/v1/funnel", params={"by": "channel", "since": since.isoformat()})
+    r = await client.get(f"{insights}/v1/funnel", params={"by": "channel", "since": since.isoformat()},
+                         headers=bearer)
     if r.status_code != 200:
         say(f"\nfunnel: HTTP {r.status_code} {r.text[:200]}")
         return
@@ -423,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="make demo", description="Post a realistic mix of leads to a running LeadBridge (`make run`), log "
         "follow-ups, wait for one SLA breach, and print the routed leads, the breach and the funnel.")
     parser.add_argument("--timeout", type=float, default=150.0, help="give up waiting after this many seconds")
-    parser.add_argument("--admin-token", help="intake's INTAKE_ADMIN_TOKEN (default: what `make run` set)")
+    parser.add_argument("--token", help="an access token with every scope (default: the demo token of `make run`)")
     parser.add_argument("--intake-url", help="default http://127.0.0.1:8001")
     parser.add_argument("--insights-url", help="default http://127.0.0.1:8005")
     parser.add_argument("--kafka", help="Kafka bootstrap servers (default: what `make run` used, else 127.0.0.1:19092)")

@@ -16,6 +16,7 @@ import uvicorn
 
 from leadbridge_devstack.ports import free_port
 
+from leadbridge_events.testing import auth_headers
 from leadbridge_insights.app import create_app
 
 pytestmark = pytest.mark.integration
@@ -23,6 +24,19 @@ pytestmark = pytest.mark.integration
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
                   "--virtual-time-budget=15000"]
+
+
+def signed_in(app):
+    """The app behind a gateway that adds a manager's token: Chromium's requests then carry it, like a
+    signed-in browser's session cookie (the sign-in itself: test_signin.py)."""
+    header = (b"authorization", auth_headers(["insights:read"])["Authorization"].encode())
+
+    async def gateway(scope, receive, send):
+        if scope["type"] == "http":
+            scope = {**scope, "headers": [*scope["headers"], header]}
+        await app(scope, receive, send)
+
+    return gateway
 
 
 def chromium() -> str:
@@ -63,14 +77,14 @@ async def test_the_page_shows_the_funnel_and_sla_compliance(settings, producer, 
     app = create_app(settings, group_id=unique_name, auto_offset_reset="latest",
                      clock=kit.frozen_clock(kit.start + timedelta(hours=2)))
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(signed_in(app), host="127.0.0.1", port=port, log_config=None, lifespan="on"))
     serving = asyncio.create_task(server.serve())
     try:
         await kit.eventually(lambda: _started(server), timeout=60)
         await kit.wait_consuming(app.state.runtime)
         story = await kit.publish_story(producer, unique_name)
         base = f"http://127.0.0.1:{port}"
-        async with httpx.AsyncClient(base_url=base) as client:
+        async with httpx.AsyncClient(base_url=base, headers=auth_headers()) as client:
 
             async def projected() -> bool:
                 rows = (await client.get("/v1/funnel", params={"by": "campaign"})).json()["rows"]

@@ -51,7 +51,7 @@ class AuthSettings(BaseSettings):
     audience: str = Field(default="leadbridge", description="The audience (``aud``) every token must carry.")
     jwks_url: str | None = Field(default=None, description="Default: jwks_uri of the issuer's discovery document.")
     algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "PS256"])
-    dev_secret: SecretStr | None = Field(default=None, min_length=16, description=(
+    dev_secret: SecretStr | None = Field(default=None, min_length=32, description=(
         "Development only: HS256 tokens signed with this shared secret (issuer: AUTH_ISSUER or leadbridge-dev)."))
     leeway_seconds: float = Field(default=30, ge=0, le=300)
     jwks_cache_seconds: int = Field(default=300, ge=1)
