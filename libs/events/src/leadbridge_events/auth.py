@@ -130,7 +130,7 @@ class TokenVerifier:
             return s.dev_secret.get_secret_value(), ["HS256"]
         if not s.issuer:
             raise AuthError(401, "invalid_token", "only development (HS256) tokens are accepted here")
-        return self._jwks_client().get_signing_key_from_jwt(token).key, s.algorithms
+        return signing_key(self._jwks_client(), token, header), s.algorithms
 
     def verify_sync(self, token: str) -> Principal:
         s = self.settings
@@ -151,6 +151,17 @@ class TokenVerifier:
         if self.settings.dev_secret is not None and not self.settings.issuer:
             return self.verify_sync(token)  # no network: stay on the loop
         return await asyncio.to_thread(self.verify_sync, token)
+
+
+def signing_key(jwks: jwt.PyJWKClient, token: str, header: dict[str, Any] | None = None) -> Any:
+    """The JWKS key that signed ``token``: by ``kid``, or the only signing key when the token names none."""
+    header = header if header is not None else jwt.get_unverified_header(token)
+    if header.get("kid"):
+        return jwks.get_signing_key_from_jwt(token).key
+    keys = jwks.get_signing_keys()
+    if len(keys) != 1:
+        raise jwt.PyJWKClientError("the token names no key (kid) and the JWKS has several")
+    return keys[0].key
 
 
 def _why(exc: Exception) -> str:

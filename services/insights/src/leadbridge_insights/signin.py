@@ -25,7 +25,7 @@ import jwt
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from leadbridge_events.auth import AuthError, Principal, auth_error_handler, public
+from leadbridge_events.auth import AuthError, Principal, auth_error_handler, public, signing_key
 
 from .settings import InsightsSettings
 
@@ -100,7 +100,7 @@ class SignIn:
     def _verify_id_token(self, id_token: str, jwks_uri: str) -> dict[str, Any]:  # blocking: in a thread
         if self._jwks is None:
             self._jwks = jwt.PyJWKClient(jwks_uri, cache_keys=True, timeout=10)
-        key = self._jwks.get_signing_key_from_jwt(id_token).key
+        key = signing_key(self._jwks, id_token)
         return jwt.decode(id_token, key, algorithms=["RS256", "ES256", "PS256"],
                           audience=self.settings.oidc_client_id, issuer=str(self.settings.oidc_issuer).rstrip("/"),
                           leeway=30, options={"require": ["exp", "iat", "sub", "aud", "iss"]})
