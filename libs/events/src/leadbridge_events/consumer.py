@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from . import metrics
 from .envelope import Envelope, UndecodableEvent
 from .idempotency import claim_event
+from .logs import redact
 from .outbox import add_to_outbox
 from .producer import EventProducer
 from .topics import DLQ_SUFFIX
@@ -225,7 +226,7 @@ class ConsumerRunner:
                            event: Envelope[Any] | None = None) -> None:
         headers = list(record.headers or ()) + [
             ("dlq_reason", reason.encode()),
-            ("dlq_error", error[:4000].encode()),
+            ("dlq_error", redact(error)[:4000].encode()),  # never personal data in headers
             ("dlq_source_topic", record.topic.encode()),
             ("dlq_source_partition", str(record.partition).encode()),
             ("dlq_source_offset", str(record.offset).encode()),

@@ -13,7 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 
 
 def make_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(database_url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
+    # hide_parameters: a database error (in a log, an exception text, a dead letter) never carries the
+    # emails and phones of a statement's parameters
+    return create_async_engine(database_url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True,
+                               hide_parameters=True)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker:

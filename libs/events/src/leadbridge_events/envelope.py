@@ -137,7 +137,11 @@ class Envelope(BaseModel, Generic[D]):
         try:
             data = model.model_validate_json(value)
         except ValidationError as exc:
-            raise UndecodableEvent(f"{event_type} v{version} failed schema validation: {exc}") from exc
+            # the errors without their input values: those can be emails and phones, and this text travels
+            # in a dead letter's headers
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(data)'}: {e['msg']}"
+                                 for e in exc.errors(include_url=False, include_input=False)[:10])
+            raise UndecodableEvent(f"{event_type} v{version} failed schema validation: {problems}") from None
         lead_id = attrs.get("ce_leadid") or attrs.get("ce_subject") or (key.decode() if key else None)
         if not lead_id:
             raise UndecodableEvent("no lead id (ce_leadid, ce_subject or record key)")

@@ -37,7 +37,10 @@ def create_app(settings: IntakeSettings | None = None, *, group_id: str | None =
                         # several workers: each takes its share, so that together they never exceed the limit
                         limiter=RateLimiter(settings.rate_limit_per_minute / settings.workers,
                                             max(1, settings.rate_limit_burst // settings.workers)),
-                        keys=KeyCache(settings.api_key_cache_seconds))
+                        keys=KeyCache(settings.api_key_cache_seconds,
+                                      unknown_ttl=settings.unknown_key_cache_seconds),
+                        webhook_limiter=RateLimiter(settings.webhook_rate_limit_per_minute / settings.workers,
+                                                    max(1, settings.webhook_rate_limit_burst // settings.workers)))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -137,7 +137,8 @@ class PlatformFetcher:
     async def fetch(self, platform: str, platform_lead_id: str) -> tuple[dict[str, str], bool]:
         if platform == "meta":
             lead = await self._get(f"{self.settings.meta_graph_base_url.rstrip('/')}/{quote(platform_lead_id)}",
-                                   params={"access_token": self.settings.meta_access_token})
+                                   # in a header, never the URL: URLs end up in access logs (Graph API accepts both)
+                                   headers={"Authorization": f"Bearer {self.settings.meta_access_token}"})
             return map_meta_lead(lead), bool(lead.get("is_test"))
         if platform == "linkedin":
             base = self.settings.linkedin_api_base_url.rstrip("/")

@@ -27,6 +27,11 @@ class IntakeSettings(BackboneSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     rate_limit_per_minute: float = Field(default=600, gt=0, description="Per API key, sustained.")
     rate_limit_burst: int = Field(default=60, ge=1, description="Per API key, burst.")
+    webhook_rate_limit_per_minute: float = Field(default=1200, gt=0, description="Per source IP, sustained.")
+    webhook_rate_limit_burst: int = Field(default=200, ge=1, description="Per source IP, burst.")
+    unknown_key_cache_seconds: float = Field(default=2, ge=0, description=(
+        "How long an unknown API key is remembered as unknown, so a flood of made-up keys does not reach the "
+        "database; a key created in this process is known at once."))
     api_key_cache_seconds: float = Field(default=5, ge=0, description="How long a looked-up API key is reused; "
                                          "a revocation made elsewhere (CLI, another worker) applies within it.")
     # dedupe

@@ -54,7 +54,9 @@ class FakePlatforms:
     async def _graph(self, lead_id: str, request: Request) -> Any:
         if (failed := self._maybe_fail(request.url.path)) is not None:
             return failed
-        if request.query_params.get("access_token") != "meta-token" or lead_id not in self.leads:
+        if "access_token" in request.query_params:  # a token in the URL would land in access logs
+            return JSONResponse({"error": {"message": "access token in the URL"}}, status_code=400)
+        if request.headers.get("authorization") != "Bearer meta-token" or lead_id not in self.leads:
             return JSONResponse({"error": {"message": "unknown"}}, status_code=400)
         return self.leads[lead_id]
 

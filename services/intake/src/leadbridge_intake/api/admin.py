@@ -43,6 +43,7 @@ async def create(body: KeyRequest, ctx: IntakeContext = Depends(get_ctx)) -> Key
             secret, key = await create_key(session, body.source, body.scopes, body.description)
     except ValueError as exc:
         raise ApiError(422, "validation_failed", str(exc), errors=[{"field": "scopes", "message": str(exc)}]) from None
+    ctx.keys.forget_unknown()  # it may have been tried before it existed
     return KeyView(key_id=key.id, source=key.source, scopes=sorted(key.scopes), api_key=secret)
 
 

@@ -30,6 +30,7 @@ class IntakeContext:
     limiter: RateLimiter
     fetcher: "PlatformFetcher"
     keys: KeyCache = field(default_factory=lambda: KeyCache(0))
+    webhook_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(600, 100))
     clock: Callable[[], datetime] = field(default=_utcnow)
     monotonic: Callable[[], float] = field(default=time.monotonic)
 
