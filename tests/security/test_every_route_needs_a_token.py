@@ -88,7 +88,7 @@ def test_expired_or_foreign_tokens_are_refused():
 
     client = TestClient(APPS["router"])
     expired = mint_dev_token(AuthSettings(dev_secret=TEST_DEV_SECRET), ["roster:read"], now=0)
-    other_secret = mint_dev_token(AuthSettings(dev_secret="a-different-secret-entirely"), ["roster:read"])
+    other_secret = mint_dev_token(AuthSettings(dev_secret="a-different-secret-entirely-of-another-system"), ["roster:read"])
     other_audience = mint_dev_token(AuthSettings(dev_secret=TEST_DEV_SECRET, audience="someone-else"),
                                     ["roster:read"])
     for token, why in ((expired, "expired"), (other_secret, "bad signature"), (other_audience, "wrong audience")):

@@ -48,8 +48,12 @@ def has_nul(raw: bytes) -> bool:
     return b"\x00" in raw or bool(_NUL_ESCAPE.search(raw))
 
 
-def _problem(status: int, error: str, detail: str) -> tuple[int, bytes]:
-    return status, json.dumps({"error": error, "detail": detail}).encode()
+def _problem(status: int, error: str, detail: str, where: str = "body") -> tuple[int, bytes]:
+    """A 422's ``detail`` is a list of errors, as FastAPI's (and so every OpenAPI document's) 422 is."""
+    body: dict[str, Any] = {"error": error, "detail": detail}
+    if status == 422:
+        body["detail"] = [{"loc": [where], "msg": detail, "type": "value_error"}]
+    return status, json.dumps(body).encode()
 
 
 class JsonDepthAndNulGuard:
@@ -62,7 +66,7 @@ class JsonDepthAndNulGuard:
     def _refusal(self, scope: Any, body: bytes | None) -> tuple[int, bytes] | None:
         target = scope.get("raw_path") or scope.get("path", "").encode()
         if b"\x00" in unquote_to_bytes(target) or b"\x00" in unquote_to_bytes(scope.get("query_string") or b""):
-            return _problem(422, "unstorable_characters", "NUL characters cannot be stored; remove them")
+            return _problem(422, "unstorable_characters", "NUL characters cannot be stored; remove them", "query")
         if body is None:
             return None
         if has_nul(body):

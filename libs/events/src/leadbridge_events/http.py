@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .auth import public
@@ -29,7 +29,7 @@ def add_operational_routes(app: FastAPI, runtime: Callable[[], ServiceRuntime]) 
         ok = all(v == "ok" for v in status.values())
         return JSONResponse(status, status_code=200 if ok else 503)
 
-    @app.get("/metrics", tags=["operations"])
+    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
     @public
     async def metrics() -> Response:
         """Prometheus metrics of this process."""
