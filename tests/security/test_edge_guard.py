@@ -48,3 +48,20 @@ def test_the_guard_answers_4xx_with_a_body_and_passes_the_rest():
     assert client.get("/items/x", params={"q": "\x00"}).status_code == 422
     assert client.post("/echo", json={"name": "fine", "nested": [[1]]}).json() == {"name": "fine", "nested": [[1]]}
     assert client.get("/items/ok").json() == {"item": "ok"}
+
+
+def test_metrics_can_be_served_on_a_port_of_their_own():
+    import urllib.request
+
+    from leadbridge_devstack.ports import free_port
+    from leadbridge_events.runtime import serve_metrics_separately
+    from leadbridge_events.settings import BackboneSettings
+
+    assert serve_metrics_separately(BackboneSettings()) is None
+    port = free_port()
+    server = serve_metrics_separately(BackboneSettings(METRICS_PORT=port, METRICS_HOST="127.0.0.1"))
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            assert b"python_info" in resp.read()
+    finally:
+        server.shutdown()

@@ -32,5 +32,7 @@ def add_operational_routes(app: FastAPI, runtime: Callable[[], ServiceRuntime]) 
     @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
     @public
     async def metrics() -> Response:
-        """Prometheus metrics of this process."""
+        """Prometheus metrics of this process (404 when ``METRICS_PORT`` serves them on a port of their own)."""
+        if runtime().settings.metrics_port:
+            return JSONResponse({"detail": "metrics are served on METRICS_PORT"}, status_code=404)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

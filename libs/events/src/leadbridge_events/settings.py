@@ -19,6 +19,9 @@ class BackboneSettings(BaseSettings):
     )
     handler_max_attempts: int = Field(default=5, ge=1, validation_alias="HANDLER_MAX_ATTEMPTS")
     handler_backoff_seconds: float = Field(default=0.2, gt=0, validation_alias="HANDLER_BACKOFF_SECONDS")
+    # /metrics on a port (and address) of its own, e.g. only on the internal network; unset: on the API's port
+    metrics_port: int | None = Field(default=None, ge=1, le=65535, validation_alias="METRICS_PORT")
+    metrics_host: str = Field(default="0.0.0.0", validation_alias="METRICS_HOST")
     # who may call the service's API (AUTH_* variables, see leadbridge_events.auth)
     auth: AuthSettings = Field(default_factory=AuthSettings)
 
