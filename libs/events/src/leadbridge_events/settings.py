@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .auth import AuthSettings
+from .tokens import AuthSettings
 
 
 class BackboneSettings(BaseSettings):
