@@ -24,6 +24,9 @@ class BackboneSettings(BaseSettings):
     metrics_host: str = Field(default="0.0.0.0", validation_alias="METRICS_HOST")
     # who may call the service's API (AUTH_* variables, see leadbridge_events.auth)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    # every pooled connection: how long a statement may wait for a lock, and run, before it is cancelled (0: no limit)
+    db_lock_timeout_ms: int = Field(default=10_000, ge=0, validation_alias="DB_LOCK_TIMEOUT_MS")
+    db_statement_timeout_ms: int = Field(default=30_000, ge=0, validation_alias="DB_STATEMENT_TIMEOUT_MS")
 
     @field_validator("database_url")
     @classmethod
