@@ -1,7 +1,7 @@
 """idempotency key fingerprint: the body an Idempotency-Key was first used with
 
-Revision ID: 0003
-Revises: outbox_parking
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-01 15:00:00
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0003'
-down_revision = 'outbox_parking'
+revision = '0004'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
