@@ -230,7 +230,7 @@ async def test_qualified_then_won_within_milliseconds_stays_closed_with_one_rout
                                   timeout=60)
     assert sorted(e.data.stage for e in scored).count("sql") == len(lead_ids)
     deadline = asyncio.get_running_loop().time() + 90  # generous: a loaded 2-core machine
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(headers=auth_headers(["roster:read"])) as client:
         while True:  # the router handled each close and each SQL (skipped: closed, or owned if it came first)
             statuses = [(await client.get(f"{router}/leads/{lead_id}")).json() for lead_id in lead_ids]
             if all(s.get("status") == "closed" for s in statuses) and \

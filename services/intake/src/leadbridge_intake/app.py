@@ -18,7 +18,7 @@ from leadbridge_events.migrations import migrations_dir
 
 from .api import admin, leads, ops, quarantine, webhooks
 from .api.context import IntakeContext
-from .api.errors import ApiError, api_error_handler, request_validation_handler
+from .api.errors import ApiError, api_error_handler, document_problem_bodies, request_validation_handler
 from .fetcher import PlatformFetcher
 from .handlers import HANDLERS
 from .keys import KeyCache
@@ -69,6 +69,7 @@ def create_app(settings: IntakeSettings | None = None, *, group_id: str | None =
     app.state.ctx = ctx
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(RequestValidationError, request_validation_handler)
+    document_problem_bodies(app)
     for own_auth in (leads.router, webhooks.router, ops.router):
         exempt(own_auth)
     install_error_handlers(app)  # the database down: 503 + Retry-After, never a 500
