@@ -49,6 +49,7 @@ class PostgresCluster:
     port: int
     user: str = "leadbridge"
     database: str = "leadbridge"
+    extra_options: str = ""  # more `-c name=value` server options; later ones win over the defaults
 
     @property
     def url(self) -> str:
@@ -84,7 +85,7 @@ class PostgresCluster:
         options = (
             f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories='{self.data_dir}' "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 "
-            "-c shared_buffers=256MB"
+            "-c shared_buffers=256MB " + self.extra_options
         )
         subprocess.run(
             [*prefix, str(bindir / "pg_ctl"), "-D", str(pgdata), "-o", options,
@@ -104,6 +105,21 @@ class PostgresCluster:
         )
         log(f"postgres: {self.url} (data in {pgdata})")
         return self
+
+    @classmethod
+    def throwaway(cls, extra_options: str = "") -> "PostgresCluster":
+        """Start a cluster with its own data in a new temporary folder, on a free port."""
+        import tempfile
+
+        from .ports import free_port
+
+        data = Path(tempfile.mkdtemp(prefix="leadbridge-pg-"))
+        return cls(data, free_port(), extra_options=extra_options).start(log=lambda *_: None)
+
+    def remove(self) -> None:
+        """Stop the cluster and delete its data."""
+        self.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def stop(self) -> None:
         pgdata = self.data_dir / "pgdata"
