@@ -53,9 +53,14 @@ _LOCKS = {n: text("SELECT " + ", ".join(f"pg_advisory_xact_lock(hashtext(:k{i}))
           for n in (1, 2)}
 
 
-async def _lock_identities(session: AsyncSession, identities: list[str]) -> None:
+def person_lock_keys(email: str | None, phone: str | None) -> list[str]:
+    """The advisory-lock keys that serialize captures of one person (sorted: every path locks in this order)."""
+    identities = ([f"e:{email}"] if email else []) + ([f"p:{phone}"] if phone else [])
+    return [f"intake:person:{ident}" for ident in sorted(set(identities))]
+
+
+async def _lock_identities(session: AsyncSession, keys: list[str]) -> None:
     """One statement; the select list is evaluated left to right, in a fixed order: no deadlocks."""
-    keys = [f"intake:person:{ident}" for ident in sorted(set(identities))]
     if keys:
         await session.execute(_LOCKS[len(keys)], {f"k{i}": k for i, k in enumerate(keys)})
 
@@ -102,7 +107,7 @@ async def capture_lead(
     email, phone = profile.contact.email, profile.contact.phone
     repeat_of = None
     if not profile.is_test:
-        await _lock_identities(session, ([f"e:{email}"] if email else []) + ([f"p:{phone}"] if phone else []))
+        await _lock_identities(session, person_lock_keys(email, phone))
         repeat_of = await _find_repeat(session, email, phone, now - repeat_window)
     if repeat_of is not None:
         return await _record_activity(session, repeat_of, profile, now=now, kind=activity_kind,
