@@ -34,6 +34,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import metrics
+from .batching import BatchContext, BatchHandler, claim_events, stage_events
 from .envelope import Envelope, UndecodableEvent
 from .idempotency import claim_event
 from .outbox import add_to_outbox
@@ -92,6 +93,9 @@ class ConsumerRunner:
         max_backoff_seconds: float = 10.0,
         auto_offset_reset: str = "earliest",
         on_committed: Callable[[ConsumerRecord], None] | None = None,
+        batch_handlers: Mapping[str, BatchHandler] | None = None,
+        batch_size: int = 1,
+        batch_wait_ms: int = 200,
         **consumer_options: Any,
     ) -> None:
         self.group_id = group_id
@@ -104,6 +108,9 @@ class ConsumerRunner:
         self._backoff = backoff_seconds
         self._max_backoff = max_backoff_seconds
         self._on_committed = on_committed
+        self.batch_handlers = dict(batch_handlers or {})
+        self._batch_size = max(1, batch_size)  # 1: one transaction per record
+        self._batch_wait_ms = batch_wait_ms
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap_servers,
             group_id=group_id,
@@ -130,9 +137,14 @@ class ConsumerRunner:
         self._started.set()
         try:
             while not self._stopping.is_set():
-                batches = await self._consumer.getmany(timeout_ms=200, max_records=500)
+                batches = await self._consumer.getmany(timeout_ms=self._batch_wait_ms,
+                                                       max_records=max(500, self._batch_size))
                 fetched_in = self._revocations
                 for tp, records in batches.items():
+                    if self._batch_size > 1:
+                        await self._run_batches(tp, records, fetched_in)
+                        await self._commit_pending()
+                        continue
                     for record in records:
                         if self._stopping.is_set():
                             break
@@ -220,6 +232,87 @@ class ConsumerRunner:
                 return True
             await handler(event, HandlerContext(session=session, record=record, outbox=self._outbox))
         return False
+
+    # -- a batch of one partition's records ----------------------------------------------------------
+
+    async def _run_batches(self, tp: TopicPartition, records: list[ConsumerRecord], fetched_in: int) -> None:
+        for start in range(0, len(records), self._batch_size):
+            chunk = records[start:start + self._batch_size]
+            if self._stopping.is_set():
+                return
+            async with self._lock:
+                if self._revocations != fetched_in or tp not in self._owned:
+                    return  # revoked meanwhile: the (new) owner refetches from the committed offset
+                try:
+                    await self._handle_batch(tp, chunk, fetched_in)
+                except _Abandoned:
+                    return
+
+    async def _handle_batch(self, tp: TopicPartition, records: list[ConsumerRecord], fetched_in: int) -> None:
+        """All of ``records`` in one transaction; on a record's error, each record on its own instead."""
+        try:
+            events = [Envelope.from_kafka(r.key, r.value, r.headers) for r in records]
+        except UndecodableEvent:
+            return await self._one_by_one(tp, records, fetched_in)
+        backoff = self._backoff
+        started = time.perf_counter()
+        while True:
+            try:
+                duplicates = await self._apply_batch(tp.topic, events, records)
+                break
+            except Exception as exc:
+                if not _is_infrastructure_error(exc):
+                    log.warning("batch of %d failed (%s); handling its records one by one", len(records),
+                                type(exc).__name__, extra={"topic": tp.topic, "partition": tp.partition,
+                                                           "offset": records[0].offset})
+                    return await self._one_by_one(tp, records, fetched_in)
+                metrics.EVENTS_FAILED.labels(self.group_id, tp.topic).inc()
+                log.warning("batch failed on infrastructure, will retry: %s", type(exc).__name__,
+                            extra={"topic": tp.topic, "partition": tp.partition, "infrastructure": True})
+                if self._stopping.is_set() or self._revocations != fetched_in:
+                    raise _Abandoned() from exc
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+        elapsed = time.perf_counter() - started
+        for _ in records:
+            metrics.HANDLER_SECONDS.labels(self.group_id, tp.topic).observe(elapsed / len(records))
+        metrics.EVENTS_CONSUMED.labels(self.group_id, tp.topic).inc(len(records))
+        if duplicates:
+            metrics.EVENTS_DUPLICATE.labels(self.group_id, tp.topic).inc(duplicates)
+        self._pending[tp] = records[-1].offset + 1
+        if self._on_committed:
+            for record in records:
+                self._on_committed(record)
+
+    async def _apply_batch(self, topic: str, events: list[Envelope[Any]], records: list[ConsumerRecord]) -> int:
+        """One transaction: claim, handle, stage the emitted events, commit. Returns the duplicates skipped."""
+        async with self._sessions() as session, session.begin():
+            fresh = await claim_events(session, self._processed, self.group_id, [e.id for e in events])
+            todo: list[Envelope[Any]] = []
+            for event in events:
+                if event.id in fresh:
+                    fresh.discard(event.id)  # a repeat inside the batch is a duplicate too
+                    todo.append(event)
+            ctx = BatchContext(session=session, outbox=self._outbox,
+                               records={e.id: r for e, r in zip(events, records)})
+            batch_handler = self.batch_handlers.get(topic)
+            if batch_handler is not None:
+                await batch_handler(todo, ctx)
+            else:
+                handler = self.handlers[topic]
+                for event in todo:
+                    await handler(event, ctx.for_event(event))
+            if ctx.staged:
+                assert self._outbox is not None
+                await stage_events(session, self._outbox, ctx.staged)
+        return len(events) - len(todo)
+
+    async def _one_by_one(self, tp: TopicPartition, records: list[ConsumerRecord], fetched_in: int) -> None:
+        for record in records:
+            if self._stopping.is_set() or self._revocations != fetched_in:
+                raise _Abandoned()
+            await self._handle(record, fetched_in)
+            self._pending[tp] = record.offset + 1
 
     async def _dead_letter(self, record: ConsumerRecord, reason: str, error: str, *, attempts: int,
                            event: Envelope[Any] | None = None) -> None:

@@ -17,6 +17,9 @@ class BackboneSettings(BaseSettings):
     )
     handler_max_attempts: int = Field(default=5, ge=1, validation_alias="HANDLER_MAX_ATTEMPTS")
     handler_backoff_seconds: float = Field(default=0.2, gt=0, validation_alias="HANDLER_BACKOFF_SECONDS")
+    # batch consumption: a partition's fetched records handled in one transaction (1 = one per record)
+    consumer_batch_size: int = Field(default=500, ge=1, le=10000, validation_alias="CONSUMER_BATCH_SIZE")
+    consumer_batch_wait_ms: int = Field(default=200, ge=1, le=10000, validation_alias="CONSUMER_BATCH_WAIT_MS")
 
     @field_validator("database_url")
     @classmethod
