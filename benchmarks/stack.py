@@ -20,12 +20,13 @@ from collections.abc import Iterator
 from leadbridge_devstack.kafka import KafkaBroker
 from leadbridge_devstack.postgres import PostgresCluster
 
-DURABLE = "-c fsync=on -c synchronous_commit=on -c full_page_writes=on"
+DURABLE = "fsync=on synchronous_commit=on full_page_writes=on (PostgreSQL's defaults)"
 
 
 @contextlib.contextmanager
 def durable_postgres() -> Iterator[PostgresCluster]:
-    pg = PostgresCluster.throwaway(extra_options=DURABLE)
+    pg = PostgresCluster.throwaway(durable=True)
+    assert "fsync=off" not in pg.server_options
     try:
         yield pg
     finally:

@@ -7,11 +7,20 @@ For each record, in partition order:
 2. open a database transaction, claim the event id (``processed_events``), run the handler with a
    ``HandlerContext`` whose ``emit`` writes to the service's outbox in the same transaction, commit;
    a redelivered event is claimed already and changes nothing;
-3. a handler error is retried with exponential backoff; after ``max_attempts`` the record goes to the
-   DLQ with the error, and the next record is processed. Database outages are retried without limit
-   (they are not the record's fault);
+3. errors are classified by ``failures.classify``: a transient one (the database restarting, out of
+   connection slots, a failover, a deadlock, a lock timeout...) pauses the record's partition and retries
+   it after a capped backoff, without limit -- it is never dead-lettered. Any other handler error is retried
+   with exponential backoff; after ``max_attempts`` the record goes to the DLQ with the error (type and
+   SQLSTATE only: no values), and the next record is processed;
 4. offsets are committed only after the record's transaction committed (or it was dead-lettered), and
    never for partitions revoked in a rebalance.
+
+With ``batch_size`` > 1 (services: ``CONSUMER_BATCH_SIZE``, 500 by default) steps 1 and 2 take up to that
+many fetched records of a partition at once: one transaction with one multi-row claim, the topic's batch
+handler (``batch_handlers``) or its one-event handler for each, one multi-row outbox insert, one commit, then
+the offsets (``batching``). A transient error pauses the partition from the batch's first record; any other
+error makes the runner handle that batch's records one by one as above, so only a faulty record is
+dead-lettered.
 
 ``stop()`` (wired to SIGTERM by the service) finishes the current record, commits, and leaves the group.
 """
@@ -19,23 +28,24 @@ For each record, in partition order:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from sqlalchemy import Table
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import metrics
 from .batching import BatchContext, BatchHandler, claim_events, stage_events
+from .dlq import dead_letter_headers
 from .envelope import Envelope, UndecodableEvent
+from .failures import OutageBackoff, describe, is_transient
 from .idempotency import claim_event
 from .outbox import add_to_outbox
 from .producer import EventProducer
@@ -46,10 +56,6 @@ log = logging.getLogger("leadbridge.consumer")
 
 class PoisonEvent(Exception):
     """Raise from a handler for an event that can never succeed: it is dead-lettered without retries."""
-
-
-class _Abandoned(Exception):
-    """The record in flight was given up (stopping, or its partition is being revoked): not committed."""
 
 
 @dataclass
@@ -71,10 +77,16 @@ class HandlerContext:
 Handler = Callable[[Envelope[Any], HandlerContext], Awaitable[None]]
 
 
-def _is_infrastructure_error(exc: BaseException) -> bool:
-    if isinstance(exc, (OperationalError, InterfaceError, ConnectionError, OSError)):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+class _Transient(Exception):
+    """The record in flight hit an outage: pause its partition, fetch it again after a backoff."""
+
+
+class _TransientAt(Exception):
+    """A batch hit an outage: pause its partition and fetch it again from ``offset`` after a backoff."""
+
+    def __init__(self, offset: int) -> None:
+        super().__init__(offset)
+        self.offset = offset
 
 
 class ConsumerRunner:
@@ -127,6 +139,7 @@ class ConsumerRunner:
         self._stopping = asyncio.Event()
         self._started = asyncio.Event()
         self._last_lag = 0.0
+        self._outages: OutageBackoff[TopicPartition] = OutageBackoff(backoff_seconds, max_backoff_seconds)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -137,6 +150,7 @@ class ConsumerRunner:
         self._started.set()
         try:
             while not self._stopping.is_set():
+                self._resume_due()
                 batches = await self._consumer.getmany(timeout_ms=self._batch_wait_ms,
                                                        max_records=max(500, self._batch_size))
                 fetched_in = self._revocations
@@ -152,10 +166,12 @@ class ConsumerRunner:
                             if self._revocations != fetched_in or tp not in self._owned:
                                 break  # revoked meanwhile: the (new) owner refetches from the committed offset
                             try:
-                                await self._handle(record, fetched_in)
-                            except _Abandoned:
+                                await self._handle(record)
+                            except _Transient:
+                                self._pause(tp, record.offset)  # not committed: fetched again after a backoff
                                 break
                             self._pending[tp] = record.offset + 1
+                            self._outages.forget(tp)
                     await self._commit_pending()
                 await self._report_lag()
         finally:
@@ -182,7 +198,20 @@ class ConsumerRunner:
 
     # -- one record ------------------------------------------------------------------------------
 
-    async def _handle(self, record: ConsumerRecord, fetched_in: int) -> None:
+    def _pause(self, tp: TopicPartition, offset: int) -> None:
+        """Wait out an outage without spinning or leaving the group: rewind, pause, resume after a backoff."""
+        with contextlib.suppress(IllegalStateError):  # unassigned meanwhile: the next owner refetches it
+            self._consumer.seek(tp, offset)
+            self._consumer.pause(tp)
+            self._outages.pause(tp)
+
+    def _resume_due(self) -> None:
+        for tp in self._outages.due():
+            if tp in self._owned:
+                self._consumer.resume(tp)
+        metrics.CONSUMER_PAUSED.labels(self.group_id).set(len(self._outages))
+
+    async def _handle(self, record: ConsumerRecord) -> None:
         topic = record.topic
         try:
             event = Envelope.from_kafka(record.key, record.value, record.headers)
@@ -203,17 +232,17 @@ class ConsumerRunner:
                 return
             except Exception as exc:
                 metrics.EVENTS_FAILED.labels(self.group_id, topic).inc()
-                infra = _is_infrastructure_error(exc)
+                transient = is_transient(exc)
                 log.warning(
-                    "handler failed (attempt %d): %s", attempt, type(exc).__name__,
-                    extra={"event_id": event.id, "lead_id": event.lead_id, "topic": topic, "infrastructure": infra},
+                    "handler failed (attempt %d): %s", attempt, describe(exc),
+                    extra={"event_id": event.id, "lead_id": event.lead_id, "topic": topic, "transient": transient},
                 )
-                if not infra and attempt >= self._max_attempts:
-                    await self._dead_letter(record, "handler_failed", f"{type(exc).__name__}: {exc}",
+                if transient:  # an outage, not the record's fault: never dead-lettered
+                    raise _Transient() from exc
+                if attempt >= self._max_attempts:
+                    await self._dead_letter(record, "handler_failed", describe(exc, limit=4000),
                                             attempts=attempt, event=event)
                     return
-                if infra and (self._stopping.is_set() or self._revocations != fetched_in):
-                    raise _Abandoned() from exc  # not committed: redelivered to whoever owns it next
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
                 continue
@@ -244,35 +273,30 @@ class ConsumerRunner:
                 if self._revocations != fetched_in or tp not in self._owned:
                     return  # revoked meanwhile: the (new) owner refetches from the committed offset
                 try:
-                    await self._handle_batch(tp, chunk, fetched_in)
-                except _Abandoned:
+                    await self._handle_batch(tp, chunk)
+                except _TransientAt as outage:
+                    self._pause(tp, outage.offset)  # not committed from there on: fetched again after a backoff
                     return
+                self._outages.forget(tp)
 
-    async def _handle_batch(self, tp: TopicPartition, records: list[ConsumerRecord], fetched_in: int) -> None:
-        """All of ``records`` in one transaction; on a record's error, each record on its own instead."""
+    async def _handle_batch(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+        """All of ``records`` in one transaction; on a record's fault, each record on its own instead."""
         try:
             events = [Envelope.from_kafka(r.key, r.value, r.headers) for r in records]
         except UndecodableEvent:
-            return await self._one_by_one(tp, records, fetched_in)
-        backoff = self._backoff
+            return await self._one_by_one(tp, records)
         started = time.perf_counter()
-        while True:
-            try:
-                duplicates = await self._apply_batch(tp.topic, events, records)
-                break
-            except Exception as exc:
-                if not _is_infrastructure_error(exc):
-                    log.warning("batch of %d failed (%s); handling its records one by one", len(records),
-                                type(exc).__name__, extra={"topic": tp.topic, "partition": tp.partition,
-                                                           "offset": records[0].offset})
-                    return await self._one_by_one(tp, records, fetched_in)
-                metrics.EVENTS_FAILED.labels(self.group_id, tp.topic).inc()
-                log.warning("batch failed on infrastructure, will retry: %s", type(exc).__name__,
-                            extra={"topic": tp.topic, "partition": tp.partition, "infrastructure": True})
-                if self._stopping.is_set() or self._revocations != fetched_in:
-                    raise _Abandoned() from exc
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self._max_backoff)
+        try:
+            duplicates = await self._apply_batch(tp.topic, events, records)
+        except Exception as exc:
+            metrics.EVENTS_FAILED.labels(self.group_id, tp.topic).inc()
+            transient = is_transient(exc)
+            log.warning("batch of %d failed: %s", len(records), describe(exc),
+                        extra={"topic": tp.topic, "partition": tp.partition, "offset": records[0].offset,
+                               "transient": transient})
+            if transient:  # an outage: the whole batch waits, nothing of it was committed
+                raise _TransientAt(records[0].offset) from exc
+            return await self._one_by_one(tp, records)  # so that only the faulty record is dead-lettered
         elapsed = time.perf_counter() - started
         for _ in records:
             metrics.HANDLER_SECONDS.labels(self.group_id, tp.topic).observe(elapsed / len(records))
@@ -307,25 +331,17 @@ class ConsumerRunner:
                 await stage_events(session, self._outbox, ctx.staged)
         return len(events) - len(todo)
 
-    async def _one_by_one(self, tp: TopicPartition, records: list[ConsumerRecord], fetched_in: int) -> None:
+    async def _one_by_one(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
         for record in records:
-            if self._stopping.is_set() or self._revocations != fetched_in:
-                raise _Abandoned()
-            await self._handle(record, fetched_in)
+            try:
+                await self._handle(record)
+            except _Transient as exc:
+                raise _TransientAt(record.offset) from exc
             self._pending[tp] = record.offset + 1
 
     async def _dead_letter(self, record: ConsumerRecord, reason: str, error: str, *, attempts: int,
                            event: Envelope[Any] | None = None) -> None:
-        headers = list(record.headers or ()) + [
-            ("dlq_reason", reason.encode()),
-            ("dlq_error", error[:4000].encode()),
-            ("dlq_source_topic", record.topic.encode()),
-            ("dlq_source_partition", str(record.partition).encode()),
-            ("dlq_source_offset", str(record.offset).encode()),
-            ("dlq_consumer_group", self.group_id.encode()),
-            ("dlq_attempts", str(attempts).encode()),
-            ("dlq_failed_at", datetime.now(timezone.utc).isoformat().encode()),
-        ]
+        headers = dead_letter_headers(record, reason=reason, error=error, group=self.group_id, attempts=attempts)
         backoff = self._backoff
         while True:  # the record is only skipped once its dead letter is safely stored
             try:
@@ -369,6 +385,7 @@ class ConsumerRunner:
                 log.warning("commit on revoke failed: %s", exc)
             for tp in revoked:
                 self._pending.pop(tp, None)
+                self._outages.forget(tp)
             self._owned -= set(revoked)
 
     def _on_assigned(self, assigned: set[TopicPartition]) -> None:
