@@ -43,7 +43,10 @@ ALL = tuple(s.name for s in SERVICES)
 
 
 def figure(name: str, value: float, unit: str = "", fmt: str = ".0f") -> None:
-    print(f"bench: {name}={value:{fmt}}{' ' + unit if unit else ''}", flush=True)
+    suffix = "_unbatched" if MODE else ""
+    if name.startswith("raw_"):
+        suffix = ""
+    print(f"bench: {name}{suffix}={value:{fmt}}{' ' + unit if unit else ''}", flush=True)
 
 
 async def create_database(database_url: str) -> str:
@@ -56,9 +59,13 @@ async def create_database(database_url: str) -> str:
     return database_url.rpartition("/")[0] + f"/{name}"
 
 
+UNBATCHED = {"INTAKE_GROUP_COMMIT_MAX": "0", "CONSUMER_BATCH_SIZE": "1"}  # one transaction per lead / event
+MODE: dict[str, str] = {}  # the environment of the current pass (`--compare`: unbatched first)
+
+
 async def start(database_url: str, bootstrap: str, only: tuple[str, ...]) -> tuple[System, str]:
     suffix = uuid.uuid4().hex[:6]
-    env = {
+    env = {**MODE,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": await create_database(database_url),
         "INTAKE_ADMIN_TOKEN": ADMIN, "INTAKE_RATE_LIMIT_PER_MINUTE": "100000000",
         "INTAKE_RATE_LIMIT_BURST": "10000000", "ROUTER_ROSTER_FILE": str(HERE / "roster.yaml"),
@@ -188,8 +195,11 @@ async def run(args: argparse.Namespace) -> None:
         phases = {"intake": lambda: intake_alone(args, pg.url, raw),
                   "pipeline": lambda: whole_pipeline(args, pg.url, raw),
                   "backlog": lambda: backlog_drain(args, pg.url)}
-        for name in args.phases.split(","):
-            await phases[name]()
+        for unbatched in ([True, False] if args.compare else [args.unbatched]):
+            MODE.clear()
+            MODE.update(UNBATCHED if unbatched else {})
+            for name in args.phases.split(","):
+                await phases[name]()
 
 
 def main() -> None:
@@ -204,6 +214,9 @@ def main() -> None:
     parser.add_argument("--backlog", type=int, default=100_000, help="lead-captured events in the backlog")
     parser.add_argument("--drain-timeout", type=float, default=120, help="give up waiting for routed after this")
     parser.add_argument("--phases", default="intake,pipeline,backlog")
+    parser.add_argument("--unbatched", action="store_true",
+                        help="group commit and batch consumption off (one transaction per lead / event)")
+    parser.add_argument("--compare", action="store_true", help="every phase unbatched first, then batched")
     asyncio.run(run(parser.parse_args()))
 
 
