@@ -128,16 +128,19 @@ async def whole_pipeline(args: argparse.Namespace, database_url: str, raw: dict[
         try:
             url = system.url("intake")
             warm = await routed_latency(url, key, bootstrap, 5, 2)  # warm-up of every hop
-            lat = await routed_latency(url, key, bootstrap, args.rate, args.latency_seconds)
-            figure(f"capture_routed_p50_at_{args.rate:.0f}_per_s", lat["p50_ms"], "ms", ".1f")
-            figure(f"capture_routed_p99_at_{args.rate:.0f}_per_s", lat["p99_ms"], "ms", ".1f")
-            figure(f"capture_routed_max_at_{args.rate:.0f}_per_s", lat["max_ms"], "ms", ".1f")
-            figure("capture_routed_unrouted", lat["accepted"] - lat["routed"], "leads")
-            figure("loadgen_latency_poster_cpu", lat["generator_cpu"], "cores", ".2f")
+            posted = warm["accepted"]
+            for rate in (args.low_rate, args.rate):  # the "now" rate, then the target's
+                lat = await routed_latency(url, key, bootstrap, rate, args.latency_seconds)
+                posted += lat["accepted"]
+                figure(f"capture_routed_p50_at_{rate:.0f}_per_s", lat["p50_ms"], "ms", ".1f")
+                figure(f"capture_routed_p99_at_{rate:.0f}_per_s", lat["p99_ms"], "ms", ".1f")
+                figure(f"capture_routed_max_at_{rate:.0f}_per_s", lat["max_ms"], "ms", ".1f")
+                figure(f"capture_routed_unrouted_at_{rate:.0f}_per_s", lat["accepted"] - lat["routed"], "leads")
+                figure(f"loadgen_latency_poster_cpu_at_{rate:.0f}_per_s", lat["generator_cpu"], "cores", ".2f")
             async with RoutedCounter(bootstrap) as counter:
                 # the latency run's leads first: a backlog left by it would be counted as sustained throughput
-                before, _ = await counter.wait_for(warm["accepted"] + lat["accepted"], timeout=args.drain_timeout)
-                figure("capture_routed_backlog_left", warm["accepted"] + lat["accepted"] - before, "leads")
+                before, _ = await counter.wait_for(posted, timeout=args.drain_timeout)
+                figure("capture_routed_backlog_left", posted - before, "leads")
                 meter = CpuMeter(pids(system)).start()
                 started = time.perf_counter()
                 r = await asyncio.to_thread(wrk_post_leads, url, key, seconds=args.seconds,
@@ -207,6 +210,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15, help="wrk run length")
     parser.add_argument("--concurrency", type=int, default=32, help="HTTP connections, and raw PG connections")
     parser.add_argument("--rate", type=float, default=200, help="offered leads/s for the latency run")
+    parser.add_argument("--low-rate", type=float, default=20, help="offered leads/s for the first latency run")
     parser.add_argument("--latency-seconds", type=float, default=10)
     parser.add_argument("--raw-messages", type=int, default=200_000)
     parser.add_argument("--raw-seconds", type=float, default=5)
