@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 import time
 import uuid
@@ -162,11 +163,13 @@ async def backlog_drain(args: argparse.Namespace, database_url: str) -> None:
     with kafka_broker() as broker:
         bootstrap = broker.bootstrap_servers
         await ensure_topics(bootstrap)
+        await asyncio.sleep(3)  # let the new topics' leaders settle
         put = await publish_backlog(bootstrap, args.backlog)
         figure("backlog_published", args.backlog / put, "events/s")
-        started = time.perf_counter()
         system, key = await start(database_url, bootstrap, ALL)
+        started = time.perf_counter()  # every service answers /readyz: the drain is under way
         try:
+            meter = CpuMeter(pids(system)).start()
             rss_start = {n: peak_rss_mb(p) for n, p in pids(system).items()}
             async with RoutedCounter(bootstrap) as counter, RoutedWatcher(bootstrap) as watcher:
                 await asyncio.sleep(2)
@@ -182,6 +185,7 @@ async def backlog_drain(args: argparse.Namespace, database_url: str) -> None:
             figure("backlog_drained", routed, "leads")
             figure("backlog_drain_seconds", elapsed, "s", ".1f")
             figure("backlog_fresh_lead_routed_after", watcher.latencies.get(fresh, float("nan")) * 1000, "ms")
+            print_cpu(meter, routed, "backlog")
             for name, pid in pids(system).items():
                 n = name.replace("-", "_")
                 figure(f"backlog_rss_at_start_{n}", rss_start[name], "MB")
@@ -221,7 +225,11 @@ def main() -> None:
     parser.add_argument("--unbatched", action="store_true",
                         help="group commit and batch consumption off (one transaction per lead / event)")
     parser.add_argument("--compare", action="store_true", help="every phase unbatched first, then batched")
-    asyncio.run(run(parser.parse_args()))
+    args = parser.parse_args()
+    # stopped (Ctrl-C, SIGTERM, or SIGINT to a backgrounded run): unwind, so brokers and services are stopped
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    asyncio.run(run(args))
 
 
 if __name__ == "__main__":

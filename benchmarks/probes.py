@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from leadbridge_events.contracts import LeadCaptured
 from leadbridge_events.envelope import Envelope
+from leadbridge_events.topics import LEAD_ROUTED
 from leadbridge_intake.submission import LeadSubmission
 
 ROUTED = "lead-routed"
@@ -39,24 +40,20 @@ def pct(values: list[float], q: float) -> float:
 
 class RoutedCounter:
     def __init__(self, bootstrap: str) -> None:
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        self._bootstrap = bootstrap
+        self._parts = [TopicPartition(ROUTED, p) for p in range(LEAD_ROUTED.partitions)]
 
     async def __aenter__(self) -> "RoutedCounter":
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
         await self._consumer.start()
+        self._consumer.assign(self._parts)  # metadata for exactly these partitions (the topic exists by now)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self._consumer.stop()
 
     async def count(self) -> int:
-        parts = self._consumer.partitions_for_topic(ROUTED)
-        if not parts:
-            await self._consumer.topics()  # refresh metadata: the topic may be new
-            parts = self._consumer.partitions_for_topic(ROUTED) or set()
-        if not parts:
-            return 0
-        ends = await self._consumer.end_offsets([TopicPartition(ROUTED, p) for p in parts])
-        return sum(ends.values())
+        return sum((await self._consumer.end_offsets(self._parts)).values())
 
     async def wait_for(self, target: int, timeout: float, interval: float = 0.1) -> tuple[int, float]:
         """Poll until ``target`` records; returns (count, perf_counter time it was first seen)."""
@@ -72,7 +69,7 @@ class RoutedCounter:
 async def _latest_consumer(bootstrap: str) -> AIOKafkaConsumer:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
-    parts = [TopicPartition(ROUTED, p) for p in range(6)]
+    parts = [TopicPartition(ROUTED, p) for p in range(LEAD_ROUTED.partitions)]
     consumer.assign(parts)
     await consumer.seek_to_end(*parts)
     for tp in parts:
