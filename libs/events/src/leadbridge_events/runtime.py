@@ -48,7 +48,8 @@ class ServiceRuntime:
         self.metadata = metadata
         self.handlers = dict(handlers or {})
         self.group_id = group_id or name
-        self.engine = engine or make_engine(settings.database_url)
+        self.engine = engine or make_engine(settings.database_url, lock_timeout_ms=settings.db_lock_timeout_ms,
+                                            statement_timeout_ms=settings.db_statement_timeout_ms)
         self.sessions: async_sessionmaker = session_factory(self.engine)
         self.outbox: Table = metadata.tables[f"{metadata.schema}.outbox"]
         self.processed: Table = metadata.tables[f"{metadata.schema}.processed_events"]
@@ -74,7 +75,9 @@ class ServiceRuntime:
         backoff = 0.5
         while True:  # Kafka may be down: keep trying, the outbox keeps the events meanwhile
             try:
-                await ensure_topics(self.settings.kafka_bootstrap_servers, attempts=1)
+                await ensure_topics(self.settings.kafka_bootstrap_servers, attempts=1,
+                                    replication_factor=self.settings.kafka_replication_factor,
+                                    min_insync_replicas=self.settings.kafka_min_insync_replicas)
                 await self.producer.start()
                 break
             except asyncio.CancelledError:

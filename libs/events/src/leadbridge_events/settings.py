@@ -15,11 +15,17 @@ class BackboneSettings(BaseSettings):
     database_url: str = Field(
         default="postgresql+asyncpg://leadbridge@127.0.0.1:15432/leadbridge", validation_alias="DATABASE_URL"
     )
+    # None: fitted to the cluster, min(3, brokers) replicas and min.insync.replicas 2 from three (admin.py)
+    kafka_replication_factor: int | None = Field(default=None, ge=1, validation_alias="KAFKA_REPLICATION_FACTOR")
+    kafka_min_insync_replicas: int | None = Field(default=None, ge=1, validation_alias="KAFKA_MIN_INSYNC_REPLICAS")
     handler_max_attempts: int = Field(default=5, ge=1, validation_alias="HANDLER_MAX_ATTEMPTS")
     handler_backoff_seconds: float = Field(default=0.2, gt=0, validation_alias="HANDLER_BACKOFF_SECONDS")
     # batch consumption: a partition's fetched records handled in one transaction (1 = one per record)
     consumer_batch_size: int = Field(default=500, ge=1, le=10000, validation_alias="CONSUMER_BATCH_SIZE")
     consumer_batch_wait_ms: int = Field(default=200, ge=1, le=10000, validation_alias="CONSUMER_BATCH_WAIT_MS")
+    # every pooled connection: how long a statement may wait for a lock, and run, before it is cancelled (0: no limit)
+    db_lock_timeout_ms: int = Field(default=10_000, ge=0, validation_alias="DB_LOCK_TIMEOUT_MS")
+    db_statement_timeout_ms: int = Field(default=30_000, ge=0, validation_alias="DB_STATEMENT_TIMEOUT_MS")
 
     @field_validator("database_url")
     @classmethod

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadbridge_events.contracts import LeadActivityRecorded, LeadCaptured, LeadProfile
 from leadbridge_events.envelope import Envelope
+from leadbridge_events.locks import LockClass, xact_lock
 from leadbridge_events.outbox import _channel as outbox_channel
 from leadbridge_events.topics import topic_for
 
@@ -49,20 +50,15 @@ async def _existing_claim(session: AsyncSession, scope: str, key: str) -> str:
     return row
 
 
-_LOCKS = {n: text("SELECT " + ", ".join(f"pg_advisory_xact_lock(hashtext(:k{i}))" for i in range(n)))
-          for n in (1, 2)}
+def person_lock_names(email: str | None, phone: str | None) -> list[str]:
+    """The names of the advisory locks (class ``INTAKE_PERSON``) that serialize captures of one person,
+    sorted: every capture path, one by one or in a group, takes them in this one order."""
+    return sorted({*([f"e:{email}"] if email else []), *([f"p:{phone}"] if phone else [])})
 
 
-def person_lock_keys(email: str | None, phone: str | None) -> list[str]:
-    """The advisory-lock keys that serialize captures of one person (sorted: every path locks in this order)."""
-    identities = ([f"e:{email}"] if email else []) + ([f"p:{phone}"] if phone else [])
-    return [f"intake:person:{ident}" for ident in sorted(set(identities))]
-
-
-async def _lock_identities(session: AsyncSession, keys: list[str]) -> None:
-    """One statement; the select list is evaluated left to right, in a fixed order: no deadlocks."""
-    if keys:
-        await session.execute(_LOCKS[len(keys)], {f"k{i}": k for i, k in enumerate(keys)})
+async def _lock_identities(session: AsyncSession, identities: list[str]) -> None:
+    """One statement, the locks in a fixed (sorted) order: no deadlocks. Their own lock class (``locks.py``)."""
+    await xact_lock(session, LockClass.INTAKE_PERSON, *identities)
 
 
 async def _write_with_event(session: AsyncSession, writes: list[Any], event: Envelope[Any]) -> None:
@@ -107,7 +103,7 @@ async def capture_lead(
     email, phone = profile.contact.email, profile.contact.phone
     repeat_of = None
     if not profile.is_test:
-        await _lock_identities(session, person_lock_keys(email, phone))
+        await _lock_identities(session, person_lock_names(email, phone))
         repeat_of = await _find_repeat(session, email, phone, now - repeat_window)
     if repeat_of is not None:
         return await _record_activity(session, repeat_of, profile, now=now, kind=activity_kind,

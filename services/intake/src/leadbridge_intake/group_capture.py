@@ -4,8 +4,9 @@ The same rules as ``capture.capture_lead`` (its behaviour is the reference; this
 
 - a dedupe key (Idempotency-Key) is claimed with ``INSERT ... ON CONFLICT DO NOTHING``; a member whose key
   is claimed already answers with the first claim's lead ("duplicate");
-- each person (normalized email / phone) is serialized by transaction-scoped advisory locks, taken for the
-  whole group in one statement in the one sorted order every capture path uses (no deadlocks);
+- each person (normalized email / phone) is serialized by transaction-scoped advisory locks (class
+  ``INTAKE_PERSON`` of ``leadbridge_events.locks``), taken for the whole group in one statement in the one
+  sorted order every capture path uses (no deadlocks);
 - a person seen within the repeat window (and not closed) gets an activity, not a new lead;
 - every new lead or activity gets its event in the outbox, in the same transaction, and one NOTIFY.
 
@@ -24,10 +25,11 @@ from typing import Any
 
 from leadbridge_events.contracts import LeadActivityRecorded, LeadCaptured, LeadProfile
 from leadbridge_events.envelope import Envelope
+from leadbridge_events.locks import LockClass, object_key
 from leadbridge_events.outbox import _channel as outbox_channel
 from leadbridge_events.topics import topic_for
 
-from .capture import SOURCE, CaptureResult, person_lock_keys
+from .capture import SOURCE, CaptureResult, person_lock_names
 from .tables import SCHEMA
 
 S = SCHEMA
@@ -37,7 +39,7 @@ SELECT s, k, l, 'captured' FROM unnest($1::text[], $2::text[], $3::text[]) AS t(
 ON CONFLICT DO NOTHING RETURNING scope, key"""
 CLAIMED = f"""SELECT c.scope, c.key, c.lead_id FROM {S}.submissions c
 JOIN unnest($1::text[], $2::text[]) AS t(s, k) ON c.scope = t.s AND c.key = t.k"""
-LOCK = "SELECT pg_advisory_xact_lock(hashtext(k)) FROM unnest($1::text[]) AS k"  # in array order
+LOCK = "SELECT pg_advisory_xact_lock($1::int, k) FROM unnest($2::int[]) AS k"  # in array order
 REPEATS = f"""SELECT m.i, (SELECT l.id FROM {S}.leads l
   WHERE (l.email = m.email OR l.phone = m.phone) AND l.last_activity_at >= m.since
     AND l.is_test IS FALSE AND l.final_outcome IS NULL
@@ -80,7 +82,7 @@ class Member:
     def lock_keys(self) -> list[str]:
         if self.profile.is_test:
             return []
-        return person_lock_keys(self.profile.contact.email, self.profile.contact.phone)
+        return person_lock_names(self.profile.contact.email, self.profile.contact.phone)
 
 
 def _cols(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
@@ -101,10 +103,10 @@ async def capture_group(conn: Any, members: list[Member]) -> list[CaptureResult]
             for c, i in lost:
                 results[i] = CaptureResult(firsts[(c[0], c[1])], "duplicate")
     live = [i for i in range(len(members)) if results[i] is None]
-    lock_keys = sorted({k for i in live for k in members[i].lock_keys})
+    lock_names = sorted({k for i in live for k in members[i].lock_keys})  # the one order of every path
     repeat_of: dict[int, str] = {}
-    if lock_keys:
-        await conn.execute(LOCK, lock_keys)
+    if lock_names:
+        await conn.execute(LOCK, int(LockClass.INTAKE_PERSON), [object_key(n) for n in lock_names])
         looked = [(i, members[i].profile.contact.email, members[i].profile.contact.phone,
                    members[i].now - members[i].repeat_window) for i in live if members[i].lock_keys]
         repeat_of = {r[0]: r[1] for r in await conn.fetch(REPEATS, *_cols(looked, 4)) if r[1] is not None}
