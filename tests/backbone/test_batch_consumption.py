@@ -18,7 +18,7 @@ from leadbridge_events.testing import collect_records
 
 from .conftest import Backbone
 from .test_consumer_runner import _ge, activity, count_effects, make_runner, wait_for
-from .test_outage_is_waited_out import _crash_and_restart, dead_letters, handled, own_postgres  # noqa: F401
+from .test_outage_is_waited_out import _crash_and_restart, dead_letters, handled
 
 pytestmark = pytest.mark.integration
 
