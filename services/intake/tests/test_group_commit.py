@@ -47,13 +47,13 @@ async def test_same_person_and_same_key_in_one_burst(intake):
     client, app, key = intake
     known, twice = _email(), _email()
     first = await client.post("/v1/leads", headers={"X-API-Key": key}, json={"email": known})
-    idem = f"idem-{uuid.uuid4().hex}"
+    idem, idem_body = f"idem-{uuid.uuid4().hex}", {"email": _email()}  # a retried request: same key, same body
     burst = await asyncio.gather(
         client.post("/v1/leads", headers={"X-API-Key": key}, json={"email": twice}),
         client.post("/v1/leads", headers={"X-API-Key": key}, json={"email": twice}),  # a double click
         client.post("/v1/leads", headers={"X-API-Key": key}, json={"email": known}),  # a repeat of an older lead
-        client.post("/v1/leads", headers={"X-API-Key": key, "Idempotency-Key": idem}, json={"email": _email()}),
-        client.post("/v1/leads", headers={"X-API-Key": key, "Idempotency-Key": idem}, json={"email": _email()}),
+        client.post("/v1/leads", headers={"X-API-Key": key, "Idempotency-Key": idem}, json=idem_body),
+        client.post("/v1/leads", headers={"X-API-Key": key, "Idempotency-Key": idem}, json=idem_body),
         *(client.post("/v1/leads", headers={"X-API-Key": key}, json={"email": _email()}) for _ in range(10)),
     )
     assert all(a.status_code == 202 for a in burst)
@@ -65,6 +65,9 @@ async def test_same_person_and_same_key_in_one_burst(intake):
     assert await _count(app, select(func.count()).select_from(activities)
                         .where(activities.c.lead_id.in_([a["lead_id"], first.json()["lead_id"]]))) == 2
     assert await _count(app, select(leads.c.activity_count).where(leads.c.email == known)) == 1
+    reused = await asyncio.gather(*(client.post("/v1/leads", headers={"X-API-Key": key, "Idempotency-Key": idem},
+                                                json={"email": _email()}) for _ in range(3)))
+    assert [r.status_code for r in reused] == [422] * 3  # the same key with another body (IETF draft)
 
 
 async def test_one_bad_lead_fails_only_itself(intake):
