@@ -13,6 +13,7 @@ import time
 from collections import deque
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -153,7 +154,7 @@ class FakeSalesforce(_Faults):
         return next((lead for lead in self.leads.values() if lead.get("LeadBridge_Id__c") == lead_id), None)
 
     async def _token(self, request: Request) -> Any:
-        form = await request.form()
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
         if form.get("grant_type") != "client_credentials" or form.get("client_id") != self.client_id \
                 or form.get("client_secret") != self.client_secret:
             return JSONResponse({"error": "invalid_client", "error_description": "invalid client credentials"},

@@ -115,10 +115,14 @@ class Sender:
                 return 0
             outcomes = await adapter.send(batch, now)
             done = self._clock()
+            retry_at: list[datetime] = []  # when the deliveries that found the endpoint down are due again
             for d in batch:
                 if d.delivery_id in outcomes:
-                    await self._record(session, d, outcomes[d.delivery_id], done)
-            await self._update_health(session, destination, list(outcomes.values()), batch, done)
+                    nxt = await self._record(session, d, outcomes[d.delivery_id], done)
+                    if outcomes[d.delivery_id].endpoint_down:
+                        retry_at.append(nxt or done)
+            await self._update_health(session, destination, list(outcomes.values()), min(retry_at, default=done),
+                                      done)
             return len(outcomes)
 
     async def _adapter(self, session: AsyncSession, destination: str, now: datetime) -> Adapter | None:
@@ -134,7 +138,8 @@ class Sender:
             log.warning("deliveries queued for an unconfigured destination", extra={"destination": destination})
         return adapter
 
-    async def _record(self, session: AsyncSession, d: queue.Delivery, o: Outcome, now: datetime) -> None:
+    async def _record(self, session: AsyncSession, d: queue.Delivery, o: Outcome, now: datetime) -> datetime | None:
+        """Store one attempt's outcome; returns when the delivery is retried (None: it is finished)."""
         attempt = d.attempts + 1
         nxt = None
         if o.ok:
@@ -170,9 +175,11 @@ class Sender:
         extra = {"lead_id": d.lead_id, "event_id": d.event_id, "destination": d.destination, "attempt": attempt,
                  "result": result, "status_code": o.status_code}
         (log.info if o.ok else log.warning)("delivery attempt", extra={**extra, "error": o.error})
+        return nxt
 
     async def _update_health(self, session: AsyncSession, destination: str, outcomes: list[Outcome],
-                             batch: list[queue.Delivery], now: datetime) -> None:
+                             probe: datetime, now: datetime) -> None:
+        """A success heals the endpoint; an endpoint-level failure blocks it until ``probe`` (the next retry)."""
         x = destinations
         if any(o.ok for o in outcomes) or not any(o.endpoint_down for o in outcomes):
             if any(o.ok for o in outcomes):
@@ -180,8 +187,6 @@ class Sender:
                     failing_since=None, blocked_until=None, last_success_at=now, last_error=None))
             return
         down = next(o for o in outcomes if o.endpoint_down)
-        probe = (await session.execute(select(func.min(deliveries.c.next_attempt_at)).where(
-            deliveries.c.destination == destination, deliveries.c.status == "pending"))).scalar()
         row = (await session.execute(update(x).where(x.c.id == destination).values(
             failing_since=func.coalesce(x.c.failing_since, now), blocked_until=probe, last_error=down.error,
         ).returning(x.c.failing_since))).first()

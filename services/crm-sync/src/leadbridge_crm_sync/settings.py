@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, field_validator
 
@@ -51,6 +53,15 @@ class CrmSyncSettings(BackboneSettings):
         default=300, gt=0, validation_alias="CRM_SYNC_INBOUND_MAX_AGE_SECONDS",
         description="Signed inbound webhooks (HubSpot) older than this are rejected as replays.",
     )
+
+    @field_validator("retry_schedule_seconds", mode="before")
+    @classmethod
+    def _parse_schedule(cls, value: Any) -> Any:
+        """A JSON list or comma-separated seconds: ``[5, 300, 1800]`` or ``5,300,1800``."""
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else [float(v) for v in text.split(",") if v.strip()]
+        return value
 
     @field_validator("retry_schedule_seconds")
     @classmethod
