@@ -49,6 +49,8 @@ def demo_env(environ: dict[str, str]) -> dict[str, str]:
     values = read_env_file(path, root) if path.exists() else {}
     # where `make demo` serves a fake Meta Graph API (a port that is free now)
     values["INTAKE_META_GRAPH_BASE_URL"] = f"http://127.0.0.1:{free_port()}/v21.0"
+    # where `make demo` serves a fake HubSpot API that crm-sync delivers to (deploy/demo/crm-sync.yaml)
+    values["CRM_SYNC_DEMO_HUBSPOT_URL"] = f"http://127.0.0.1:{free_port()}"
     return {k: v for k, v in values.items() if k not in environ}
 
 
@@ -95,7 +97,8 @@ def main() -> int:
             "kafka_bootstrap_servers": env["KAFKA_BOOTSTRAP_SERVERS"],
             **{key.lower(): effective.get(key) for key in (
                 "INTAKE_ADMIN_TOKEN", "INTAKE_GOOGLE_KEYS", "INTAKE_META_APP_SECRET",
-                "INTAKE_META_GRAPH_BASE_URL", "INTAKE_META_VERIFY_TOKEN")},
+                "INTAKE_META_GRAPH_BASE_URL", "INTAKE_META_VERIFY_TOKEN", "CRM_SYNC_ADMIN_TOKEN",
+                "CRM_SYNC_DEMO_HUBSPOT_URL")},
         }
         info_path.write_text(json.dumps(info, indent=2))
         print()

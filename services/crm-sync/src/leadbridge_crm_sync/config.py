@@ -8,6 +8,7 @@ Secrets are never in the file itself in production: ``*_env`` names the environm
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -117,11 +118,22 @@ class CrmConfig(_Model):
         return list(dict.fromkeys(targets))
 
 
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand(text: str, path: Path) -> str:
+    """``${NAME}`` is replaced by the environment variable (e.g. a base URL that differs per environment)."""
+    missing = sorted({m for m in _VARIABLE.findall(text) if m not in os.environ})
+    if missing:
+        raise ConfigError(f"crm-sync config {path}: environment variable(s) {', '.join(missing)} not set")
+    return _VARIABLE.sub(lambda m: os.environ[m.group(1)], text)
+
+
 def load_config(path: Path | None) -> CrmConfig:
     if path is None:
         return CrmConfig()
     try:
-        raw: Any = yaml.safe_load(Path(path).read_text())
+        raw: Any = yaml.safe_load(_expand(Path(path).read_text(), path))
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"crm-sync config {path}: cannot read it: {exc}") from exc
     if not isinstance(raw, dict):

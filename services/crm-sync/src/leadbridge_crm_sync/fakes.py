@@ -25,6 +25,7 @@ class _Faults:
         self.delay_seconds = 0.0
         self.down = False
         self.requests: list[str] = []
+        self.received_at: dict[str, float] = {}  # record key (email, external id) -> first write, epoch s
 
     async def injected(self, request: Request, body: Any) -> JSONResponse | None:
         self.requests.append(f"{request.method} {request.url.path}")
@@ -81,6 +82,7 @@ class FakeHubSpot(_Faults):
                 return JSONResponse({"status": "error", "category": "VALIDATION_ERROR",
                                      "message": "idProperty must be a unique property"}, status_code=400)
             email = str(item["id"]).lower()
+            self.received_at.setdefault(email, time.time())
             existing = self.contact_by_email(email)
             contact = existing or {"id": str(next(self._ids)), "properties": {}, "createdAt": _now_iso()}
             contact["properties"].update({**item.get("properties", {}), "email": email})
@@ -179,6 +181,7 @@ class FakeSalesforce(_Faults):
         if missing:
             return JSONResponse([{"message": "Required fields are missing", "errorCode": "REQUIRED_FIELD_MISSING",
                                   "fields": missing}], status_code=400)
+        self.received_at.setdefault(value, time.time())
         existing = self.lead_by_external_id(value)
         sf_id = existing["Id"] if existing else f"00Q{next(self._ids):015d}"
         lead = {**(existing or {}), **fields, "Id": sf_id, "LeadBridge_Id__c": value}

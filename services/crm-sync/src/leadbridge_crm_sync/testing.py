@@ -70,6 +70,7 @@ class WebhookReceiver:
         self.messages: dict[str, dict[str, Any]] = {}  # webhook-id -> the verified payload, first copy
         self.order: list[str] = []                   # webhook-ids in processing order (first copies)
         self.rejected = 0
+        self.received_at: dict[str, float] = {}      # webhook-id -> first verified delivery, epoch seconds
         self.fail_next: deque[tuple[int, dict[str, str]]] = deque()
         self.delay_seconds = 0.0
         self.app = FastAPI()
@@ -90,6 +91,7 @@ class WebhookReceiver:
         msg_id = request.headers["webhook-id"]
         self.seen[msg_id] += 1
         if msg_id not in self.messages:
+            self.received_at[msg_id] = time.time()
             self.messages[msg_id] = payload
             self.order.append(msg_id)
         return {"ok": True}
