@@ -151,7 +151,8 @@ async def test_an_outage_blocks_the_endpoint_without_a_hot_loop_and_nothing_is_l
     hubspot.down = False
     await eventually(lambda: _all_delivered(crm, [e.lead_id for e in leads], 1), timeout=20, what="recovery")
     for e in leads:
-        assert hubspot.contact_by_email(f"{e.lead_id}@example.com") is not None
+        assert hubspot.upserts[f"{e.lead_id}@example.com"] == 1, "each routed lead upserted exactly once"
+        assert [d["status"] for d in await crm.deliveries(e.lead_id)] == ["delivered"]
 
 
 async def test_secret_rotation_signs_with_both_until_the_grace_period_ends(crm: Crm, fakes: Fakes):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections import deque
+from collections import Counter, deque
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qs
@@ -53,6 +53,7 @@ class FakeHubSpot(_Faults):
         self.notes: list[dict[str, Any]] = []
         self.engagements: dict[tuple[str, str], dict[str, Any]] = {}
         self.owner_history: dict[str, list[str]] = {}   # contact id -> hubspot_owner_id values, in order
+        self.upserts: Counter[str] = Counter()            # email -> upserts that succeeded
         self._ids = itertools.count(901)
         self.app = FastAPI()
         self.app.add_api_route("/crm/v3/objects/contacts/batch/upsert", self._upsert, methods=["POST"])
@@ -83,6 +84,7 @@ class FakeHubSpot(_Faults):
                                      "message": "idProperty must be a unique property"}, status_code=400)
             email = str(item["id"]).lower()
             self.received_at.setdefault(email, time.time())
+            self.upserts[email] += 1
             existing = self.contact_by_email(email)
             contact = existing or {"id": str(next(self._ids)), "properties": {}, "createdAt": _now_iso()}
             contact["properties"].update({**item.get("properties", {}), "email": email})
