@@ -34,11 +34,13 @@ async def test_hubspot_contact_is_created_owned_and_noted_then_a_reroute_changes
     assert "round robin" in note["properties"]["hs_note_body"]
     assert note["associations"][0]["types"][0]["associationTypeId"] == 202
 
+    contact["properties"]["hs_lead_status"] = "ATTEMPTED_TO_CONTACT"  # the rep works the lead in HubSpot
     again = routed(crm.team + "-hs", lead_id=first.lead_id, rep="bob", hubspot_owner="71000002", attempt=2)
     await crm.publish(again)
     await delivered(crm, first.lead_id, "hubspot:main", count=2)
     assert fakes.hubspot.contact_by_email(f"{first.lead_id}@example.com")["id"] == contact["id"], "updated, not new"
     assert fakes.hubspot.owner_history[contact["id"]] == ["71000001", "71000002"]
+    assert contact["properties"]["hs_lead_status"] == "ATTEMPTED_TO_CONTACT", "a re-route keeps the rep's status"
 
     recorded = await collect_events(crm.bootstrap, ["crm-deliveries"], lead_ids=[first.lead_id], count=2)
     assert {e.data.result for e in recorded} == {"delivered"} and recorded[0].data.crm_record_id == contact["id"]

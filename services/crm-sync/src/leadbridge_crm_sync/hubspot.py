@@ -50,8 +50,10 @@ def contact_properties(data: dict[str, Any], portal: HubSpotPortal) -> dict[str,
     first, last = _split_name(contact.get("name"))
     props = {"email": contact.get("email"), "firstname": first, "lastname": last, "phone": contact.get("phone"),
              "company": profile.get("company"), "jobtitle": profile.get("job_title"),
-             "country": profile.get("country"), "hs_lead_status": portal.lead_status,
+             "country": profile.get("country"),
              "hubspot_owner_id": (data.get("assignee_crm_owner_ids") or {}).get("hubspot")}
+    if data.get("attempt", 1) == 1:  # a re-route changes the owner, not the status the rep may have set
+        props["hs_lead_status"] = portal.lead_status
     return {k: str(v) for k, v in props.items() if v not in (None, "")}
 
 

@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadbridge_events.contracts import FollowUpLogged
 from leadbridge_events.envelope import Envelope
+from leadbridge_events.failures import is_transient
 from leadbridge_events.idempotency import claim_event
 from leadbridge_events.outbox import add_to_outbox
 
@@ -84,7 +84,9 @@ def inbound_router(sessions: Callable[[], async_sessionmaker], config: CrmConfig
                         continue
                     await _emit(session, follow_up, "hubspot")
                     counts["accepted"] += 1
-        except (OperationalError, InterfaceError, DBAPIError, OSError):
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
             return JSONResponse({"error": "database unavailable; retry"}, status_code=503, headers=UNAVAILABLE)
         for result, n in counts.items():
             INBOUND.labels("hubspot", result).inc(n)
@@ -116,7 +118,9 @@ def inbound_router(sessions: Callable[[], async_sessionmaker], config: CrmConfig
                         continue
                     await _emit(session, follow_up, "salesforce")
                     counts["accepted"] += 1
-        except (OperationalError, InterfaceError, DBAPIError, OSError):
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
             return Response(sf.fault("database unavailable; retry"), status_code=503, headers=UNAVAILABLE,
                             media_type="text/xml")
         for result, n in counts.items():

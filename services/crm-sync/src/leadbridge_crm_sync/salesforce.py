@@ -23,17 +23,19 @@ from .config import SalesforceOrg
 from .policy import Outcome, http_outcome
 from .queue import Delivery
 
-NOT_PROVIDED = "[not provided]"  # what Salesforce's own Web-to-Lead puts in required fields left empty
+NOT_PROVIDED = "[not provided]"
+PER_ROUND = 25  # one request per Lead: keep the sender's transaction (and its row locks) short  # what Salesforce's own Web-to-Lead puts in required fields left empty
 
 
 def lead_fields(data: dict[str, Any], org: SalesforceOrg) -> dict[str, str]:
+    """The Lead's fields; ``Status`` only on the first routing (a re-route must not reset the rep's status)."""
     profile = data.get("profile") or {}
     contact = profile.get("contact") or {}
     first, _, last = (contact.get("name") or "").strip().rpartition(" ")
     fields = {"FirstName": first or None, "LastName": last or NOT_PROVIDED,
               "Company": profile.get("company") or NOT_PROVIDED, "Email": contact.get("email"),
               "Phone": contact.get("phone"), "Title": profile.get("job_title"), "Country": profile.get("country"),
-              "LeadSource": org.lead_source, "Status": org.status,
+              "LeadSource": org.lead_source, "Status": org.status if data.get("attempt", 1) == 1 else None,
               "OwnerId": (data.get("assignee_crm_owner_ids") or {}).get("salesforce"),
               "Description": f"LeadBridge: {data.get('reason', '')}"[:32000]}
     return {k: v for k, v in fields.items() if v not in (None, "")}
@@ -101,7 +103,7 @@ class SalesforceClient:
     async def send(self, batch: list[Delivery], now: datetime) -> dict[str, Outcome]:
         """Upsert one Lead per delivery, in order; stop at the first sign the org is unwell."""
         outcomes: dict[str, Outcome] = {}
-        for d in batch:
+        for d in batch[:PER_ROUND]:
             outcome = await self.upsert(d, now)
             outcomes[d.delivery_id] = outcome
             if outcome.endpoint_down:

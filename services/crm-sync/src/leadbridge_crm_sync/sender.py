@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadbridge_events.contracts import CrmDeliveryRecorded
 from leadbridge_events.envelope import Envelope
+from leadbridge_events.failures import describe, is_transient
 from leadbridge_events.outbox import add_to_outbox
 
 from . import metrics, queue, webhooks
@@ -85,8 +86,11 @@ class Sender:
                 sent = await self.drain_once()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # database restarting: wait it out, the queue is durable
-                log.exception("sender round failed; retrying")
+            except Exception as exc:  # database restarting: wait it out, the queue is durable
+                if is_transient(exc):
+                    log.warning("sender round failed (outage); retrying", extra={"error": describe(exc)})
+                else:
+                    log.exception("sender round failed; retrying")
                 sent = 0
             if sent == 0:
                 try:
