@@ -59,7 +59,8 @@ def create_app(settings: CrmSyncSettings | None = None, *, config: CrmConfig | N
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         sender_ref: list[Sender] = []
         runtime = ServiceRuntime(name=NAME, settings=settings, metadata=tables.metadata, handlers=bind(config),
-                                 group_id=group_id or settings.group_id, migrations=migrations_dir("leadbridge_crm_sync"),
+                                 group_id=group_id or settings.group_id,
+                                 migrations=migrations_dir("leadbridge_crm_sync"),
                                  on_committed=lambda record: sender_ref[0].wake() if sender_ref else None,
                                  **runner_options)
         sender = Sender(runtime.sessions, settings, http, adapters, clock=clock)

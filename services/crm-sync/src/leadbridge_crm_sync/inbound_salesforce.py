@@ -122,6 +122,7 @@ def lead_status_follow_up(org: SalesforceOrg, n: Notification, actor: str | None
     reason = f"Salesforce lead status {f['Status']}" if outcome in (FollowUpOutcome.REJECTED,
                                                                       FollowUpOutcome.LOST) else None
     return FollowUpLogged(
-        lead_id=lead_id, follow_up_id=str(uuid.uuid5(_NS, f"salesforce:{org.organization_id[:15]}:notification:{n.id}")),
+        lead_id=lead_id,
+        follow_up_id=str(uuid.uuid5(_NS, f"salesforce:{org.organization_id[:15]}:notification:{n.id}")),
         touch_type=TouchType.NOTE, actor=actor, occurred_at=_time(f.get("LastModifiedDate"), now), logged_at=now,
         outcome=outcome, reason=reason, note=f"Salesforce lead status {f.get('Status')}")

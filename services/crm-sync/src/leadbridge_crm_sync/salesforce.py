@@ -23,8 +23,8 @@ from .config import SalesforceOrg
 from .policy import Outcome, http_outcome
 from .queue import Delivery
 
-NOT_PROVIDED = "[not provided]"
-PER_ROUND = 25  # one request per Lead: keep the sender's transaction (and its row locks) short  # what Salesforce's own Web-to-Lead puts in required fields left empty
+NOT_PROVIDED = "[not provided]"  # what Salesforce's own Web-to-Lead puts in required fields left empty
+PER_ROUND = 25  # one request per Lead: keep the sender's transaction (and its row locks) short
 
 
 def lead_fields(data: dict[str, Any], org: SalesforceOrg) -> dict[str, str]:
