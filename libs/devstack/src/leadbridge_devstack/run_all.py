@@ -112,7 +112,12 @@ def main() -> int:
             print(f"    curl -X POST {system.url('intake') if 'intake' in system.services else ''}/v1/admin/keys "
                   f"-H 'Authorization: Bearer {effective['INTAKE_ADMIN_TOKEN']}' -H 'Content-Type: application/json' "
                   """-d '{"source": "website"}'""")
-        for key in ("ROUTER_ROSTER_FILE", "SLA_POLICIES_FILE"):
+        if effective.get("CRM_SYNC_ADMIN_TOKEN") and "crm-sync" in system.services:
+            print(f"\n  crm-sync admin token: {effective['CRM_SYNC_ADMIN_TOKEN']}   (subscribe a URL to signed webhooks:)")
+            print(f"    curl -X POST {system.url('crm-sync')}/v1/subscriptions "
+                  f"-H 'Authorization: Bearer {effective['CRM_SYNC_ADMIN_TOKEN']}' -H 'Content-Type: application/json' "
+                  """-d '{"url": "https://example.com/hook", "event_types": ["lead-routed"]}'""")
+        for key in ("ROUTER_ROSTER_FILE", "SLA_POLICIES_FILE", "CRM_SYNC_CONFIG_FILE"):
             if effective.get(key):
                 print(f"  {key}={effective[key]}")
         print("\nLeadBridge is running. In another terminal: `make demo`. Ctrl-C stops everything "
