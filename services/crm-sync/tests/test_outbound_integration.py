@@ -222,3 +222,29 @@ async def test_the_admin_api_needs_the_token_and_validates_its_input(crm: Crm):
     assert (await crm.client.get("/v1/subscriptions")).status_code == 401
     r = await crm.client.post("/v1/subscriptions", headers=crm.auth, json={"url": "ftp://x", "event_types": ["nope"]})
     assert r.status_code == 422 and "event type" in r.text
+
+
+async def test_sla_events_reach_only_the_subscribers_of_that_type_and_team(crm: Crm, fakes: Fakes):
+    from datetime import datetime, timedelta, timezone
+
+    from leadbridge_events.contracts import SlaBreached
+    from leadbridge_events.envelope import Envelope
+
+    receiver, server = fakes.receiver, fakes.receiver_server
+    r = await crm.client.post("/v1/subscriptions", headers=crm.auth, json={
+        "url": server.url + "/hook", "event_types": ["sla-breached"], "teams": [crm.team]})
+    receiver.secret = r.json()["secret"]
+    now = datetime.now(timezone.utc)
+
+    def breach(team: str) -> Envelope:
+        lead_id = f"lead-{team}-{now.timestamp()}"
+        return Envelope.of(SlaBreached(lead_id=lead_id, deadline_id="d1", policy="p", kind="first_touch",
+                                       assignee_id="ada", team=team, due_at=now - timedelta(minutes=1),
+                                       fired_at=now), source="sla-watcher", lead_id=lead_id)
+
+    mine, other = breach(crm.team), breach(crm.team + "-elsewhere")
+    await crm.publish(other, mine, routed(crm.team))  # the lead-routed has no lead-routed subscriber here
+    await delivered(crm, mine.lead_id, r.json()["destination"])
+    [message] = receiver.of_lead(mine.lead_id)
+    assert message["type"] == "sla-breached" and message["data"]["assignee_id"] == "ada"
+    assert await crm.deliveries(other.lead_id) == [], "another team's breach is not this subscriber's"
