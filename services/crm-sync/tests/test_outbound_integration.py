@@ -248,3 +248,17 @@ async def test_sla_events_reach_only_the_subscribers_of_that_type_and_team(crm: 
     [message] = receiver.of_lead(mine.lead_id)
     assert message["type"] == "sla-breached" and message["data"]["assignee_id"] == "ada"
     assert await crm.deliveries(other.lead_id) == [], "another team's breach is not this subscriber's"
+
+
+async def test_finished_deliveries_are_purged_after_the_retention_period(crm: Crm, fakes: Fakes):
+    from datetime import datetime, timedelta, timezone
+
+    from leadbridge_crm_sync.sender import purge_finished
+
+    event = routed(crm.team + "-hs")
+    await crm.publish(event)
+    await delivered(crm, event.lead_id, "hubspot:main")
+    sessions = crm.app.state.runtime.sessions
+    assert await purge_finished(sessions, datetime.now(timezone.utc) - timedelta(days=1)) == 0
+    assert await purge_finished(sessions, datetime.now(timezone.utc) + timedelta(seconds=1)) >= 1
+    assert await crm.deliveries(event.lead_id) == []

@@ -68,7 +68,8 @@ def create_app(settings: CrmSyncSettings | None = None, *, config: CrmConfig | N
         app.state.runtime, app.state.sender = runtime, sender
         async with runtime.lifespan(app):
             runtime.spawn(sender.run(), name="crm-sender")
-            runtime.spawn(gauges_forever(runtime.sessions, settings.gauge_refresh_seconds, clock), name="crm-gauges")
+            runtime.spawn(gauges_forever(runtime.sessions, settings.gauge_refresh_seconds, clock,
+                                         settings.retention_days), name="crm-gauges")
             try:
                 yield
             finally:

@@ -16,11 +16,11 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 import httpx
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadbridge_events.contracts import CrmDeliveryRecorded
@@ -221,10 +221,27 @@ async def measure(sessions: async_sessionmaker, now: datetime) -> None:
         metrics.PAUSED.labels(h.id).set(1 if h.paused_at else 0)
 
 
+async def purge_finished(sessions: async_sessionmaker, before: datetime) -> int:
+    """Delete deliveries finished (delivered, skipped, cancelled) before ``before``, with their attempts."""
+    d = deliveries
+    async with sessions() as session, session.begin():
+        gone = (await session.execute(delete(d).where(
+            d.c.status.in_(["delivered", "skipped", "cancelled"]), d.c.finished_at < before)
+            .returning(d.c.delivery_id))).scalars().all()
+        if gone:
+            await session.execute(delete(delivery_attempts).where(delivery_attempts.c.delivery_id.in_(gone)))
+    return len(gone)
+
+
 async def gauges_forever(sessions: async_sessionmaker, interval: float,
-                         clock: Callable[[], datetime] = utcnow) -> None:
+                         clock: Callable[[], datetime] = utcnow, retention_days: float = 30) -> None:
+    last_purge = None
     while True:
         try:
+            now = clock()
+            if last_purge is None or (now - last_purge).total_seconds() > 3600:
+                await purge_finished(sessions, now - timedelta(days=retention_days))
+                last_purge = now
             await measure(sessions, clock())
         except asyncio.CancelledError:
             raise

@@ -49,6 +49,11 @@ class CrmSyncSettings(BackboneSettings):
     sender_batch_size: int = Field(default=100, ge=1, le=100, validation_alias="CRM_SYNC_SENDER_BATCH_SIZE")
     http_timeout_seconds: float = Field(default=10.0, gt=0, validation_alias="CRM_SYNC_HTTP_TIMEOUT_SECONDS")
     gauge_refresh_seconds: float = Field(default=5.0, gt=0, validation_alias="CRM_SYNC_GAUGE_REFRESH_SECONDS")
+    retention_days: float = Field(
+        default=30, gt=0, validation_alias="CRM_SYNC_RETENTION_DAYS",
+        description="Finished deliveries (their payload holds the prospect's contact details) and their attempt "
+                    "log are deleted this long after they finished; dead letters are kept until replayed.",
+    )
     inbound_max_age_seconds: float = Field(
         default=300, gt=0, validation_alias="CRM_SYNC_INBOUND_MAX_AGE_SECONDS",
         description="Signed inbound webhooks (HubSpot) older than this are rejected as replays.",
