@@ -143,3 +143,16 @@ def test_standard_webhooks_signatures_verify_with_the_package_and_carry_both_sec
     Webhook(new).verify(body, headers)
     with pytest.raises(WebhookVerificationError):
         Webhook(new_secret()).verify(body, headers)
+
+
+def test_a_bad_destinations_file_stops_the_service_with_a_clear_message(tmp_path: Path):
+    import os
+    import subprocess
+    import sys
+
+    bad = tmp_path / "crm.yaml"
+    bad.write_text("teams:\n  dach: [hubspot:nowhere]\n")
+    result = subprocess.run([sys.executable, "-m", "leadbridge_crm_sync"], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "CRM_SYNC_CONFIG_FILE": str(bad), "CRM_SYNC_PORT": "1"})
+    assert result.returncode == 2
+    assert f"crm-sync cannot start: crm-sync config {bad}" in result.stderr and "hubspot:nowhere" in result.stderr
