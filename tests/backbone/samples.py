@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from leadbridge_events.contracts import (Bant, Contact, EventData, FollowUpLogged, LeadActivityRecorded, LeadCaptured,
-                                         LeadProfile, LeadRouted, LeadScored, MatchedRule, SlaAtRisk, SlaBreached,
+from leadbridge_events.contracts import (Bant, Contact, CrmDeliveryRecorded, EventData, FollowUpLogged,
+                                         LeadActivityRecorded, LeadCaptured, LeadProfile, LeadRouted, LeadScored, MatchedRule, SlaAtRisk, SlaBreached,
                                          SlaDeadline, SlaDeadlineMet, SlaDeadlinesSet)
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=timezone.utc)
@@ -46,4 +46,8 @@ def samples(lead_id: str) -> list[EventData]:
                         superseded_deadline_ids=["d-1"]),
         SlaDeadlineMet(lead_id=lead_id, deadline_id="d-2", kind="first_touch", met_at=NOW + timedelta(minutes=5),
                        due_at=NOW + timedelta(minutes=15), routing_attempt=2),
+        CrmDeliveryRecorded(lead_id=lead_id, delivery_id="msg_1", destination="hubspot:main",
+                            destination_kind="hubspot", delivered_event_id="e-1", delivered_event_type="lead-routed",
+                            attempt=2, result="failed", status_code=429, error="HTTP 429 RATE_LIMIT",
+                            next_attempt_at=NOW + timedelta(minutes=5), recorded_at=NOW),
     ]
