@@ -16,7 +16,8 @@ from leadbridge_devstack.system import SERVICES
 ROOT = Path(__file__).resolve().parents[2]
 APP_SERVICES = {spec.name: spec.default_port for spec in SERVICES}
 INFRA = ("kafka", "postgres", "prometheus", "alertmanager", "grafana")
-PUBLISHED = {"intake", "insights"}  # the edge (forms, webhooks) and the managers' page; nothing else
+# the edges (forms and ad-platform webhooks; the CRMs' signed webhooks) and the managers' page; nothing else
+PUBLISHED = {"intake", "insights", "crm-sync"}
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "handoff-health.json"
 
 PROMQL_WORDS = {

@@ -26,11 +26,12 @@ from leadbridge_crm_sync.testing import Served, WebhookReceiver, hubspot_headers
 from leadbridge_devstack.kafka import KafkaBroker, MissingJavaError
 from leadbridge_devstack.ports import free_port
 from leadbridge_devstack.system import SERVICES, start_system
-from leadbridge_events.testing import collect_events
+from leadbridge_events.testing import collect_events, test_token
 
 pytestmark = pytest.mark.integration
 HERE = Path(__file__).parent
-ADMIN, CRM_ADMIN, HS_SECRET, ORG = "e2e-admin", "e2e-crm-admin", "e2e-hubspot-secret", "00D000000000042AAA"
+HS_SECRET, ORG = "e2e-hubspot-secret", "00D000000000042AAA"
+ADMIN, CRM_ADMIN = test_token(["keys:admin"]), test_token(["crm:admin"])  # tokens of the test secret
 # "within a second": measured 0.4-0.6 s (HubSpot, Salesforce) with a load average of 24 on 2 cores; the bound
 # leaves room for a loaded CI machine (the printed figures are the measurement)
 LAG_BOUND = 3.0
@@ -77,9 +78,9 @@ def system(stack, fakes, tmp_path_factory):
                                 "client_secret": "sf-secret"}},
         "teams": {"crm": ["hubspot:main", "salesforce:acme"]}}))
     env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": stack.database_url.rpartition("/")[0] + f"/{name}",
-           "INTAKE_ADMIN_TOKEN": ADMIN, "ROUTER_ROSTER_FILE": str(HERE / "crm-roster.yaml"),
+           "ROUTER_ROSTER_FILE": str(HERE / "crm-roster.yaml"),
            "SLA_POLICIES_FILE": str(HERE / "crm-sla-policies.yaml"), "CRM_SYNC_CONFIG_FILE": str(config),
-           "CRM_SYNC_ADMIN_TOKEN": CRM_ADMIN, "CRM_SYNC_SENDER_POLL_SECONDS": "0.2", "LOG_LEVEL": "WARNING"}
+           "CRM_SYNC_SENDER_POLL_SECONDS": "0.2", "LOG_LEVEL": "WARNING"}
     log_dir = tmp / "logs"
     running = start_system(env, {s.name: free_port() for s in SERVICES}, log_dir=log_dir)
     running.bootstrap = bootstrap

@@ -18,8 +18,9 @@ from leadbridge_events.testing import auth_headers
 
 OPEN_ON_PURPOSE = {"/healthz", "/readyz", "/metrics", "/login", "/login/callback", "/logout"}
 # intake's endpoints that keep their own authentication: API keys (forms, site backends, CRMs) and the
-# ad platforms' signatures
-OWN_AUTH = {"intake": re.compile(r"^/v1/(leads(/.*)?|webhooks/.*)$")}
+# ad platforms' signatures; crm-sync's inbound CRM webhooks (signed by the CRMs)
+OWN_AUTH = {"intake": re.compile(r"^/v1/(leads(/.*)?|webhooks/.*)$"),
+            "crm-sync": re.compile(r"^/v1/inbound/(hubspot|salesforce)/\{name\}$")}  # the CRMs' signed webhooks
 
 
 def apps():

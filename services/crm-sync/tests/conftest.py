@@ -18,13 +18,14 @@ from leadbridge_events.contracts import Contact, LeadProfile, LeadRouted
 from leadbridge_events.envelope import Envelope
 from leadbridge_events.producer import EventProducer
 
+from leadbridge_events.testing import test_token
 from leadbridge_crm_sync.app import create_app
 from leadbridge_crm_sync.config import CrmConfig
 from leadbridge_crm_sync.fakes import FakeHubSpot, FakeSalesforce
 from leadbridge_crm_sync.settings import CrmSyncSettings
 from leadbridge_crm_sync.testing import Served, WebhookReceiver
 
-ADMIN = "crm-admin-token"
+ADMIN = test_token(["crm:admin"])  # an access token of the admin API
 HS_SECRET = "hubspot-app-client-secret"
 ORG_ID = "00D000000000042AAA"
 

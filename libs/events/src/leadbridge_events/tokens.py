@@ -24,7 +24,8 @@ SCOPES = {
     "insights:read": "lead timelines, the funnel and the managers' page",
     "scoring:read": "the scoring model in force",
     "scoring:whatif": "replay stored leads through a proposed scoring model",
-    "keys:admin": "create, list and revoke intake's API keys",
+    "keys:admin": "create, list and revoke intake's API keys; its quarantine",
+    "crm:admin": "crm-sync's webhook subscriptions, destinations and deliveries",
 }
 DEV_ISSUER = "leadbridge-dev"
 

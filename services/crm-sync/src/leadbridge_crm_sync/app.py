@@ -3,16 +3,16 @@ gauges -> HTTP (admin API, inbound CRM webhooks, /healthz, /readyz, /metrics).""
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
 import httpx
-from fastapi import FastAPI, Header, HTTPException, Request
+from fastapi import FastAPI, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from leadbridge_events.auth import exempt, protected_app, require_scopes
 from leadbridge_events.http import add_operational_routes
 from leadbridge_events.migrations import migrations_dir
 from leadbridge_events.runtime import ServiceRuntime
@@ -31,17 +31,9 @@ NAME = "crm-sync"
 
 
 def admin_guard(settings: CrmSyncSettings) -> Callable[..., Any]:
-    """The one dependency every admin route sits behind: a bearer token (CRM_SYNC_ADMIN_TOKEN)."""
-
-    async def require_admin(authorization: str | None = Header(default=None)) -> None:
-        if not settings.admin_token:
-            raise HTTPException(503, detail="admin API disabled: set CRM_SYNC_ADMIN_TOKEN")
-        token = (authorization or "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(token.encode(), settings.admin_token.encode()):
-            raise HTTPException(401, detail="a valid admin bearer token is required",
-                                headers={"WWW-Authenticate": "Bearer"})
-
-    return require_admin
+    """The one dependency every admin route sits behind: an access token with ``crm:admin``
+    (leadbridge_events.auth; the app itself already needs a valid token on every route)."""
+    return require_scopes("crm:admin")
 
 
 def create_app(settings: CrmSyncSettings | None = None, *, config: CrmConfig | None = None,
@@ -75,7 +67,8 @@ def create_app(settings: CrmSyncSettings | None = None, *, config: CrmConfig | N
             finally:
                 await http.aclose()
 
-    app = FastAPI(title="LeadBridge crm-sync", lifespan=lifespan)
+    # every route needs an access token, except the CRMs' inbound webhooks (their own signatures) and ops
+    app = protected_app(settings.auth, title="LeadBridge crm-sync", lifespan=lifespan)
     app.state.config, app.state.hubspot, app.state.salesforce = config, hubspot, salesforce
     add_operational_routes(app, lambda: app.state.runtime)
 
@@ -84,6 +77,8 @@ def create_app(settings: CrmSyncSettings | None = None, *, config: CrmConfig | N
             yield session
 
     app.include_router(admin_router(tx, admin_guard(settings), clock, settings.secret_rotation_grace_seconds))
-    app.include_router(inbound_router(lambda: app.state.runtime.sessions, config, hubspot, clock,
-                                      settings.inbound_max_age_seconds))
+    inbound = inbound_router(lambda: app.state.runtime.sessions, config, hubspot, clock,
+                             settings.inbound_max_age_seconds)
+    exempt(inbound)
+    app.include_router(inbound)
     return app
