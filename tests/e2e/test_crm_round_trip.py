@@ -26,7 +26,7 @@ from leadbridge_crm_sync.testing import Served, WebhookReceiver, hubspot_headers
 from leadbridge_devstack.kafka import KafkaBroker, MissingJavaError
 from leadbridge_devstack.ports import free_port
 from leadbridge_devstack.system import SERVICES, start_system
-from leadbridge_events.testing import collect_events, test_token
+from leadbridge_events.testing import auth_headers, collect_events, test_token
 
 pytestmark = pytest.mark.integration
 HERE = Path(__file__).parent
@@ -145,7 +145,7 @@ async def first_touch_met_and_counted(system, lead_id: str, campaign: str, sourc
     met = await collect_events(system.bootstrap, ["sla-deadlines"], lead_ids=[lead_id], count=1, timeout=30,
                                event_type="sla-deadline-met")
     assert met[0].data.kind == "first_touch" and not met[0].data.late
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(headers=auth_headers(["insights:read"])) as client:
         for _ in range(100):
             r = await client.get(f"{system.url('insights')}/v1/funnel", params={"by": "campaign"})
             row = next((x for x in r.json()["rows"] if x["key"] == campaign), None)
