@@ -6,7 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 from leadbridge_events.contracts import (Bant, Contact, EventData, FollowUpLogged, LeadActivityRecorded, LeadCaptured,
                                          LeadProfile, LeadRouted, LeadScored, MatchedRule, SlaAtRisk, SlaBreached,
-                                         SlaDeadline, SlaDeadlineMet, SlaDeadlinesSet)
+                                         SlaDeadline, SlaDeadlineMet, SlaDeadlinesSet, RosterChanged,
+                                         RosterRep, RosterTeam)
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=timezone.utc)
 
@@ -46,4 +47,8 @@ def samples(lead_id: str) -> list[EventData]:
                         superseded_deadline_ids=["d-1"]),
         SlaDeadlineMet(lead_id=lead_id, deadline_id="d-2", kind="first_touch", met_at=NOW + timedelta(minutes=5),
                        due_at=NOW + timedelta(minutes=15), routing_attempt=2),
+        RosterChanged(changed_at=NOW, teams=[RosterTeam(id="dach", overflow="next_pool", overflow_to="emea")],
+                      reps=[RosterRep(id="rep-7", name="Ann", team="dach", weekly_cap=6, max_open=20,
+                                      timezone="Europe/Berlin", working_hours={"mon": ["09:00-17:00"]},
+                                      out_of_office=[{"start": "2026-12-24", "end": "2026-12-26", "reason": None}])]),
     ]

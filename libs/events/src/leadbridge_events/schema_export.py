@@ -22,7 +22,7 @@ SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 EMITTERS = {
     "lead-captured": "intake", "lead-activity-recorded": "intake", "follow-up-logged": "intake",
     "lead-scored": "scoring", "lead-routed": "router", "sla-at-risk": "sla-watcher", "sla-breached": "sla-watcher",
-    "sla-deadlines-set": "sla-watcher", "sla-deadline-met": "sla-watcher",
+    "sla-deadlines-set": "sla-watcher", "sla-deadline-met": "sla-watcher", "roster-changed": "router",
 }
 
 
