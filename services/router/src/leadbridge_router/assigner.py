@@ -99,6 +99,7 @@ async def apply(session: AsyncSession, emit: Emit, roster: Roster, d: Decision, 
         lead_id=lead_id, routed_at=now, outcome=d.outcome, assignee_id=d.rep_id,
         assignee_name=rep.name if rep else None, team=d.team, pool=d.pool, rule=d.rule, reason=d.reason,
         reason_code=d.reason_code, sla_policy=d.sla_policy, attempt=attempt, previous_assignees=previous,
+        overflowed_from=list(d.overflowed),
         assignee_timezone=rep.timezone if rep else None, score=event.get("score"), grade=event.get("grade"),
         profile=LeadProfile.model_validate(event.get("profile") or {}),
     )
