@@ -116,7 +116,7 @@
     const width = Math.max(260, el.clientWidth || 300);
     const bars = kind === "bars" ? uPlot.paths.bars({ size: [0.7, 60] }) : null;
     const opts = {
-      width, height: 240, legend: { show: true }, cursor: { drag: { x: false, y: false } },
+      width, height: 240, legend: { show: true, live: false }, cursor: { drag: { x: false, y: false } },
       scales: { x: kind === "bars" ? { time: false, range: [-0.5, labels.length - 0.5] } : { time: true } },
       axes: [
         kind === "bars" ? { values: (u, splits) => splits.map((v) => labels[v] ?? ""), space: 30, incrs: [1] } : {},
