@@ -145,3 +145,15 @@ def test_a_warning_is_live_until_touched_met_or_superseded_and_a_breach_outranks
     assert live_alert(fold(captured(), routed(), warning(SlaAtRisk, 11), touch(12))) is None
     assert live_alert(fold(captured(), routed(), touch(10), warning(SlaAtRisk, 11))) is not None
     assert row_of(fold(captured(), routed(), warning(SlaBreached, 15)))["alert_owner"] == "ann"
+
+
+def test_the_sql_aggregates_shape_into_the_same_summary_as_the_reference():
+    values = [30, 120, 600, 7200]
+    a = {"t_population": 5, "t_reached": 4, "t_median": speed.percentile(values, 0.5),
+         "t_p90": speed.percentile(values, 0.9), **{f"t_within_{n}": sum(v <= lim for v in values)
+                                                     for n, lim in speed.THRESHOLDS},
+         **{f"t_h{i}": n for i, n in enumerate(speed.histogram(values))}, "key": "paid", "is_total": 0}
+    report = speed.report_from_aggregates([a, {**a, "key": None, "is_total": 1}], "t")
+    assert report["rows"][0] == speed.summarize("paid", values, 5)
+    assert report["total"] == speed.summarize("total", values, 5)
+    assert speed.report_from_aggregates([], "t")["total"]["population"] == 0

@@ -1,6 +1,8 @@
 """Speed to lead: how long from capture to the first touch (and to routing). Pure: plain numbers in and out.
 
-The lead-response studies' thresholds are 5 minutes, 1 hour and 24 hours. A share is over the whole
+The lead-response studies' thresholds are 5 minutes, 1 hour and 24 hours. At scale the counts, median
+and p90 come from SQL (percentile_cont, the same interpolation as ``percentile``) and ``from_aggregates``
+shapes them; ``summarize`` is the reference over plain values, and the tests hold the two to the same numbers. A share is over the whole
 population that was owed the step (routed leads for the first touch, sales-ready leads for routing), so a
 lead never touched counts as missing every threshold; the median and p90 are over the leads that got there.
 """
@@ -59,6 +61,28 @@ def summarize(key: str, durations: Sequence[float], population: int) -> dict[str
             "median_seconds": percentile(ordered, 0.5), "p90_seconds": percentile(ordered, 0.9),
             "within": {k: (round(v, 4) if v is not None else None) for k, v in within.items()},
             "histogram": histogram(ordered)}
+
+
+def from_aggregates(key: str, a: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """The same summary as ``summarize``, from aggregates computed in SQL (``views_store.speed_groups``:
+    population, reached, median, p90, within_<threshold> counts, h<i> histogram counts)."""
+    population = max(int(a[f"{prefix}_population"]), int(a[f"{prefix}_reached"]))
+    return {"key": key, "population": population, "reached": int(a[f"{prefix}_reached"]),
+            "median_seconds": a[f"{prefix}_median"], "p90_seconds": a[f"{prefix}_p90"],
+            "within": {name: (round(a[f"{prefix}_within_{name}"] / population, 4) if population else None)
+                       for name, _ in THRESHOLDS},
+            "histogram": [int(a[f"{prefix}_h{i}"]) for i in range(len(BUCKETS))]}
+
+
+def report_from_aggregates(rows: Iterable[dict[str, Any]], prefix: str) -> dict[str, Any]:
+    """Rows per group (largest population first) and the total row (``is_total``), as ``speed_report``."""
+    rows = list(rows)
+    groups = [from_aggregates(r["key"], r, prefix) for r in rows if not r["is_total"]]
+    groups.sort(key=lambda r: (-r["population"], r["key"]))
+    totals = [from_aggregates("total", r, prefix) for r in rows if r["is_total"]]
+    empty = summarize("total", [], 0)
+    return {"buckets": list(BUCKETS), "thresholds": [name for name, _ in THRESHOLDS], "rows": groups,
+            "total": totals[0] if totals else empty}
 
 
 def speed_report(groups: Iterable[Group]) -> dict[str, Any]:

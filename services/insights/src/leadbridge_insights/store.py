@@ -3,8 +3,9 @@
 - ``timeline``: append-only, one row per event of a lead (event id unique), with its explanation and its
   data minus the prospect's contact details (they are not needed for reports);
 - ``lead_facts``: the per-lead projection the funnel is computed from (``facts.LeadFacts`` as JSON), with
-  the cohort time, the test flag and the flat row of ``lead_row.row_of`` as columns the views filter and
-  aggregate in SQL; and the lead's name, email and company for the search (nowhere else);
+  the cohort time and the test flag as columns to filter on;
+- ``lead_views``: the same lead as the flat row of ``lead_row.row_of``, which the managers' views filter
+  and aggregate in SQL, and the lead's name, email and company for the search (nowhere else);
 - ``sla_breaches`` and ``pool_overflows``: one row per breach / per pool a routing overflowed from, for
   the per-rep and per-pool counts of a week;
 - ``roster``: the latest roster the router announced (``roster-changed``), for the rep-load view.
@@ -54,6 +55,15 @@ lead_facts = Table(
     Column("is_test", Boolean, nullable=False, default=False),
     Column("facts", JSONB, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now()),
+)
+Index(f"ix_{SCHEMA}_lead_facts_cohort", lead_facts.c.cohort_at)
+
+# narrow on purpose (no JSON): the views scan it, so every byte per row costs at 100,000 leads
+lead_views = Table(
+    "lead_views", metadata,
+    Column("lead_id", String(200), primary_key=True),
+    Column("cohort_at", DateTime(timezone=True), nullable=False),
+    Column("is_test", Boolean, nullable=False),
     *(Column(name, String(200)) for name in ("channel", "campaign", "source", "team", "rep", "rep_name",
                                              "waiting_pool", "alert_owner")),
     Column("status", String(20)), Column("alert_state", String(20)), Column("alert_kind", String(20)),
@@ -66,13 +76,13 @@ lead_facts = Table(
     Column("name", String(300)), Column("email", String(320)), Column("company", String(300)),
     Column("search", Text, doc="lower-cased id, name, email, company and owner: what the lead search matches"),
 )
-Index(f"ix_{SCHEMA}_lead_facts_cohort", lead_facts.c.cohort_at)
-Index(f"ix_{SCHEMA}_lead_facts_open", lead_facts.c.rep, postgresql_where=text("is_open"))
-Index(f"ix_{SCHEMA}_lead_facts_assigned", lead_facts.c.assigned_at)
-Index(f"ix_{SCHEMA}_lead_facts_unowned", lead_facts.c.cohort_at, postgresql_where=text("unowned"))
-Index(f"ix_{SCHEMA}_lead_facts_waiting", lead_facts.c.waiting_pool, postgresql_where=text("waiting_pool IS NOT NULL"))
-Index(f"ix_{SCHEMA}_lead_facts_alert", lead_facts.c.alert_due_at, postgresql_where=text("alert_state IS NOT NULL"))
-Index(f"ix_{SCHEMA}_lead_facts_search", lead_facts.c.search, postgresql_using="gin",
+Index(f"ix_{SCHEMA}_lead_views_cohort", lead_views.c.cohort_at)
+Index(f"ix_{SCHEMA}_lead_views_open", lead_views.c.rep, postgresql_where=text("is_open"))
+Index(f"ix_{SCHEMA}_lead_views_assigned", lead_views.c.assigned_at)
+Index(f"ix_{SCHEMA}_lead_views_unowned", lead_views.c.cohort_at, postgresql_where=text("unowned"))
+Index(f"ix_{SCHEMA}_lead_views_waiting", lead_views.c.waiting_pool, postgresql_where=text("waiting_pool IS NOT NULL"))
+Index(f"ix_{SCHEMA}_lead_views_alert", lead_views.c.alert_due_at, postgresql_where=text("alert_state IS NOT NULL"))
+Index(f"ix_{SCHEMA}_lead_views_search", lead_views.c.search, postgresql_using="gin",
       postgresql_ops={"search": "gin_trgm_ops"})
 
 sla_breaches = Table(
@@ -127,8 +137,9 @@ CONTACT = ("name", "email", "company")
 async def load_facts_for_update(session: AsyncSession, lead_id: str) -> tuple[LeadFacts, dict[str, str | None]]:
     """The lead's facts and contact, locked for this transaction (replicas may project one lead concurrently)."""
     row = (await session.execute(
-        select(lead_facts.c.facts, *(lead_facts.c[k] for k in CONTACT))
-        .where(lead_facts.c.lead_id == lead_id).with_for_update()
+        select(lead_facts.c.facts, *(lead_views.c[k] for k in CONTACT))
+        .select_from(lead_facts.outerjoin(lead_views, lead_views.c.lead_id == lead_facts.c.lead_id))
+        .where(lead_facts.c.lead_id == lead_id).with_for_update(of=lead_facts)
     )).first()
     if row is None:
         return LeadFacts(lead_id=lead_id), dict.fromkeys(CONTACT)
@@ -140,10 +151,13 @@ async def save_facts(session: AsyncSession, facts: LeadFacts, contact: dict[str,
     contact = contact or dict.fromkeys(CONTACT)
     owner = (facts.rep, facts.rep_name)
     search = " ".join(x for x in (facts.lead_id, *contact.values(), *owner) if x).lower()
-    values = {"cohort_at": facts.captured_at or facts.first_seen_at, "is_test": facts.is_test,
-              "facts": facts.to_json(), **row_of(facts), **contact, "search": search}
+    base = {"cohort_at": facts.captured_at or facts.first_seen_at, "is_test": facts.is_test}
+    values = {**base, "facts": facts.to_json()}
     await session.execute(insert(lead_facts).values(lead_id=facts.lead_id, **values).on_conflict_do_update(
         index_elements=[lead_facts.c.lead_id], set_={**values, "updated_at": func.now()}))
+    view = {**base, **row_of(facts), **contact, "search": search}
+    await session.execute(insert(lead_views).values(lead_id=facts.lead_id, **view).on_conflict_do_update(
+        index_elements=[lead_views.c.lead_id], set_=view))
 
 
 async def record_breach(session: AsyncSession, event_id: str, lead_id: str, data: Any) -> None:

@@ -55,8 +55,8 @@ def build_views_router(engine: Callable[[], Any], clock: Callable[[], datetime],
         sales-ready leads (MQL or routed)."""
         async with engine().connect() as conn:
             groups = await views_store.speed_groups(conn, f, by)
-        touch = speed.speed_report(speed.Group(g.key, g.touch or [], g.routed) for g in groups)
-        route = speed.speed_report(speed.Group(g.key, g.route or [], g.ready) for g in groups)
+        touch = speed.report_from_aggregates(groups, "touch")
+        route = speed.report_from_aggregates(groups, "route")
         return {"by": by, "filters": echo(f), "first_touch": touch, "routed": route}
 
     @api.get("/trends", summary="Trends per day or week")
@@ -80,8 +80,7 @@ def build_views_router(engine: Callable[[], Any], clock: Callable[[], datetime],
         """captured -> MQL -> routed -> touched -> accepted -> qualified -> won for the filtered cohort, each
         with its conversion from the stage before and from the top; rejected and lost reasons by count."""
         async with engine().connect() as conn:
-            counts = await views_store.funnel_counts(conn, f)
-            why = await views_store.reasons(conn, f)
+            counts, why = await views_store.funnel_counts(conn, f)
         return {"filters": echo(f), "stages": stages.funnel_stages(counts), "counts": counts,
                 "rejected_reasons": stages.ranked(why["rejected"]), "lost_reasons": stages.ranked(why["lost"])}
 

@@ -1,4 +1,4 @@
-"""The SQL behind the managers' views, on ``lead_facts``' flat columns (see ``lead_row``). An adapter: it
+"""The SQL behind the managers' views, on ``lead_views``' flat columns (see ``lead_row``). An adapter: it
 filters and aggregates in PostgreSQL and hands plain numbers to the pure modules (speed, trends, stages,
 load). Every query is bounded: aggregates, or lists with a LIMIT on an indexed order.
 """
@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, true
+from sqlalchemy import and_, func, or_, select, true, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .store import lead_facts as lf, pool_overflows, roster, sla_breaches
+from . import speed
+from .store import lead_views as lf, pool_overflows, roster, sla_breaches
 
 DIMENSIONS = ("channel", "campaign", "source", "team", "rep")
 NONE_KEY = "(none)"
@@ -49,17 +50,31 @@ def _count(cond: Any) -> Any:
     return func.count().filter(cond)
 
 
-async def speed_groups(conn: AsyncConnection, f: Filters, by: str) -> list[Any]:
-    """Per ``by`` value: first-touch and routing durations (seconds) and the leads owed each step."""
-    key = func.coalesce(lf.c[by], NONE_KEY).label("key")
-    query = select(
-        key,
-        func.array_agg(lf.c.touch_secs).filter(lf.c.touch_secs.is_not(None)).label("touch"),
-        _count(lf.c.routed.is_(True)).label("routed"),
-        func.array_agg(lf.c.route_secs).filter(lf.c.route_secs.is_not(None)).label("route"),
-        _count(or_(lf.c.mql_at.is_not(None), lf.c.routed.is_(True))).label("ready"),
-    ).where(f.where()).group_by(key)
-    return (await conn.execute(query)).all()
+def _speed_measures(prefix: str, value: Any, owed: Any) -> list[Any]:
+    """Aggregates of one duration column: the population owed the step, how many got there, median, p90,
+    how many within each threshold, and the histogram (the edges of ``speed.EDGES``)."""
+    out = [_count(owed).label(f"{prefix}_population"), func.count(value).label(f"{prefix}_reached"),
+           func.percentile_cont(0.5).within_group(value).label(f"{prefix}_median"),
+           func.percentile_cont(0.9).within_group(value).label(f"{prefix}_p90")]
+    out += [_count(value <= limit).label(f"{prefix}_within_{name}") for name, limit in speed.THRESHOLDS]
+    edges = (None, *speed.EDGES, None)
+    for i in range(len(speed.BUCKETS)):
+        low, high = edges[i], edges[i + 1]
+        cond = and_(value.is_not(None), *([value >= low] if low is not None else []),
+                    *([value < high] if high is not None else []))
+        out.append(_count(cond).label(f"{prefix}_h{i}"))
+    return out
+
+
+async def speed_groups(conn: AsyncConnection, f: Filters, by: str) -> list[dict[str, Any]]:
+    """Per ``by`` value and in total (key None): the first-touch and routing aggregates, in one scan.
+    First touch is owed by routed leads; routing by sales-ready ones (MQL or routed)."""
+    key = func.coalesce(lf.c[by], NONE_KEY)
+    query = select(key.label("key"), func.grouping(key).label("is_total"),
+                   *_speed_measures("touch", lf.c.touch_secs, lf.c.routed.is_(True)),
+                   *_speed_measures("route", lf.c.route_secs, or_(lf.c.mql_at.is_not(None), lf.c.routed.is_(True)))
+                   ).where(f.where()).group_by(func.rollup(key))
+    return [dict(r._mapping) for r in (await conn.execute(query)).all()]
 
 
 def _measures() -> list[Any]:
@@ -78,16 +93,22 @@ async def trend_counts(conn: AsyncConnection, f: Filters, unit: str) -> dict[dat
     return {r.start.replace(tzinfo=timezone.utc): dict(r._mapping) for r in rows}
 
 
-async def funnel_counts(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
-    return dict((await conn.execute(select(*_measures()).where(f.where()))).one()._mapping)
-
-
-async def reasons(conn: AsyncConnection, f: Filters) -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = {"rejected": {}, "lost": {}}
-    for kind, column in (("rejected", lf.c.rejected_reason), ("lost", lf.c.lost_reason)):
-        query = select(column, func.count()).where(f.where(), column.is_not(None)).group_by(column)
-        out[kind] = {r[0]: r[1] for r in (await conn.execute(query)).all()}
-    return out
+async def funnel_counts(conn: AsyncConnection, f: Filters) -> tuple[dict[str, Any], dict[str, dict[str, int]]]:
+    """The cohort's counts, and the rejected and lost reasons with their counts, in one scan."""
+    sets = func.grouping_sets(tuple_(), lf.c.rejected_reason, lf.c.lost_reason)
+    query = select(lf.c.rejected_reason, lf.c.lost_reason, func.grouping(lf.c.rejected_reason).label("g_r"),
+                   func.grouping(lf.c.lost_reason).label("g_l"), *_measures()).where(f.where()).group_by(sets)
+    counts: dict[str, Any] = {}
+    why: dict[str, dict[str, int]] = {"rejected": {}, "lost": {}}
+    for r in (await conn.execute(query)).all():
+        m = dict(r._mapping)
+        if m["g_r"] and m["g_l"]:
+            counts = {k: v for k, v in m.items() if k not in ("rejected_reason", "lost_reason", "g_r", "g_l")}
+        elif not m["g_r"] and m["rejected_reason"] is not None:
+            why["rejected"][m["rejected_reason"]] = m["rejected"]
+        elif not m["g_l"] and m["lost_reason"] is not None:
+            why["lost"][m["lost_reason"]] = m["lost"]
+    return counts or dict.fromkeys([c.name for c in _measures()], 0), why
 
 
 async def load_inputs(conn: AsyncConnection, week_from: datetime) -> dict[str, Any]:
@@ -172,11 +193,14 @@ async def search(conn: AsyncConnection, f: Filters, *, q: str | None, status: st
 
 
 async def dimension_values(conn: AsyncConnection, limit: int = 200) -> dict[str, list[str]]:
-    """The values each filter can take (most common first), for the page's pickers."""
-    out = {}
-    for name in DIMENSIONS:
-        col = lf.c[name]
-        rows = (await conn.execute(select(col).where(col.is_not(None), lf.c.is_test.is_(False)).group_by(col)
-                                   .order_by(func.count().desc(), col).limit(limit))).all()
-        out[name] = [r[0] for r in rows]
-    return out
+    """The values each filter can take (most common first), for the page's pickers: one scan."""
+    cols = [lf.c[name] for name in DIMENSIONS]
+    query = (select(*cols, *(func.grouping(c).label(f"g_{c.name}") for c in cols), func.count().label("n"))
+             .where(lf.c.is_test.is_(False)).group_by(func.grouping_sets(*cols)))
+    found: dict[str, list[tuple[int, str]]] = {name: [] for name in DIMENSIONS}
+    for r in (await conn.execute(query)).all():
+        m = r._mapping
+        for name in DIMENSIONS:
+            if m[f"g_{name}"] == 0 and m[name] is not None:
+                found[name].append((-m["n"], m[name]))
+    return {name: [v for _, v in sorted(values)[:limit]] for name, values in found.items()}

@@ -1,11 +1,11 @@
-"""The managers' views: the flat lead row (filters, speed to lead, trends, load, live lists, search), breaches,
-overflows and the roster.
+"""The managers' views: the flat lead row, lead_views (filters, speed to lead, trends, load, live lists,
+search), breaches, overflows and the roster.
 
 Revision ID: 0002
 Revises: 0001
 Create Date: 2026-12-01 15:00:00
 
-Rows written before this revision get the new columns when their lead's next event arrives.
+Leads projected before this revision appear in lead_views when their next event arrives.
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ FLAGS = ("routed", "within_sla", "breached", "accepted", "rejected", "qualified"
 
 def upgrade() -> None:
     op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
-    columns = [sa.Column(n, sa.String(200)) for n in STRINGS]
+    columns = [sa.Column("lead_id", sa.String(200), nullable=False),
+               sa.Column("cohort_at", sa.DateTime(timezone=True), nullable=False),
+               sa.Column("is_test", sa.Boolean(), nullable=False)]
+    columns += [sa.Column(n, sa.String(200)) for n in STRINGS]
     columns += [sa.Column("status", sa.String(20)), sa.Column("alert_state", sa.String(20)),
                 sa.Column("alert_kind", sa.String(20))]
     columns += [sa.Column(n, sa.DateTime(timezone=True)) for n in TIMES]
@@ -36,17 +39,17 @@ def upgrade() -> None:
     columns += [sa.Column("rejected_reason", sa.String(500)), sa.Column("lost_reason", sa.String(500)),
                 sa.Column("name", sa.String(300)), sa.Column("email", sa.String(320)),
                 sa.Column("company", sa.String(300)), sa.Column("search", sa.Text())]
-    for column in columns:
-        op.add_column("lead_facts", column, schema=S)
-    op.create_index("ix_insights_lead_facts_open", "lead_facts", ["rep"], schema=S, postgresql_where=sa.text("is_open"))
-    op.create_index("ix_insights_lead_facts_assigned", "lead_facts", ["assigned_at"], schema=S)
-    op.create_index("ix_insights_lead_facts_unowned", "lead_facts", ["cohort_at"], schema=S,
+    op.create_table("lead_views", *columns, sa.PrimaryKeyConstraint("lead_id"), schema=S)
+    op.create_index("ix_insights_lead_views_cohort", "lead_views", ["cohort_at"], schema=S)
+    op.create_index("ix_insights_lead_views_open", "lead_views", ["rep"], schema=S, postgresql_where=sa.text("is_open"))
+    op.create_index("ix_insights_lead_views_assigned", "lead_views", ["assigned_at"], schema=S)
+    op.create_index("ix_insights_lead_views_unowned", "lead_views", ["cohort_at"], schema=S,
                     postgresql_where=sa.text("unowned"))
-    op.create_index("ix_insights_lead_facts_waiting", "lead_facts", ["waiting_pool"], schema=S,
+    op.create_index("ix_insights_lead_views_waiting", "lead_views", ["waiting_pool"], schema=S,
                     postgresql_where=sa.text("waiting_pool IS NOT NULL"))
-    op.create_index("ix_insights_lead_facts_alert", "lead_facts", ["alert_due_at"], schema=S,
+    op.create_index("ix_insights_lead_views_alert", "lead_views", ["alert_due_at"], schema=S,
                     postgresql_where=sa.text("alert_state IS NOT NULL"))
-    op.create_index("ix_insights_lead_facts_search", "lead_facts", ["search"], schema=S, postgresql_using="gin",
+    op.create_index("ix_insights_lead_views_search", "lead_views", ["search"], schema=S, postgresql_using="gin",
                     postgresql_ops={"search": "gin_trgm_ops"})
     op.create_table(
         "sla_breaches",
@@ -73,8 +76,4 @@ def downgrade() -> None:
     op.drop_table("roster", schema=S)
     op.drop_table("pool_overflows", schema=S)
     op.drop_table("sla_breaches", schema=S)
-    for name in ("open", "assigned", "unowned", "waiting", "alert", "search"):
-        op.drop_index(f"ix_insights_lead_facts_{name}", table_name="lead_facts", schema=S)
-    for name in (*STRINGS, "status", "alert_state", "alert_kind", *TIMES, "touch_secs", "route_secs", "won_amount",
-                 *FLAGS, "rejected_reason", "lost_reason", "name", "email", "company", "search"):
-        op.drop_column("lead_facts", name, schema=S)
+    op.drop_table("lead_views", schema=S)
