@@ -31,6 +31,7 @@ env:
 	@$(UV) run leadbridge-devstack env
 
 test: install
+	@$(UV) run leadbridge-devstack check --for test
 	$(UV) run pytest
 
 test-unit: install
@@ -40,6 +41,7 @@ schemas: install
 	$(UV) run leadbridge-schemas
 
 run: install
+	@$(UV) run leadbridge-devstack check --for run
 	$(UV) run python -m leadbridge_devstack.run_all
 
 demo: install

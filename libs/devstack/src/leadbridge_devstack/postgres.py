@@ -1,4 +1,11 @@
-"""A throwaway PostgreSQL cluster (initdb + pg_ctl on loopback) from the machine's server binaries."""
+"""A local PostgreSQL cluster (initdb + pg_ctl on loopback) from the machine's server binaries.
+
+Durable by default: ``fsync``, ``synchronous_commit`` and ``full_page_writes`` stay on, so a COMMIT (and so
+intake's 202 and a consumer's offset commit) means the write is on disk and survives ``kill -9`` of the
+server or a power cut. ``make run``, ``make up`` and ``make chaos`` use that. ``durable=False`` turns all
+three off for speed; only the test suite's shared throwaway cluster uses it, and no test on that cluster
+depends on surviving a crash of it (tests that crash PostgreSQL start their own, durable cluster).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import pypi_runtimes
 from .ports import wait_for_port
 
 
@@ -21,15 +29,19 @@ def server_bindir() -> Path:
     candidates = []
     if os.environ.get("PG_BINDIR"):  # explicit: use only this one
         candidates.append(Path(os.environ["PG_BINDIR"]))
+    elif pypi_runtimes.preferred():
+        candidates += [p for p in [pypi_runtimes.postgres_bindir()] if p]
     else:
         candidates += _discovered()
+        candidates += [p for p in [pypi_runtimes.postgres_bindir()] if p]  # from PyPI (pgserver), last
     for path in candidates:
         if (path / "initdb").exists() and (path / "pg_ctl").exists():
             return path
     raise MissingPostgresError(
         "PostgreSQL server binaries (initdb, pg_ctl) were not found. Install them "
         "(Debian/Ubuntu: `apt-get install postgresql`; macOS: `brew install postgresql@16`), "
-        "set PG_BINDIR, or point DATABASE_URL at an existing server."
+        "run `make install` (which installs PostgreSQL from PyPI, pgserver), set PG_BINDIR, "
+        "or point DATABASE_URL at an existing server."
     )
 
 
@@ -49,6 +61,7 @@ class PostgresCluster:
     port: int
     user: str = "leadbridge"
     database: str = "leadbridge"
+    durable: bool = True
 
     @property
     def url(self) -> str:
@@ -78,20 +91,10 @@ class PostgresCluster:
         if not (pgdata / "PG_VERSION").exists():
             subprocess.run(
                 [*prefix, str(bindir / "initdb"), "-D", str(pgdata), "-U", self.user, "-A", "trust",
-                 "-E", "UTF8", "--no-sync"],
+                 "-E", "UTF8", *([] if self.durable else ["--no-sync"])],
                 check=True, capture_output=True,
             )
-        options = (
-            f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories='{self.data_dir}' "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 "
-            "-c shared_buffers=256MB"
-        )
-        subprocess.run(
-            [*prefix, str(bindir / "pg_ctl"), "-D", str(pgdata), "-o", options,
-             "-l", str(self.data_dir / "postgres.log"), "-w", "-t", str(int(timeout)), "start"],
-            check=True, capture_output=True,
-        )
-        wait_for_port(self.port, timeout)
+        self._pg_ctl_start(timeout)
         subprocess.run(
             [*prefix, str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user,
              "-d", "postgres", "-tAc",
@@ -105,11 +108,34 @@ class PostgresCluster:
         log(f"postgres: {self.url} (data in {pgdata})")
         return self
 
-    def stop(self) -> None:
+    @property
+    def server_options(self) -> str:
+        options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories='{self.data_dir}' "
+                   "-c max_connections=300 -c shared_buffers=256MB")
+        if not self.durable:  # fast and crash-unsafe: a COMMIT returns before its WAL is on disk
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        return options
+
+    def _pg_ctl_start(self, timeout: float = 60.0) -> None:
+        subprocess.run(
+            [*self._run_as(), str(server_bindir() / "pg_ctl"), "-D", str(self.data_dir / "pgdata"),
+             "-o", self.server_options, "-l", str(self.data_dir / "postgres.log"), "-w", "-t", str(int(timeout)),
+             "start"],
+            check=True, capture_output=True,
+        )
+        wait_for_port(self.port, timeout)
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server: ``fast`` (clean), or ``immediate`` (as a crash: recovery replays the WAL on start)."""
         pgdata = self.data_dir / "pgdata"
         if not (pgdata / "postmaster.pid").exists():
             return
         subprocess.run(
-            [*self._run_as(), str(server_bindir() / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"],
+            [*self._run_as(), str(server_bindir() / "pg_ctl"), "-D", str(pgdata), "-m", mode, "-w", "stop"],
             capture_output=True,
         )
+
+    def restart(self, mode: str = "fast", timeout: float = 60.0) -> None:
+        """Stop (``fast`` or ``immediate``) and start again on the same data and port."""
+        self.stop(mode)
+        self._pg_ctl_start(timeout)

@@ -111,7 +111,8 @@ def _start_stack() -> Stack:
         return _containers()
     try:
         pg_dir = _tmpdir("leadbridge-pg-")
-        pg = PostgresCluster(pg_dir, free_port()).start(log=lambda *_: None)
+        # fast, not durable: nothing crashes this shared cluster (a test that crashes PostgreSQL starts its own)
+        pg = PostgresCluster(pg_dir, free_port(), durable=False).start(log=lambda *_: None)
         stack = Stack("", pg.url, "local processes")
         stack._cleanup += [lambda: shutil.rmtree(pg_dir, ignore_errors=True), pg.stop]
         if env_kafka:

@@ -7,9 +7,11 @@ For each record, in partition order:
 2. open a database transaction, claim the event id (``processed_events``), run the handler with a
    ``HandlerContext`` whose ``emit`` writes to the service's outbox in the same transaction, commit;
    a redelivered event is claimed already and changes nothing;
-3. a handler error is retried with exponential backoff; after ``max_attempts`` the record goes to the
-   DLQ with the error, and the next record is processed. Database outages are retried without limit
-   (they are not the record's fault);
+3. errors are classified by ``failures.classify``: a transient one (the database restarting, out of
+   connection slots, a failover, a deadlock, a lock timeout...) pauses the record's partition and retries
+   it after a capped backoff, without limit -- it is never dead-lettered. Any other handler error is retried
+   with exponential backoff; after ``max_attempts`` the record goes to the DLQ with the error (type and
+   SQLSTATE only: no values), and the next record is processed;
 4. offsets are committed only after the record's transaction committed (or it was dead-lettered), and
    never for partitions revoked in a rebalance.
 
@@ -19,22 +21,23 @@ For each record, in partition order:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from sqlalchemy import Table
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import metrics
+from .dlq import dead_letter_headers
 from .envelope import Envelope, UndecodableEvent
+from .failures import OutageBackoff, describe, is_transient
 from .idempotency import claim_event
 from .outbox import add_to_outbox
 from .producer import EventProducer
@@ -45,10 +48,6 @@ log = logging.getLogger("leadbridge.consumer")
 
 class PoisonEvent(Exception):
     """Raise from a handler for an event that can never succeed: it is dead-lettered without retries."""
-
-
-class _Abandoned(Exception):
-    """The record in flight was given up (stopping, or its partition is being revoked): not committed."""
 
 
 @dataclass
@@ -70,10 +69,8 @@ class HandlerContext:
 Handler = Callable[[Envelope[Any], HandlerContext], Awaitable[None]]
 
 
-def _is_infrastructure_error(exc: BaseException) -> bool:
-    if isinstance(exc, (OperationalError, InterfaceError, ConnectionError, OSError)):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+class _Transient(Exception):
+    """The record in flight hit an outage: pause its partition, fetch it again after a backoff."""
 
 
 class ConsumerRunner:
@@ -120,6 +117,7 @@ class ConsumerRunner:
         self._stopping = asyncio.Event()
         self._started = asyncio.Event()
         self._last_lag = 0.0
+        self._outages: OutageBackoff[TopicPartition] = OutageBackoff(backoff_seconds, max_backoff_seconds)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -130,6 +128,7 @@ class ConsumerRunner:
         self._started.set()
         try:
             while not self._stopping.is_set():
+                self._resume_due()
                 batches = await self._consumer.getmany(timeout_ms=200, max_records=500)
                 fetched_in = self._revocations
                 for tp, records in batches.items():
@@ -140,10 +139,12 @@ class ConsumerRunner:
                             if self._revocations != fetched_in or tp not in self._owned:
                                 break  # revoked meanwhile: the (new) owner refetches from the committed offset
                             try:
-                                await self._handle(record, fetched_in)
-                            except _Abandoned:
+                                await self._handle(record)
+                            except _Transient:
+                                self._pause(tp, record.offset)  # not committed: fetched again after a backoff
                                 break
                             self._pending[tp] = record.offset + 1
+                            self._outages.forget(tp)
                     await self._commit_pending()
                 await self._report_lag()
         finally:
@@ -170,7 +171,20 @@ class ConsumerRunner:
 
     # -- one record ------------------------------------------------------------------------------
 
-    async def _handle(self, record: ConsumerRecord, fetched_in: int) -> None:
+    def _pause(self, tp: TopicPartition, offset: int) -> None:
+        """Wait out an outage without spinning or leaving the group: rewind, pause, resume after a backoff."""
+        with contextlib.suppress(IllegalStateError):  # unassigned meanwhile: the next owner refetches it
+            self._consumer.seek(tp, offset)
+            self._consumer.pause(tp)
+            self._outages.pause(tp)
+
+    def _resume_due(self) -> None:
+        for tp in self._outages.due():
+            if tp in self._owned:
+                self._consumer.resume(tp)
+        metrics.CONSUMER_PAUSED.labels(self.group_id).set(len(self._outages))
+
+    async def _handle(self, record: ConsumerRecord) -> None:
         topic = record.topic
         try:
             event = Envelope.from_kafka(record.key, record.value, record.headers)
@@ -191,17 +205,17 @@ class ConsumerRunner:
                 return
             except Exception as exc:
                 metrics.EVENTS_FAILED.labels(self.group_id, topic).inc()
-                infra = _is_infrastructure_error(exc)
+                transient = is_transient(exc)
                 log.warning(
-                    "handler failed (attempt %d): %s", attempt, type(exc).__name__,
-                    extra={"event_id": event.id, "lead_id": event.lead_id, "topic": topic, "infrastructure": infra},
+                    "handler failed (attempt %d): %s", attempt, describe(exc),
+                    extra={"event_id": event.id, "lead_id": event.lead_id, "topic": topic, "transient": transient},
                 )
-                if not infra and attempt >= self._max_attempts:
-                    await self._dead_letter(record, "handler_failed", f"{type(exc).__name__}: {exc}",
+                if transient:  # an outage, not the record's fault: never dead-lettered
+                    raise _Transient() from exc
+                if attempt >= self._max_attempts:
+                    await self._dead_letter(record, "handler_failed", describe(exc, limit=4000),
                                             attempts=attempt, event=event)
                     return
-                if infra and (self._stopping.is_set() or self._revocations != fetched_in):
-                    raise _Abandoned() from exc  # not committed: redelivered to whoever owns it next
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
                 continue
@@ -223,16 +237,7 @@ class ConsumerRunner:
 
     async def _dead_letter(self, record: ConsumerRecord, reason: str, error: str, *, attempts: int,
                            event: Envelope[Any] | None = None) -> None:
-        headers = list(record.headers or ()) + [
-            ("dlq_reason", reason.encode()),
-            ("dlq_error", error[:4000].encode()),
-            ("dlq_source_topic", record.topic.encode()),
-            ("dlq_source_partition", str(record.partition).encode()),
-            ("dlq_source_offset", str(record.offset).encode()),
-            ("dlq_consumer_group", self.group_id.encode()),
-            ("dlq_attempts", str(attempts).encode()),
-            ("dlq_failed_at", datetime.now(timezone.utc).isoformat().encode()),
-        ]
+        headers = dead_letter_headers(record, reason=reason, error=error, group=self.group_id, attempts=attempts)
         backoff = self._backoff
         while True:  # the record is only skipped once its dead letter is safely stored
             try:
@@ -276,6 +281,7 @@ class ConsumerRunner:
                 log.warning("commit on revoke failed: %s", exc)
             for tp in revoked:
                 self._pending.pop(tp, None)
+                self._outages.forget(tp)
             self._owned -= set(revoked)
 
     def _on_assigned(self, assigned: set[TopicPartition]) -> None:

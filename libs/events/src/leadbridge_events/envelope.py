@@ -33,6 +33,12 @@ class UndecodableEvent(ValueError):
     """A record that is not a valid LeadBridge event: the reason says why. Goes to the DLQ."""
 
 
+def _errors(exc: ValidationError) -> str:
+    """Which fields failed and why, without the input values (a dead letter's reason carries no personal data)."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}"
+                     for e in exc.errors(include_url=False, include_input=False, include_context=False))
+
+
 def new_event_id() -> str:
     return str(uuid.uuid4())
 
@@ -137,7 +143,7 @@ class Envelope(BaseModel, Generic[D]):
         try:
             data = model.model_validate_json(value)
         except ValidationError as exc:
-            raise UndecodableEvent(f"{event_type} v{version} failed schema validation: {exc}") from exc
+            raise UndecodableEvent(f"{event_type} v{version} failed schema validation: {_errors(exc)}") from exc
         lead_id = attrs.get("ce_leadid") or attrs.get("ce_subject") or (key.decode() if key else None)
         if not lead_id:
             raise UndecodableEvent("no lead id (ce_leadid, ce_subject or record key)")
@@ -154,4 +160,4 @@ class Envelope(BaseModel, Generic[D]):
                 data=data,
             )
         except ValidationError as exc:
-            raise UndecodableEvent(f"bad envelope attributes: {exc}") from exc
+            raise UndecodableEvent(f"bad envelope attributes: {_errors(exc)}") from exc

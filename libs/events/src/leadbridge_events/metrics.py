@@ -24,6 +24,9 @@ HANDLER_SECONDS = Histogram(
 CONSUMER_LAG = Gauge(
     "leadbridge_consumer_lag", "Records behind the partition's high watermark", ["group", "topic", "partition"]
 )
+CONSUMER_PAUSED = Gauge(
+    "leadbridge_consumer_paused_partitions", "Partitions paused while a dependency (the database) is down", ["group"]
+)
 OUTBOX_PUBLISHED = Counter("leadbridge_outbox_published_total", "Outbox rows relayed to Kafka", ["schema"])
 OUTBOX_BACKLOG = Gauge("leadbridge_outbox_backlog", "Outbox rows not yet relayed", ["schema"])
 OUTBOX_OLDEST_AGE = Gauge(
