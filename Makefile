@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 export UV_LINK_MODE ?= copy
 
-.PHONY: install up down env test test-unit schemas run demo bench bench-routing bench-sla help
+.PHONY: install up down env test test-unit schemas run demo bench bench-routing bench-sla bench-insights vendor-uplot help
 
 help:
 	@echo "make run    - start Kafka, PostgreSQL and the four services (Ctrl-C stops all)"
@@ -13,6 +13,8 @@ help:
 	@echo "make demo   - post a realistic mix of leads to a running system (make run) and print the outcome"
 	@echo "make bench  - intake throughput and capture->routed latency beside raw Kafka/PostgreSQL rates"
 	@echo "make bench-routing / make bench-sla - routing fairness and SLA timer benchmarks"
+	@echo "make bench-insights - the managers' views API with 100,000 leads in the read model (p50/p95 per view)"
+	@echo "make vendor-uplot - re-fetch insights' vendored uPlot at its pinned version and check its integrity"
 
 $(UV):
 	@command -v python3 >/dev/null || { echo "error: Python 3.11+ is required"; exit 1; }
@@ -55,3 +57,9 @@ bench-routing: install
 
 bench-sla: install
 	$(UV) run python -m leadbridge_sla_watcher.bench
+
+bench-insights: install
+	$(UV) run python benchmarks/bench_insights.py
+
+vendor-uplot:
+	python3 services/insights/scripts/vendor_uplot.py

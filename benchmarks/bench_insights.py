@@ -161,7 +161,7 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=40)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-insights-") as tmp:
-        pg = PostgresCluster(data_dir=Path(tmp), port=free_port()).start(log=lambda *_: None)
+        pg = PostgresCluster(data_dir=Path(tmp), port=free_port(), durable=False).start(log=lambda *_: None)
         try:
             engine = create_async_engine(pg.url)
             await migrate(engine, store.metadata, migrations_dir("leadbridge_insights"))
