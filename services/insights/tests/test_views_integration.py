@@ -86,3 +86,10 @@ async def test_views_from_events_on_the_real_topics(settings, producer, unique_n
             assert (await client.get("/v1/views/leads", params={"status": "bogus"})).status_code == 422
             assert (await client.get("/v1/views/speed", params={"since": "2026-02-01", "until": "2026-01-01"})
                     ).status_code == 422
+
+            paths = (await client.get("/openapi.json")).json()["paths"]
+            for view in ("speed", "trends", "funnel", "load", "live", "leads", "options"):
+                operation = paths[f"/v1/views/{view}"]["get"]
+                assert operation["summary"] and "managers' views" in operation["tags"]
+            speed_schema = paths["/v1/views/speed"]["get"]["responses"]["200"]["content"]["application/json"]
+            assert speed_schema["schema"]["$ref"].endswith("/SpeedView")

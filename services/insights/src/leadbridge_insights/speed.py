@@ -2,9 +2,10 @@
 
 The lead-response studies' thresholds are 5 minutes, 1 hour and 24 hours. At scale the counts, median
 and p90 come from SQL (percentile_cont, the same interpolation as ``percentile``) and ``from_aggregates``
-shapes them; ``summarize`` is the reference over plain values, and the tests hold the two to the same numbers. A share is over the whole
-population that was owed the step (routed leads for the first touch, sales-ready leads for routing), so a
-lead never touched counts as missing every threshold; the median and p90 are over the leads that got there.
+shapes them; ``summarize`` is the reference over plain values, and the tests hold the two to the same
+numbers. A share is over the whole population that was owed the step (routed leads for the first touch,
+sales-ready leads for routing), so a lead never touched counts as missing every threshold; the median and
+p90 are over the leads that got there.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query
 
 from . import load, speed, stages, trends, views_store
+from . import views_models as m
 from .lead_row import STATUSES
 from .views_store import Filters
 
@@ -47,7 +48,8 @@ def build_views_router(engine: Callable[[], Any], clock: Callable[[], datetime],
     def echo(f: Filters) -> dict[str, Any]:
         return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in f.__dict__.items()}
 
-    @api.get("/speed", summary="Speed to lead: capture -> first touch and capture -> routed")
+    @api.get("/speed", response_model=m.SpeedView,
+             summary="Speed to lead: capture -> first touch and capture -> routed")
     async def speed_to_lead(by: Dimension = Query("channel", description="Group rows by this dimension."),
                             f: Filters = Depends(filters)) -> dict[str, Any]:
         """Median, p90 and the share within 5 minutes / 1 hour / 24 hours, with a histogram, per ``by`` value
@@ -59,7 +61,8 @@ def build_views_router(engine: Callable[[], Any], clock: Callable[[], datetime],
         route = speed.report_from_aggregates(groups, "route")
         return {"by": by, "filters": echo(f), "first_touch": touch, "routed": route}
 
-    @api.get("/trends", summary="Trends per day or week")
+    @api.get("/trends", response_model=m.TrendsView,
+             summary="Trends per day or week")
     async def trend_lines(unit: Literal["day", "week"] = Query("day", description="Bucket size."),
                           f: Filters = Depends(filters)) -> dict[str, Any]:
         """Per bucket of capture time (the cohort): captured, MQL, routed, first touch within SLA and its %
@@ -75,7 +78,8 @@ def build_views_router(engine: Callable[[], Any], clock: Callable[[], datetime],
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from exc
 
-    @api.get("/funnel", summary="The funnel's stages with conversions, and the reasons ranked")
+    @api.get("/funnel", response_model=m.FunnelView,
+             summary="The funnel's stages with conversions, and the reasons ranked")
     async def funnel_stages(f: Filters = Depends(filters)) -> dict[str, Any]:
         """captured -> MQL -> routed -> touched -> accepted -> qualified -> won for the filtered cohort, each
         with its conversion from the stage before and from the top; rejected and lost reasons by count."""
@@ -84,7 +88,8 @@ def build_views_router(engine: Callable[[], Any], clock: Callable[[], datetime],
         return {"filters": echo(f), "stages": stages.funnel_stages(counts), "counts": counts,
                 "rejected_reasons": stages.ranked(why["rejected"]), "lost_reasons": stages.ranked(why["lost"])}
 
-    @api.get("/load", summary="Rep load now, and each pool's waiting list and overflows")
+    @api.get("/load", response_model=m.LoadView,
+             summary="Rep load now, and each pool's waiting list and overflows")
     async def rep_load(team: str | None = Query(None, description="Only this team's reps and pool."),
                        rep: str | None = Query(None, description="Only this rep.")) -> dict[str, Any]:
         """Per rep: open leads vs ``max_open``, new leads this local week vs ``weekly_cap``, availability now,
@@ -101,7 +106,8 @@ def build_views_router(engine: Callable[[], Any], clock: Callable[[], datetime],
         pools = [p for p in pools if not team or p["pool"] == team]
         return {"now": now.isoformat(), "roster_known": data["roster"] is not None, "reps": reps, "pools": pools}
 
-    @api.get("/live", summary="Lead limbo and SLA at risk, now")
+    @api.get("/live", response_model=m.LiveView,
+             summary="Lead limbo and SLA at risk, now")
     async def live(limit: int = Query(100, ge=1, le=500, description="Rows per list."),
                    f: Filters = Depends(filters)) -> dict[str, Any]:
         """Leads captured at least the limbo time ago that nobody owns (oldest first), and leads whose SLA is
@@ -117,7 +123,8 @@ def build_views_router(engine: Callable[[], Any], clock: Callable[[], datetime],
         return {"now": now.isoformat(), "limbo_after_minutes": after.total_seconds() / 60,
                 "limbo": {"total": n_limbo, "rows": in_limbo}, "at_risk": {"total": n_risk, "rows": risky}}
 
-    @api.get("/leads", summary="Find a lead")
+    @api.get("/leads", response_model=m.LeadsPage,
+             summary="Find a lead")
     async def find_leads(q: str | None = Query(None, max_length=200,
                                                description="Part of the id, name, email, company or owner."),
                          status: str | None = Query(None, description=f"One of {', '.join(STATUSES)}."),

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, true, tuple_
+from sqlalchemy import and_, func, or_, select, text, true, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import speed
@@ -74,6 +74,7 @@ async def speed_groups(conn: AsyncConnection, f: Filters, by: str) -> list[dict[
                    *_speed_measures("touch", lf.c.touch_secs, lf.c.routed.is_(True)),
                    *_speed_measures("route", lf.c.route_secs, or_(lf.c.mql_at.is_not(None), lf.c.routed.is_(True)))
                    ).where(f.where()).group_by(func.rollup(key))
+    await conn.execute(text("SET LOCAL work_mem = '64MB'"))  # the percentiles' sorts stay in memory
     return [dict(r._mapping) for r in (await conn.execute(query)).all()]
 
 
