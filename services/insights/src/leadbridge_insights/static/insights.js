@@ -41,7 +41,12 @@
     return params.toString();
   }
   async function api(path) {
+    // same-origin credentials: the signed-in manager's session cookie goes with every call
     const r = await fetch(path, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (r.status === 401) {  // the session expired: sign in again, then come back to this very view
+      location.assign(`/login?next=${encodeURIComponent(location.pathname + location.search)}`);
+      throw new Error("signed out");
+    }
     if (!r.ok) throw new Error(`${path.split("?")[0]}: HTTP ${r.status}`);
     return r.json();
   }
