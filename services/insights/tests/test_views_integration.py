@@ -49,6 +49,7 @@ async def test_views_from_events_on_the_real_topics(settings, producer, unique_n
             assert touch["median_seconds"] == 1350 and touch["p90_seconds"] == 1710
             assert touch["within"] == {"5m": 0.0, "1h": round(2 / 3, 4), "24h": round(2 / 3, 4)}
             assert touch["histogram"][3] == 2  # 15-60 minutes
+            assert (touch["within_sla"], touch["breached"], touch["sla_compliance"]) == (1, 1, round(1 / 3, 4))
             by_rep = (await client.get("/v1/views/speed", params={**mine, "by": "rep"})).json()
             assert {r["key"] for r in by_rep["first_touch"]["rows"]} >= {f"{unique_name}-rep-1", f"{unique_name}-rep-2"}
 

@@ -87,7 +87,9 @@ async def test_the_page_draws_every_view_filters_searches_and_exports(settings, 
                 assert touch["labels"][3] == "15-60m" and touch["labels"][-1] == "not touched"
                 assert touch["series"]["leads"] == [0, 0, 0, 2, 0, 0, 0, 0, 1]
                 speed = {r[0]: r for r in await table(page, "t-speed")}
-                assert speed["total"][1:8] == ["3", "2", "23 min", "29 min", "0%", "66.7%", "66.7%"]
+                assert speed["total"][1:10] == ["3", "2", "23 min", "29 min", "0%", "66.7%", "66.7%", "33.3%", "1"]
+                label = await page.get_attribute("#chart-touch", "aria-label")  # the numbers, for screen readers
+                assert "15-60m 2" in label and "not touched 1" in label
                 # trends: the story's day holds all six leads and its breach
                 volume = await drawn(page, "chart-volume")
                 assert sum(volume["series"]["captured"]) == 6 and sum(volume["series"]["won"]) == 1

@@ -68,7 +68,11 @@ def from_aggregates(key: str, a: dict[str, Any], prefix: str) -> dict[str, Any]:
     """The same summary as ``summarize``, from aggregates computed in SQL (``views_store.speed_groups``:
     population, reached, median, p90, within_<threshold> counts, h<i> histogram counts)."""
     population = max(int(a[f"{prefix}_population"]), int(a[f"{prefix}_reached"]))
-    return {"key": key, "population": population, "reached": int(a[f"{prefix}_reached"]),
+    sla = {}
+    if f"{prefix}_within_sla" in a:  # the SLA watcher's verdicts beside the fixed thresholds
+        sla = {"within_sla": int(a[f"{prefix}_within_sla"]), "breached": int(a[f"{prefix}_breached"]),
+               "sla_compliance": round(a[f"{prefix}_within_sla"] / population, 4) if population else None}
+    return {**sla, "key": key, "population": population, "reached": int(a[f"{prefix}_reached"]),
             "median_seconds": a[f"{prefix}_median"], "p90_seconds": a[f"{prefix}_p90"],
             "within": {name: (round(a[f"{prefix}_within_{name}"] / population, 4) if population else None)
                        for name, _ in THRESHOLDS},

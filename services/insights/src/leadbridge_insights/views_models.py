@@ -19,6 +19,9 @@ class SpeedRow(_Open):
     p90_seconds: float | None
     within: dict[str, float | None] = Field(description="Share of the population within 5m, 1h, 24h.")
     histogram: list[int] = Field(description="Leads per bucket (see buckets).")
+    within_sla: int | None = Field(default=None, description="First touch: routed leads whose first touch met the SLA.")
+    breached: int | None = Field(default=None, description="First touch: leads with an SLA breach.")
+    sla_compliance: float | None = Field(default=None, description="First touch: within_sla / population.")
 
 
 class SpeedReport(_Open):

@@ -71,6 +71,8 @@ async def speed_groups(conn: AsyncConnection, f: Filters, by: str) -> list[dict[
     First touch is owed by routed leads; routing by sales-ready ones (MQL or routed)."""
     key = func.coalesce(lf.c[by], NONE_KEY)
     query = select(key.label("key"), func.grouping(key).label("is_total"),
+                   _count(lf.c.within_sla.is_(True)).label("touch_within_sla"),
+                   _count(lf.c.breached.is_(True)).label("touch_breached"),
                    *_speed_measures("touch", lf.c.touch_secs, lf.c.routed.is_(True)),
                    *_speed_measures("route", lf.c.route_secs, or_(lf.c.mql_at.is_not(None), lf.c.routed.is_(True)))
                    ).where(f.where()).group_by(func.rollup(key))

@@ -169,7 +169,7 @@
     const routedBy = Object.fromEntries(data.routed.rows.map((x) => [x.key, x]));
     const row = (x, cls) => ({ key: x.key, cls, cells: [x.key, x.population, x.reached, fmtDuration(x.median_seconds), fmtDuration(x.p90_seconds),
       fmtPct(x.within["5m"]), fmtPct(x.within["1h"]), fmtPct(x.within["24h"]),
-      fmtDuration((routedBy[x.key] || r).median_seconds), fmtPct((routedBy[x.key] || r).within["5m"])] });
+      fmtPct(x.sla_compliance), { text: x.breached, cls: x.breached ? "bad" : "" }, fmtDuration((routedBy[x.key] || r).median_seconds), fmtPct((routedBy[x.key] || r).within["5m"])] });
     fill("t-speed", [...data.first_touch.rows.map((x) => row(x)), row({ ...t, key: "total" }, "total")]);
   }
   async function loadTrends() {
