@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table
 
+from leadbridge_devstack.ports import free_port
+from leadbridge_devstack.postgres import PostgresCluster
 from leadbridge_events.admin import ensure_topics
 from leadbridge_events.db import add_backbone_tables, create_schema, make_engine, session_factory
 from leadbridge_events.producer import EventProducer
@@ -47,3 +53,15 @@ async def topic(kafka_bootstrap, unique_name):
     t = Topic(f"{unique_name}-events", ("lead-captured",), partitions=4)
     await ensure_topics(kafka_bootstrap, [t])
     return t
+
+
+@pytest.fixture
+def own_postgres():
+    """A durable PostgreSQL cluster (as `make run` starts it) for one test, so crashing it disturbs no other."""
+    data = Path(tempfile.mkdtemp(prefix="leadbridge-pg-crash-"))
+    data.chmod(0o755)  # the unprivileged postgres user must reach it when we run as root
+    cluster = PostgresCluster(data, free_port()).start(log=lambda *_: None)
+    assert cluster.durable
+    yield cluster
+    cluster.stop("immediate")
+    shutil.rmtree(data, ignore_errors=True)

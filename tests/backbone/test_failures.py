@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
 
 from leadbridge_events.consumer import PoisonEvent
 from leadbridge_events.envelope import UndecodableEvent
-from leadbridge_events.failures import Verdict, classify, describe, is_transient, sqlstate
+from leadbridge_events.failures import OutageBackoff, Verdict, classify, describe, is_transient, sqlstate
 
 T, R = Verdict.TRANSIENT, Verdict.RECORD_FAULT
 pgx = asyncpg.exceptions
@@ -129,3 +129,14 @@ def test_describe_keeps_values_out_of_the_error_text():
     assert "ada@example.com" not in text
     assert "sqlstate=23505" in text and "constraint=uq_leads_email" in text and "IntegrityError" in text
     assert describe(RuntimeError("downstream said no")) == "RuntimeError: downstream said no"
+
+
+def test_outage_backoff_doubles_up_to_the_cap_and_resets():
+    now = [0.0]
+    backoff = OutageBackoff(0.2, 1.0, clock=lambda: now[0])
+    assert [backoff.pause("p0") for _ in range(5)] == [0.2, 0.4, 0.8, 1.0, 1.0]
+    assert backoff.due() == [] and len(backoff) == 1
+    now[0] = 1.0
+    assert backoff.due() == ["p0"] and len(backoff) == 0
+    backoff.forget("p0")
+    assert backoff.pause("p0") == 0.2

@@ -8,17 +8,13 @@ the other has a handler fail with ``57P03 cannot_connect_now`` (a server in reco
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import uuid
-from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from asyncpg.exceptions import CannotConnectNowError
 from sqlalchemy import func, select
 
-from leadbridge_devstack.ports import free_port
 from leadbridge_devstack.postgres import PostgresCluster
 from leadbridge_events.db import create_schema
 
@@ -27,18 +23,6 @@ from .test_consumer_runner import activity, make_runner, wait_for
 from .test_failures import wrapped
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def own_postgres():
-    """A PostgreSQL cluster for one test, so crashing it disturbs no other test."""
-    data = Path(tempfile.mkdtemp(prefix="leadbridge-pg-crash-"))
-    data.chmod(0o755)
-    cluster = PostgresCluster(data, free_port()).start(log=lambda *_: None)
-    assert cluster.durable
-    yield cluster
-    cluster.stop("immediate")
-    shutil.rmtree(data, ignore_errors=True)
 
 
 async def dead_letters(kafka_bootstrap: str, dlq_topic: str) -> int:

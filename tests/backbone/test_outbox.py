@@ -18,6 +18,7 @@ from leadbridge_events.producer import EventProducer
 from leadbridge_events.topics import Topic
 
 from .test_consumer_runner import activity, count_effects, wait_for
+from .test_outbox_parking import parked_rows
 
 pytestmark = pytest.mark.integration
 
@@ -76,6 +77,7 @@ async def test_rows_wait_while_kafka_is_down_and_flow_when_it_returns(backbone, 
 
         own_broker.start(log=lambda *_: None)
         await wait_for(drained, timeout=90)
+        assert await parked_rows(backbone) == [], "Kafka being down is no row's fault: nothing is parked"
     finally:
         relay_task.cancel()
         await asyncio.gather(relay_task, return_exceptions=True)

@@ -24,7 +24,8 @@ async def ensure_topics(
     for topic in topics:
         wanted[topic.name] = NewTopic(topic.name, topic.partitions, replication_factor, topic_configs=topic.config)
         if with_dlq:
-            wanted[topic.dlq] = NewTopic(topic.dlq, 1, replication_factor)
+            # kept until handled (replayed or discarded with `leadbridge-dlq`), not for the broker's default 7 days
+            wanted[topic.dlq] = NewTopic(topic.dlq, 1, replication_factor, topic_configs={"retention.ms": "-1"})
     for attempt in range(attempts):
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
         try:

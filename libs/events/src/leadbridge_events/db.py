@@ -3,17 +3,34 @@
 Each service owns one PostgreSQL schema. Its ``MetaData(schema=...)`` holds the service's own tables
 plus two backbone tables added by ``add_backbone_tables``: the transactional outbox and the
 processed-event ids of the idempotent consumer.
+
+Every engine is made by ``make_engine``: ``hide_parameters`` (a database error's text never carries the
+emails and phones bound to a statement), and bounded waits on every connection -- ``lock_timeout`` (a
+lock not had within it raises 55P03) and ``statement_timeout`` (57014); both are transient failures
+(``failures.py``), retried rather than dead-lettered. Migrations raise both for their own transaction.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Column, DateTime, Index, LargeBinary, MetaData, String, Table, func, text)
+from sqlalchemy import (BigInteger, Column, DateTime, Index, LargeBinary, MetaData, SmallInteger, String, Table, Text,
+                        func, text)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
+from .locks import LockClass, xact_lock
 
-def make_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(database_url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
+
+DEFAULT_LOCK_TIMEOUT_MS = 10_000
+DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
+
+
+def make_engine(database_url: str, *, pool_size: int = 10, max_overflow: int = 10, pre_ping: bool = True,
+                lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS,
+                statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS) -> AsyncEngine:
+    """An engine whose errors hide bound parameters and whose sessions never wait without bound."""
+    server_settings = {"lock_timeout": str(lock_timeout_ms), "statement_timeout": str(statement_timeout_ms)}
+    return create_async_engine(database_url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=pre_ping,
+                               hide_parameters=True, connect_args={"server_settings": server_settings})
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker:
@@ -33,6 +50,10 @@ def add_backbone_tables(metadata: MetaData) -> tuple[Table, Table]:
         Column("headers", JSONB, nullable=False),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("sent_at", DateTime(timezone=True)),
+        # a row that failed for its own sake (too large, unknown topic): counted, then parked with the reason
+        Column("attempts", SmallInteger, nullable=False, server_default=text("0")),
+        Column("parked_at", DateTime(timezone=True)),
+        Column("park_reason", Text),
     )
     Index(f"ix_{metadata.schema}_outbox_unsent", outbox.c.id, postgresql_where=outbox.c.sent_at.is_(None))
     processed = Table(
@@ -49,6 +70,6 @@ async def create_schema(engine: AsyncEngine, metadata: MetaData) -> None:
     """Create the service's schema and tables if missing (idempotent; safe with concurrent starters)."""
     async with engine.begin() as conn:
         # serialize concurrent first starts of replicas of the same service
-        await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": f"schema:{metadata.schema}"})
+        await xact_lock(conn, LockClass.SCHEMA_MIGRATION, metadata.schema or "public")
         await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{metadata.schema}"'))
         await conn.run_sync(metadata.create_all)

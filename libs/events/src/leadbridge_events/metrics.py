@@ -32,6 +32,11 @@ OUTBOX_BACKLOG = Gauge("leadbridge_outbox_backlog", "Outbox rows not yet relayed
 OUTBOX_OLDEST_AGE = Gauge(
     "leadbridge_outbox_oldest_unsent_age_seconds", "Age of the oldest outbox row not yet relayed", ["schema"]
 )
+OUTBOX_PARKED = Gauge(
+    "leadbridge_outbox_parked_rows", "Outbox rows parked after failing for their own sake (see the DLQ runbook)",
+    ["schema"],
+)
+OUTBOX_PARKED_TOTAL = Counter("leadbridge_outbox_parked_total", "Outbox rows parked", ["schema"])
 OUTBOX_PUBLISH_ERRORS = Counter(
     "leadbridge_outbox_publish_errors_total", "Relay batches that failed to publish (will be retried)", ["schema"]
 )

@@ -26,7 +26,10 @@ from alembic.migration import MigrationContext
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from .locks import LockClass, xact_lock
+
 ENV_DIR = Path(__file__).with_name("alembic_env")
+MIGRATION_LOCK_TIMEOUT_MS = 300_000
 
 # service -> the module holding its `metadata`; revisions live in the package's `migrations/` folder
 SERVICES: dict[str, str] = {
@@ -51,7 +54,10 @@ def _config(metadata: MetaData, versions: Path, connection) -> Config:
 async def migrate(engine: AsyncEngine, metadata: MetaData, versions: Path) -> None:
     """Bring the service's schema to the newest revision (idempotent; safe with concurrent starters)."""
     async with engine.begin() as conn:
-        await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": f"schema:{metadata.schema}"})
+        # a migration may wait for a replica's migration and rewrite tables: longer bounds than the pool's
+        await conn.execute(text(f"SET LOCAL lock_timeout = {MIGRATION_LOCK_TIMEOUT_MS}"))
+        await conn.execute(text("SET LOCAL statement_timeout = 0"))
+        await xact_lock(conn, LockClass.SCHEMA_MIGRATION, metadata.schema or "public")
         await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{metadata.schema}"'))
         await conn.run_sync(lambda sync: command.upgrade(_config(metadata, versions, sync), "head"))
 

@@ -5,6 +5,13 @@
 them sent only after the broker acknowledged them: while Kafka is down rows wait; a relay crash between
 publish and mark publishes a row twice, never zero times (consumers dedupe on the event id). One relay
 per schema is active at a time (a PostgreSQL advisory lock), so per-lead order is kept.
+
+No head-of-line blocking: a row that fails for its own sake -- a record larger than the producer's
+``max_request_size``, a topic that does not exist -- has ``attempts`` counted and, after
+``park_after_attempts`` passes, is *parked* (``parked_at``, ``park_reason``) and the rows after it go on;
+``leadbridge_outbox_parked_rows`` and the ``LeadBridgeOutboxRowsParked`` alert report it and
+``leadbridge-dlq republish-parked`` sends it again after a fix. Kafka being down is not a row's fault
+(``failures.is_transient``): then every row waits and nothing is parked.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from . import metrics
 from .envelope import Envelope
+from .failures import describe, is_transient
+from .locks import LockClass, try_session_lock
 from .producer import EventProducer
 from .topics import topic_for
 
@@ -54,7 +63,7 @@ class OutboxRelay:
 
     def __init__(self, engine: AsyncEngine, outbox: Table, producer: EventProducer, *, batch_size: int = 500,
                  poll_interval: float = 1.0, retry_backoff: float = 0.5, max_backoff: float = 5.0,
-                 coalesce_seconds: float = 0.002) -> None:
+                 coalesce_seconds: float = 0.002, park_after_attempts: int = 5) -> None:
         self._engine = engine
         self._outbox = outbox
         self._producer = producer
@@ -67,6 +76,8 @@ class OutboxRelay:
         self.is_leader = False
         self._coalesce = coalesce_seconds
         self._last_leader_check = float("-inf")
+        self._park_after = park_after_attempts
+        self._known_topics: set[str] = set()
 
     async def run(self) -> None:
         gauges = asyncio.create_task(self._report_backlog_forever(), name=f"outbox-gauges-{self.schema}")
@@ -108,9 +119,12 @@ class OutboxRelay:
                 await asyncio.sleep(self._backoff)
 
     async def _become_leader(self, conn: AsyncConnection) -> bool:
-        got = (await conn.execute(text("SELECT pg_try_advisory_lock(hashtext(:k))"), {"k": f"relay:{self.schema}"})).scalar()
+        # the leader session is held for hours, mostly idle: no idle-session timeout may end it (PG 14+)
+        await conn.execute(text("SELECT CASE WHEN current_setting('server_version_num')::int >= 140000 "
+                                "THEN set_config('idle_session_timeout', '0', false) END"))
+        got = await try_session_lock(conn, LockClass.RELAY_LEADERSHIP, self.schema)
         await conn.commit()
-        self.is_leader = bool(got)
+        self.is_leader = got
         return self.is_leader
 
     async def _listen(self, conn: AsyncConnection) -> Any:
@@ -161,13 +175,17 @@ class OutboxRelay:
                     pass
 
     async def relay_once(self) -> int:
-        """Publish one batch of unsent rows in id order; returns how many were published."""
+        """Publish one batch of unsent rows in id order; returns how many rows it is done with.
+
+        Raises on a transient failure (Kafka away: the rows wait) and when a row failed for its own sake but
+        is not parked yet (the pass is retried after a backoff, so order is kept until the row is parked).
+        """
         ob = self._outbox
         async with self._engine.connect() as conn:
             rows = (
                 await conn.execute(
-                    select(ob.c.id, ob.c.topic, ob.c.key, ob.c.value, ob.c.headers, ob.c.created_at)
-                    .where(ob.c.sent_at.is_(None)).order_by(ob.c.id).limit(self._batch)
+                    select(ob.c.id, ob.c.topic, ob.c.key, ob.c.value, ob.c.headers, ob.c.attempts)
+                    .where(ob.c.sent_at.is_(None), ob.c.parked_at.is_(None)).order_by(ob.c.id).limit(self._batch)
                 )
             ).all()
             await conn.commit()
@@ -175,21 +193,87 @@ class OutboxRelay:
             metrics.OUTBOX_BACKLOG.labels(self.schema).set(0)
             metrics.OUTBOX_OLDEST_AGE.labels(self.schema).set(0)
             return 0
-        await self._producer.send_many_raw(
-            (r.topic, r.key.encode(), r.value, [(k, v.encode()) for k, v in r.headers.items()]) for r in rows
-        )
+        if {r.topic for r in rows} - self._known_topics:  # a topic seen first (or again): does it exist?
+            self._known_topics = await self._producer.topics()  # raises while Kafka is away: rows wait
+        if not {r.topic for r in rows} - self._known_topics:
+            try:
+                await self._producer.send_many_raw((r.topic, r.key.encode(), r.value, _headers(r)) for r in rows)
+            except Exception as exc:
+                if is_transient(exc):
+                    self._known_topics = set()  # a topic deleted meanwhile looks like a timeout: look again
+                    raise
+                log.warning("outbox batch failed, publishing row by row: %s", describe(exc),
+                            extra={"schema": self.schema})
+            else:
+                await self._mark_sent([r.id for r in rows])
+                return len(rows)
+        return await self._relay_one_by_one(rows)
+
+    async def _relay_one_by_one(self, rows: list[Any]) -> int:
+        """Publish ``rows`` one at a time, so the one at fault is found; it is counted, and parked at the limit."""
+        sent: list[int] = []
+        done = 0
+        try:
+            for r in rows:
+                if r.topic not in self._known_topics:
+                    fault = f"unknown topic {r.topic!r}"
+                else:
+                    try:
+                        await self._producer.send_raw(r.topic, r.value, key=r.key.encode(), headers=_headers(r))
+                        sent.append(r.id)
+                        done += 1
+                        continue
+                    except Exception as exc:
+                        if is_transient(exc):
+                            raise
+                        fault = describe(exc)
+                if not await self._count_failure(r, fault):
+                    raise RowNotPublished(f"outbox row {r.id} failed ({fault}); will retry")
+                done += 1
+        finally:
+            await self._mark_sent(sent)
+        return done
+
+    async def _count_failure(self, row: Any, reason: str) -> bool:
+        """Count a failed attempt of ``row``; park it once it reaches the limit. True if it was parked."""
+        ob = self._outbox
+        attempts = row.attempts + 1
+        park = attempts >= self._park_after
         async with self._engine.begin() as conn:
-            await conn.execute(update(ob).where(ob.c.id.in_([r.id for r in rows])).values(sent_at=func.now()))
-        metrics.OUTBOX_PUBLISHED.labels(self.schema).inc(len(rows))
-        return len(rows)
+            await conn.execute(update(ob).where(ob.c.id == row.id).values(
+                attempts=attempts, park_reason=reason[:1000], parked_at=func.now() if park else None))
+        if park:
+            metrics.OUTBOX_PARKED_TOTAL.labels(self.schema).inc()
+            log.error("outbox row parked after %d attempts: %s", attempts, reason,
+                      extra={"schema": self.schema, "outbox_id": row.id, "topic": row.topic})
+        return park
+
+    async def _mark_sent(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        async with self._engine.begin() as conn:
+            await conn.execute(update(self._outbox).where(self._outbox.c.id.in_(ids)).values(sent_at=func.now()))
+        metrics.OUTBOX_PUBLISHED.labels(self.schema).inc(len(ids))
 
     async def _measure_backlog(self) -> None:
         ob = self._outbox
+        waiting = ob.c.parked_at.is_(None)
         async with self._engine.connect() as conn:
-            count, age = (await conn.execute(
-                select(func.count(), func.extract("epoch", func.now() - func.min(ob.c.created_at)))
+            count, age, parked = (await conn.execute(
+                select(func.count().filter(waiting),
+                       func.extract("epoch", func.now() - func.min(ob.c.created_at).filter(waiting)),
+                       func.count().filter(ob.c.parked_at.is_not(None)))
                 .where(ob.c.sent_at.is_(None))
             )).one()
         metrics.OUTBOX_BACKLOG.labels(self.schema).set(count)
         metrics.OUTBOX_OLDEST_AGE.labels(self.schema).set(float(age or 0))
+        metrics.OUTBOX_PARKED.labels(self.schema).set(parked)
+
+
+class RowNotPublished(Exception):
+    """An outbox row failed for its own sake and is not parked yet: the relay retries the pass after a backoff."""
+
+
+def _headers(row: Any) -> list[tuple[str, bytes]]:
+    return [(k, v.encode()) for k, v in row.headers.items()]
 

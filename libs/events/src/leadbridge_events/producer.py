@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.structs import RecordMetadata
 
 from .envelope import Envelope
@@ -41,6 +42,13 @@ class EventProducer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    async def topics(self) -> set[str]:
+        """The topics the cluster has now (a fresh metadata request); KafkaConnectionError while it is away."""
+        try:
+            return set((await self._producer.client.fetch_all_metadata()).topics())
+        except KafkaError as exc:
+            raise KafkaConnectionError(f"cluster metadata unavailable: {exc}") from exc
 
     async def send_raw(self, topic: str, value: bytes | None, *, key: bytes | None = None,
                        headers: Sequence[tuple[str, bytes]] = ()) -> RecordMetadata:

@@ -48,7 +48,8 @@ class ServiceRuntime:
         self.metadata = metadata
         self.handlers = dict(handlers or {})
         self.group_id = group_id or name
-        self.engine = engine or make_engine(settings.database_url)
+        self.engine = engine or make_engine(settings.database_url, lock_timeout_ms=settings.db_lock_timeout_ms,
+                                            statement_timeout_ms=settings.db_statement_timeout_ms)
         self.sessions: async_sessionmaker = session_factory(self.engine)
         self.outbox: Table = metadata.tables[f"{metadata.schema}.outbox"]
         self.processed: Table = metadata.tables[f"{metadata.schema}.processed_events"]

@@ -17,6 +17,9 @@ class BackboneSettings(BaseSettings):
     )
     handler_max_attempts: int = Field(default=5, ge=1, validation_alias="HANDLER_MAX_ATTEMPTS")
     handler_backoff_seconds: float = Field(default=0.2, gt=0, validation_alias="HANDLER_BACKOFF_SECONDS")
+    # every pooled connection: how long a statement may wait for a lock, and run, before it is cancelled (0: no limit)
+    db_lock_timeout_ms: int = Field(default=10_000, ge=0, validation_alias="DB_LOCK_TIMEOUT_MS")
+    db_statement_timeout_ms: int = Field(default=30_000, ge=0, validation_alias="DB_STATEMENT_TIMEOUT_MS")
 
     @field_validator("database_url")
     @classmethod

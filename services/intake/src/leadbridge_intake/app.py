@@ -9,8 +9,9 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from sqlalchemy.ext.asyncio import create_async_engine
 
+from leadbridge_events.db import make_engine
+from leadbridge_events.http import install_error_handlers
 from leadbridge_events.runtime import ServiceRuntime
 from leadbridge_events.migrations import migrations_dir
 
@@ -41,11 +42,10 @@ def create_app(settings: IntakeSettings | None = None, *, group_id: str | None =
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # built here: Kafka clients need the running event loop
-        # hide_parameters: database errors in logs never carry the emails and phones of a statement
         # no pre-ping: it costs a round trip per request; a dead pooled connection (database restarted) is
         # handled by capture_in_transaction's retry and the pool's invalidation instead
-        engine = create_async_engine(settings.database_url, pool_size=10, max_overflow=10, pool_pre_ping=False,
-                                     hide_parameters=True)
+        engine = make_engine(settings.database_url, pre_ping=False, lock_timeout_ms=settings.db_lock_timeout_ms,
+                             statement_timeout_ms=settings.db_statement_timeout_ms)
         runtime = ServiceRuntime(name=SERVICE, settings=settings, metadata=metadata, engine=engine,
                                  handlers=HANDLERS if consume else None, group_id=group_id,
                                  migrations=migrations_dir("leadbridge_intake"), **runner_options)
@@ -63,6 +63,7 @@ def create_app(settings: IntakeSettings | None = None, *, group_id: str | None =
     app.state.ctx = ctx
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(RequestValidationError, request_validation_handler)
+    install_error_handlers(app)  # the database down: 503 + Retry-After, never a 500
     for router in (leads.router, webhooks.router, admin.router, ops.router):
         app.include_router(router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

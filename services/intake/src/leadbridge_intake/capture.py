@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadbridge_events.contracts import LeadActivityRecorded, LeadCaptured, LeadProfile
 from leadbridge_events.envelope import Envelope
+from leadbridge_events.locks import LockClass, xact_lock
 from leadbridge_events.outbox import _channel as outbox_channel
 from leadbridge_events.topics import topic_for
 
@@ -49,15 +50,9 @@ async def _existing_claim(session: AsyncSession, scope: str, key: str) -> str:
     return row
 
 
-_LOCKS = {n: text("SELECT " + ", ".join(f"pg_advisory_xact_lock(hashtext(:k{i}))" for i in range(n)))
-          for n in (1, 2)}
-
-
 async def _lock_identities(session: AsyncSession, identities: list[str]) -> None:
-    """One statement; the select list is evaluated left to right, in a fixed order: no deadlocks."""
-    keys = [f"intake:person:{ident}" for ident in sorted(set(identities))]
-    if keys:
-        await session.execute(_LOCKS[len(keys)], {f"k{i}": k for i, k in enumerate(keys)})
+    """One statement, the locks in a fixed (sorted) order: no deadlocks. Their own lock class (``locks.py``)."""
+    await xact_lock(session, LockClass.INTAKE_PERSON, *identities)
 
 
 async def _write_with_event(session: AsyncSession, writes: list[Any], event: Envelope[Any]) -> None:

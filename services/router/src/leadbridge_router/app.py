@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from leadbridge_events.migrations import migrations_dir
 from leadbridge_events.runtime import ServiceRuntime
 from leadbridge_events.http import add_operational_routes
+from leadbridge_events.locks import LockClass, xact_lock
 
 from . import db, handlers, roster_announcer, roster_io, scheduler
 from .api import build_router
@@ -31,7 +32,7 @@ def build_runtime(settings: RouterSettings, **runner_options: Any) -> ServiceRun
 async def seed_roster(runtime: ServiceRuntime, path: str) -> None:
     """Import the roster file once, when the database has no teams yet."""
     async with runtime.sessions() as session, session.begin():
-        await session.execute(select(func.pg_advisory_xact_lock(func.hashtext("router:seed"))))
+        await xact_lock(session, LockClass.ROUTER_SEED, "roster")
         if (await session.execute(select(func.count()).select_from(db.teams))).scalar():
             return
         roster = roster_io.parse_roster_text(Path(path).read_text())
