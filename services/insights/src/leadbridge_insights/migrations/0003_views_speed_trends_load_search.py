@@ -1,8 +1,8 @@
 """The managers' views: the flat lead row, lead_views (filters, speed to lead, trends, load, live lists,
 search), breaches, overflows and the roster.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: outbox_parking
 Create Date: 2026-12-01 15:00:00
 
 Leads projected before this revision appear in lead_views when their next event arrives.
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = '0002'
-down_revision = '0001'
+revision = '0003'
+down_revision = 'outbox_parking'
 branch_labels = None
 depends_on = None
 
