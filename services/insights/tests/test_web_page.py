@@ -138,12 +138,14 @@ async def test_the_page_draws_every_view_filters_searches_and_exports(settings, 
                 found = await table(page, "t-leads")
                 assert [r[0] for r in found] == [extra.waiting, extra.at_risk]
                 assert found[1][1:3] == [extra.name, f"zoe.{unique_name[-6:]}@quigley.example"]
-                await page.click(f"#t-leads button.lead[data-lead='{extra.at_risk}']")
+                await page.focus(f"#t-leads button.lead[data-lead='{extra.at_risk}']")  # by keyboard
+                await page.keyboard.press("Enter")
                 await page.wait_for_selector("#timeline li[data-type='sla-at-risk']")
                 steps = await page.evaluate("[...document.querySelectorAll('#timeline li')].map(l => l.dataset.type)")
                 assert steps == ["lead-captured", "lead-routed", "sla-at-risk"]
                 assert "First-touch SLA at risk" in await page.inner_text("#timeline")
                 assert f"lead={extra.at_risk}" in page.url
+                assert await page.evaluate("document.activeElement.id") == "story"  # focus moves to the story
 
                 # CSV downloads match the table
                 async with page.expect_download() as info:
