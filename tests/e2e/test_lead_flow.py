@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -186,3 +187,72 @@ async def test_a_rejected_lead_goes_back_to_nurture(system, api_key, kafka_boots
     entries = await timeline(system, lead_id, {"follow-up-logged"})
     assert any("no budget" in e["explanation"] for e in entries)
     assert await metric(system.url("intake"), "intake_leads_accepted_total") >= 3
+
+
+async def test_a_lead_with_every_field_at_its_maximum_is_scored_and_routed(system, api_key, kafka_bootstrap):
+    """The limits are the contracts': what intake accepts, every later stage stores (scoring's VARCHAR(500)
+    asset and VARCHAR(1000) reason columns used to dead-letter such a lead)."""
+    from leadbridge_events.contracts import ACTOR_MAX, NOTE_MAX, REASON_MAX
+    from leadbridge_intake.testing import maximal_lead
+
+    async with httpx.AsyncClient() as client:
+        resp = await client.post(f"{system.url('intake')}/v1/leads", json=maximal_lead(uuid.uuid4().hex[:8]),
+                                 headers={"X-API-Key": api_key})
+    assert resp.status_code == 202, resp.text
+    lead_id = resp.json()["lead_id"]
+    routing = (await routed(kafka_bootstrap, lead_id))[0].data
+    assert routing.outcome == "assigned" and routing.profile.company_size == 10_000_000
+    assert len(routing.profile.custom["asset"]) == 2000 and len(routing.profile.contact.name or "") == 401
+    reason = ("no budget " * REASON_MAX)[:REASON_MAX - 1] + "."
+    await post_follow_up(system, api_key, lead_id, touch_type="call", actor="r" * ACTOR_MAX, outcome="rejected",
+                         reason=reason, note="n" * NOTE_MAX)
+    scored = await collect_events(kafka_bootstrap, ["lead-scored"], lead_ids=[lead_id], count=2, timeout=60)
+    assert scored[-1].data.stage == "nurture" and reason in (scored[-1].data.reason or "")
+
+
+async def test_qualified_then_won_within_milliseconds_stays_closed_with_one_route(system, api_key, kafka_bootstrap):
+    """The router closes a lead on `won` while scoring's SQL lead-scored (from `qualified`) is one hop behind,
+    or (timing varies) gets the SQL first; either way each lead ends closed with exactly one lead-routed. The
+    router's own tests play both orders deterministically; this is the whole pipeline, several leads at once."""
+    lead_ids = [await post_lead(system, api_key) for _ in range(4)]
+    router = system.url("router")
+    skips = 'leadbridge_router_events_skipped_total{why="already_'
+    before = await metric(router, skips)
+
+    async def qualify_then_win(lead_id: str) -> None:
+        assignment = (await routed(kafka_bootstrap, lead_id))[0].data
+        await post_follow_up(system, api_key, lead_id, touch_type="meeting", actor=assignment.assignee_id,
+                             outcome="qualified", bant={"budget": True, "authority": True, "need": True, "timing": True})
+        await post_follow_up(system, api_key, lead_id, touch_type="meeting", actor=assignment.assignee_id,
+                             outcome="won", amount=5000)
+
+    await asyncio.gather(*(qualify_then_win(lead_id) for lead_id in lead_ids))
+    scored = await collect_events(kafka_bootstrap, ["lead-scored"], lead_ids=lead_ids, count=2 * len(lead_ids),
+                                  timeout=60)
+    assert sorted(e.data.stage for e in scored).count("sql") == len(lead_ids)
+    deadline = asyncio.get_running_loop().time() + 90  # generous: a loaded 2-core machine
+    async with httpx.AsyncClient() as client:
+        while True:  # the router handled each close and each SQL (skipped: closed, or owned if it came first)
+            statuses = [(await client.get(f"{router}/leads/{lead_id}")).json() for lead_id in lead_ids]
+            if all(s.get("status") == "closed" for s in statuses) and \
+                    await metric(router, skips) >= before + len(lead_ids):
+                break
+            assert asyncio.get_running_loop().time() < deadline, (before, await metric(router, skips), statuses)
+            await asyncio.sleep(0.2)
+    # a route after the close would have left the lead assigned with one more attempt; an SLA escalation
+    # before the touch (4 s on a loaded machine) is a legitimate second route, counted in `attempt`
+    assert all(s["closed_outcome"] == "won" for s in statuses), statuses
+    routes = Counter(await collect_records_of(kafka_bootstrap, "lead-routed", lead_ids, wait=3))
+    assert {s["lead_id"]: s["attempt"] for s in statuses} == dict(routes), "a closed lead was routed again"
+
+
+async def collect_records_of(bootstrap, topic, lead_ids, wait: float) -> list[str]:
+    """The lead ids of every record on ``topic`` for these leads, read from the start for ``wait`` seconds."""
+    from leadbridge_events.testing import collect_records
+
+    wanted = {lid.encode() for lid in lead_ids}
+    seen: list = []
+    with pytest.raises(asyncio.TimeoutError):
+        await collect_records(bootstrap, [topic], match=lambda r: r.key in wanted,
+                              until=lambda m: seen.__setitem__(slice(None), m) or False, timeout=wait)
+    return [r.key.decode() for r in seen]

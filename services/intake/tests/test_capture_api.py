@@ -112,6 +112,21 @@ async def test_validation_size_and_rate_limits(fresh_database_url, kafka_bootstr
         assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
 
 
+async def test_out_of_range_numbers_and_the_largest_lead(intake):
+    """An unbounded company_size used to be accepted (202) and then dead-lettered by scoring's float()."""
+    from leadbridge_intake.testing import maximal_lead
+
+    client, _app, key = intake
+    h = {"X-API-Key": key}
+    for size in (10**400, 10_000_001):
+        body = f'{{"email": "{unique_email()}", "company_size": {size}}}'  # JSON numbers have no size limit
+        r = await client.post("/v1/leads", headers={**h, "Content-Type": "application/json"}, content=body)
+        assert r.status_code == 422, r.text
+        assert [e["field"] for e in r.json()["errors"]] == ["company_size"] and "at most" in r.json()["detail"]
+    largest = await client.post("/v1/leads", headers=h, json=maximal_lead(uuid.uuid4().hex[:8]))
+    assert largest.status_code == 202, largest.text
+
+
 async def test_idempotency_key_sequential_and_concurrent(intake):
     client, app, key = intake
     body = {"email": unique_email(), "form_type": "pricing"}

@@ -163,3 +163,31 @@ def test_follow_up_rules():
 
 def test_fetch_backoff_is_capped():
     assert [backoff_seconds(n, 1, 5) for n in (1, 2, 3, 4)] == [1, 2, 4, 5]
+
+
+def test_a_submission_at_every_maximum_fits_the_event_contract():
+    """Intake's limits are the contract's: the largest submission intake accepts is a valid LeadProfile."""
+    from leadbridge_intake.testing import maximal_lead
+
+    profile = LeadSubmission.model_validate(maximal_lead("a1b2c3"), context={"region": "US"}).profile(source="api")
+    assert profile.company_size == 10_000_000 and len(profile.contact.name or "") == 401
+    assert len(profile.custom["asset"]) == 2000 and len(profile.utm["utm_content"]) == 2000
+
+
+@pytest.mark.parametrize("size", [10_000_001, 10**30, 10**400, "1000000000", -1])
+def test_out_of_range_company_sizes_are_rejected_naming_the_field(size):
+    with pytest.raises(ValidationError) as info:
+        LeadSubmission.model_validate({"email": "a@b.io", "company_size": size})
+    assert [e["loc"] for e in info.value.errors()] == [("company_size",)]
+
+
+def test_the_contract_refuses_what_intake_would_refuse():
+    from leadbridge_events.contracts import FollowUpLogged, LeadProfile
+
+    for bad in ({"company_size": 10**400}, {"custom": {"asset": "x" * 2001}}, {"campaign": "x" * 201},
+                {"utm": {f"k{i}": "v" for i in range(51)}}):
+        with pytest.raises(ValidationError):
+            LeadProfile.model_validate(bad)
+    with pytest.raises(ValidationError):
+        FollowUpLogged.model_validate({"lead_id": "l", "follow_up_id": "f", "touch_type": "call", "reason": "x" * 1001,
+                                       "occurred_at": "2026-01-01T00:00:00Z", "logged_at": "2026-01-01T00:00:00Z"})

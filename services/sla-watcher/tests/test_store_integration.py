@@ -130,6 +130,29 @@ async def test_reroute_restarts_clock_and_stale_route_is_ignored(db):
     assert await TimerLoop(sessions, tables.outbox, clock=clock_at(T0 + timedelta(seconds=95))).fire_due() == 1
 
 
+async def test_an_unreadable_row_is_parked_and_reported_and_the_others_still_fire(db):
+    from prometheus_client import REGISTRY
+
+    def unreadable() -> float:
+        return REGISTRY.get_sample_value("leadbridge_sla_unreadable_deadlines_total", {"error": "ValueError"}) or 0
+
+    _, sessions = db
+    config = fast_config(60.0, at_risk=None)
+    corrupt, fine = new_lead_id(), new_lead_id()
+    await handle(sessions, config, routed(corrupt, at=T0 - timedelta(seconds=10)))  # due first
+    await handle(sessions, config, routed(fine, at=T0))
+    async with sessions() as s, s.begin():  # a value no code path writes: the row cannot be read
+        await s.execute(tables.deadlines.update().where(tables.deadlines.c.lead_id == corrupt).values(kind="bogus"))
+    before = unreadable()
+    loop = TimerLoop(sessions, tables.outbox, clock=clock_at(T0 + timedelta(minutes=5)))
+    assert await loop.fire_due() == 1  # the readable one fired
+    assert await outbox_types(sessions, fine) == ["sla-deadlines-set", "sla-breached"]
+    (parked,) = await deadlines_of(sessions, corrupt)
+    assert parked["status"] == Status.UNREADABLE and parked["next_fire_at"] is None
+    assert unreadable() == before + 1
+    assert await loop.fire_due() == 0  # parked: not claimed (nor reported) again
+
+
 async def test_two_timer_replicas_never_double_fire(db, fresh_database_url):
     engine, sessions = db
     config = fast_config(60.0, at_risk=None)

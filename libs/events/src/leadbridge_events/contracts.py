@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,6 +29,31 @@ class EventData(BaseModel):
     schema_version: ClassVar[int] = 1
 
 
+# -- field limits ---------------------------------------------------------------------------------
+# The one set of limits: producers validate against them (intake answers 422 beyond them), the contracts
+# below carry them (and so the JSON Schemas), and every store keeps such a field as TEXT/JSONB or at least
+# this long. A consumer receiving more gets a schema-invalid event: the producer's bug, dead-lettered.
+
+EMAIL_MAX = 320  # RFC 5321 path limit
+PHONE_MAX = 40  # as typed; normalized E.164 is at most 16
+TEXT_MAX = 200  # company, job title, industry, campaign, first/last name
+NAME_MAX = 2 * TEXT_MAX + 1  # a name, or first and last name joined
+TOKEN_MAX = 50  # normalized tokens: channel, form type
+SOURCE_MAX = 100  # web_form, api, meta, an API key's source, ...
+FIELD_KEY_MAX = 100  # utm / custom keys
+FIELD_VALUE_MAX = 2000  # utm / custom values (an asset URL, a free answer)
+FIELDS_MAX = 50  # utm / custom entries
+REASON_MAX = 1000  # why sales rejected or lost a lead
+NOTE_MAX = 4000
+ACTOR_MAX = 200
+COMPANY_SIZE_MAX = 10_000_000  # employees; more than any company has
+AMOUNT_MAX = 1e12
+
+_Text = Annotated[str, Field(max_length=TEXT_MAX)]
+_FieldKey = Annotated[str, Field(max_length=FIELD_KEY_MAX)]
+_FieldValue = Annotated[str, Field(max_length=FIELD_VALUE_MAX)]
+
+
 # -- shared value objects -------------------------------------------------------------------------
 
 
@@ -37,9 +62,10 @@ class Contact(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    email: str | None = Field(default=None, description="Normalized (lower-cased) email address.")
-    phone: str | None = Field(default=None, description="Normalized phone number, E.164 where possible.")
-    name: str | None = None
+    email: str | None = Field(default=None, max_length=EMAIL_MAX, description="Normalized (lower-cased) email address.")
+    phone: str | None = Field(default=None, max_length=PHONE_MAX,
+                              description="Normalized phone number, E.164 where possible.")
+    name: str | None = Field(default=None, max_length=NAME_MAX)
 
 
 class LeadProfile(BaseModel):
@@ -48,19 +74,22 @@ class LeadProfile(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     contact: Contact = Field(default_factory=Contact)
-    company: str | None = None
-    job_title: str | None = None
-    company_size: int | None = Field(default=None, description="Number of employees.")
-    industry: str | None = None
+    company: _Text | None = None
+    job_title: _Text | None = None
+    company_size: int | None = Field(default=None, ge=0, le=COMPANY_SIZE_MAX, description="Number of employees.")
+    industry: _Text | None = None
     country: str | None = Field(default=None, description="ISO 3166-1 alpha-2, upper case.")
     language: str | None = Field(default=None, description="ISO 639-1, lower case.")
-    channel: str | None = Field(default=None, description="paid, organic, social, seo, mail, referral, event, ...")
-    campaign: str | None = None
-    form_type: str | None = Field(default=None, description="demo_request, pricing, contact, survey, ...")
-    source: str | None = Field(default=None, description="web_form, api, meta, google, linkedin, ...")
+    channel: str | None = Field(default=None, max_length=TOKEN_MAX,
+                                description="paid, organic, social, seo, mail, referral, event, ...")
+    campaign: _Text | None = None
+    form_type: str | None = Field(default=None, max_length=TOKEN_MAX,
+                                  description="demo_request, pricing, contact, survey, ...")
+    source: str | None = Field(default=None, max_length=SOURCE_MAX,
+                               description="web_form, api, meta, google, linkedin, ...")
     consent: bool | None = None
-    utm: dict[str, str] = Field(default_factory=dict)
-    custom: dict[str, str] = Field(default_factory=dict)
+    utm: dict[_FieldKey, _FieldValue] = Field(default_factory=dict, max_length=FIELDS_MAX)
+    custom: dict[_FieldKey, _FieldValue] = Field(default_factory=dict, max_length=FIELDS_MAX)
     is_test: bool = Field(default=False, description="A platform test lead: kept out of the funnel.")
 
 
@@ -138,11 +167,11 @@ class LeadActivityRecorded(EventData):
     lead_id: str
     activity_id: str
     occurred_at: datetime
-    kind: str = Field(description="form_submission, download, webinar, visit, ...")
-    form_type: str | None = None
-    channel: str | None = None
-    campaign: str | None = None
-    asset: str | None = None
+    kind: str = Field(max_length=TOKEN_MAX, description="form_submission, download, webinar, visit, ...")
+    form_type: str | None = Field(default=None, max_length=TOKEN_MAX)
+    channel: str | None = Field(default=None, max_length=TOKEN_MAX)
+    campaign: _Text | None = None
+    asset: str | None = Field(default=None, max_length=FIELD_VALUE_MAX)
     profile: LeadProfile | None = Field(default=None, description="Profile fields from this submission.")
 
 
@@ -205,14 +234,14 @@ class FollowUpLogged(EventData):
     lead_id: str
     follow_up_id: str
     touch_type: TouchType
-    actor: str | None = Field(default=None, description="Rep id who did it.")
+    actor: str | None = Field(default=None, max_length=ACTOR_MAX, description="Rep id who did it.")
     occurred_at: datetime
     logged_at: datetime
     outcome: FollowUpOutcome | None = None
-    reason: str | None = Field(default=None, description="Why rejected or lost.")
+    reason: str | None = Field(default=None, max_length=REASON_MAX, description="Why rejected or lost.")
     bant: Bant | None = None
-    amount: float | None = Field(default=None, description="Won amount.")
-    note: str | None = None
+    amount: float | None = Field(default=None, ge=0, le=AMOUNT_MAX, description="Won amount.")
+    note: str | None = Field(default=None, max_length=NOTE_MAX)
 
 
 class SlaAtRisk(EventData):

@@ -15,7 +15,7 @@ from leadbridge_events.http import install_error_handlers
 from leadbridge_events.runtime import ServiceRuntime
 from leadbridge_events.migrations import migrations_dir
 
-from .api import admin, leads, ops, webhooks
+from .api import admin, leads, ops, quarantine, webhooks
 from .api.context import IntakeContext
 from .api.errors import ApiError, api_error_handler, request_validation_handler
 from .fetcher import PlatformFetcher
@@ -64,7 +64,7 @@ def create_app(settings: IntakeSettings | None = None, *, group_id: str | None =
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(RequestValidationError, request_validation_handler)
     install_error_handlers(app)  # the database down: 503 + Retry-After, never a 500
-    for router in (leads.router, webhooks.router, admin.router, ops.router):
+    for router in (leads.router, webhooks.router, admin.router, quarantine.router, ops.router):
         app.include_router(router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # outermost, so that every answer (413 included) carries the CORS headers a browser needs to read it

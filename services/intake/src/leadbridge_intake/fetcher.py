@@ -1,9 +1,12 @@
 """The retrying platform fetcher: Meta and LinkedIn notify only a lead id; the lead's data is fetched.
 
 A notification is stored in ``pending_fetches`` (in the webhook's transaction) before the webhook answers.
-This loop claims due rows (``FOR UPDATE SKIP LOCKED``, so replicas share the work), fetches, and captures
-the lead in the same transaction that marks the row done. A failed fetch is kept with its error and
-retried with exponential backoff, without limit: never dropped.
+This loop claims due rows one at a time, each in a transaction of its own (``FOR UPDATE SKIP LOCKED``, so
+replicas share the work), fetches, and captures the lead in the same transaction that marks the row done.
+A failed fetch -- or any failure handling a row -- is kept with its error and retried with exponential
+backoff, without limit, while the rows behind it go on: never dropped, never blocking the others. Data the
+platform delivered that cannot become a lead (mapping or validation fails) is quarantined with its raw
+payload (``quarantine``), never dropped.
 """
 
 from __future__ import annotations
@@ -16,17 +19,18 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from pydantic import ValidationError
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import metrics
+from leadbridge_events.failures import describe, is_transient
+
 from .capture import CaptureResult, capture_lead
+from .mapping import PLATFORMS, linkedin_form_id
+from .quarantine import Unusable, count_open, quarantine, validated
 from .reporting import record_result
-from .mapping import linkedin_form_id, map_linkedin_lead, map_meta_lead
 from .settings import IntakeSettings
-from .submission import LeadSubmission, from_flat_fields
 from .tables import pending_fetches
 
 log = logging.getLogger("leadbridge.intake.fetcher")
@@ -83,46 +87,82 @@ class PlatformFetcher:
         await self.client.aclose()
 
     async def process_due(self, limit: int = 10) -> int:
-        """Fetch and capture up to ``limit`` due leads; returns how many rows were handled."""
+        """Fetch and capture up to ``limit`` due leads, one transaction each; returns how many were handled."""
+        handled = 0
+        while handled < limit and await self._process_one():
+            handled += 1
+        await self.refresh_gauges()
+        return handled
+
+    async def refresh_gauges(self) -> None:
         pf = pending_fetches
-        async with self.sessions() as session, session.begin():
-            rows = (await session.execute(
-                select(pf).where(pf.c.done_at.is_(None), pf.c.next_attempt_at <= func.now())
-                .order_by(pf.c.next_attempt_at).limit(limit).with_for_update(skip_locked=True))).mappings().all()
-            for row in rows:
-                await self._handle(session, dict(row))
-            pending = (await session.execute(select(pf.c.platform, func.count()).where(pf.c.done_at.is_(None))
-                                             .group_by(pf.c.platform))).all()
+        async with self.sessions() as session:
+            pending = dict((await session.execute(select(pf.c.platform, func.count()).where(pf.c.done_at.is_(None))
+                                                  .group_by(pf.c.platform))).all())
+            quarantined = await count_open(session)
         for platform in ("meta", "linkedin"):
-            metrics.FETCH_PENDING.labels(platform).set(dict(pending).get(platform, 0))
-        return len(rows)
+            metrics.FETCH_PENDING.labels(platform).set(pending.get(platform, 0))
+        for platform in PLATFORMS:
+            metrics.QUARANTINE_OPEN.labels(platform).set(quarantined.get(platform, 0))
+
+    async def _process_one(self) -> bool:
+        """Claim and handle one due row in its own transaction; False when none is due. A failure while
+        handling it is recorded on the row (retried later) in a transaction of its own, so the next row goes
+        on; if that fails too (the database is away) the error propagates and the loop waits."""
+        pf = pending_fetches
+        row: dict[str, Any] | None = None
+        try:
+            async with self.sessions() as session, session.begin():
+                found = (await session.execute(
+                    select(pf).where(pf.c.done_at.is_(None), pf.c.next_attempt_at <= func.now())
+                    .order_by(pf.c.next_attempt_at).limit(1).with_for_update(skip_locked=True))).mappings().first()
+                if found is None:
+                    return False
+                row = dict(found)
+                await self._handle(session, row)
+            return True
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if row is None or is_transient(exc):
+                raise  # the database (or the broker) is away: the loop waits, the row keeps its attempts
+            log.exception("handling a platform lead failed; kept for a retry",
+                          extra={"platform": row["platform"], "platform_lead_id": row["platform_lead_id"]})
+            async with self.sessions() as session, session.begin():
+                await self._retry_later(session, row, exc, error=describe(exc))
+            return True
+
+    async def _retry_later(self, session: AsyncSession, row: dict[str, Any], exc: BaseException, *,
+                           error: str | None = None) -> None:
+        """Keep the row for a retry with backoff; ``error`` (default: the exception's text) is stored."""
+        platform, pid = row["platform"], row["platform_lead_id"]
+        attempts = row["attempts"] + 1
+        wait = backoff_seconds(attempts, self.settings.fetch_retry_base_seconds, self.settings.fetch_retry_max_seconds)
+        await session.execute(update(pending_fetches).where(
+            pending_fetches.c.platform == platform, pending_fetches.c.platform_lead_id == pid).values(
+            attempts=attempts, last_error=(error or f"{type(exc).__name__}: {exc}")[:1000],
+            next_attempt_at=self.clock() + timedelta(seconds=wait)))
+        metrics.FETCH_ATTEMPTS.labels(platform, "failed").inc()
+        log.warning("platform fetch failed; retry in %.1fs", wait,
+                    extra={"platform": platform, "platform_lead_id": pid, "attempts": attempts})
 
     async def _handle(self, session: AsyncSession, row: dict[str, Any]) -> None:
         platform, pid = row["platform"], row["platform_lead_id"]
         where = (pending_fetches.c.platform == platform, pending_fetches.c.platform_lead_id == pid)
         now = self.clock()
         try:
-            fields, is_test = await self.fetch(platform, pid)
+            raw = await self.fetch(platform, pid)
         except Exception as exc:  # noqa: BLE001 - any failure is retried
-            attempts = row["attempts"] + 1
-            wait = backoff_seconds(attempts, self.settings.fetch_retry_base_seconds,
-                                   self.settings.fetch_retry_max_seconds)
-            await session.execute(update(pending_fetches).where(*where).values(
-                attempts=attempts, last_error=f"{type(exc).__name__}: {exc}"[:1000],
-                next_attempt_at=now + timedelta(seconds=wait)))
-            metrics.FETCH_ATTEMPTS.labels(platform, "failed").inc()
-            log.warning("platform fetch failed; retry in %.1fs", wait,
-                        extra={"platform": platform, "platform_lead_id": pid, "attempts": attempts})
+            await self._retry_later(session, row, exc)
             return
         try:
-            submission = LeadSubmission.model_validate(from_flat_fields(fields),
-                                                       context={"region": self.settings.default_phone_region})
-        except ValidationError as exc:  # the platform's data can never become a lead: keep the reason
-            reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            submission, is_test = validated(platform, raw, region=self.settings.default_phone_region)
+        except Unusable as problem:  # the platform's data cannot become a lead as it is: keep it, with why
+            quarantine_id, _ = await quarantine(session, platform, pid, raw, problem)
             await session.execute(update(pending_fetches).where(*where).values(
-                attempts=row["attempts"] + 1, done_at=now, last_error=f"invalid lead data: {reasons}"[:1000]))
-            metrics.FETCH_ATTEMPTS.labels(platform, "invalid").inc()
-            metrics.REJECTED.labels("invalid_platform_lead").inc()
+                attempts=row["attempts"] + 1, done_at=now,
+                last_error=f"quarantined ({problem.reason}) as {quarantine_id}"))
+            metrics.FETCH_ATTEMPTS.labels(platform, "quarantined").inc()
             return
         async with session.begin_nested():
             result: CaptureResult = await capture_lead(
@@ -134,11 +174,11 @@ class PlatformFetcher:
         metrics.FETCH_ATTEMPTS.labels(platform, "ok").inc()
         record_result(result, source=platform, channel=submission.channel, dedupe_kind=f"{platform}_id")
 
-    async def fetch(self, platform: str, platform_lead_id: str) -> tuple[dict[str, str], bool]:
+    async def fetch(self, platform: str, platform_lead_id: str) -> dict[str, Any]:
+        """The platform's lead payload, as ``mapping.map_platform_lead`` reads it (and quarantine keeps it)."""
         if platform == "meta":
-            lead = await self._get(f"{self.settings.meta_graph_base_url.rstrip('/')}/{quote(platform_lead_id)}",
+            return await self._get(f"{self.settings.meta_graph_base_url.rstrip('/')}/{quote(platform_lead_id)}",
                                    params={"access_token": self.settings.meta_access_token})
-            return map_meta_lead(lead), bool(lead.get("is_test"))
         if platform == "linkedin":
             base = self.settings.linkedin_api_base_url.rstrip("/")
             headers = {"Authorization": f"Bearer {self.settings.linkedin_access_token}",
@@ -152,7 +192,7 @@ class PlatformFetcher:
                 if form is None:
                     form = self._linkedin_forms[form_id] = await self._get(f"{base}/leadForms/{quote(form_id)}",
                                                                            headers=headers)
-            return map_linkedin_lead(response, form), bool(response.get("testLead"))
+            return {"response": response, "form": form}
         raise FetchFailed(f"unknown platform {platform}")
 
     async def _get(self, url: str, **kwargs: Any) -> dict[str, Any]:

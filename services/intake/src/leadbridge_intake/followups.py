@@ -7,7 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from leadbridge_events.contracts import FINAL_OUTCOMES, Bant, FollowUpOutcome, TouchType
+from leadbridge_events.contracts import (ACTOR_MAX, AMOUNT_MAX, FINAL_OUTCOMES, NOTE_MAX, REASON_MAX, Bant,
+                                        FollowUpOutcome, TouchType)
 
 from .normalize import strip_nul
 
@@ -18,13 +19,13 @@ class FollowUpRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     touch_type: TouchType
-    actor: str | None = Field(default=None, max_length=200, description="Rep id who did it.")
+    actor: str | None = Field(default=None, max_length=ACTOR_MAX, description="Rep id who did it.")
     occurred_at: datetime | None = Field(default=None, description="When it happened (default: now).")
     outcome: FollowUpOutcome | None = None
-    reason: str | None = Field(default=None, max_length=1000, description="Required for rejected and lost.")
+    reason: str | None = Field(default=None, max_length=REASON_MAX, description="Required for rejected and lost.")
     bant: Bant | None = Field(default=None, description="Required for qualified.")
-    amount: float | None = Field(default=None, ge=0, le=1e12, description="Won amount.")
-    note: str | None = Field(default=None, max_length=4000)
+    amount: float | None = Field(default=None, ge=0, le=AMOUNT_MAX, description="Won amount.")
+    note: str | None = Field(default=None, max_length=NOTE_MAX)
 
     @model_validator(mode="before")
     @classmethod

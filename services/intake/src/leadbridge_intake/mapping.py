@@ -116,3 +116,19 @@ def linkedin_form_id(response: dict[str, Any]) -> str | None:
     tail = str(urn).split("urn:li:leadGenForm:")[-1]
     form_id = tail.split(",")[0].rstrip(")")
     return form_id or None
+
+
+PLATFORMS = ("meta", "linkedin", "google")
+
+
+def map_platform_lead(platform: str, raw: dict[str, Any]) -> tuple[dict[str, str], bool]:
+    """A platform's stored payload as (flat fields, is_test): the one mapping the fetcher, the Google webhook
+    and a quarantine re-process share. LinkedIn's payload is ``{"response": ..., "form": ...}``."""
+    if platform == "meta":
+        return map_meta_lead(raw), bool(raw.get("is_test"))
+    if platform == "linkedin":
+        response = raw.get("response") or {}
+        return map_linkedin_lead(response, raw.get("form")), bool(response.get("testLead"))
+    if platform == "google":
+        return map_google_lead(raw), bool(raw.get("is_test"))
+    raise ValueError(f"unknown platform {platform}")

@@ -12,3 +12,8 @@ REJECTED = Counter("intake_rejected_total", "Requests rejected", ["reason"])
 FOLLOW_UPS = Counter("intake_follow_ups_total", "Follow-ups logged", ["touch_type", "outcome"])
 FETCH_ATTEMPTS = Counter("intake_platform_fetch_attempts_total", "Platform lead fetches", ["platform", "result"])
 FETCH_PENDING = Gauge("intake_platform_fetch_pending", "Platform leads waiting to be fetched", ["platform"])
+QUARANTINED = Counter("intake_quarantined_total", "Platform leads kept in quarantine (delivered, but unusable)",
+                      ["platform", "reason"])
+QUARANTINE_RELEASED = Counter("intake_quarantine_released_total", "Quarantined leads re-processed into leads",
+                              ["platform"])
+QUARANTINE_OPEN = Gauge("intake_quarantine_open", "Platform leads waiting in quarantine", ["platform"])

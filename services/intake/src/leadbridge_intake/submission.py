@@ -9,7 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from leadbridge_events.contracts import Contact, LeadProfile
+from leadbridge_events.contracts import (COMPANY_SIZE_MAX, EMAIL_MAX, FIELD_KEY_MAX, FIELD_VALUE_MAX, FIELDS_MAX,
+                                        PHONE_MAX, TEXT_MAX, TOKEN_MAX, Contact, LeadProfile)
 
 from .normalize import (InvalidValue, normalize_country, normalize_email, normalize_language, normalize_phone,
                         normalize_token, parse_bool, parse_company_size, strip_nul)
@@ -17,7 +18,7 @@ from .normalize import (InvalidValue, normalize_country, normalize_email, normal
 KNOWN_CHANNELS = frozenset({"paid", "organic", "social", "seo", "mail", "referral", "event", "partner", "direct",
                             "display", "affiliate"})
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
-_Short = Field(default=None, max_length=200)
+_Short = Field(default=None, max_length=TEXT_MAX)  # the limits are the event contract's (one set)
 
 
 class LeadSubmission(BaseModel):
@@ -25,21 +26,22 @@ class LeadSubmission(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    email: str | None = Field(default=None, max_length=320, description="At least one of email and phone.")
+    email: str | None = Field(default=None, max_length=EMAIL_MAX, description="At least one of email and phone.")
     country: str | None = Field(default=None, description="ISO 3166-1 alpha-2, e.g. DE; the region of local phones.")
-    phone: str | None = Field(default=None, max_length=40, description="Any common format; E.164 preferred.")
+    phone: str | None = Field(default=None, max_length=PHONE_MAX, description="Any common format; E.164 preferred.")
     name: str | None = _Short
     first_name: str | None = _Short
     last_name: str | None = _Short
     company: str | None = _Short
     job_title: str | None = _Short
-    company_size: int | str | None = Field(default=None, description="Employees: 250, '51-200' or '1000+'.")
+    company_size: int | str | None = Field(default=None, description=(
+        f"Employees: 250, '51-200' or '1000+'; 0 to {COMPANY_SIZE_MAX:,}."))
     industry: str | None = _Short
     language: str | None = Field(default=None, description="ISO 639-1, e.g. en.")
-    channel: str | None = Field(default=None, max_length=50,
+    channel: str | None = Field(default=None, max_length=TOKEN_MAX,
                                 description="paid, organic, social, seo, mail, referral, event, partner, ...")
     campaign: str | None = _Short
-    form_type: str | None = Field(default=None, max_length=50,
+    form_type: str | None = Field(default=None, max_length=TOKEN_MAX,
                                   description="demo_request, pricing, contact, survey, whitepaper_download, webinar, ...")
     consent: bool | None = Field(default=None, description="Marketing consent given on the form.")
     utm: dict[str, str] = Field(default_factory=dict, description="UTM parameters (utm_source, utm_medium, ...).")
@@ -64,7 +66,10 @@ class LeadSubmission(BaseModel):
     @field_validator("company_size")
     @classmethod
     def _size(cls, v: int | str | None) -> int | None:
-        return parse_company_size(v)
+        size = parse_company_size(v)
+        if size is not None and size > COMPANY_SIZE_MAX:
+            raise InvalidValue(f"company size must be at most {COMPANY_SIZE_MAX:,}")
+        return size
 
     @field_validator("country")
     @classmethod
@@ -84,11 +89,11 @@ class LeadSubmission(BaseModel):
     @field_validator("utm", "custom")
     @classmethod
     def _bounded(cls, v: dict[str, str]) -> dict[str, str]:
-        if len(v) > 50:
-            raise ValueError("at most 50 entries")
+        if len(v) > FIELDS_MAX:
+            raise ValueError(f"at most {FIELDS_MAX} entries")
         for key, value in v.items():
-            if len(key) > 100 or len(value) > 2000:
-                raise ValueError("keys are at most 100 and values at most 2000 characters")
+            if len(key) > FIELD_KEY_MAX or len(value) > FIELD_VALUE_MAX:
+                raise ValueError(f"keys are at most {FIELD_KEY_MAX} and values at most {FIELD_VALUE_MAX} characters")
         return v
 
     @model_validator(mode="after")

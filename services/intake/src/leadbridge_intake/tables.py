@@ -1,10 +1,10 @@
 """Intake's PostgreSQL schema ``intake``: leads, their dedupe keys, activities, follow-ups, API keys,
-pending platform fetches, plus the backbone's outbox and processed-events tables."""
+pending platform fetches, quarantined platform leads, plus the backbone's outbox and processed-events tables."""
 
 from __future__ import annotations
 
 from sqlalchemy import (Boolean, Column, DateTime, Index, Integer, MetaData, PrimaryKeyConstraint, String, Table,
-                        Text, func)
+                        Text, UniqueConstraint, func)
 from sqlalchemy.dialects.postgresql import JSONB
 
 from leadbridge_events.db import add_backbone_tables
@@ -93,5 +93,25 @@ pending_fetches = Table(
     PrimaryKeyConstraint("platform", "platform_lead_id"),
 )
 Index("ix_intake_pending_fetches_due", pending_fetches.c.next_attempt_at, postgresql_where=pending_fetches.c.done_at.is_(None))
+
+# a lead a platform delivered (we answered 200) that failed validation or mapping: kept with its raw payload
+# and why, until an operator re-processes it (after a fix, a mapping change or with corrections)
+quarantined_leads = Table(
+    "quarantined_leads", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("platform", String(20), nullable=False),
+    Column("platform_lead_id", String(200), nullable=False),
+    Column("raw", JSONB, nullable=False, doc="The platform's payload as delivered (secrets such as google_key removed)."),
+    Column("reason", String(40), nullable=False, doc="One of quarantine.REASONS."),
+    Column("errors", JSONB, nullable=False, doc="[{field, message, type}], never the values."),
+    Column("status", String(20), nullable=False, doc="quarantined | released"),
+    Column("attempts", Integer, nullable=False, default=0, doc="Re-process attempts."),
+    Column("corrections", JSONB, doc="Field values an operator supplied on the last re-process."),
+    Column("lead_id", String(36), doc="The lead it became once released."),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=_now),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=_now),
+    UniqueConstraint("platform", "platform_lead_id", name="uq_intake_quarantined_platform_lead"),
+)
+Index("ix_intake_quarantined_status", quarantined_leads.c.status, quarantined_leads.c.received_at)
 
 outbox, processed_events = add_backbone_tables(metadata)

@@ -100,3 +100,34 @@ async def new_key(client: httpx.AsyncClient, source: str = "website", scopes: li
     r = await client.post("/v1/admin/keys", json=body, headers={"Authorization": f"Bearer {ADMIN}"})
     assert r.status_code == 201, r.text
     return r.json()["api_key"]
+
+
+def maximal_lead(tag: str) -> dict[str, Any]:
+    """A sales-ready lead with every field at the event contract's maximum: length for text, value for numbers,
+    and as many utm/custom entries at full length as the default 64 KiB body allows. The fields the default
+    scoring model matches by equality (industry aside, it still scores MQL) keep their values; ``tag`` (hex)
+    makes the person unique."""
+    import random
+
+    from leadbridge_events.contracts import (COMPANY_SIZE_MAX, FIELD_KEY_MAX, FIELD_VALUE_MAX, PHONE_MAX, TEXT_MAX,
+                                             TOKEN_MAX)
+
+    def pad(text: str, size: int) -> str:
+        return (text + "-" + "x" * size)[:size]
+
+    local = pad(f"cto.{tag}", 64)  # the longest address email validation accepts: 254 characters
+    domain = f"{'d' * 63}.{'e' * 63}.{pad(tag, 52)}.example"
+    digits = f"{random.randrange(10**7, 10**8)}"
+    phone = "+49" + " " * (PHONE_MAX - 14) + "151" + digits  # 40 characters as typed
+    asset = pad("whitepaper-download", FIELD_VALUE_MAX)
+    custom = {"asset": asset, **{pad(f"q{i}", FIELD_KEY_MAX): pad(f"answer {i}", FIELD_VALUE_MAX) for i in range(14)}}
+    return {
+        "email": f"{local}@{domain}", "phone": phone, "first_name": pad("Pat", TEXT_MAX),
+        "last_name": pad("Example", TEXT_MAX), "company": pad(f"Acme {tag}", TEXT_MAX),
+        "job_title": pad("CTO", TEXT_MAX), "company_size": COMPANY_SIZE_MAX, "industry": pad("software", TEXT_MAX),
+        "country": "DE", "language": "de", "channel": pad("paid", TOKEN_MAX), "campaign": pad("max", TEXT_MAX),
+        "form_type": "demo_request", "consent": True,
+        "utm": {k: pad(k, FIELD_VALUE_MAX) for k in ("utm_source", "utm_medium", "utm_campaign", "utm_term",
+                                                      "utm_content")},
+        "custom": custom,
+    }

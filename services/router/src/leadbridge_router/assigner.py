@@ -67,7 +67,12 @@ async def apply(session: AsyncSession, emit: Emit, roster: Roster, d: Decision, 
                 now: datetime, *, lead_row: Any, facts: LeadFacts, event: dict[str, Any],
                 caused_by: Envelope[Any] | None, start: str | None) -> None:
     """Persist decision ``d`` about a lead whose row (and pools) are locked, and emit its LeadRouted.
-    ``start`` is the pool routing started from: a lead returned to nurture for capacity waits there."""
+    ``start`` is the pool routing started from: a lead returned to nurture for capacity waits there.
+    A closed (won/lost) lead is never routed again, whichever path got here: nothing is written or emitted."""
+    if lead_row is not None and lead_row.status == "closed":
+        metrics.SKIPPED.labels("already_closed").inc()
+        log.warning("refused to route a closed lead", extra={"lead_id": lead_id, "outcome": d.outcome})
+        return
     previous = list(lead_row.previous_assignees) if lead_row is not None else []
     attempt = (lead_row.attempt if lead_row is not None else 0) + (0 if d.outcome == HELD else 1)
     for pool in d.overflowed:

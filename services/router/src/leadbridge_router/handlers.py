@@ -18,6 +18,7 @@ from .routing import ASSIGNED, FALLBACK_OWNER, HELD
 
 log = logging.getLogger("leadbridge.router")
 OWNED = (ASSIGNED, FALLBACK_OWNER, HELD)
+CLOSED = "closed"  # won or lost: final, never routed again by any later event
 
 
 def utcnow() -> datetime:
@@ -42,6 +43,11 @@ async def on_lead_scored(event: Envelope[Any], ctx: HandlerContext) -> None:
         metrics.SKIPPED.labels("not_sales_ready").inc()
         return
     row = await store.lock_lead(ctx.session, data.lead_id)
+    if row is not None and row.status == CLOSED:
+        metrics.SKIPPED.labels("already_closed").inc()
+        log.info("lead is closed; not routing it again",
+                 extra={"lead_id": data.lead_id, "event_id": event.id, "outcome": row.closed_outcome})
+        return
     if row is not None and row.status in OWNED:
         metrics.SKIPPED.labels("already_owned").inc()
         log.info("lead already routed; not routing again",
@@ -87,12 +93,15 @@ async def on_follow_up_logged(event: Envelope[Any], ctx: HandlerContext) -> None
         metrics.SKIPPED.labels("not_a_close").inc()
         return
     row = await store.lock_lead(ctx.session, data.lead_id)
-    if row is None:
+    if row is None:  # closed before it was ever routed: remember it, so that no later lead-scored routes it
         metrics.SKIPPED.labels("unknown_lead").inc()
-        log.info("follow-up for a lead the router has not seen; ignored",
+        log.info("close of a lead the router has not routed; recorded so it is never routed",
                  extra={"lead_id": data.lead_id, "event_id": event.id, "outcome": outcome})
+        await store.save_lead(ctx.session, data.lead_id, status=CLOSED, closed_outcome=outcome,
+                              closed_at=data.occurred_at, facts={}, event={}, updated_at=clock())
+        metrics.CLOSED.labels(outcome).inc()
         return
-    if row.status == "closed":
+    if row.status == CLOSED:
         metrics.SKIPPED.labels("already_closed").inc()
         return
     now = clock()
@@ -100,7 +109,7 @@ async def on_follow_up_logged(event: Envelope[Any], ctx: HandlerContext) -> None
     if row.status in (ASSIGNED, FALLBACK_OWNER):
         rep = await store.release_assignment(ctx.session, data.lead_id, now, f"closed: {outcome}",
                                              close_outcome=outcome)
-    await store.update_lead(ctx.session, data.lead_id, status="closed", closed_outcome=outcome,
+    await store.update_lead(ctx.session, data.lead_id, status=CLOSED, closed_outcome=outcome,
                           closed_at=data.occurred_at, hold_until=None, waiting_since=None, waiting_pool=None,
                           updated_at=now)
     metrics.CLOSED.labels(outcome).inc()

@@ -3,6 +3,9 @@
 - ``leads``: the merged profile, the current stage, whether MQL was emitted, the stage reason, the recycle
   time, and the signature of the last lead-scored event (to emit only on change);
 - ``activities``: everything the lead did (the capture itself and later activity), the input of scoring.
+
+Text that comes from a lead or from sales (channel, campaign, the stage reason, activity fields) is TEXT:
+the limits are the event contracts' (``leadbridge_events.contracts``), enforced where the data enters.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from typing import Any
 
 from leadbridge_events.contracts import LeadProfile, Stage
 from leadbridge_events.db import add_backbone_tables
-from sqlalchemy import Boolean, Column, DateTime, Float, ForeignKey, MetaData, String, Table, func, literal, select
+from sqlalchemy import (Boolean, Column, DateTime, Float, ForeignKey, MetaData, String, Table, Text, func, literal,
+                        select)
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -29,12 +33,12 @@ leads = Table(
     "leads", metadata,
     Column("lead_id", String(200), primary_key=True),
     Column("profile", JSONB, nullable=False),
-    Column("channel", String(200)),
-    Column("campaign", String(300)),
+    Column("channel", Text),
+    Column("campaign", Text),
     Column("captured_at", DateTime(timezone=True), nullable=False),
     Column("stage", String(20), nullable=False),
     Column("mql_emitted", Boolean, nullable=False, default=False),
-    Column("reason", String(1000)),
+    Column("reason", Text),
     Column("recycled_at", DateTime(timezone=True)),
     Column("score", Float),
     Column("grade", String(20)),
@@ -48,11 +52,11 @@ activities = Table(
     Column("lead_id", String(200), ForeignKey(f"{SCHEMA}.leads.lead_id"), primary_key=True),
     Column("activity_id", String(200), primary_key=True),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
-    Column("kind", String(100), nullable=False),
-    Column("form_type", String(100)),
-    Column("channel", String(200)),
-    Column("campaign", String(300)),
-    Column("asset", String(500)),
+    Column("kind", Text, nullable=False),
+    Column("form_type", Text),
+    Column("channel", Text),
+    Column("campaign", Text),
+    Column("asset", Text),
 )
 
 

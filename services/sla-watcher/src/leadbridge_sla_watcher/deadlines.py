@@ -30,6 +30,7 @@ class Status(StrEnum):
     MET_LATE = "met_late"  # met by a touch that occurred after the due time
     SUPERSEDED = "superseded"  # the lead was re-routed or returned to nurture before it was due
     CLOSED = "closed"  # the lead was rejected, won or lost: nothing more is required
+    UNREADABLE = "unreadable"  # the timer could not read the row: parked and reported, never fired
 
 
 LIVE = frozenset({Status.OPEN, Status.BREACHED})

@@ -29,6 +29,8 @@ FIRE_LAG = Histogram(
     "leadbridge_sla_fire_lag_seconds", "From a deadline's fire time to the commit of its event", ["kind"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+UNREADABLE = Counter("leadbridge_sla_unreadable_deadlines_total",
+                     "Deadline rows the timer could not read: parked (status 'unreadable') and skipped", ["error"])
 TIMER_ERRORS = Counter("leadbridge_sla_timer_errors_total", "Timer loop iterations that failed (retried)")
 
 

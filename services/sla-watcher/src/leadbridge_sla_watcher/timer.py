@@ -6,7 +6,9 @@ One iteration, in one transaction:
     ORDER BY next_fire_at LIMIT :batch FOR UPDATE SKIP LOCKED
 
 then, per row, the pure ``fire`` decides at-risk or breach; the events go into the outbox and the rows
-are marked fired, and the transaction commits. A crash before the commit fires nothing (the rows are
+are marked fired, and the transaction commits. A row that cannot be read (a corrupted value, a bug) is
+parked with status ``unreadable`` in the same transaction, logged and counted, and the others fire: one bad
+row never stops the timer for everyone. A crash before the commit fires nothing (the rows are
 claimed again after the restart); after it, the rows are no longer due: nothing fires twice. Replicas
 skip each other's locked rows, so they share the work and never double-fire. Event ids are derived from
 the deadline id and the firing, so even a replay would be deduplicated downstream.
@@ -26,10 +28,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadbridge_events.contracts import SlaAtRisk, SlaBreached
 from leadbridge_events.envelope import Envelope
+from leadbridge_events.failures import describe
 from leadbridge_events.topics import topic_for
 
 from . import metrics, store
-from .deadlines import Deadline, Firing, fire
+from .deadlines import Deadline, Firing, Status, fire
 from .tables import deadlines
 
 log = logging.getLogger("leadbridge.sla_watcher.timer")
@@ -87,19 +90,32 @@ class TimerLoop:
             )).all()
             if not rows:
                 return 0
-            events, marks, fired = [], [], []
+            events, marks, fired, unreadable = [], [], [], []
             for row in rows:
-                before = store.from_row(row)
-                after, firing = fire(before, now)
-                if firing is None:
+                try:
+                    before = store.from_row(row)
+                    after, firing = fire(before, now)
+                    event = firing_event(after, firing, now) if firing is not None else None
+                except Exception as exc:  # noqa: BLE001 - this row's own fault: park it, fire the others
+                    unreadable.append((row, exc))
                     continue
-                events.append(firing_event(after, firing, now))
+                if event is None or firing is None:
+                    continue
+                events.append(event)
                 marks.append({"d_id": after.id, "d_status": after.status.value, "d_next": after.next_fire_at,
                               "d_at_risk": after.at_risk_fired_at, "d_breach": after.breach_fired_at})
                 fired.append((before.next_fire_at, after, firing))
             if events:
                 await _stage(session, self._outbox, events)
                 await session.execute(_MARK, marks)
+            if unreadable:
+                await session.execute(update(deadlines).where(deadlines.c.id.in_([r.id for r, _ in unreadable]))
+                                      .values(status=Status.UNREADABLE.value, next_fire_at=None))
+        for row, exc in unreadable:
+            metrics.UNREADABLE.labels(type(exc).__name__).inc()
+            log.error("sla deadline row unreadable; parked (status 'unreadable'), the others fire",
+                      extra={"lead_id": row.lead_id, "deadline_id": row.id, "error": type(exc).__name__,
+                             "detail": describe(exc, limit=300)})
         committed = utcnow()
         for due, d, firing in fired:
             lag = max((committed - due).total_seconds(), 0.0)

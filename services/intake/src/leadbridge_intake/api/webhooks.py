@@ -13,19 +13,17 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import ValidationError
 
 from .. import metrics
 from ..capture import capture_in_transaction
 from ..fetcher import enqueue_fetch
-from ..mapping import map_google_lead
+from ..quarantine import Unusable, quarantine, validated
 from ..reporting import ANSWER, record_result
 from ..signatures import (SignatureProblem, check_google_key, linkedin_challenge, meta_handshake,
                           verify_linkedin_signature, verify_meta_signature)
 from ..normalize import strip_nul
-from ..submission import LeadSubmission, from_flat_fields
 from .context import IntakeContext, get_ctx
-from .errors import ApiError, validation_problem
+from .errors import ApiError
 
 log = logging.getLogger("leadbridge.intake.webhooks")
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
@@ -101,7 +99,8 @@ async def _queue(ctx: IntakeContext, platform: str, ids: list[tuple[str, dict[st
 
 @router.post("/google", responses=_AUTH)
 async def google_lead(request: Request, ctx: IntakeContext = Depends(get_ctx)) -> JSONResponse:
-    """A Google Ads lead form submission: ``google_key`` checked per form, ``user_column_data`` mapped."""
+    """A Google Ads lead form submission: ``google_key`` checked per form, ``user_column_data`` mapped. Google
+    resends nothing after a 4xx, so a lead that fails validation is quarantined and answered 200."""
     body = _json(await request.body())
     if not isinstance(body, dict):
         raise ApiError(422, "validation_failed", "the body must be a JSON object")
@@ -113,12 +112,16 @@ async def google_lead(request: Request, ctx: IntakeContext = Depends(get_ctx)) -
     if not isinstance(lead_id, str) or not lead_id or len(lead_id) > 200:
         raise ApiError(422, "validation_failed", "lead_id is required",
                        errors=[{"field": "lead_id", "message": "required string up to 200 characters"}])
-    try:
-        submission = LeadSubmission.model_validate(from_flat_fields(map_google_lead(body)),
-                                                   context={"region": ctx.settings.default_phone_region})
-    except ValidationError as exc:
-        return validation_problem(exc)
     is_test = bool(body.get("is_test"))
+    try:
+        submission, is_test = validated("google", body, region=ctx.settings.default_phone_region)
+    except Unusable as problem:
+        async with ctx.runtime.sessions() as session, session.begin():
+            quarantine_id, row = await quarantine(session, "google", lead_id, body, problem)
+        if row.status == "released":  # a redelivery of one re-processed since
+            return JSONResponse({"lead_id": row.lead_id, "status": "duplicate", "is_test": is_test})
+        return JSONResponse({"lead_id": None, "status": "quarantined", "quarantine_id": quarantine_id,
+                             "reason": row.reason, "is_test": is_test})
     profile = submission.profile(source="google", is_test=is_test)
     result = await capture_in_transaction(ctx.runtime.sessions, profile, now=ctx.clock(),
                                           repeat_window=timedelta(hours=ctx.settings.repeat_window_hours),
