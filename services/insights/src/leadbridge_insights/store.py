@@ -64,16 +64,16 @@ lead_views = Table(
     Column("lead_id", String(200), primary_key=True),
     Column("cohort_at", DateTime(timezone=True), nullable=False),
     Column("is_test", Boolean, nullable=False),
-    *(Column(name, String(200)) for name in ("channel", "campaign", "source", "team", "rep", "rep_name",
-                                             "waiting_pool", "alert_owner")),
+    *(Column(name, String(200)) for name in ("channel", "campaign", "source", "team", "rep", "waiting_pool",
+                                             "alert_owner")),
     Column("status", String(20)), Column("alert_state", String(20)), Column("alert_kind", String(20)),
     *(Column(name, DateTime(timezone=True)) for name in ("mql_at", "routed_at", "assigned_at", "first_touch_at",
                                                          "waiting_since", "alert_due_at")),
     Column("touch_secs", Float), Column("route_secs", Float), Column("won_amount", Float),
     *(Column(name, Boolean) for name in ("routed", "within_sla", "breached", "accepted", "rejected", "qualified",
                                          "won", "lost", "is_open", "unowned")),
-    Column("rejected_reason", String(500)), Column("lost_reason", String(500)),
-    Column("name", String(300)), Column("email", String(320)), Column("company", String(300)),
+    # free text from CRMs and forms: TEXT, so no value the contracts accept can fail the projection
+    *(Column(name, Text) for name in ("rep_name", "rejected_reason", "lost_reason", "name", "email", "company")),
     Column("search", Text, doc="lower-cased id, name, email, company and owner: what the lead search matches"),
 )
 Index(f"ix_{SCHEMA}_lead_views_cohort", lead_views.c.cohort_at)

@@ -20,7 +20,8 @@ branch_labels = None
 depends_on = None
 
 S = 'insights'
-STRINGS = ("channel", "campaign", "source", "team", "rep", "rep_name", "waiting_pool", "alert_owner")
+STRINGS = ("channel", "campaign", "source", "team", "rep", "waiting_pool", "alert_owner")
+TEXTS = ("rep_name", "rejected_reason", "lost_reason", "name", "email", "company")
 TIMES = ("mql_at", "routed_at", "assigned_at", "first_touch_at", "waiting_since", "alert_due_at")
 FLAGS = ("routed", "within_sla", "breached", "accepted", "rejected", "qualified", "won", "lost", "is_open", "unowned")
 
@@ -36,9 +37,8 @@ def upgrade() -> None:
     columns += [sa.Column(n, sa.DateTime(timezone=True)) for n in TIMES]
     columns += [sa.Column(n, sa.Float()) for n in ("touch_secs", "route_secs", "won_amount")]
     columns += [sa.Column(n, sa.Boolean()) for n in FLAGS]
-    columns += [sa.Column("rejected_reason", sa.String(500)), sa.Column("lost_reason", sa.String(500)),
-                sa.Column("name", sa.String(300)), sa.Column("email", sa.String(320)),
-                sa.Column("company", sa.String(300)), sa.Column("search", sa.Text())]
+    columns += [sa.Column(n, sa.Text()) for n in TEXTS]
+    columns += [sa.Column("search", sa.Text())]
     op.create_table("lead_views", *columns, sa.PrimaryKeyConstraint("lead_id"), schema=S)
     op.create_index("ix_insights_lead_views_cohort", "lead_views", ["cohort_at"], schema=S)
     op.create_index("ix_insights_lead_views_open", "lead_views", ["rep"], schema=S, postgresql_where=sa.text("is_open"))
