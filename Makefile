@@ -3,18 +3,20 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 export UV_LINK_MODE ?= copy
 
-.PHONY: install up down env test test-unit schemas run demo bench bench-routing bench-sla bench-insights vendor-uplot help
+.PHONY: install helm up down env test test-unit schemas run demo bench bench-routing bench-sla bench-replicas bench-insights vendor-uplot help
 
 help:
 	@echo "make run    - start Kafka, PostgreSQL and the four services (Ctrl-C stops all)"
 	@echo "make test   - run the whole test suite against a real Kafka broker and PostgreSQL"
-	@echo "make up / make down - start / stop the local Kafka + PostgreSQL only"
+	@echo "make up / make down - start / stop the local Kafka + PostgreSQL only (make up BROKERS=3: a 3-broker cluster)"
+	@echo "make helm   - make helm available for the chart test (builds the pinned version with Go, once)"
 	@echo "make schemas - regenerate the JSON Schemas and AsyncAPI document from the event models"
 	@echo "make demo   - post a realistic mix of leads to a running system (make run) and print the outcome"
 	@echo "make bench  - intake throughput and capture->routed latency beside raw Kafka/PostgreSQL rates"
 	@echo "make bench-routing / make bench-sla - routing fairness and SLA timer benchmarks"
 	@echo "make bench-insights - the managers' views API with 100,000 leads in the read model (p50/p95 per view)"
 	@echo "make vendor-uplot - re-fetch insights' vendored uPlot at its pinned version and check its integrity"
+	@echo "make bench-replicas - pipeline throughput with 1 and 2 processes per service on a 3-broker cluster"
 
 $(UV):
 	@command -v python3 >/dev/null || { echo "error: Python 3.11+ is required"; exit 1; }
@@ -24,7 +26,7 @@ install: $(UV)
 	$(UV) sync --all-packages --frozen
 
 up: install
-	$(UV) run leadbridge-devstack up
+	$(UV) run leadbridge-devstack up $(if $(BROKERS),--brokers $(BROKERS))
 
 down:
 	$(UV) run leadbridge-devstack down
@@ -32,7 +34,10 @@ down:
 env:
 	@$(UV) run leadbridge-devstack env
 
-test: install
+helm:
+	@bash deploy/helm/install-helm.sh
+
+test: install helm
 	@$(UV) run leadbridge-devstack check --for test
 	$(UV) run pytest
 
@@ -44,13 +49,16 @@ schemas: install
 
 run: install
 	@$(UV) run leadbridge-devstack check --for run
-	$(UV) run python -m leadbridge_devstack.run_all
+	$(if $(BROKERS),LEADBRIDGE_KAFKA_BROKERS=$(BROKERS)) $(UV) run python -m leadbridge_devstack.run_all
 
 demo: install
 	$(UV) run python benchmarks/demo.py
 
 bench: install
 	$(UV) run python benchmarks/bench_system.py
+
+bench-replicas: install
+	$(UV) run python benchmarks/bench_replicas.py
 
 bench-routing: install
 	$(UV) run python -m leadbridge_router.bench

@@ -141,3 +141,47 @@ def test_demo_help_runs():
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "make demo" in result.stdout and "--timeout" in result.stdout
+
+
+# --- docker-compose.yml and the Helm chart (deploy/helm/leadbridge) stay in step -------------------------
+
+CHART = ROOT / "deploy" / "helm" / "leadbridge"
+# settings the chart provides itself rather than through values: the backbone's and the mounted files'
+CHART_OWN_SETTINGS = {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "ROUTER_ROSTER_FILE", "SLA_POLICIES_FILE"}
+
+
+@pytest.fixture(scope="module")
+def chart_values() -> dict:
+    return yaml.safe_load((CHART / "values.yaml").read_text())
+
+
+def compose_settings(compose: dict, name: str) -> set[str]:
+    """The variables compose gives a service: its environment and its env_files' keys."""
+    from leadbridge_devstack.run_all import read_env_file
+
+    service = compose["services"][name]
+    keys = set(service.get("environment") or {})
+    for env_file in service.get("env_file", []):
+        keys |= set(read_env_file(ROOT / env_file, ROOT))
+    return keys
+
+
+def test_compose_and_the_chart_run_the_same_services_on_the_same_ports(compose, chart_values):
+    assert set(chart_values["services"]) == set(APP_SERVICES)
+    for name, port in APP_SERVICES.items():
+        assert chart_values["services"][name]["port"] == port, name
+
+
+def test_compose_and_the_chart_use_the_same_images(compose, chart_values):
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    tag = chart_values["image"]["tag"] or chart["appVersion"]
+    for name in APP_SERVICES:
+        assert compose["services"][name]["image"] == f"{chart_values['image']['repository']}/{name}:{tag}", name
+
+
+def test_every_setting_compose_passes_has_its_place_in_the_chart(compose, chart_values):
+    chart_settings = (CHART_OWN_SETTINGS | set(chart_values["secrets"]["values"]) | set(chart_values["env"])
+                      | {key for svc in chart_values["services"].values() for key in svc["env"]})
+    for name in APP_SERVICES:
+        missing = compose_settings(compose, name) - chart_settings
+        assert not missing, f"{name}: compose sets {sorted(missing)}, which the chart's values cannot set"

@@ -1,4 +1,10 @@
-"""`leadbridge-devstack up|down|env|fetch|check`: the long-lived local stack behind `make up` / `make run`."""
+"""`leadbridge-devstack up|down|env|fetch|check`: the long-lived local stack behind `make up` / `make run`.
+
+`up --brokers 3` (`make up BROKERS=3`) starts a three-broker KRaft cluster instead of the one broker, on
+ports 19092, 19094, 19096 (controllers one above each); topics then get replication factor 3 and
+min.insync.replicas 2. The broker count is remembered in .devstack/kafka-brokers, so `env`, `make run` and
+`down` find the same cluster; LEADBRIDGE_KAFKA_BROKERS overrides it.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,8 @@ import os
 import sys
 
 from . import prerequisites
-from .kafka import KafkaBroker, MissingJavaError, fetch_jars
+from .cluster import KafkaCluster
+from .kafka import MissingJavaError, fetch_jars
 from .paths import state_dir
 from .ports import port_open
 from .postgres import MissingPostgresError, PostgresCluster
@@ -17,32 +24,52 @@ KAFKA_CONTROLLER_PORT = KAFKA_PORT + 1
 PG_PORT = int(os.environ.get("LEADBRIDGE_PG_PORT", "15432"))
 
 
-def broker() -> KafkaBroker:
-    return KafkaBroker(state_dir() / "kafka", KAFKA_PORT, KAFKA_CONTROLLER_PORT)
+def _brokers_file():
+    return state_dir() / "kafka-brokers"
+
+
+def broker_count() -> int:
+    """The broker count asked for (LEADBRIDGE_KAFKA_BROKERS), else the one `up` last started, else 1."""
+    if os.environ.get("LEADBRIDGE_KAFKA_BROKERS"):
+        return int(os.environ["LEADBRIDGE_KAFKA_BROKERS"])
+    stored = _brokers_file()
+    return int(stored.read_text()) if stored.exists() else 1
+
+
+def broker(brokers: int | None = None) -> KafkaCluster:
+    """The `make up` Kafka: one broker in .devstack/kafka, or a cluster in .devstack/kafka-<n>brokers."""
+    n = brokers or broker_count()
+    folder = state_dir() / ("kafka" if n == 1 else f"kafka-{n}brokers")
+    return KafkaCluster(folder, n, ports=[KAFKA_PORT + 2 * i for i in range(n)],
+                        controller_ports=[KAFKA_CONTROLLER_PORT + 2 * i for i in range(n)])
 
 
 def postgres() -> PostgresCluster:
     return PostgresCluster(state_dir() / "postgres", PG_PORT)
 
 
-def up() -> list:
+def up(brokers: int | None = None) -> list:
     """Start whatever is not running yet; returns what this call started (to stop it again)."""
-    kafka, pg = broker(), postgres()
+    kafka, pg = broker(brokers), postgres()
     started: list = []
     if port_open(pg.port):
         print(f"postgres: already listening on {pg.port}")
     else:
         started.append(pg.start())
-    if port_open(kafka.port):
-        print(f"kafka: already listening on {kafka.port}")
+    first = kafka.nodes[0].port
+    if port_open(first):
+        print(f"kafka: already listening on {first}")
     else:
         started.append(kafka.start())
+    _brokers_file().write_text(str(kafka.brokers))
     print(env_lines())
     return started
 
 
 def down() -> None:
-    broker().stop()
+    for n in sorted({1, broker_count()}):
+        broker(n).stop()
+    _brokers_file().unlink(missing_ok=True)
     postgres().stop()
     print("stopped kafka and postgres")
 
@@ -59,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["up", "down", "env", "fetch", "check"])
     parser.add_argument("--for", dest="target", choices=sorted(prerequisites.CHECKS), default="test",
                         help="check: which make target's prerequisites to check")
+    parser.add_argument("--brokers", type=int, default=None,
+                        help="Kafka brokers for `up` (default 1; 3 for a KRaft cluster with replication factor 3)")
     args = parser.parse_args(argv)
     try:
         if args.command == "check":
@@ -67,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(problem, file=sys.stderr)
                 return 1
         elif args.command == "up":
-            up()
+            up(args.brokers)
         elif args.command == "down":
             down()
         elif args.command == "env":

@@ -1,6 +1,7 @@
-"""A single-node Apache Kafka broker (KRaft, combined controller+broker) from Maven Central jars.
+"""An Apache Kafka broker (KRaft, combined controller+broker) from Maven Central jars.
 
-The jars are pinned in ``deploy/kafka/jars.lock`` (``group:artifact:version sha256``), downloaded once
+``KafkaBroker`` is one node: alone (the default, ``node_id=1``, a quorum of itself) or one member of a
+``KafkaCluster`` (see cluster.py), which gives it its node id, the quorum's voters and the cluster id. The jars are pinned in ``deploy/kafka/jars.lock`` (``group:artifact:version sha256``), downloaded once
 into a cache outside git, and verified by SHA-256 before use. The broker runs on the machine's Java.
 """
 
@@ -15,7 +16,7 @@ import subprocess
 import time
 import urllib.request
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import pypi_runtimes
@@ -103,12 +104,31 @@ def new_cluster_id() -> str:
             return cluster_id
 
 
+def replication_for(cluster_size: int) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) for a cluster of ``cluster_size`` brokers: 3 and 2 from three
+    brokers up (one broker may be down and acks=all writes still succeed), everything on the one broker below."""
+    factor = min(cluster_size, 3)
+    return factor, 2 if factor >= 3 else 1
+
+
 @dataclass
 class KafkaBroker:
+    """One KRaft node (broker and controller in one JVM).
+
+    ``start()`` / ``stop()`` (SIGTERM, clean) / ``kill()`` (SIGKILL, data kept, as a crash) / ``remove()``.
+    """
+
     data_dir: Path
     port: int
     controller_port: int
     pid: int | None = None
+    node_id: int = 1
+    voters: str | None = None  # controller.quorum.voters; None: this node alone
+    cluster_size: int = 1
+    cluster_id: str | None = None  # None: a new random one when the storage is formatted
+    heap: str = "768m"
+    _process: subprocess.Popen | None = field(default=None, init=False, repr=False)
+    _log_offset: int = field(default=0, init=False, repr=False)
 
     @property
     def bootstrap_servers(self) -> str:
@@ -123,11 +143,12 @@ class KafkaBroker:
         return self.data_dir / "kafka.log"
 
     def _properties(self) -> str:
+        factor, min_isr = replication_for(self.cluster_size)
         return "\n".join(
             [
                 "process.roles=broker,controller",
-                "node.id=1",
-                f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
+                f"node.id={self.node_id}",
+                f"controller.quorum.voters={self.voters or f'{self.node_id}@127.0.0.1:{self.controller_port}'}",
                 f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
                 f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
                 "controller.listener.names=CONTROLLER",
@@ -135,13 +156,18 @@ class KafkaBroker:
                 "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
                 f"log.dirs={self.data_dir / 'logs'}",
                 "num.partitions=6",
-                "offsets.topic.replication.factor=1",
+                f"default.replication.factor={factor}",
+                f"min.insync.replicas={min_isr}",
+                f"offsets.topic.replication.factor={factor}",
                 "offsets.topic.num.partitions=6",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
-                "share.coordinator.state.topic.replication.factor=1",
-                "share.coordinator.state.topic.min.isr=1",
+                f"transaction.state.log.replication.factor={factor}",
+                f"transaction.state.log.min.isr={min_isr}",
+                f"share.coordinator.state.topic.replication.factor={factor}",
+                f"share.coordinator.state.topic.min.isr={min_isr}",
                 "group.initial.rebalance.delay.ms=0",
+                # a killed broker is noticed (and its partitions led elsewhere) within ~4 s, not the default 9
+                "broker.session.timeout.ms=4000",
+                "broker.heartbeat.interval.ms=1000",
                 "auto.create.topics.enable=false",
                 "log.flush.interval.messages=1000000",
                 "",
@@ -149,6 +175,15 @@ class KafkaBroker:
         )
 
     def start(self, log=print, timeout: float = 90.0) -> "KafkaBroker":
+        self.launch(log)
+        self.await_started(log, timeout)
+        return self
+
+    def launch(self, log=print) -> None:
+        """Format the storage (first start only) and start the JVM, without waiting for it to serve.
+
+        A cluster launches every node first: no node finishes starting before a quorum of them is up.
+        """
         java = java_binary()
         libs = fetch_jars(log)
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -156,10 +191,10 @@ class KafkaBroker:
         props.write_text(self._properties())
         log4j = repo_root() / "deploy" / "kafka" / "log4j2.yaml"
         classpath = f"{libs}/*"
-        jvm = [java, "-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+        jvm = [java, "-Xms256m", f"-Xmx{self.heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
                f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={self.data_dir}"]
         if not (self.data_dir / "logs" / "meta.properties").exists():
-            cluster_id = new_cluster_id()
+            cluster_id = self.cluster_id or new_cluster_id()
             formatted = subprocess.run(
                 [*jvm, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_id,
                  "-c", str(props), "--ignore-formatted"],
@@ -168,21 +203,36 @@ class KafkaBroker:
             if formatted.returncode != 0:
                 raise RuntimeError(f"formatting Kafka storage in {self.data_dir} failed: "
                                    f"{(formatted.stderr or formatted.stdout)[-2000:]}")
+        self._log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         with self.log_file.open("ab") as out:
-            proc = subprocess.Popen(
+            self._process = subprocess.Popen(
                 [*jvm, "-cp", classpath, "kafka.Kafka", str(props)],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
-        self.pid = proc.pid
-        self.pid_file.write_text(str(proc.pid))
+        self.pid = self._process.pid
+        self.pid_file.write_text(str(self.pid))
+
+    def await_started(self, log=print, timeout: float = 90.0) -> None:
+        """Wait until the launched node listens and has logged that it started (registered, unfenced)."""
+        proc = self._process
+        deadline = time.monotonic() + timeout
         try:
             wait_for_port(self.port, timeout, alive=lambda: proc.poll() is None)
+            while b"Kafka Server started" not in self._log_since_launch():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise TimeoutError("broker did not finish starting")
+                time.sleep(0.2)
         except Exception:
             tail = self.log_file.read_text(errors="replace")[-3000:]
             self.stop()
             raise RuntimeError(f"Kafka broker did not start on port {self.port}; log tail:\n{tail}")
-        log(f"kafka: {self.bootstrap_servers} (Apache Kafka {KAFKA_VERSION}, KRaft, data in {self.data_dir})")
-        return self
+        log(f"kafka: {self.bootstrap_servers} (Apache Kafka {KAFKA_VERSION}, KRaft node {self.node_id}, "
+            f"data in {self.data_dir})")
+
+    def _log_since_launch(self) -> bytes:
+        with self.log_file.open("rb") as fh:
+            fh.seek(self._log_offset)
+            return fh.read()
 
     @classmethod
     def throwaway(cls) -> "KafkaBroker":

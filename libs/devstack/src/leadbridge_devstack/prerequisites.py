@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 
+from .helm import helm_binary
 from .kafka import MissingJavaError, java_binary
 from .postgres import MissingPostgresError, server_bindir
 
@@ -44,6 +45,8 @@ PROMTOOL = Tool("promtool", "the Prometheus alert-rule tests",
                 "`apt-get install prometheus` (macOS: `brew install prometheus`)")
 CHROMIUM = Tool("chromium", "the insights page's browser tests",
                 "`apt-get install chromium` (macOS: `brew install --cask chromium`)")
+HELM = Tool("helm", "the Helm chart test (rendering the chart)",
+            "`make helm` (builds it with Go, once), or https://helm.sh/docs/intro/install/")
 
 CHECKS = {
     "run": [(JAVA, _missing_java), (POSTGRES, _missing_postgres)],
@@ -52,6 +55,7 @@ CHECKS = {
         (POSTGRES, _missing_postgres),
         (PROMTOOL, lambda: shutil.which("promtool") is None),
         (CHROMIUM, lambda: shutil.which("chromium") is None and shutil.which("chromium-browser") is None),
+        (HELM, lambda: helm_binary() is None),
     ],
 }
 

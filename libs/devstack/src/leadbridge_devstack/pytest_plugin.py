@@ -7,6 +7,11 @@ Where they come from, in order:
 3. otherwise: a local Kafka broker from Maven Central jars on the machine's Java, and a throwaway
    PostgreSQL cluster from the machine's binaries. A missing Java or PostgreSQL fails with one
    clear message that says what to install; nothing is skipped.
+
+The local broker is one node unless ``pytest --kafka-brokers 3`` (or ``LEADBRIDGE_KAFKA_BROKERS=3``) asks for
+a cluster. Tests that need a cluster whatever the session uses (broker crashes, replicas) take the
+``kafka_cluster`` fixture: a three-broker ``KafkaCluster`` of their own for the session, with ``.kill(i)``,
+``.restart(i)`` and ``.bootstrap_servers`` (see cluster.py).
 """
 
 from __future__ import annotations
@@ -23,9 +28,16 @@ from pathlib import Path
 
 import pytest
 
+from .cluster import KafkaCluster
 from .kafka import KafkaBroker, MissingJavaError
 from .ports import free_port
 from .postgres import MissingPostgresError, PostgresCluster
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--kafka-brokers", type=int, default=int(os.environ.get("LEADBRIDGE_KAFKA_BROKERS", "1")),
+                     help="brokers of the local Kafka the test session starts (default 1; 3 for a KRaft cluster "
+                          "with replication factor 3 and min.insync.replicas 2)")
 
 
 @dataclass
@@ -103,7 +115,7 @@ def _containers() -> Stack:
     return stack
 
 
-def _start_stack() -> Stack:
+def _start_stack(brokers: int = 1) -> Stack:
     env_kafka, env_db = os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), os.environ.get("DATABASE_URL")
     if env_kafka and env_db:
         return Stack(env_kafka, env_db, "environment")
@@ -118,9 +130,9 @@ def _start_stack() -> Stack:
         if env_kafka:
             stack.bootstrap_servers = env_kafka
         else:
-            broker, data = start_local_broker()
-            stack.bootstrap_servers = broker.bootstrap_servers
-            stack._cleanup += [lambda: shutil.rmtree(data, ignore_errors=True), broker.stop]
+            cluster = KafkaCluster.throwaway(brokers)
+            stack.bootstrap_servers = cluster.bootstrap_servers
+            stack._cleanup += [cluster.remove]
         if env_db:
             stack.database_url = env_db
         return stack
@@ -129,12 +141,25 @@ def _start_stack() -> Stack:
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
-    s = _start_stack()
+def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
+    s = _start_stack(request.config.getoption("--kafka-brokers"))
     try:
         yield s
     finally:
         s.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster() -> Iterator[KafkaCluster]:
+    """A three-broker KRaft cluster of its own (started on first use): for crash and replica tests."""
+    try:
+        cluster = KafkaCluster.throwaway(brokers=3)
+    except MissingJavaError as exc:
+        pytest.exit(f"cannot start the Kafka cluster: {exc}", returncode=3)
+    try:
+        yield cluster
+    finally:
+        cluster.remove()
 
 
 @pytest.fixture(scope="session")

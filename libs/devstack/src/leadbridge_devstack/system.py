@@ -1,4 +1,10 @@
-"""The LeadBridge services as separate processes: used by `make run`, the end-to-end tests and `make bench`."""
+"""The LeadBridge services as separate processes: used by `make run`, the end-to-end tests and `make bench`.
+
+``start_system(env, ports, replicas=2)`` starts two processes of every service (each on its own port, all in
+one consumer group per service, sharing one database): the first is named after the service ("router"), the
+others get "#<n>" ("router#2"); ``replica_names(2)`` lists them, to give each a port. ``System.kill(name)``
+SIGKILLs one replica (its partitions move to the others), ``System.replicas("router")`` lists a service's.
+"""
 
 from __future__ import annotations
 
@@ -64,6 +70,15 @@ class System:
                 svc.process.kill()
                 svc.process.wait()
 
+    def replicas(self, service: str) -> list[RunningService]:
+        return [svc for svc in self.services.values() if svc.spec.name == service]
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one process (a crash: no clean shutdown, no offsets committed on the way out)."""
+        svc = self.services[name]
+        svc.process.kill()
+        svc.process.wait()
+
     def alive(self) -> bool:
         return all(s.process.poll() is None for s in self.services.values())
 
@@ -84,6 +99,31 @@ def wait_ready(url: str, process: subprocess.Popen, timeout: float, path: str = 
     raise TimeoutError(f"{url}{path} not ready after {timeout}s: {last}")
 
 
+def replica_name(service: str, index: int) -> str:
+    """"router" for the first replica (index 0), "router#2" for the second, ..."""
+    return service if index == 0 else f"{service}#{index + 1}"
+
+
+def replica_names(replicas: int, only: tuple[str, ...] | None = None) -> list[str]:
+    return [replica_name(spec.name, i) for spec in SERVICES if only is None or spec.name in only
+            for i in range(replicas)]
+
+
+def start_process(spec: ServiceSpec, name: str, port: int, env: dict[str, str],
+                  log_dir: Path | None = None) -> RunningService:
+    """Start one process of a service (not waiting for it to be ready)."""
+    proc_env = {**os.environ, **env, spec.port_variable: str(port)}
+    out = subprocess.DEVNULL
+    log_path = None
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = log_dir / f"{name.replace('#', '-')}.log"
+        out = log_path.open("ab")
+    proc = subprocess.Popen([sys.executable, "-m", spec.module], env=proc_env, stdout=out,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    return RunningService(spec, port, proc, log_path)
+
+
 def start_system(
     env: dict[str, str],
     ports: dict[str, int] | None = None,
@@ -91,24 +131,22 @@ def start_system(
     only: tuple[str, ...] | None = None,
     log_dir: Path | None = None,
     ready_timeout: float = 90.0,
+    replicas: int = 1,
 ) -> System:
-    """Start each service as `python -m <module>` and wait until every one answers /readyz."""
+    """Start ``replicas`` processes of each service as `python -m <module>` and wait until all answer /readyz.
+
+    ``ports`` maps a process name (see ``replica_names``) to its port; unnamed ones get the service's default
+    port plus 100 per replica.
+    """
     system = System()
     try:
         for spec in SERVICES:
             if only is not None and spec.name not in only:
                 continue
-            port = (ports or {}).get(spec.name, spec.default_port)
-            proc_env = {**os.environ, **env, spec.port_variable: str(port)}
-            out = subprocess.DEVNULL
-            log_path = None
-            if log_dir is not None:
-                log_dir.mkdir(parents=True, exist_ok=True)
-                log_path = log_dir / f"{spec.name}.log"
-                out = log_path.open("ab")
-            proc = subprocess.Popen([sys.executable, "-m", spec.module], env=proc_env, stdout=out,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            system.services[spec.name] = RunningService(spec, port, proc, log_path)
+            for index in range(replicas):
+                name = replica_name(spec.name, index)
+                port = (ports or {}).get(name, spec.default_port + 100 * index)
+                system.services[name] = start_process(spec, name, port, env, log_dir)
         for svc in system.services.values():
             wait_ready(svc.url, svc.process, ready_timeout)
     except BaseException:

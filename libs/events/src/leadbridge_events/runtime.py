@@ -75,7 +75,9 @@ class ServiceRuntime:
         backoff = 0.5
         while True:  # Kafka may be down: keep trying, the outbox keeps the events meanwhile
             try:
-                await ensure_topics(self.settings.kafka_bootstrap_servers, attempts=1)
+                await ensure_topics(self.settings.kafka_bootstrap_servers, attempts=1,
+                                    replication_factor=self.settings.kafka_replication_factor,
+                                    min_insync_replicas=self.settings.kafka_min_insync_replicas)
                 await self.producer.start()
                 break
             except asyncio.CancelledError:

@@ -15,6 +15,9 @@ class BackboneSettings(BaseSettings):
     database_url: str = Field(
         default="postgresql+asyncpg://leadbridge@127.0.0.1:15432/leadbridge", validation_alias="DATABASE_URL"
     )
+    # None: fitted to the cluster, min(3, brokers) replicas and min.insync.replicas 2 from three (admin.py)
+    kafka_replication_factor: int | None = Field(default=None, ge=1, validation_alias="KAFKA_REPLICATION_FACTOR")
+    kafka_min_insync_replicas: int | None = Field(default=None, ge=1, validation_alias="KAFKA_MIN_INSYNC_REPLICAS")
     handler_max_attempts: int = Field(default=5, ge=1, validation_alias="HANDLER_MAX_ATTEMPTS")
     handler_backoff_seconds: float = Field(default=0.2, gt=0, validation_alias="HANDLER_BACKOFF_SECONDS")
     # every pooled connection: how long a statement may wait for a lock, and run, before it is cancelled (0: no limit)
