@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import statistics
 import sys
@@ -35,6 +36,13 @@ from leadbridge_insights.app import create_app
 from leadbridge_insights.facts import LeadFacts
 from leadbridge_insights.lead_row import row_of
 from leadbridge_insights.settings import InsightsSettings
+
+try:  # the views need a manager's token once the services require one: a development token, as in the tests
+    from leadbridge_events.testing import TEST_DEV_SECRET, auth_headers
+    os.environ.setdefault("AUTH_DEV_SECRET", TEST_DEV_SECRET)
+except ImportError:  # before authentication
+    def auth_headers(scopes=None) -> dict[str, str]:
+        return {}
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
 CHANNELS = ("paid", "organic", "social", "seo", "referral", "event")
@@ -138,7 +146,8 @@ async def measure(url: str, rounds: int) -> dict[str, tuple[float, float]]:
     app.state.runtime = SimpleNamespace(engine=engine)  # the views need only the engine: no Kafka here
     out = {}
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://insights") as client:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://insights",
+                                     headers=auth_headers()) as client:
             for name, path in VIEWS.items():
                 times = []
                 for i in range(rounds + 3):
