@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 export UV_LINK_MODE ?= copy
 
-.PHONY: install helm up down env test test-unit schemas run demo bench bench-routing bench-sla bench-replicas bench-insights vendor-uplot help
+.PHONY: install helm up down env test test-unit schemas run demo bench bench-routing bench-sla bench-replicas bench-insights vendor-uplot wrk help
 
 help:
 	@echo "make run    - start Kafka, PostgreSQL and the four services (Ctrl-C stops all)"
@@ -54,8 +54,13 @@ run: install
 demo: install
 	$(UV) run python benchmarks/demo.py
 
-bench: install
-	$(UV) run python benchmarks/bench_system.py
+# every benchmark starts the (durable) PostgreSQL and Kafka it needs itself: no `make up` first
+wrk:
+	@command -v wrk >/dev/null || { sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get install -y -qq wrk || { $$sudo apt-get update -qq && $$sudo apt-get install -y -qq wrk; }; }
+
+bench: install wrk
+	$(UV) run python benchmarks/bench_system.py $(BENCH_ARGS)
 
 bench-replicas: install
 	$(UV) run python benchmarks/bench_replicas.py
@@ -64,7 +69,10 @@ bench-routing: install
 	$(UV) run python -m leadbridge_router.bench
 
 bench-sla: install
-	$(UV) run python -m leadbridge_sla_watcher.bench
+	$(UV) run python benchmarks/stack.py -- $(UV) run python -m leadbridge_sla_watcher.bench $(BENCH_ARGS)
+	@echo "Monday 09:00: 100,000 deadlines due in the same second"
+	$(UV) run python benchmarks/stack.py -- $(UV) run python -m leadbridge_sla_watcher.bench \
+	  --sizes 100000 --due 100000 --window 1
 
 bench-insights: install
 	$(UV) run python benchmarks/bench_insights.py

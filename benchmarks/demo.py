@@ -6,6 +6,10 @@ a tiny fake Graph API served here), logs follow-ups for some routed leads (a cal
 its reason, a qualification with BANT), leaves one sales-ready lead untouched until its first-touch SLA
 breaches, then prints the routed leads, the breach and the funnel by channel (insights).
 
+The CRM round trip: crm-sync delivers the assigned leads to a fake HubSpot served here (on the port `make run`
+chose, CRM_SYNC_DEMO_HUBSPOT_URL) as contacts owned by the rep's HubSpot user; the "call in time" is logged
+in that HubSpot and comes back through its signed webhook as follow-up-logged.
+
 Bounded: it gives up waiting after --timeout seconds (default 150) and always ends by itself.
 """
 
@@ -31,7 +35,10 @@ ROOT = Path(__file__).resolve().parents[1]
 RUN_INFO = ROOT / ".devstack" / "demo-run.json"
 DEMO_ENV = ROOT / "deploy" / "demo" / "demo.env"
 PAGE = [""]  # the managers' page for this demo's leads: the last line the demo prints, however it ends
-SERVICES = {"intake": 8001, "scoring": 8002, "router": 8003, "sla-watcher": 8004, "insights": 8005}
+SERVICES = {"intake": 8001, "scoring": 8002, "router": 8003, "sla-watcher": 8004, "insights": 8005, "crm-sync": 8006}
+# deploy/demo/crm-sync.yaml: the fake HubSpot portal crm-sync delivers to (demo values, not secrets)
+DEMO_HUBSPOT_TOKEN, DEMO_HUBSPOT_SECRET, DEMO_HUBSPOT_PORTAL = "demo-hubspot-private-app-token", \
+    "demo-hubspot-client-secret", 4242
 
 
 def say(text: str = "") -> None:
@@ -70,8 +77,9 @@ def load_settings(args: argparse.Namespace) -> dict[str, Any]:
         "admin_token": args.admin_token or pick("INTAKE_ADMIN_TOKEN"),
         "google_key": google_keys.get("4242") or google_keys.get("*"),
         "meta_secret": pick("INTAKE_META_APP_SECRET"),
-        # only `make run` tells us where intake fetches Meta leads from
+        # only `make run` tells us where intake fetches Meta leads from, and where crm-sync's HubSpot is
         "graph_base_url": info.get("intake_meta_graph_base_url"),
+        "hubspot_url": info.get("crm_sync_demo_hubspot_url"),
         "kafka": args.kafka or info.get("kafka_bootstrap_servers") or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         or "127.0.0.1:19092",
     }
@@ -241,9 +249,29 @@ def latest_by_lead(events: list[Any]) -> dict[str, Any]:
 
 
 async def run(args: argparse.Namespace) -> int:
+    cfg = load_settings(args)
+    hubspot = start_fake_hubspot(cfg["hubspot_url"])
+    try:
+        return await run_with(args, cfg, hubspot)
+    finally:
+        if hubspot is not None:
+            hubspot[1].stop()
+
+
+def start_fake_hubspot(url: str | None) -> Any:
+    """The fake HubSpot API crm-sync delivers to (services/crm-sync fakes), on the port `make run` chose."""
+    if not local_port_free(url):
+        return None
+    from leadbridge_crm_sync.fakes import FakeHubSpot
+    from leadbridge_crm_sync.testing import Served
+
+    fake = FakeHubSpot(token=DEMO_HUBSPOT_TOKEN, portal_id=DEMO_HUBSPOT_PORTAL)
+    return fake, Served(fake.app, urlparse(url).port).start()
+
+
+async def run_with(args: argparse.Namespace, cfg: dict[str, Any], hubspot: Any) -> int:
     import httpx
 
-    cfg = load_settings(args)
     urls = cfg["urls"]
     started = datetime.now(timezone.utc)
     deadline = time.monotonic() + args.timeout
@@ -331,16 +359,31 @@ async def run(args: argparse.Namespace) -> int:
             await print_funnel(client, insights, started)
             return 1
         untouched = assigned[0]
+        in_hubspot = await show_hubspot(hubspot, routed, leads, assigned, deadline)
         plans = [("call in time", {"touch_type": "call", "outcome": "connected"}),
                  ("rejected", {"touch_type": "call", "outcome": "rejected", "reason": "no budget until Q3"}),
                  ("qualified", {"touch_type": "meeting", "outcome": "qualified",
                                 "bant": {"budget": True, "authority": True, "need": True, "timing": False}})]
         say(f"\n4. follow-ups (logged by the reps' CRM); {leads[untouched]} is left untouched")
+        crm_call = None
         for i, lid in enumerate(assigned[1:]):
             what, body = plans[i] if i < len(plans) else ("email", {"touch_type": "email"})
+            if i == 0 and lid in in_hubspot:  # this rep works in HubSpot: the call comes back through crm-sync
+                r = await log_call_in_hubspot(client, hubspot[0], urls["crm-sync"], in_hubspot[lid],
+                                              (routed[lid].assignee_crm_owner_ids or {}).get("hubspot"))
+                crm_call = lid
+                say(f"   {leads[lid]:<24} {what:<13} by {routed[lid].assignee_id:<8} -> {r.status_code} "
+                    f"(logged in HubSpot; its webhook, signed v3, to crm-sync)")
+                continue
             body = {**body, "actor": routed[lid].assignee_id, "occurred_at": datetime.now(timezone.utc).isoformat()}
             r = await client.post(f"{intake}/v1/leads/{lid}/follow-ups", json=body, headers=auth)
             say(f"   {leads[lid]:<24} {what:<13} by {routed[lid].assignee_id:<8} -> {r.status_code}")
+        if crm_call:
+            back = await wait_events(cfg["kafka"], "follow-up-logged", [crm_call], 1, 15)
+            if back:
+                f = back[0]
+                say(f"   back from HubSpot: follow-up-logged ({f.data.touch_type}, {f.data.outcome}, actor "
+                    f"{f.data.actor}) emitted by {f.source}")
 
         # 5. the breach
         first = routed[untouched]
@@ -364,6 +407,43 @@ async def run(args: argparse.Namespace) -> int:
         say(f"\n   timeline: {insights}/v1/leads/{untouched}/timeline")
         await print_funnel(client, insights, started)
         return 0 if breaches else 1
+
+
+async def show_hubspot(hubspot: Any, routed: dict[str, Any], leads: dict[str, str], assigned: list[str],
+                       deadline: float) -> dict[str, str]:
+    """Wait for crm-sync to put the assigned leads into the fake HubSpot; lead id -> contact id."""
+    if hubspot is None:
+        say("\n   HubSpot round trip skipped: crm-sync's fake HubSpot URL is not a free local port (use `make run`)")
+        return {}
+    fake = hubspot[0]
+    found: dict[str, str] = {}
+    until = min(deadline, time.monotonic() + 10)
+    while time.monotonic() < until and len(found) < len(assigned):
+        for lid in assigned:
+            email = (routed[lid].profile.contact.email or "").lower()
+            contact = fake.contact_by_email(email) if email else None
+            if contact:
+                found[lid] = contact["id"]
+        await asyncio.sleep(0.1)
+    say(f"\n   crm-sync put {len(found)} of {len(assigned)} assigned leads into HubSpot (a local fake) as contacts:")
+    for lid, contact_id in found.items():
+        props = fake.contacts[contact_id]["properties"]
+        email = props["email"]
+        lag = fake.received_at[email] - routed[lid].routed_at.timestamp()
+        say(f"   {leads[lid]:<24} contact {contact_id}  hubspot_owner_id {props.get('hubspot_owner_id', '-'):<9} "
+            f"(rep {routed[lid].assignee_id}), hs_lead_status {props.get('hs_lead_status')}, "
+            f"{lag * 1000:.0f} ms after the routing")
+    return found
+
+
+async def log_call_in_hubspot(client: Any, fake: Any, crm_url: str, contact_id: str, owner: str | None) -> Any:
+    from leadbridge_crm_sync.testing import hubspot_headers
+
+    event = fake.log_engagement("calls", contact_id, owner,
+                                hs_call_disposition="f240bbac-87c9-4f6e-bf70-924b57d47db7")  # Connected
+    url = f"{crm_url}/v1/inbound/hubspot/demo"
+    body = json.dumps([event]).encode()
+    return await client.post(url, content=body, headers=hubspot_headers(DEMO_HUBSPOT_SECRET, url, body))
 
 
 async def post_meta(client: Any, cfg: dict[str, Any], intake: str, tag: str, leads: dict[str, str]) -> str:

@@ -147,7 +147,8 @@ def test_demo_help_runs():
 
 CHART = ROOT / "deploy" / "helm" / "leadbridge"
 # settings the chart provides itself rather than through values: the backbone's and the mounted files'
-CHART_OWN_SETTINGS = {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "ROUTER_ROSTER_FILE", "SLA_POLICIES_FILE"}
+CHART_OWN_SETTINGS = {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "ROUTER_ROSTER_FILE", "SLA_POLICIES_FILE",
+                      "CRM_SYNC_CONFIG_FILE"}
 
 
 @pytest.fixture(scope="module")

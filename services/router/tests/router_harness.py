@@ -29,7 +29,8 @@ def always_on_roster(caps: dict[str, int | None], tag: str, *, overflow: dict | 
     return {
         "teams": [{"id": "inbound", "overflow": overflow or {"kind": "nurture"}, "sla_policy": "standard"},
                   {"id": "others", "overflow": {"kind": "nurture"}}],
-        "reps": [{"id": rep, "team": "inbound", cap: n, "timezone": "Europe/Berlin"}
+        "reps": [{"id": rep, "team": "inbound", cap: n, "timezone": "Europe/Berlin",
+                  "crm_owner_ids": {"hubspot": f"hs-{rep}", "salesforce": f"005-{rep}"}}
                  for rep, n in caps.items()] + [{"id": "someone-else", "team": "others"}],
         "rules": [{"id": "this-test", "pool": "inbound", "when": {"segments": [tag]}}],
         "fallback_pool": "others",

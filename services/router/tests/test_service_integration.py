@@ -37,6 +37,7 @@ async def test_routes_mqls_escalates_and_reroutes_on_deactivation(fresh_database
         assert a.outcome == "assigned" and a.attempt == 1 and a.sla_policy == "standard" and a.team == "inbound"
         assert a.rule == "this-test" and "weighted round robin" in a.reason
         assert a.assignee_timezone == "Europe/Berlin"
+        assert a.assignee_crm_owner_ids == {"hubspot": f"hs-{a.assignee_id}", "salesforce": f"005-{a.assignee_id}"}
         assert by_lead[sql].assignee_id != a.assignee_id  # round robin
 
         # escalation: never back to the previous assignee

@@ -49,6 +49,8 @@ def demo_env(environ: dict[str, str]) -> dict[str, str]:
     values = read_env_file(path, root) if path.exists() else {}
     # where `make demo` serves a fake Meta Graph API (a port that is free now)
     values["INTAKE_META_GRAPH_BASE_URL"] = f"http://127.0.0.1:{free_port()}/v21.0"
+    # where `make demo` serves a fake HubSpot API that crm-sync delivers to (deploy/demo/crm-sync.yaml)
+    values["CRM_SYNC_DEMO_HUBSPOT_URL"] = f"http://127.0.0.1:{free_port()}"
     return {k: v for k, v in values.items() if k not in environ}
 
 
@@ -95,7 +97,8 @@ def main() -> int:
             "kafka_bootstrap_servers": env["KAFKA_BOOTSTRAP_SERVERS"],
             **{key.lower(): effective.get(key) for key in (
                 "INTAKE_ADMIN_TOKEN", "INTAKE_GOOGLE_KEYS", "INTAKE_META_APP_SECRET",
-                "INTAKE_META_GRAPH_BASE_URL", "INTAKE_META_VERIFY_TOKEN")},
+                "INTAKE_META_GRAPH_BASE_URL", "INTAKE_META_VERIFY_TOKEN", "CRM_SYNC_ADMIN_TOKEN",
+                "CRM_SYNC_DEMO_HUBSPOT_URL")},
         }
         info_path.write_text(json.dumps(info, indent=2))
         print()
@@ -109,7 +112,12 @@ def main() -> int:
             print(f"    curl -X POST {system.url('intake') if 'intake' in system.services else ''}/v1/admin/keys "
                   f"-H 'Authorization: Bearer {effective['INTAKE_ADMIN_TOKEN']}' -H 'Content-Type: application/json' "
                   """-d '{"source": "website"}'""")
-        for key in ("ROUTER_ROSTER_FILE", "SLA_POLICIES_FILE"):
+        if effective.get("CRM_SYNC_ADMIN_TOKEN") and "crm-sync" in system.services:
+            print(f"\n  crm-sync admin token: {effective['CRM_SYNC_ADMIN_TOKEN']}   (subscribe a URL to signed webhooks:)")
+            print(f"    curl -X POST {system.url('crm-sync')}/v1/subscriptions "
+                  f"-H 'Authorization: Bearer {effective['CRM_SYNC_ADMIN_TOKEN']}' -H 'Content-Type: application/json' "
+                  """-d '{"url": "https://example.com/hook", "event_types": ["lead-routed"]}'""")
+        for key in ("ROUTER_ROSTER_FILE", "SLA_POLICIES_FILE", "CRM_SYNC_CONFIG_FILE"):
             if effective.get(key):
                 print(f"  {key}={effective[key]}")
         print("\nLeadBridge is running. In another terminal: `make demo`. Ctrl-C stops everything "

@@ -221,6 +221,10 @@ class LeadRouted(EventData):
         default_factory=list, description="Pools nobody could take it in, in the order it overflowed through them."
     )
     assignee_timezone: str | None = Field(default=None, description="IANA zone of the assignee, for business hours.")
+    assignee_crm_owner_ids: dict[str, str] = Field(
+        default_factory=dict,
+        description="The assignee's user id in each CRM, e.g. {'hubspot': '1234567', 'salesforce': '005...'}.",
+    )
     score: float | None = None
     grade: str | None = None
     profile: LeadProfile = Field(default_factory=LeadProfile)
@@ -319,6 +323,26 @@ class SlaDeadlineMet(EventData):
     routing_attempt: int = 1
 
 
+class CrmDeliveryRecorded(EventData):
+    """crm-sync tried to deliver one of the lead's events to a destination (a CRM or a webhook): the outcome."""
+
+    event_type: ClassVar[str] = "crm-delivery-recorded"
+
+    lead_id: str
+    delivery_id: str
+    destination: str = Field(description="e.g. 'hubspot:main', 'salesforce:acme', 'webhook:<subscription id>'.")
+    destination_kind: str = Field(description="hubspot | salesforce | webhook")
+    delivered_event_id: str = Field(description="Id of the LeadBridge event that was delivered.")
+    delivered_event_type: str
+    attempt: int = Field(description="1 for the first attempt.")
+    result: str = Field(description="delivered | failed (will retry) | dead (gave up; replayable) | skipped")
+    status_code: int | None = Field(default=None, description="HTTP status of the attempt, if one came back.")
+    error: str | None = Field(default=None, description="Why the attempt failed (no personal data).")
+    next_attempt_at: datetime | None = Field(default=None, description="When it is retried (result failed).")
+    crm_record_id: str | None = Field(default=None, description="The CRM's id of the contact or lead.")
+    recorded_at: datetime
+
+
 class RosterRep(BaseModel):
     """One rep as the router routes to them: caps and availability (no personal data beyond a display name)."""
 
@@ -366,7 +390,7 @@ class RosterChanged(EventData):
 EVENT_MODELS: dict[tuple[str, int], type[EventData]] = {
     (m.event_type, m.schema_version): m
     for m in (LeadCaptured, LeadActivityRecorded, LeadScored, LeadRouted, FollowUpLogged, SlaAtRisk, SlaBreached,
-              SlaDeadlinesSet, SlaDeadlineMet, RosterChanged)
+              SlaDeadlinesSet, SlaDeadlineMet, CrmDeliveryRecorded, RosterChanged)
 }
 
 

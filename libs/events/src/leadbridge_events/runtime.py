@@ -116,9 +116,10 @@ class ServiceRuntime:
             processed=self.processed,
             outbox=self.outbox,
             producer=self.producer,
-            max_attempts=self.settings.handler_max_attempts,
-            backoff_seconds=self.settings.handler_backoff_seconds,
-            **self._runner_options,
+            **{"max_attempts": self.settings.handler_max_attempts,
+               "backoff_seconds": self.settings.handler_backoff_seconds,
+               "batch_size": self.settings.consumer_batch_size,
+               "batch_wait_ms": self.settings.consumer_batch_wait_ms, **self._runner_options},
         )
 
     async def _consume_forever(self) -> None:

@@ -19,6 +19,7 @@ from .api import admin, leads, ops, quarantine, webhooks
 from .api.context import IntakeContext
 from .api.errors import ApiError, api_error_handler, request_validation_handler
 from .fetcher import PlatformFetcher
+from .group_commit import GroupCommitter
 from .handlers import HANDLERS
 from .keys import KeyCache
 from .middleware import BodySizeLimit
@@ -54,6 +55,11 @@ def create_app(settings: IntakeSettings | None = None, *, group_id: str | None =
         try:
             async with runtime.lifespan(app):
                 runtime.spawn(ctx.fetcher.run(), name="intake-fetcher")
+                if settings.group_commit_max > 0:
+                    ctx.captures = GroupCommitter(engine, runtime.sessions,
+                                                  window_seconds=settings.group_commit_window_ms / 1000,
+                                                  max_group=settings.group_commit_max)
+                    runtime.spawn(ctx.captures.run(), name="intake-group-commit")
                 yield
         finally:
             await ctx.fetcher.close()

@@ -50,6 +50,12 @@ async def _existing_claim(session: AsyncSession, scope: str, key: str) -> str:
     return row
 
 
+def person_lock_names(email: str | None, phone: str | None) -> list[str]:
+    """The names of the advisory locks (class ``INTAKE_PERSON``) that serialize captures of one person,
+    sorted: every capture path, one by one or in a group, takes them in this one order."""
+    return sorted({*([f"e:{email}"] if email else []), *([f"p:{phone}"] if phone else [])})
+
+
 async def _lock_identities(session: AsyncSession, identities: list[str]) -> None:
     """One statement, the locks in a fixed (sorted) order: no deadlocks. Their own lock class (``locks.py``)."""
     await xact_lock(session, LockClass.INTAKE_PERSON, *identities)
@@ -97,7 +103,7 @@ async def capture_lead(
     email, phone = profile.contact.email, profile.contact.phone
     repeat_of = None
     if not profile.is_test:
-        await _lock_identities(session, ([f"e:{email}"] if email else []) + ([f"p:{phone}"] if phone else []))
+        await _lock_identities(session, person_lock_names(email, phone))
         repeat_of = await _find_repeat(session, email, phone, now - repeat_window)
     if repeat_of is not None:
         return await _record_activity(session, repeat_of, profile, now=now, kind=activity_kind,

@@ -32,6 +32,11 @@ class IntakeSettings(BackboneSettings):
     # dedupe
     repeat_window_hours: float = Field(default=24 * 30, ge=0,
                                        description="Same email/phone within this window: activity, not a new lead.")
+    # group commit: concurrent captures share one transaction (one durable commit) - see group_commit.py
+    group_commit_window_ms: float = Field(default=2.0, ge=0, le=100, description=(
+        "How long the first capture of a group waits for others to join it (milliseconds)."))
+    group_commit_max: int = Field(default=256, ge=0, le=10000, description=(
+        "Most captures in one transaction; 0 turns group commit off (one transaction per capture)."))
     default_phone_region: str = Field(default="US", description="Region for phone numbers without a country code.")
     # admin API
     admin_token: str | None = Field(default=None, description="Bearer token of /v1/admin; unset disables it.")

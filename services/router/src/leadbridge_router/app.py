@@ -25,6 +25,7 @@ log = logging.getLogger("leadbridge.router")
 
 def build_runtime(settings: RouterSettings, **runner_options: Any) -> ServiceRuntime:
     runner_options.setdefault("group_id", settings.group_id)
+    runner_options.setdefault("batch_handlers", handlers.BATCH_HANDLERS)
     return ServiceRuntime(name="router", settings=settings, metadata=db.metadata, handlers=handlers.HANDLERS,
                           migrations=migrations_dir("leadbridge_router"), **runner_options)
 

@@ -17,6 +17,7 @@ from ..settings import IntakeSettings
 
 if TYPE_CHECKING:
     from ..fetcher import PlatformFetcher
+    from ..group_commit import GroupCommitter
 
 
 def _utcnow() -> datetime:
@@ -32,6 +33,7 @@ class IntakeContext:
     keys: KeyCache = field(default_factory=lambda: KeyCache(0))
     clock: Callable[[], datetime] = field(default=_utcnow)
     monotonic: Callable[[], float] = field(default=time.monotonic)
+    captures: "GroupCommitter | None" = None  # set at start-up; None: one transaction per capture
 
 
 async def get_ctx(request: Request) -> IntakeContext:  # async: FastAPI runs a sync dependency in a thread

@@ -6,6 +6,7 @@ import json
 import logging
 import uuid
 from datetime import timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -110,9 +111,9 @@ async def post_lead(request: Request, ctx: IntakeContext = Depends(get_ctx),
     except ValidationError as exc:
         return validation_problem(exc)
     profile = submission.profile(source=key.source)
-    result = await capture_in_transaction(ctx.runtime.sessions, profile, now=ctx.clock(),
-                                          repeat_window=timedelta(hours=ctx.settings.repeat_window_hours),
-                                          dedupe_scope=f"key:{key.id}" if idem else None, dedupe_key=idem)
+    store = ctx.captures.capture if ctx.captures else partial(capture_in_transaction, ctx.runtime.sessions)
+    result = await store(profile, now=ctx.clock(), repeat_window=timedelta(hours=ctx.settings.repeat_window_hours),
+                         dedupe_scope=f"key:{key.id}" if idem else None, dedupe_key=idem)
     record_result(result, source=key.source, channel=profile.channel, dedupe_kind="idempotency_key")
     return _answer(ctx, form, result)
 
