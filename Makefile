@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 export UV_LINK_MODE ?= copy
 
-.PHONY: install helm up down env test test-unit schemas run demo bench bench-routing bench-sla bench-replicas wrk help
+.PHONY: install helm up down env test test-unit schemas run demo bench bench-routing bench-sla bench-replicas bench-insights vendor-uplot wrk help
 
 help:
 	@echo "make run    - start Kafka, PostgreSQL and the four services (Ctrl-C stops all)"
@@ -14,6 +14,8 @@ help:
 	@echo "make demo   - post a realistic mix of leads to a running system (make run) and print the outcome"
 	@echo "make bench  - intake throughput and capture->routed latency beside raw Kafka/PostgreSQL rates"
 	@echo "make bench-routing / make bench-sla - routing fairness and SLA timer benchmarks"
+	@echo "make bench-insights - the managers' views API with 100,000 leads in the read model (p50/p95 per view)"
+	@echo "make vendor-uplot - re-fetch insights' vendored uPlot at its pinned version and check its integrity"
 	@echo "make bench-replicas - pipeline throughput with 1 and 2 processes per service on a 3-broker cluster"
 
 $(UV):
@@ -71,3 +73,9 @@ bench-sla: install
 	@echo "Monday 09:00: 100,000 deadlines due in the same second"
 	$(UV) run python benchmarks/stack.py -- $(UV) run python -m leadbridge_sla_watcher.bench \
 	  --sizes 100000 --due 100000 --window 1
+
+bench-insights: install
+	$(UV) run python benchmarks/bench_insights.py
+
+vendor-uplot:
+	python3 services/insights/scripts/vendor_uplot.py

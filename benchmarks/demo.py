@@ -34,6 +34,7 @@ from urllib.parse import urlparse
 ROOT = Path(__file__).resolve().parents[1]
 RUN_INFO = ROOT / ".devstack" / "demo-run.json"
 DEMO_ENV = ROOT / "deploy" / "demo" / "demo.env"
+PAGE = [""]  # the managers' page for this demo's leads: the last line the demo prints, however it ends
 SERVICES = {"intake": 8001, "scoring": 8002, "router": 8003, "sla-watcher": 8004, "insights": 8005, "crm-sync": 8006}
 # deploy/demo/crm-sync.yaml: the fake HubSpot portal crm-sync delivers to (demo values, not secrets)
 DEMO_HUBSPOT_TOKEN, DEMO_HUBSPOT_SECRET, DEMO_HUBSPOT_PORTAL = "demo-hubspot-private-app-token", \
@@ -295,6 +296,7 @@ async def run_with(args: argparse.Namespace, cfg: dict[str, Any], hubspot: Any) 
             return 2
         bearer = {"Authorization": f"Bearer {cfg['token']}"}
         intake, insights = urls["intake"], urls["insights"]
+        PAGE[0] = f"{insights}/?since={started:%Y-%m-%d}"
 
         # 1. an API key for the site backend and the website's forms
         resp = await client.post(f"{intake}/v1/admin/keys", headers=bearer,
@@ -413,7 +415,6 @@ async def run_with(args: argparse.Namespace, cfg: dict[str, Any], hubspot: Any) 
                 "deploy/demo/sla-policies.yaml)")
         say(f"\n   timeline: {insights}/v1/leads/{untouched}/timeline")
         await print_funnel(client, insights, started, bearer)
-        say(f"\nThe managers' page: {insights}/?since={started:%Y-%m-%dT%H:%M:%S}Z")
         return 0 if breaches else 1
 
 
@@ -526,6 +527,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    finally:
+        if PAGE[0]:
+            say(f"\nThe managers' page (speed to lead, trends, funnel, rep load, live lists, find a lead): {PAGE[0]}")
 
 
 if __name__ == "__main__":

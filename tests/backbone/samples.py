@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from leadbridge_events.contracts import (Bant, Contact, CrmDeliveryRecorded, EventData, FollowUpLogged,
-                                         LeadActivityRecorded, LeadCaptured, LeadProfile, LeadRouted, LeadScored, MatchedRule, SlaAtRisk, SlaBreached,
+                                         LeadActivityRecorded, LeadCaptured, LeadProfile, LeadRouted, LeadScored,
+                                         MatchedRule, RosterChanged, RosterRep, RosterTeam, SlaAtRisk, SlaBreached,
                                          SlaDeadline, SlaDeadlineMet, SlaDeadlinesSet)
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=timezone.utc)
@@ -50,4 +51,8 @@ def samples(lead_id: str) -> list[EventData]:
                             destination_kind="hubspot", delivered_event_id="e-1", delivered_event_type="lead-routed",
                             attempt=2, result="failed", status_code=429, error="HTTP 429 RATE_LIMIT",
                             next_attempt_at=NOW + timedelta(minutes=5), recorded_at=NOW),
+        RosterChanged(changed_at=NOW, teams=[RosterTeam(id="dach", overflow="next_pool", overflow_to="emea")],
+                      reps=[RosterRep(id="rep-7", name="Ann", team="dach", weekly_cap=6, max_open=20,
+                                      timezone="Europe/Berlin", working_hours={"mon": ["09:00-17:00"]},
+                                      out_of_office=[{"start": "2026-12-24", "end": "2026-12-26", "reason": None}])]),
     ]

@@ -111,7 +111,9 @@ async def test_python_dash_m_starts_the_service_and_stops_cleanly(settings, uniq
                 assert asyncio.get_running_loop().time() < deadline, "not ready in time"
                 await asyncio.sleep(0.2)
             page = await client.get("/")
-            assert page.status_code == 200 and '<table id="funnel">' in page.text
+            assert page.status_code == 200 and '<ol id="funnel"' in page.text
+            for asset in ("/static/vendor/uPlot.iife.min.js", "/static/insights.js", "/static/insights.css"):
+                assert (await client.get(asset)).status_code == 200, asset  # from the package: no CDN
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)

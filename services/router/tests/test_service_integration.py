@@ -101,6 +101,15 @@ async def test_roster_api_validates_and_round_trips(fresh_database_url, kafka_bo
         assert (await client.delete("/teams/general")).status_code == 409
         assert (await client.put("/rules", json={"rules": [], "fallback_pool": "general"})).status_code == 200
         assert (await client.get("/rules")).json()["rules"] == []
+        assert (await client.get("/reps")).status_code == 200  # a read announces nothing
+        async with runtime.sessions() as session:  # each change announced the whole roster, in its transaction
+            o = db.outbox
+            values = (await session.execute(select(o.c.value).where(o.c.topic == "roster").order_by(o.c.id))).scalars()
+            announced = [json.loads(v) for v in values]
+        assert len(announced) == 3  # the import, rep zed, the rules (failed changes announce nothing)
+        zed = [r for r in announced[1]["reps"] if r["id"] == "zed"]
+        assert zed[0]["weight"] == 3 and zed[0]["team"] == "general"
+        assert {t["id"] for t in announced[-1]["teams"]} == {"dach", "enterprise", "general"}
 
 
 def router_partitions() -> int:

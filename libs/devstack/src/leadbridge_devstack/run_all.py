@@ -105,7 +105,7 @@ def main() -> int:
             "kafka_bootstrap_servers": env["KAFKA_BOOTSTRAP_SERVERS"],
             **{key.lower(): effective.get(key) for key in (
                 "INTAKE_GOOGLE_KEYS", "INTAKE_META_APP_SECRET",
-                "INTAKE_META_GRAPH_BASE_URL", "INTAKE_META_VERIFY_TOKEN", "CRM_SYNC_ADMIN_TOKEN",
+                "INTAKE_META_GRAPH_BASE_URL", "INTAKE_META_VERIFY_TOKEN",
                 "CRM_SYNC_DEMO_HUBSPOT_URL")},
         }
         info_path.write_text(json.dumps(info, indent=2))
@@ -126,10 +126,9 @@ def main() -> int:
                       """-d '{"source": "website"}'""")
             if "router" in system.services:
                 print(f"  read the roster:    curl {system.url('router')}/roster -H 'Authorization: Bearer {token}'")
-        if effective.get("CRM_SYNC_ADMIN_TOKEN") and "crm-sync" in system.services:
-            print(f"\n  crm-sync admin token: {effective['CRM_SYNC_ADMIN_TOKEN']}   (subscribe a URL to signed webhooks:)")
-            print(f"    curl -X POST {system.url('crm-sync')}/v1/subscriptions "
-                  f"-H 'Authorization: Bearer {effective['CRM_SYNC_ADMIN_TOKEN']}' -H 'Content-Type: application/json' "
+        if token and "crm-sync" in system.services:
+            print(f"  subscribe a URL to crm-sync's signed webhooks:  curl -X POST {system.url('crm-sync')}/v1/subscriptions "
+                  f"-H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' "
                   """-d '{"url": "https://example.com/hook", "event_types": ["lead-routed"]}'""")
         for key in ("ROUTER_ROSTER_FILE", "SLA_POLICIES_FILE", "CRM_SYNC_CONFIG_FILE"):
             if effective.get(key):

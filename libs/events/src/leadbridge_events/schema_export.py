@@ -23,6 +23,7 @@ EMITTERS = {
     "lead-captured": "intake", "lead-activity-recorded": "intake", "follow-up-logged": "intake and crm-sync",
     "lead-scored": "scoring", "lead-routed": "router", "sla-at-risk": "sla-watcher", "sla-breached": "sla-watcher",
     "sla-deadlines-set": "sla-watcher", "sla-deadline-met": "sla-watcher", "crm-delivery-recorded": "crm-sync",
+    "roster-changed": "router",
 }
 
 

@@ -41,6 +41,10 @@ SLA_DEADLINES = Topic(
     ("sla-deadlines-set", "sla-deadline-met"),
     description="Deadlines started or superseded by a routing, and first-touch deadlines met (emitted by sla-watcher).",
 )
+ROSTER = Topic(
+    "roster", ("roster-changed",), partitions=1,
+    description="The whole routing roster after each change, keyed 'roster' (emitted by router).",
+)
 
 CRM_DELIVERIES = Topic(
     "crm-deliveries", ("crm-delivery-recorded",),
@@ -48,7 +52,7 @@ CRM_DELIVERIES = Topic(
 )
 
 ALL_TOPICS: tuple[Topic, ...] = (LEAD_CAPTURED, LEAD_SCORED, LEAD_ROUTED, FOLLOW_UP_LOGGED, SLA_AT_RISK, SLA_BREACHED,
-                                 SLA_DEADLINES, CRM_DELIVERIES)
+                                 SLA_DEADLINES, CRM_DELIVERIES, ROSTER)
 
 _BY_EVENT_TYPE = {t: topic for topic in ALL_TOPICS for t in topic.event_types}
 

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 
 from leadbridge_events.auth import protected_app
 from leadbridge_events.runtime import ServiceRuntime
@@ -20,6 +21,7 @@ from . import signin, store
 from .funnel import funnel
 from .handlers import BATCH_HANDLERS, HANDLERS
 from .settings import InsightsSettings
+from .views_api import build_views_router
 
 Clock = Callable[[], datetime]
 
@@ -56,6 +58,9 @@ def create_app(settings: InsightsSettings | None = None, *, clock: Clock = _utcn
     page = files("leadbridge_insights").joinpath("static/index.html").read_text(encoding="utf-8")
 
     add_operational_routes(app, lambda: app.state.runtime)
+    app.include_router(build_views_router(lambda: app.state.runtime.engine, clock,
+                                          lambda: timedelta(minutes=settings.limbo_after_minutes)))
+    app.mount("/static", StaticFiles(packages=[("leadbridge_insights", "static")]), name="static")
 
     @app.get("/", response_class=HTMLResponse)
     async def index() -> HTMLResponse:

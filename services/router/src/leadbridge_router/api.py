@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from leadbridge_events import Envelope
 from leadbridge_events.outbox import add_to_outbox
 
-from . import db, roster_io, store
+from . import db, roster_announcer, roster_io, store
 from .roster import Rep, Roster, Rule, Team
 
 
@@ -35,7 +35,9 @@ def build_router(sessions: Callable[[], Any], clock: Callable[[], datetime]) -> 
         async with sessions() as session, session.begin():
             async def emit(event: Envelope[Any]) -> None:
                 await add_to_outbox(session, db.outbox, event)
+            before = await roster_announcer.version(session)
             yield session, emit
+            await roster_announcer.announce_if_changed(session, emit, before, clock())
 
     def bad(exc: Exception | str) -> HTTPException:
         """422 in the shape the OpenAPI document promises: ``{"detail": [{"loc", "msg", "type"}, ...]}``."""

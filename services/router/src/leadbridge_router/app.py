@@ -17,7 +17,7 @@ from leadbridge_events.runtime import ServiceRuntime
 from leadbridge_events.http import add_operational_routes
 from leadbridge_events.locks import LockClass, xact_lock
 
-from . import db, handlers, roster_io, scheduler
+from . import db, handlers, roster_announcer, roster_io, scheduler
 from .api import build_router
 from .settings import RouterSettings
 
@@ -56,6 +56,7 @@ def create_app(settings: RouterSettings | None = None, **runner_options: Any) ->
         async with runtime.lifespan(app):
             if settings.roster_file:
                 await seed_roster(runtime, settings.roster_file)
+            await roster_announcer.announce_at_start(runtime.sessions, handlers.clock())
             runtime.spawn(scheduler.run_hold_scheduler(runtime.sessions, handlers.clock, settings.hold_poll_seconds),
                           name="router-hold-scheduler")
             yield
