@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 export UV_LINK_MODE ?= copy
 
-.PHONY: install helm up down env test test-unit schemas run demo bench bench-routing bench-sla bench-replicas chaos help
+.PHONY: install helm up down env test test-unit schemas run demo bench bench-routing bench-sla bench-replicas bench-insights vendor-uplot wrk chaos help
 
 help:
 	@echo "make run    - start Kafka, PostgreSQL and the four services (Ctrl-C stops all)"
@@ -14,8 +14,10 @@ help:
 	@echo "make demo   - post a realistic mix of leads to a running system (make run) and print the outcome"
 	@echo "make bench  - intake throughput and capture->routed latency beside raw Kafka/PostgreSQL rates"
 	@echo "make bench-routing / make bench-sla - routing fairness and SLA timer benchmarks"
-	@echo "make bench-replicas - pipeline throughput with 1 and 2 processes per service on a 3-broker cluster"
 	@echo "make chaos  - crash every part of a system of its own under load, then count lost leads (ARGS=\"--leads 500\")"
+	@echo "make bench-insights - the managers' views API with 100,000 leads in the read model (p50/p95 per view)"
+	@echo "make vendor-uplot - re-fetch insights' vendored uPlot at its pinned version and check its integrity"
+	@echo "make bench-replicas - pipeline throughput with 1 and 2 processes per service on a 3-broker cluster"
 
 $(UV):
 	@command -v python3 >/dev/null || { echo "error: Python 3.11+ is required"; exit 1; }
@@ -53,8 +55,13 @@ run: install
 demo: install
 	$(UV) run python benchmarks/demo.py
 
-bench: install
-	$(UV) run python benchmarks/bench_system.py
+# every benchmark starts the (durable) PostgreSQL and Kafka it needs itself: no `make up` first
+wrk:
+	@command -v wrk >/dev/null || { sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get install -y -qq wrk || { $$sudo apt-get update -qq && $$sudo apt-get install -y -qq wrk; }; }
+
+bench: install wrk
+	$(UV) run python benchmarks/bench_system.py $(BENCH_ARGS)
 
 bench-replicas: install
 	$(UV) run python benchmarks/bench_replicas.py
@@ -63,7 +70,16 @@ bench-routing: install
 	$(UV) run python -m leadbridge_router.bench
 
 bench-sla: install
-	$(UV) run python -m leadbridge_sla_watcher.bench
+	$(UV) run python benchmarks/stack.py -- $(UV) run python -m leadbridge_sla_watcher.bench $(BENCH_ARGS)
+	@echo "Monday 09:00: 100,000 deadlines due in the same second"
+	$(UV) run python benchmarks/stack.py -- $(UV) run python -m leadbridge_sla_watcher.bench \
+	  --sizes 100000 --due 100000 --window 1
+
+bench-insights: install
+	$(UV) run python benchmarks/bench_insights.py
+
+vendor-uplot:
+	python3 services/insights/scripts/vendor_uplot.py
 
 chaos: install
 	$(UV) run python -m leadbridge_devstack.chaos $(ARGS)

@@ -23,7 +23,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_system import ADMIN, create_database, lead_body  # noqa: E402
+from bench_system import ADMIN, DEV_SECRET, create_database, lead_body  # noqa: E402
 
 from leadbridge_devstack import cli  # noqa: E402
 from leadbridge_devstack.cluster import KafkaCluster  # noqa: E402
@@ -100,7 +100,7 @@ async def burst(urls: list[str], key: str, bootstrap: str, leads: int, concurren
 
 async def measure(replicas: int, bootstrap: str, database_url: str, args: argparse.Namespace) -> dict[str, float]:
     env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": await create_database(database_url),
-           "INTAKE_ADMIN_TOKEN": ADMIN, "INTAKE_RATE_LIMIT_PER_MINUTE": "10000000",
+           "AUTH_DEV_SECRET": DEV_SECRET, "AUTH_ISSUER": "", "INTAKE_RATE_LIMIT_PER_MINUTE": "10000000",
            "INTAKE_RATE_LIMIT_BURST": "1000000", "ROUTER_ROSTER_FILE": str(HERE / "roster.yaml"),
            "LOG_LEVEL": "WARNING"}
     suffix = uuid.uuid4().hex[:6]  # fresh consumer groups: the topics hold the previous run's leads

@@ -1,16 +1,25 @@
-"""`make bench`: LeadBridge's intake throughput and capture->routed latency, beside raw baselines.
+"""`make bench`: LeadBridge's throughput and latency beside honest raw baselines, all in one run.
 
-In one run on this machine: the raw aiokafka producer rate and the raw PostgreSQL insert rate (same
-durability as LeadBridge), then the whole system (services as separate processes, real Kafka and
-PostgreSQL): sustained intake throughput (leads/s answered 202, i.e. stored durably with their event in
-the outbox) and capture->routed latency p50/p99 at a fixed offered rate. Prints figures and ratios.
+On a throwaway DURABLE PostgreSQL (fsync, synchronous_commit and full_page_writes on) and throwaway Kafka
+brokers (one per phase: a fresh consumer group on a used broker would replay the earlier phases):
+
+1. raw baselines: aiokafka producer with batched sends; asyncpg single-row and multi-row commits at the
+   same concurrency as the HTTP load;
+2. intake alone under `wrk` (compiled, Lua script; its own CPU printed);
+3. all five services: capture->routed latency at a fixed offered rate, then sustained throughput
+   (captured -> routed) under `wrk`, with each service's CPU per lead;
+4. a backlog of lead-captured events put on Kafka before the services start (the broker was down),
+   drained to routed; a fresh lead posted during the drain; each service's peak RSS.
+
+Every figure is printed as ``bench: <name>=<value> <unit>`` (ratios without a unit).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
+import os
+import signal
 import sys
 import time
 import uuid
@@ -18,106 +27,34 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-from aiokafka import AIOKafkaConsumer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from raw_rates import kafka_producer_rate, postgres_insert_rate  # noqa: E402
+from loadgen import CpuMeter, peak_rss_mb, wrk_post_leads  # noqa: E402
+from probes import RoutedCounter, RoutedWatcher, lead_body, publish_backlog, routed_latency  # noqa: E402
+from raw_rates import kafka_batched_rate, plain_dsn, postgres_commit_rate  # noqa: E402
+from stack import DURABLE, durable_postgres, kafka_broker  # noqa: E402
 
-from leadbridge_devstack import cli  # noqa: E402
-from leadbridge_devstack.kafka import KafkaBroker  # noqa: E402
-from leadbridge_devstack.ports import free_port, port_open  # noqa: E402
-from leadbridge_devstack.system import SERVICES, start_system  # noqa: E402
+from leadbridge_devstack.ports import free_port  # noqa: E402
+from leadbridge_devstack.system import SERVICES, System, start_system  # noqa: E402
+from leadbridge_events.admin import ensure_topics  # noqa: E402
+from leadbridge_events.auth import AuthSettings, mint_dev_token  # noqa: E402
 
 HERE = Path(__file__).parent
-ADMIN = "bench-admin-token"
+DEV_SECRET = "bench-dev-secret-only-for-this-benchmark-run"
+ADMIN = mint_dev_token(AuthSettings(dev_secret=DEV_SECRET), ["keys:admin", "roster:read"], subject="bench")
+ALL = tuple(s.name for s in SERVICES)
 
 
-def lead_body(i: int) -> dict:
-    tag = uuid.uuid4().hex[:12]
-    return {"email": f"vp-{tag}@company-{tag}.example", "company": f"Company {tag}", "job_title": "VP Sales",
-            "company_size": 500, "industry": "software", "country": "DE", "language": "en", "channel": "paid",
-            "campaign": f"bench-{i % 5}", "form_type": "demo_request", "consent": True}
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(int(q * len(ordered)), len(ordered) - 1)] if ordered else float("nan")
-
-
-async def intake_throughput(url: str, key: str, seconds: float, concurrency: int) -> tuple[float, int, int]:
-    accepted = failed = 0
-    stop_at = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}, limits=limits, timeout=30) as client:
-
-        async def worker(w: int) -> None:
-            nonlocal accepted, failed
-            i = 0
-            while time.perf_counter() < stop_at:
-                resp = await client.post("/v1/leads", json=lead_body(i))
-                i += 1
-                if resp.status_code == 202:
-                    accepted += 1
-                else:
-                    failed += 1
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(w) for w in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    return accepted / elapsed, accepted, failed
-
-
-async def routed_latency(url: str, key: str, bootstrap: str, rate: float, seconds: float) -> dict[str, float]:
-    consumer = AIOKafkaConsumer("lead-routed", bootstrap_servers=bootstrap, group_id=f"bench-{uuid.uuid4().hex}",
-                                auto_offset_reset="latest", enable_auto_commit=False)
-    await consumer.start()
-    while not consumer.assignment():
-        await asyncio.sleep(0.05)
-    for tp in consumer.assignment():
-        await consumer.position(tp)
-    posted: dict[str, float] = {}
-    latencies: list[float] = []
-
-    async def read() -> None:
-        while True:
-            batches = await consumer.getmany(timeout_ms=100)
-            now = time.perf_counter()
-            for records in batches.values():
-                for r in records:
-                    lead = r.key.decode() if r.key else ""
-                    if lead in posted and dict(r.headers).get("ce_type") == b"io.leadbridge.lead-routed":
-                        latencies.append(now - posted.pop(lead))
-
-    reader = asyncio.create_task(read())
-    total = int(rate * seconds)
-    async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}, timeout=30) as client:
-
-        async def post(i: int) -> None:
-            sent = time.perf_counter()
-            resp = await client.post("/v1/leads", json=lead_body(i))
-            if resp.status_code == 202:
-                posted[resp.json()["lead_id"]] = sent
-
-        started = time.perf_counter()
-        tasks = []
-        for i in range(total):
-            await asyncio.sleep(max(started + i / rate - time.perf_counter(), 0))
-            tasks.append(asyncio.create_task(post(i)))
-        await asyncio.gather(*tasks)
-    deadline = time.perf_counter() + 30
-    while posted and time.perf_counter() < deadline:
-        await asyncio.sleep(0.1)
-    reader.cancel()
-    await asyncio.gather(reader, return_exceptions=True)
-    await consumer.stop()
-    return {"offered": total, "routed": len(latencies), "missing": len(posted),
-            "p50_ms": pct(latencies, 0.50) * 1000, "p99_ms": pct(latencies, 0.99) * 1000,
-            "max_ms": max(latencies, default=float("nan")) * 1000}
+def figure(name: str, value: float, unit: str = "", fmt: str = ".0f") -> None:
+    suffix = "_unbatched" if MODE else ""
+    if name.startswith("raw_"):
+        suffix = ""
+    print(f"bench: {name}{suffix}={value:{fmt}}{' ' + unit if unit else ''}", flush=True)
 
 
 async def create_database(database_url: str) -> str:
     name = f"bench_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
+    conn = await asyncpg.connect(plain_dsn(database_url))
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
@@ -125,74 +62,175 @@ async def create_database(database_url: str) -> str:
     return database_url.rpartition("/")[0] + f"/{name}"
 
 
-async def run(args: argparse.Namespace) -> None:
-    # a broker of its own: a fresh consumer group on a long-lived stack would first replay its history
-    broker = KafkaBroker.throwaway()
-    try:
-        await measure(args, broker.bootstrap_servers, cli.postgres().url)
-    finally:
-        broker.remove()
+UNBATCHED = {"INTAKE_GROUP_COMMIT_MAX": "0", "CONSUMER_BATCH_SIZE": "1"}  # one transaction per lead / event
+MODE: dict[str, str] = {}  # the environment of the current pass (`--compare`: unbatched first)
 
 
-async def measure(args: argparse.Namespace, bootstrap: str, database_url: str) -> None:
-    print(f"machine: {__import__('os').cpu_count()} cores; kafka {bootstrap}; postgres {database_url}\n")
-    kafka_rate = await kafka_producer_rate(bootstrap, n=args.raw_messages)
-    pg_rate = await postgres_insert_rate(database_url, n=args.raw_rows)
-    print(f"raw aiokafka producer (idempotent, acks=all, awaited): {kafka_rate:9.0f} msg/s")
-    print(f"raw PostgreSQL insert (1 committed tx per row, 8 conns): {pg_rate:9.0f} rows/s\n")
-
+async def start(database_url: str, bootstrap: str, only: tuple[str, ...]) -> tuple[System, str]:
     suffix = uuid.uuid4().hex[:6]
-    env = {
+    env = {**MODE,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": await create_database(database_url),
-        "INTAKE_ADMIN_TOKEN": ADMIN, "INTAKE_RATE_LIMIT_PER_MINUTE": "10000000", "INTAKE_RATE_LIMIT_BURST": "1000000",
-        "ROUTER_ROSTER_FILE": str(HERE / "roster.yaml"), "SCORING_GROUP_ID": f"scoring-{suffix}",
-        "ROUTER_GROUP_ID": f"router-{suffix}", "INSIGHTS_GROUP_ID": f"insights-{suffix}", "LOG_LEVEL": "WARNING",
+        "AUTH_DEV_SECRET": DEV_SECRET, "AUTH_ISSUER": "", "INTAKE_RATE_LIMIT_PER_MINUTE": "100000000",
+        "INTAKE_RATE_LIMIT_BURST": "10000000", "ROUTER_ROSTER_FILE": str(HERE / "roster.yaml"),
+        "SCORING_GROUP_ID": f"scoring-{suffix}", "ROUTER_GROUP_ID": f"router-{suffix}",
+        "INSIGHTS_GROUP_ID": f"insights-{suffix}", "LOG_LEVEL": "WARNING",
     }
-    system = start_system(env, {s.name: free_port() for s in SERVICES}, only=("intake", "scoring", "router"))
-    try:
-        url = system.url("intake")
-        key = httpx.post(f"{url}/v1/admin/keys", headers={"Authorization": f"Bearer {ADMIN}"},
-                         json={"source": "bench", "scopes": ["leads:write"]}).json()["api_key"]
-        # latency first, on an idle (warmed-up) pipeline; then throughput, whose backlog would skew latency
-        await routed_latency(url, key, bootstrap, 5, 1)
-        lat = await routed_latency(url, key, bootstrap, args.rate, args.latency_seconds)
-        print(f"capture->routed at {args.rate:.0f} leads/s offered for {args.latency_seconds:.0f} s: "
-              f"p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms, max {lat['max_ms']:.0f} ms "
-              f"({lat['routed']} of {lat['offered']} routed, {lat['missing']} not routed within 30 s)")
-        rate, accepted, _ = await intake_throughput(url, key, args.seconds, args.concurrency)
-        print(f"\nintake throughput with scoring and router consuming beside it ({args.concurrency} clients, "
-              f"{args.seconds:.0f} s): {rate:7.0f} leads/s accepted durably")
-    finally:
-        system.stop()
+    system = start_system(env, {s.name: free_port() for s in SERVICES}, only=only)
+    url = system.url("intake")
+    key = httpx.post(f"{url}/v1/admin/keys", headers={"Authorization": f"Bearer {ADMIN}"},
+                     json={"source": "bench", "scopes": ["leads:write"]}).json()["api_key"]
+    return system, key
 
-    # intake on its own: with scoring and router consuming the flood beside it on the same cores, the figure
-    # would measure the machine's sharing, not intake
-    env["DATABASE_URL"] = await create_database(database_url)
-    system = start_system(env, {s.name: free_port() for s in SERVICES}, only=("intake",))
-    try:
-        url = system.url("intake")
-        key = httpx.post(f"{url}/v1/admin/keys", headers={"Authorization": f"Bearer {ADMIN}"},
-                         json={"source": "bench", "scopes": ["leads:write"]}).json()["api_key"]
-        await intake_throughput(url, key, 2, 8)  # warm-up
-        rate, accepted, failed = await intake_throughput(url, key, args.seconds, args.concurrency)
-        print(f"\nintake sustained throughput, intake alone ({args.concurrency} clients, {args.seconds:.0f} s): "
-              f"{rate:7.0f} leads/s accepted durably ({accepted} accepted, {failed} not)")
-        print(f"  = {rate / pg_rate:.1%} of the raw PostgreSQL insert rate, "
-              f"{rate / kafka_rate:.1%} of the raw Kafka producer rate")
-    finally:
-        system.stop()
+
+def pids(system: System) -> dict[str, int]:
+    return {name: svc.process.pid for name, svc in system.services.items()}
+
+
+def print_cpu(meter: CpuMeter, leads: int, prefix: str) -> None:
+    for name, used in meter.stop().items():
+        figure(f"{prefix}_cpu_per_lead_{name.replace('-', '_')}", used * 1000 / max(leads, 1), "ms", ".2f")
+
+
+async def raw_baselines(args: argparse.Namespace, database_url: str, bootstrap: str) -> dict[str, float]:
+    raw = {"kafka": await kafka_batched_rate(bootstrap, n=args.raw_messages),
+           "pg_single": await postgres_commit_rate(database_url, concurrency=args.concurrency,
+                                                   seconds=args.raw_seconds),
+           "pg_multi": await postgres_commit_rate(database_url, concurrency=args.concurrency,
+                                                  rows_per_commit=args.raw_rows_per_commit, seconds=args.raw_seconds)}
+    figure("raw_kafka_producer_batched", raw["kafka"], "msg/s")
+    figure(f"raw_pg_single_row_commits_{args.concurrency}conns", raw["pg_single"], "rows/s")
+    figure(f"raw_pg_multi_row_commits_{args.concurrency}conns_x{args.raw_rows_per_commit}", raw["pg_multi"], "rows/s")
+    return raw
+
+
+async def intake_alone(args: argparse.Namespace, database_url: str, raw: dict[str, float]) -> None:
+    with kafka_broker() as broker:
+        system, key = await start(database_url, broker.bootstrap_servers, ("intake",))
+        try:
+            url = system.url("intake")
+            wrk_post_leads(url, key, seconds=2, connections=8)  # warm-up
+            meter = CpuMeter(pids(system)).start()
+            r = wrk_post_leads(url, key, seconds=args.seconds, connections=args.concurrency)
+            figure("intake_alone", r.rate, "leads/s")
+            figure("intake_alone_rejected", r.rejected, "requests")
+            figure("intake_alone_http_p50", r.p50_ms, "ms", ".1f")
+            figure("intake_alone_http_p99", r.p99_ms, "ms", ".1f")
+            figure("intake_vs_raw_pg", r.rate / raw["pg_single"], fmt=".3f")
+            figure("intake_vs_raw_pg_multi", r.rate / raw["pg_multi"], fmt=".3f")
+            figure("intake_vs_raw_kafka", r.rate / raw["kafka"], fmt=".4f")
+            figure("loadgen_wrk_cpu", r.cpu_cores, "cores", ".2f")
+            print_cpu(meter, r.accepted, "intake_alone")
+        finally:
+            system.stop()
+
+
+async def whole_pipeline(args: argparse.Namespace, database_url: str, raw: dict[str, float]) -> None:
+    with kafka_broker() as broker:
+        bootstrap = broker.bootstrap_servers
+        system, key = await start(database_url, bootstrap, ALL)
+        try:
+            url = system.url("intake")
+            warm = await routed_latency(url, key, bootstrap, 5, 2)  # warm-up of every hop
+            posted = warm["accepted"]
+            for rate in (args.low_rate, args.rate):  # the issue's "now" rate, then the target's
+                lat = await routed_latency(url, key, bootstrap, rate, args.latency_seconds)
+                posted += lat["accepted"]
+                figure(f"capture_routed_p50_at_{rate:.0f}_per_s", lat["p50_ms"], "ms", ".1f")
+                figure(f"capture_routed_p99_at_{rate:.0f}_per_s", lat["p99_ms"], "ms", ".1f")
+                figure(f"capture_routed_max_at_{rate:.0f}_per_s", lat["max_ms"], "ms", ".1f")
+                figure(f"capture_routed_unrouted_at_{rate:.0f}_per_s", lat["accepted"] - lat["routed"], "leads")
+                figure(f"loadgen_latency_poster_cpu_at_{rate:.0f}_per_s", lat["generator_cpu"], "cores", ".2f")
+            async with RoutedCounter(bootstrap) as counter:
+                # the latency run's leads first: a backlog left by it would be counted as sustained throughput
+                before, _ = await counter.wait_for(posted, timeout=args.drain_timeout)
+                figure("capture_routed_backlog_left", posted - before, "leads")
+                meter = CpuMeter(pids(system)).start()
+                started = time.perf_counter()
+                r = await asyncio.to_thread(wrk_post_leads, url, key, seconds=args.seconds,
+                                            connections=args.concurrency)
+                routed, done = await counter.wait_for(before + r.accepted, timeout=args.drain_timeout)
+                routed -= before
+                elapsed = done - started
+            figure("pipeline_intake_rate", r.rate, "leads/s")
+            figure("pipeline_sustained", routed / elapsed, "leads/s")
+            figure("pipeline_sustained_vs_raw_pg", routed / elapsed / raw["pg_single"], fmt=".3f")
+            figure("pipeline_unrouted_after_wait", r.accepted - routed, "leads")
+            figure("loadgen_wrk_cpu_pipeline", r.cpu_cores, "cores", ".2f")
+            print_cpu(meter, r.accepted, "pipeline")
+        finally:
+            system.stop()
+
+
+async def backlog_drain(args: argparse.Namespace, database_url: str) -> None:
+    with kafka_broker() as broker:
+        bootstrap = broker.bootstrap_servers
+        await ensure_topics(bootstrap)
+        await asyncio.sleep(3)  # let the new topics' leaders settle
+        put = await publish_backlog(bootstrap, args.backlog)
+        figure("backlog_published", args.backlog / put, "events/s")
+        system, key = await start(database_url, bootstrap, ALL)
+        started = time.perf_counter()  # every service answers /readyz: the drain is under way
+        try:
+            meter = CpuMeter(pids(system)).start()
+            rss_start = {n: peak_rss_mb(p) for n, p in pids(system).items()}
+            async with RoutedCounter(bootstrap) as counter, RoutedWatcher(bootstrap) as watcher:
+                await asyncio.sleep(2)
+                async with httpx.AsyncClient(base_url=system.url("intake"), headers={"X-API-Key": key}) as client:
+                    sent = time.perf_counter()
+                    resp = await client.post("/v1/leads", json=lead_body(0))
+                    fresh = resp.json()["lead_id"]
+                    watcher.posted[fresh] = sent
+                routed, done = await counter.wait_for(args.backlog + 1, timeout=args.drain_timeout, interval=0.5)
+                await watcher.wait(1)
+            elapsed = done - started
+            figure("backlog_drain", routed / elapsed, "leads/s")
+            figure("backlog_drained", routed, "leads")
+            figure("backlog_drain_seconds", elapsed, "s", ".1f")
+            figure("backlog_fresh_lead_routed_after", watcher.latencies.get(fresh, float("nan")) * 1000, "ms")
+            print_cpu(meter, routed, "backlog")
+            for name, pid in pids(system).items():
+                n = name.replace("-", "_")
+                figure(f"backlog_rss_at_start_{n}", rss_start[name], "MB")
+                figure(f"backlog_peak_rss_{n}", peak_rss_mb(pid), "MB")
+        finally:
+            system.stop()
+
+
+async def run(args: argparse.Namespace) -> None:
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; postgres {DURABLE}", flush=True)
+    with durable_postgres() as pg, kafka_broker() as broker:
+        raw = await raw_baselines(args, pg.url, broker.bootstrap_servers)
+    with durable_postgres() as pg:  # a fresh cluster: the raw tables' WAL and bloat do not weigh on the rest
+        phases = {"intake": lambda: intake_alone(args, pg.url, raw),
+                  "pipeline": lambda: whole_pipeline(args, pg.url, raw),
+                  "backlog": lambda: backlog_drain(args, pg.url)}
+        for unbatched in ([True, False] if args.compare else [args.unbatched]):
+            MODE.clear()
+            MODE.update(UNBATCHED if unbatched else {})
+            for name in args.phases.split(","):
+                await phases[name]()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=15, help="throughput run length")
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--rate", type=float, default=20, help="offered leads/s for the latency run")
-    parser.add_argument("--latency-seconds", type=float, default=15)
-    parser.add_argument("--raw-messages", type=int, default=20000)
-    parser.add_argument("--raw-rows", type=int, default=5000)
+    parser.add_argument("--seconds", type=float, default=15, help="wrk run length")
+    parser.add_argument("--concurrency", type=int, default=32, help="HTTP connections, and raw PG connections")
+    parser.add_argument("--rate", type=float, default=200, help="offered leads/s for the latency run")
+    parser.add_argument("--low-rate", type=float, default=20, help="offered leads/s for the first latency run")
+    parser.add_argument("--latency-seconds", type=float, default=10)
+    parser.add_argument("--raw-messages", type=int, default=200_000)
+    parser.add_argument("--raw-seconds", type=float, default=5)
+    parser.add_argument("--raw-rows-per-commit", type=int, default=100)
+    parser.add_argument("--backlog", type=int, default=100_000, help="lead-captured events in the backlog")
+    parser.add_argument("--drain-timeout", type=float, default=120, help="give up waiting for routed after this")
+    parser.add_argument("--phases", default="intake,pipeline,backlog")
+    parser.add_argument("--unbatched", action="store_true",
+                        help="group commit and batch consumption off (one transaction per lead / event)")
+    parser.add_argument("--compare", action="store_true", help="every phase unbatched first, then batched")
     args = parser.parse_args()
-    cli.postgres().start() if not port_open(cli.PG_PORT) else None
+    # stopped (Ctrl-C, SIGTERM, or SIGINT to a backgrounded run): unwind, so brokers and services are stopped
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     asyncio.run(run(args))
 
 

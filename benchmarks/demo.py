@@ -6,6 +6,10 @@ a tiny fake Graph API served here), logs follow-ups for some routed leads (a cal
 its reason, a qualification with BANT), leaves one sales-ready lead untouched until its first-touch SLA
 breaches, then prints the routed leads, the breach and the funnel by channel (insights).
 
+The CRM round trip: crm-sync delivers the assigned leads to a fake HubSpot served here (on the port `make run`
+chose, CRM_SYNC_DEMO_HUBSPOT_URL) as contacts owned by the rep's HubSpot user; the "call in time" is logged
+in that HubSpot and comes back through its signed webhook as follow-up-logged.
+
 Bounded: it gives up waiting after --timeout seconds (default 150) and always ends by itself.
 """
 
@@ -30,7 +34,11 @@ from urllib.parse import urlparse
 ROOT = Path(__file__).resolve().parents[1]
 RUN_INFO = ROOT / ".devstack" / "demo-run.json"
 DEMO_ENV = ROOT / "deploy" / "demo" / "demo.env"
-SERVICES = {"intake": 8001, "scoring": 8002, "router": 8003, "sla-watcher": 8004, "insights": 8005}
+PAGE = [""]  # the managers' page for this demo's leads: the last line the demo prints, however it ends
+SERVICES = {"intake": 8001, "scoring": 8002, "router": 8003, "sla-watcher": 8004, "insights": 8005, "crm-sync": 8006}
+# deploy/demo/crm-sync.yaml: the fake HubSpot portal crm-sync delivers to (demo values, not secrets)
+DEMO_HUBSPOT_TOKEN, DEMO_HUBSPOT_SECRET, DEMO_HUBSPOT_PORTAL = "demo-hubspot-private-app-token", \
+    "demo-hubspot-client-secret", 4242
 
 
 def say(text: str = "") -> None:
@@ -38,6 +46,15 @@ def say(text: str = "") -> None:
 
 
 # -- configuration: what `make run` wrote, else deploy/demo/demo.env and the environment --------------------
+
+def dev_token(secret: str | None) -> str | None:
+    """A token with every scope, signed with the development secret of `make run` (AUTH_DEV_SECRET)."""
+    if not secret:
+        return None
+    from leadbridge_events.auth import AuthSettings, mint_dev_token
+
+    return mint_dev_token(AuthSettings(dev_secret=secret), subject="make-demo", ttl_seconds=3600)
+
 
 def load_settings(args: argparse.Namespace) -> dict[str, Any]:
     info: dict[str, Any] = {}
@@ -66,11 +83,12 @@ def load_settings(args: argparse.Namespace) -> dict[str, Any]:
     google_keys = json.loads(pick("INTAKE_GOOGLE_KEYS") or "{}")
     return {
         "urls": urls,
-        "admin_token": args.admin_token or pick("INTAKE_ADMIN_TOKEN"),
+        "token": args.token or info.get("demo_token") or dev_token(pick("AUTH_DEV_SECRET")),
         "google_key": google_keys.get("4242") or google_keys.get("*"),
         "meta_secret": pick("INTAKE_META_APP_SECRET"),
-        # only `make run` tells us where intake fetches Meta leads from
+        # only `make run` tells us where intake fetches Meta leads from, and where crm-sync's HubSpot is
         "graph_base_url": info.get("intake_meta_graph_base_url"),
+        "hubspot_url": info.get("crm_sync_demo_hubspot_url"),
         "kafka": args.kafka or info.get("kafka_bootstrap_servers") or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         or "127.0.0.1:19092",
     }
@@ -240,9 +258,29 @@ def latest_by_lead(events: list[Any]) -> dict[str, Any]:
 
 
 async def run(args: argparse.Namespace) -> int:
+    cfg = load_settings(args)
+    hubspot = start_fake_hubspot(cfg["hubspot_url"])
+    try:
+        return await run_with(args, cfg, hubspot)
+    finally:
+        if hubspot is not None:
+            hubspot[1].stop()
+
+
+def start_fake_hubspot(url: str | None) -> Any:
+    """The fake HubSpot API crm-sync delivers to (services/crm-sync fakes), on the port `make run` chose."""
+    if not local_port_free(url):
+        return None
+    from leadbridge_crm_sync.fakes import FakeHubSpot
+    from leadbridge_crm_sync.testing import Served
+
+    fake = FakeHubSpot(token=DEMO_HUBSPOT_TOKEN, portal_id=DEMO_HUBSPOT_PORTAL)
+    return fake, Served(fake.app, urlparse(url).port).start()
+
+
+async def run_with(args: argparse.Namespace, cfg: dict[str, Any], hubspot: Any) -> int:
     import httpx
 
-    cfg = load_settings(args)
     urls = cfg["urls"]
     started = datetime.now(timezone.utc)
     deadline = time.monotonic() + args.timeout
@@ -253,18 +291,19 @@ async def run(args: argparse.Namespace) -> int:
             say("error: LeadBridge is not running (or not all of it): " + ", ".join(down))
             say("Start it in another terminal with `make run`, wait for 'LeadBridge is running', then `make demo`.")
             return 2
-        if not cfg["admin_token"]:
-            say("error: no intake admin token: start the system with `make run` (it sets INTAKE_ADMIN_TOKEN) "
-                "or pass --admin-token")
+        if not cfg["token"]:
+            say("error: no access token: start the system with `make run` (it prints a demo token) or pass --token")
             return 2
+        bearer = {"Authorization": f"Bearer {cfg['token']}"}
         intake, insights = urls["intake"], urls["insights"]
+        PAGE[0] = f"{insights}/?since={started:%Y-%m-%d}"
 
         # 1. an API key for the site backend and the website's forms
-        resp = await client.post(f"{intake}/v1/admin/keys", headers={"Authorization": f"Bearer {cfg['admin_token']}"},
+        resp = await client.post(f"{intake}/v1/admin/keys", headers=bearer,
                                  json={"source": "website", "scopes": ["leads:write", "leads:read", "followups:write"]})
         if resp.status_code != 201:
             say(f"error: creating an API key failed: HTTP {resp.status_code} {resp.text[:300]}")
-            say("Is the admin token right? `make run` prints it; or pass --admin-token.")
+            say("Is the access token right (scope keys:admin)? `make run` prints one; or pass --token.")
             return 2
         key = resp.json()["api_key"]
         auth = {"X-API-Key": key}
@@ -326,19 +365,34 @@ async def run(args: argparse.Namespace) -> int:
         if not assigned:
             say("\nNo lead was assigned to a rep (roster caps used up today, or everyone off shift?): "
                 "no SLA to watch. Restart with a fresh database or try again tomorrow.")
-            await print_funnel(client, insights, started)
+            await print_funnel(client, insights, started, bearer)
             return 1
         untouched = assigned[0]
+        in_hubspot = await show_hubspot(hubspot, routed, leads, assigned, deadline)
         plans = [("call in time", {"touch_type": "call", "outcome": "connected"}),
                  ("rejected", {"touch_type": "call", "outcome": "rejected", "reason": "no budget until Q3"}),
                  ("qualified", {"touch_type": "meeting", "outcome": "qualified",
                                 "bant": {"budget": True, "authority": True, "need": True, "timing": False}})]
         say(f"\n4. follow-ups (logged by the reps' CRM); {leads[untouched]} is left untouched")
+        crm_call = None
         for i, lid in enumerate(assigned[1:]):
             what, body = plans[i] if i < len(plans) else ("email", {"touch_type": "email"})
+            if i == 0 and lid in in_hubspot:  # this rep works in HubSpot: the call comes back through crm-sync
+                r = await log_call_in_hubspot(client, hubspot[0], urls["crm-sync"], in_hubspot[lid],
+                                              (routed[lid].assignee_crm_owner_ids or {}).get("hubspot"))
+                crm_call = lid
+                say(f"   {leads[lid]:<24} {what:<13} by {routed[lid].assignee_id:<8} -> {r.status_code} "
+                    f"(logged in HubSpot; its webhook, signed v3, to crm-sync)")
+                continue
             body = {**body, "actor": routed[lid].assignee_id, "occurred_at": datetime.now(timezone.utc).isoformat()}
             r = await client.post(f"{intake}/v1/leads/{lid}/follow-ups", json=body, headers=auth)
             say(f"   {leads[lid]:<24} {what:<13} by {routed[lid].assignee_id:<8} -> {r.status_code}")
+        if crm_call:
+            back = await wait_events(cfg["kafka"], "follow-up-logged", [crm_call], 1, 15)
+            if back:
+                f = back[0]
+                say(f"   back from HubSpot: follow-up-logged ({f.data.touch_type}, {f.data.outcome}, actor "
+                    f"{f.data.actor}) emitted by {f.source}")
 
         # 5. the breach
         first = routed[untouched]
@@ -355,14 +409,50 @@ async def run(args: argparse.Namespace) -> int:
             if len(rerouted) >= 2:
                 r2 = rerouted[-1].data
                 say(f"   escalated: re-routed (attempt {r2.attempt}) to {r2.assignee_id or r2.outcome}: {r2.reason}")
-            await wait_timeline(client, insights, untouched, "sla-breached", deadline)
+            await wait_timeline(client, insights, untouched, "sla-breached", deadline, bearer)
         else:
             say(f"   no breach within {args.timeout:.0f}s (is the SLA policy longer than the demo? see "
                 "deploy/demo/sla-policies.yaml)")
         say(f"\n   timeline: {insights}/v1/leads/{untouched}/timeline")
-        await print_funnel(client, insights, started)
-        say(f"\nThe managers' page: {insights}/?since={started:%Y-%m-%dT%H:%M:%S}Z")
+        await print_funnel(client, insights, started, bearer)
         return 0 if breaches else 1
+
+
+async def show_hubspot(hubspot: Any, routed: dict[str, Any], leads: dict[str, str], assigned: list[str],
+                       deadline: float) -> dict[str, str]:
+    """Wait for crm-sync to put the assigned leads into the fake HubSpot; lead id -> contact id."""
+    if hubspot is None:
+        say("\n   HubSpot round trip skipped: crm-sync's fake HubSpot URL is not a free local port (use `make run`)")
+        return {}
+    fake = hubspot[0]
+    found: dict[str, str] = {}
+    until = min(deadline, time.monotonic() + 10)
+    while time.monotonic() < until and len(found) < len(assigned):
+        for lid in assigned:
+            email = (routed[lid].profile.contact.email or "").lower()
+            contact = fake.contact_by_email(email) if email else None
+            if contact:
+                found[lid] = contact["id"]
+        await asyncio.sleep(0.1)
+    say(f"\n   crm-sync put {len(found)} of {len(assigned)} assigned leads into HubSpot (a local fake) as contacts:")
+    for lid, contact_id in found.items():
+        props = fake.contacts[contact_id]["properties"]
+        email = props["email"]
+        lag = fake.received_at[email] - routed[lid].routed_at.timestamp()
+        say(f"   {leads[lid]:<24} contact {contact_id}  hubspot_owner_id {props.get('hubspot_owner_id', '-'):<9} "
+            f"(rep {routed[lid].assignee_id}), hs_lead_status {props.get('hs_lead_status')}, "
+            f"{lag * 1000:.0f} ms after the routing")
+    return found
+
+
+async def log_call_in_hubspot(client: Any, fake: Any, crm_url: str, contact_id: str, owner: str | None) -> Any:
+    from leadbridge_crm_sync.testing import hubspot_headers
+
+    event = fake.log_engagement("calls", contact_id, owner,
+                                hs_call_disposition="f240bbac-87c9-4f6e-bf70-924b57d47db7")  # Connected
+    url = f"{crm_url}/v1/inbound/hubspot/demo"
+    body = json.dumps([event]).encode()
+    return await client.post(url, content=body, headers=hubspot_headers(DEMO_HUBSPOT_SECRET, url, body))
 
 
 async def post_meta(client: Any, cfg: dict[str, Any], intake: str, tag: str, leads: dict[str, str]) -> str:
@@ -388,17 +478,19 @@ async def post_meta(client: Any, cfg: dict[str, Any], intake: str, tag: str, lea
     return f"meta-lead-ads            -> webhook 200, fetched from the fake Graph API at {cfg['graph_base_url']}"
 
 
-async def wait_timeline(client: Any, insights: str, lead_id: str, event_type: str, deadline: float) -> None:
+async def wait_timeline(client: Any, insights: str, lead_id: str, event_type: str, deadline: float,
+                        bearer: dict[str, str]) -> None:
     while time.monotonic() < min(deadline, time.monotonic() + 15):
-        r = await client.get(f"{insights}/v1/leads/{lead_id}/timeline")
+        r = await client.get(f"{insights}/v1/leads/{lead_id}/timeline", headers=bearer)
         if r.status_code == 200 and any(e.get("type") == event_type for e in r.json().get("events", [])):
             return
         await asyncio.sleep(0.5)
 
 
-async def print_funnel(client: Any, insights: str, since: datetime) -> None:
+async def print_funnel(client: Any, insights: str, since: datetime, bearer: dict[str, str]) -> None:
     await asyncio.sleep(1.0)  # let insights project the last follow-ups
-    r = await client.get(f"{insights}/v1/funnel", params={"by": "channel", "since": since.isoformat()})
+    r = await client.get(f"{insights}/v1/funnel", params={"by": "channel", "since": since.isoformat()},
+                         headers=bearer)
     if r.status_code != 200:
         say(f"\nfunnel: HTTP {r.status_code} {r.text[:200]}")
         return
@@ -423,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="make demo", description="Post a realistic mix of leads to a running LeadBridge (`make run`), log "
         "follow-ups, wait for one SLA breach, and print the routed leads, the breach and the funnel.")
     parser.add_argument("--timeout", type=float, default=150.0, help="give up waiting after this many seconds")
-    parser.add_argument("--admin-token", help="intake's INTAKE_ADMIN_TOKEN (default: what `make run` set)")
+    parser.add_argument("--token", help="an access token with every scope (default: the demo token of `make run`)")
     parser.add_argument("--intake-url", help="default http://127.0.0.1:8001")
     parser.add_argument("--insights-url", help="default http://127.0.0.1:8005")
     parser.add_argument("--kafka", help="Kafka bootstrap servers (default: what `make run` used, else 127.0.0.1:19092)")
@@ -435,6 +527,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    finally:
+        if PAGE[0]:
+            say(f"\nThe managers' page (speed to lead, trends, funnel, rep load, live lists, find a lead): {PAGE[0]}")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from leadbridge_events.contracts import (Bant, Contact, EventData, FollowUpLogged, LeadActivityRecorded, LeadCaptured,
-                                         LeadProfile, LeadRouted, LeadScored, MatchedRule, SlaAtRisk, SlaBreached,
+from leadbridge_events.contracts import (Bant, Contact, CrmDeliveryRecorded, EventData, FollowUpLogged,
+                                         LeadActivityRecorded, LeadCaptured, LeadProfile, LeadRouted, LeadScored,
+                                         MatchedRule, RosterChanged, RosterRep, RosterTeam, SlaAtRisk, SlaBreached,
                                          SlaDeadline, SlaDeadlineMet, SlaDeadlinesSet)
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=timezone.utc)
@@ -46,4 +47,12 @@ def samples(lead_id: str) -> list[EventData]:
                         superseded_deadline_ids=["d-1"]),
         SlaDeadlineMet(lead_id=lead_id, deadline_id="d-2", kind="first_touch", met_at=NOW + timedelta(minutes=5),
                        due_at=NOW + timedelta(minutes=15), routing_attempt=2),
+        CrmDeliveryRecorded(lead_id=lead_id, delivery_id="msg_1", destination="hubspot:main",
+                            destination_kind="hubspot", delivered_event_id="e-1", delivered_event_type="lead-routed",
+                            attempt=2, result="failed", status_code=429, error="HTTP 429 RATE_LIMIT",
+                            next_attempt_at=NOW + timedelta(minutes=5), recorded_at=NOW),
+        RosterChanged(changed_at=NOW, teams=[RosterTeam(id="dach", overflow="next_pool", overflow_to="emea")],
+                      reps=[RosterRep(id="rep-7", name="Ann", team="dach", weekly_cap=6, max_open=20,
+                                      timezone="Europe/Berlin", working_hours={"mon": ["09:00-17:00"]},
+                                      out_of_office=[{"start": "2026-12-24", "end": "2026-12-26", "reason": None}])]),
     ]

@@ -42,7 +42,7 @@ async def test_intake_answers_503_while_postgres_is_down_and_202_once_it_is_back
         assert after.status_code == 202, after.text
 
 
-@pytest.mark.parametrize("service", ["intake", "scoring", "router", "sla_watcher", "insights"])
+@pytest.mark.parametrize("service", ["intake", "scoring", "router", "sla_watcher", "insights", "crm_sync"])
 def test_every_service_answers_503_for_a_dependency_outage(service):
     import importlib
 

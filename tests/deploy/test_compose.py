@@ -16,6 +16,8 @@ from leadbridge_devstack.system import SERVICES
 ROOT = Path(__file__).resolve().parents[2]
 APP_SERVICES = {spec.name: spec.default_port for spec in SERVICES}
 INFRA = ("kafka", "postgres", "prometheus", "alertmanager", "grafana")
+# the edges (forms and ad-platform webhooks; the CRMs' signed webhooks) and the managers' page; nothing else
+PUBLISHED = {"intake", "insights", "crm-sync"}
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "handoff-health.json"
 
 PROMQL_WORDS = {
@@ -49,8 +51,9 @@ def test_app_service_builds_listens_and_waits_for_the_backbone(compose, name):
     build = service["build"]
     assert (ROOT / build.get("context", ".") / build["dockerfile"]).is_file(), f"{name}: Dockerfile missing"
     port = APP_SERVICES[name]
-    published = {str(p) for p in service["ports"]}
-    assert f"{port}:{port}" in published, f"{name} should publish its default port {port}, has {published}"
+    if name in PUBLISHED:
+        published = {str(p) for p in service["ports"]}
+        assert f"{port}:{port}" in published, f"{name} should publish its default port {port}, has {published}"
     depends = service["depends_on"]
     for infra in ("kafka", "postgres"):
         assert depends[infra]["condition"] == "service_healthy", f"{name} must wait for a healthy {infra}"
@@ -143,11 +146,56 @@ def test_demo_help_runs():
     assert "make demo" in result.stdout and "--timeout" in result.stdout
 
 
+def test_only_intake_and_the_page_are_published_to_the_host(compose):
+    published = {name for name, service in compose["services"].items() if service.get("ports")}
+    assert published == PUBLISHED, f"published to the host: {sorted(published)}; only {sorted(PUBLISHED)} may be"
+    for name in PUBLISHED:
+        assert len(compose["services"][name]["ports"]) == 1, name
+
+
+def test_kafka_listens_only_on_the_compose_network(compose):
+    kafka = compose["services"]["kafka"]
+    assert not kafka.get("ports") and not kafka.get("network_mode")
+    env = kafka["environment"]
+    advertised = env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    assert all(listener.split("://")[1].startswith("kafka:") for listener in advertised), advertised
+    assert "localhost" not in env["KAFKA_LISTENERS"] + env["KAFKA_ADVERTISED_LISTENERS"]
+
+
+def test_postgres_needs_a_password(compose):
+    postgres = compose["services"]["postgres"]
+    env = postgres["environment"]
+    assert env.get("POSTGRES_PASSWORD"), "PostgreSQL without a password"
+    assert env.get("POSTGRES_HOST_AUTH_METHOD", "scram-sha-256") not in ("trust", "password")
+    assert not postgres.get("ports")
+    for name in APP_SERVICES:
+        url = compose["services"][name]["environment"]["DATABASE_URL"]
+        assert re.match(r"postgresql\+asyncpg://leadbridge:[^@]+@postgres:5432/", url), f"{name}: {url}"
+
+
+def test_every_service_is_configured_to_verify_tokens(compose):
+    from leadbridge_devstack.run_all import read_env_file
+
+    for name in APP_SERVICES:
+        service = compose["services"][name]
+        env = dict(service.get("environment") or {})
+        for env_file in service.get("env_file", []):
+            env.update(read_env_file(ROOT / env_file, ROOT))
+        assert env.get("AUTH_ISSUER") or env.get("AUTH_DEV_SECRET"), f"{name} cannot verify access tokens"
+
+
+def test_local_dashboards_bind_to_loopback_only():
+    override = yaml.safe_load((ROOT / "deploy/compose/local-dashboards.yml").read_text())
+    for name, service in override["services"].items():
+        assert all(str(p).startswith("127.0.0.1:") for p in service["ports"]), name
+
+
 # --- docker-compose.yml and the Helm chart (deploy/helm/leadbridge) stay in step -------------------------
 
 CHART = ROOT / "deploy" / "helm" / "leadbridge"
 # settings the chart provides itself rather than through values: the backbone's and the mounted files'
-CHART_OWN_SETTINGS = {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "ROUTER_ROSTER_FILE", "SLA_POLICIES_FILE"}
+CHART_OWN_SETTINGS = {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "ROUTER_ROSTER_FILE", "SLA_POLICIES_FILE",
+                      "CRM_SYNC_CONFIG_FILE"}
 
 
 @pytest.fixture(scope="module")

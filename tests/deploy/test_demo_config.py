@@ -15,7 +15,10 @@ def test_demo_env_points_at_existing_files():
     values = read_env_file(ROOT / DEMO_ENV_FILE, ROOT)
     for key in ("ROUTER_ROSTER_FILE", "SLA_POLICIES_FILE"):
         assert Path(values[key]).is_file(), key
-    assert values["INTAKE_ADMIN_TOKEN"] and values["INTAKE_META_APP_SECRET"]
+    assert values["AUTH_DEV_SECRET"] and values["INTAKE_META_APP_SECRET"]
+    from leadbridge_events.auth import AuthSettings
+
+    assert AuthSettings(dev_secret=values["AUTH_DEV_SECRET"]).dev_secret  # long enough for HS256
     assert yaml.safe_load(values["INTAKE_GOOGLE_KEYS"])  # valid JSON for pydantic-settings
 
 
@@ -33,7 +36,7 @@ def test_sla_policies_define_every_policy_the_demo_roster_names():
 
 
 def test_the_users_own_settings_win():
-    env = demo_env({"INTAKE_ADMIN_TOKEN": "mine", "SLA_POLICIES_FILE": "/etc/mine.yaml"})
-    assert "INTAKE_ADMIN_TOKEN" not in env and "SLA_POLICIES_FILE" not in env
+    env = demo_env({"AUTH_DEV_SECRET": "mine", "SLA_POLICIES_FILE": "/etc/mine.yaml"})
+    assert "AUTH_DEV_SECRET" not in env and "SLA_POLICIES_FILE" not in env
     assert env["ROUTER_ROSTER_FILE"].endswith("roster.example.yaml")
     assert env["INTAKE_META_GRAPH_BASE_URL"].startswith("http://127.0.0.1:")

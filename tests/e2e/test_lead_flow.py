@@ -19,11 +19,11 @@ import pytest
 from leadbridge_devstack.kafka import KafkaBroker, MissingJavaError
 from leadbridge_devstack.ports import free_port
 from leadbridge_devstack.system import SERVICES, start_system
-from leadbridge_events.testing import collect_events
+from leadbridge_events.testing import auth_headers, collect_events, test_token
 
 pytestmark = pytest.mark.integration
 HERE = Path(__file__).parent
-ADMIN_TOKEN = "e2e-admin-token"
+ADMIN_TOKEN = test_token(["keys:admin"])  # the services verify tokens of the test secret (root conftest)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,6 @@ def system(stack, e2e_bootstrap, tmp_path_factory):
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": e2e_bootstrap,
         "DATABASE_URL": stack.database_url.rpartition("/")[0] + f"/{name}",
-        "INTAKE_ADMIN_TOKEN": ADMIN_TOKEN,
         "ROUTER_ROSTER_FILE": str(HERE / "roster.yaml"),
         "SLA_POLICIES_FILE": str(HERE / "sla-policies.yaml"),
         "SLA_GAUGE_REFRESH_SECONDS": "0.5",
@@ -131,7 +130,7 @@ async def metric(url: str, name: str) -> float:
 
 async def timeline(system, lead_id, want: set[str], timeout=30.0) -> list[dict]:
     deadline = asyncio.get_running_loop().time() + timeout
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(headers=auth_headers(["insights:read"])) as client:
         while True:
             resp = await client.get(f"{system.url('insights')}/v1/leads/{lead_id}/timeline")
             if resp.status_code == 200:
@@ -231,7 +230,7 @@ async def test_qualified_then_won_within_milliseconds_stays_closed_with_one_rout
                                   timeout=60)
     assert sorted(e.data.stage for e in scored).count("sql") == len(lead_ids)
     deadline = asyncio.get_running_loop().time() + 90  # generous: a loaded 2-core machine
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(headers=auth_headers(["roster:read"])) as client:
         while True:  # the router handled each close and each SQL (skipped: closed, or owned if it came first)
             statuses = [(await client.get(f"{router}/leads/{lead_id}")).json() for lead_id in lead_ids]
             if all(s.get("status") == "closed" for s in statuses) and \

@@ -18,14 +18,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from leadbridge_events.testing import collect_records
+from leadbridge_events.testing import auth_headers, collect_records, test_token
 from leadbridge_events.topics import LEAD_ROUTED, SLA_BREACHED
 
 from .harness import events_so_far, own_database, running_system
 
 pytestmark = pytest.mark.integration
 HERE = Path(__file__).parent
-ADMIN_TOKEN = "replicas-admin-token"
+ADMIN_TOKEN = test_token(["keys:admin"])  # the services verify tokens of the test secret (root conftest)
 CAP, REPS, CAPPED_LEADS = 6, 3, 30
 WEIGHTS = {"w-five": 5, "w-three": 3, "w-two": 2}
 
@@ -36,7 +36,6 @@ def system(stack, kafka_cluster, tmp_path_factory):
         env = {
             "KAFKA_BOOTSTRAP_SERVERS": kafka_cluster.bootstrap_servers,
             "DATABASE_URL": database_url,
-            "INTAKE_ADMIN_TOKEN": ADMIN_TOKEN,
             "ROUTER_ROSTER_FILE": str(HERE / "cluster-roster.yaml"),
             "SLA_POLICIES_FILE": str(HERE / "cluster-sla-policies.yaml"),
             "LOG_LEVEL": "WARNING",
@@ -137,7 +136,8 @@ async def test_weighted_shares_hold_and_a_killed_replica_hands_its_partitions_ov
     total = sum(WEIGHTS.values())
     for rep, weight in WEIGHTS.items():
         assert abs(shares[rep] / len(lead_ids) - weight / total) <= 0.02, f"{rep}: {dict(shares)}"
-    async with httpx.AsyncClient() as client:  # the surviving insights replica keeps the read model up
+    # the surviving insights replica keeps the read model up
+    async with httpx.AsyncClient(headers=auth_headers(["insights:read"])) as client:
         for _ in range(60):
             resp = await client.get(f"{system.url('insights')}/v1/leads/{lead_ids[-1]}/timeline")
             if resp.status_code == 200 and "lead-routed" in resp.text:

@@ -11,9 +11,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from leadbridge_events.contracts import (Bant, FollowUpLogged, LeadActivityRecorded, LeadCaptured, LeadProfile,
-                                         LeadRouted, LeadScored, MatchedRule, SlaAtRisk, SlaBreached, SlaDeadline,
-                                         SlaDeadlineMet, SlaDeadlinesSet)
+from leadbridge_events.contracts import (Bant, Contact, FollowUpLogged, LeadActivityRecorded, LeadCaptured,
+                                         LeadProfile, LeadRouted, LeadScored, MatchedRule, RosterChanged, RosterRep,
+                                         RosterTeam, SlaAtRisk, SlaBreached, SlaDeadline, SlaDeadlineMet,
+                                         SlaDeadlinesSet)
 from leadbridge_events.envelope import Envelope
 from leadbridge_events.producer import EventProducer
 from leadbridge_events.runtime import ServiceRuntime
@@ -158,11 +159,57 @@ async def publish_story(producer: EventProducer, tag: str) -> Story:
     return s
 
 
+@dataclass
+class LoadStory:
+    """Beside a ``Story``: the roster, a lead at risk now (with contact details), a capacity overflow."""
+
+    at_risk: str       # captured, routed to rep-3 of the story's team, at-risk warning, not touched
+    waiting: str       # captured, returned to nurture for capacity: on the team's waiting list
+    name: str          # the at-risk lead's contact name (what the search finds)
+    rep: str
+
+
+async def publish_load_story(producer: EventProducer, story: Story, tag: str) -> LoadStory:
+    rep3 = f"{tag}-rep-3"
+    s = LoadStory(at_risk=f"{tag}-risk-{uuid.uuid4().hex[:8]}", waiting=f"{tag}-wait-{uuid.uuid4().hex[:8]}",
+                  name=f"Zoe Quigley {tag[-6:]}", rep=rep3)
+    base = STORY_START + timedelta(minutes=40)
+    roster = RosterChanged(changed_at=base, teams=[RosterTeam(id=story.team, name="Team", overflow="nurture")], reps=[
+        RosterRep(id=f"{tag}-rep-1", name="Ann", team=story.team, max_open=2, weekly_cap=6),
+        RosterRep(id=f"{tag}-rep-2", name="Bo", team=story.team, max_open=2, weekly_cap=6,
+                  out_of_office=[{"start": "2000-01-01T00:00:00+00:00", "end": "2100-01-01T00:00:00+00:00"}]),
+        RosterRep(id=rep3, name="Cy", team=story.team, max_open=1, weekly_cap=1)])
+    profile = LeadProfile(channel="paid", campaign=story.campaign, source="google", company="Quigley GmbH",
+                          contact=Contact(name=s.name, email=f"zoe.{tag[-6:]}@quigley.example"))
+    envelopes = [Envelope.of(roster, source="test", lead_id="roster", time=base)]
+    for lead, minute in ((s.at_risk, 0), (s.waiting, 1)):
+        at = base + timedelta(minutes=minute)
+        envelopes.append(Envelope.of(LeadCaptured(lead_id=lead, captured_at=at, profile=profile), source="test",
+                                     lead_id=lead, time=at))
+    at = base + timedelta(minutes=3)
+    envelopes.append(Envelope.of(LeadRouted(lead_id=s.at_risk, routed_at=at, assignee_id=rep3, assignee_name="Cy",
+                                            team=story.team, pool=story.team, reason="next in round robin"),
+                                 source="test", lead_id=s.at_risk, time=at))
+    envelopes.append(Envelope.of(LeadRouted(lead_id=s.waiting, routed_at=at, outcome="returned_to_nurture",
+                                            pool=story.team, reason="capacity: nobody can take it",
+                                            reason_code="capacity", overflowed_from=[story.team]),
+                                 source="test", lead_id=s.waiting, time=at))
+    at = base + timedelta(minutes=14)
+    envelopes.append(Envelope.of(SlaAtRisk(lead_id=s.at_risk, deadline_id=f"ft-{s.at_risk}", policy="hot-15m",
+                                           kind="first_touch", assignee_id=rep3, team=story.team,
+                                           due_at=base + timedelta(minutes=18), fired_at=at),
+                                 source="test", lead_id=s.at_risk, time=at))
+    for envelope in envelopes:
+        await producer.send(envelope)
+    return s
+
+
 @pytest.fixture
 def kit() -> SimpleNamespace:
     """The helpers above, as a fixture (test modules do not import conftest)."""
     return SimpleNamespace(publish_story=publish_story, eventually=eventually, wait_consuming=wait_consuming,
-                           frozen_clock=frozen_clock, foreign_events=foreign_events, start=STORY_START)
+                           frozen_clock=frozen_clock, foreign_events=foreign_events, start=STORY_START,
+                           publish_load_story=publish_load_story)
 
 
 @pytest.fixture

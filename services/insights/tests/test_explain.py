@@ -112,3 +112,16 @@ def test_deadline_met_in_time_or_late():
     late = explain(SlaDeadlineMet(lead_id="l1", deadline_id="d1", kind="disposition", late=True,
                                   met_at=due.replace(day=5), due_at=due))
     assert late == "Disposition SLA met late: touched 2025-03-05 10:15 UTC, was due 2025-03-04 10:15 UTC"
+
+
+def test_crm_delivery_attempts_show_destination_status_and_retry():
+    from leadbridge_events.contracts import CrmDeliveryRecorded
+
+    failed = CrmDeliveryRecorded(lead_id="l", delivery_id="msg_1", destination="hubspot:main",
+                                 destination_kind="hubspot", delivered_event_id="e", delivered_event_type="lead-routed", attempt=2, result="failed",
+                                 status_code=429, error="HTTP 429 RATE_LIMIT", recorded_at=T,
+                                 next_attempt_at=T.replace(minute=45))
+    text = explain(failed)
+    assert "hubspot:main" in text and "attempt 2: failed (HTTP 429)" in text and "retry at" in text
+    assert explain(failed.model_copy(update={"result": "delivered", "status_code": 200, "error": None,
+                                             "next_attempt_at": None})).endswith("delivered (HTTP 200)")

@@ -13,6 +13,7 @@ import pytest
 
 from leadbridge_devstack.ports import free_port
 
+from leadbridge_events.testing import auth_headers
 from leadbridge_insights.app import create_app
 
 pytestmark = pytest.mark.integration
@@ -25,7 +26,7 @@ async def test_timeline_and_funnel_from_events_on_the_real_topics(settings, prod
         await kit.wait_consuming(app.state.runtime)
         story = await kit.publish_story(producer, unique_name)
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://insights") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://insights", headers=auth_headers()) as client:
 
             async def all_projected() -> bool:
                 for lead, count in story.events.items():
@@ -96,7 +97,7 @@ async def test_python_dash_m_starts_the_service_and_stops_cleanly(settings, uniq
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "leadbridge_insights", env=env,
                                                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=auth_headers()) as client:
 
             async def ready() -> bool:
                 assert proc.returncode is None, "the service exited"
@@ -110,7 +111,9 @@ async def test_python_dash_m_starts_the_service_and_stops_cleanly(settings, uniq
                 assert asyncio.get_running_loop().time() < deadline, "not ready in time"
                 await asyncio.sleep(0.2)
             page = await client.get("/")
-            assert page.status_code == 200 and '<table id="funnel">' in page.text
+            assert page.status_code == 200 and '<ol id="funnel"' in page.text
+            for asset in ("/static/vendor/uPlot.iife.min.js", "/static/insights.js", "/static/insights.css"):
+                assert (await client.get(asset)).status_code == 200, asset  # from the package: no CDN
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from leadbridge_events.testing import collect_events
 from leadbridge_intake.tables import leads, outbox
 
+from leadbridge_events.testing import auth_headers
 from leadbridge_intake.testing import ADMIN, make_settings, new_key, running
 
 pytestmark = pytest.mark.integration
@@ -88,7 +89,10 @@ async def test_auth_failures_say_why(intake):
     r = await client.post("/v1/leads", json=body, headers={"Authorization": f"Bearer {key}"})
     assert r.status_code == 403 and r.json()["error"] == "revoked_api_key"
     admin = await client.post("/v1/admin/keys", json={"source": "x"}, headers={"Authorization": "Bearer wrong"})
-    assert admin.status_code == 403 and admin.json()["error"] == "bad_admin_token"
+    assert admin.status_code == 401 and admin.json()["error"] == "invalid_token"
+    assert admin.headers["www-authenticate"].startswith("Bearer")
+    no_scope = await client.post("/v1/admin/keys", json={"source": "x"}, headers=auth_headers(["insights:read"]))
+    assert no_scope.status_code == 403 and no_scope.json()["missing_scopes"] == ["keys:admin"]
 
 
 async def test_validation_size_and_rate_limits(fresh_database_url, kafka_bootstrap):

@@ -14,7 +14,7 @@ from leadbridge_events import (Envelope, FollowUpLogged, LeadProfile, LeadScored
                                TouchType)
 from leadbridge_events.contracts import FollowUpOutcome
 from leadbridge_events.producer import EventProducer
-from leadbridge_events.testing import collect_events
+from leadbridge_events.testing import auth_headers, collect_events
 from leadbridge_router.app import create_app
 from leadbridge_router.settings import RouterSettings
 
@@ -29,7 +29,8 @@ def always_on_roster(caps: dict[str, int | None], tag: str, *, overflow: dict | 
     return {
         "teams": [{"id": "inbound", "overflow": overflow or {"kind": "nurture"}, "sla_policy": "standard"},
                   {"id": "others", "overflow": {"kind": "nurture"}}],
-        "reps": [{"id": rep, "team": "inbound", cap: n, "timezone": "Europe/Berlin"}
+        "reps": [{"id": rep, "team": "inbound", cap: n, "timezone": "Europe/Berlin",
+                  "crm_owner_ids": {"hubspot": f"hs-{rep}", "salesforce": f"005-{rep}"}}
                  for rep, n in caps.items()] + [{"id": "someone-else", "team": "others"}],
         "rules": [{"id": "this-test", "pool": "inbound", "when": {"segments": [tag]}}],
         "fallback_pool": "others",
@@ -46,7 +47,7 @@ async def running_router(database_url: str, kafka: str, group: str,
         await runtime.kafka_ready.wait()
         await runtime.runner.wait_assigned()
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://router") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://router", headers=auth_headers()) as client:
             yield runtime, client
 
 

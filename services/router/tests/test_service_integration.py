@@ -37,6 +37,7 @@ async def test_routes_mqls_escalates_and_reroutes_on_deactivation(fresh_database
         assert a.outcome == "assigned" and a.attempt == 1 and a.sla_policy == "standard" and a.team == "inbound"
         assert a.rule == "this-test" and "weighted round robin" in a.reason
         assert a.assignee_timezone == "Europe/Berlin"
+        assert a.assignee_crm_owner_ids == {"hubspot": f"hs-{a.assignee_id}", "salesforce": f"005-{a.assignee_id}"}
         assert by_lead[sql].assignee_id != a.assignee_id  # round robin
 
         # escalation: never back to the previous assignee
@@ -100,6 +101,15 @@ async def test_roster_api_validates_and_round_trips(fresh_database_url, kafka_bo
         assert (await client.delete("/teams/general")).status_code == 409
         assert (await client.put("/rules", json={"rules": [], "fallback_pool": "general"})).status_code == 200
         assert (await client.get("/rules")).json()["rules"] == []
+        assert (await client.get("/reps")).status_code == 200  # a read announces nothing
+        async with runtime.sessions() as session:  # each change announced the whole roster, in its transaction
+            o = db.outbox
+            values = (await session.execute(select(o.c.value).where(o.c.topic == "roster").order_by(o.c.id))).scalars()
+            announced = [json.loads(v) for v in values]
+        assert len(announced) == 3  # the import, rep zed, the rules (failed changes announce nothing)
+        zed = [r for r in announced[1]["reps"] if r["id"] == "zed"]
+        assert zed[0]["weight"] == 3 and zed[0]["team"] == "general"
+        assert {t["id"] for t in announced[-1]["teams"]} == {"dach", "enterprise", "general"}
 
 
 def router_partitions() -> int:

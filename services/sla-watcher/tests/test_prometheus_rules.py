@@ -15,6 +15,7 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
+import leadbridge_crm_sync.metrics  # noqa: F401 - registers crm-sync's metrics
 import leadbridge_events.metrics  # noqa: F401 - registers the backbone metrics
 import leadbridge_sla_watcher.metrics  # noqa: F401 - registers the watcher's metrics
 

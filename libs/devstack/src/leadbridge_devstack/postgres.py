@@ -125,6 +125,21 @@ class PostgresCluster:
         )
         wait_for_port(self.port, timeout)
 
+    @classmethod
+    def throwaway(cls, *, durable: bool = True) -> "PostgresCluster":
+        """Start a cluster with its own data in a new temporary folder, on a free port."""
+        import tempfile
+
+        from .ports import free_port
+
+        data = Path(tempfile.mkdtemp(prefix="leadbridge-pg-"))
+        return cls(data, free_port(), durable=durable).start(log=lambda *_: None)
+
+    def remove(self) -> None:
+        """Stop the cluster and delete its data."""
+        self.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
     def stop(self, mode: str = "fast") -> None:
         """Stop the server: ``fast`` (clean), or ``immediate`` (as a crash: recovery replays the WAL on start)."""
         pgdata = self.data_dir / "pgdata"

@@ -1,7 +1,8 @@
 """`make run`: Kafka, PostgreSQL and every LeadBridge service as separate processes; Ctrl-C stops all.
 
-The services get the demo configuration in deploy/demo/demo.env (roster, SLA policies, intake's admin
-token and webhook secrets) for every variable the user has not set. Where everything is, and the settings
+The services get the demo configuration in deploy/demo/demo.env (roster, SLA policies, the development
+token secret and webhook secrets) for every variable the user has not set. A local OpenID Connect provider
+signs managers in to the insights page, and a demo access token (every scope) is printed. Where everything is, and the settings
 `make demo` needs, are printed and written to .devstack/demo-run.json while the system runs.
 """
 
@@ -15,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import cli
+from . import cli, demo_signin
 from .paths import repo_root, state_dir
 from .ports import free_port, port_open
 from .system import SERVICES, start_system
@@ -49,6 +50,8 @@ def demo_env(environ: dict[str, str]) -> dict[str, str]:
     values = read_env_file(path, root) if path.exists() else {}
     # where `make demo` serves a fake Meta Graph API (a port that is free now)
     values["INTAKE_META_GRAPH_BASE_URL"] = f"http://127.0.0.1:{free_port()}/v21.0"
+    # where `make demo` serves a fake HubSpot API that crm-sync delivers to (deploy/demo/crm-sync.yaml)
+    values["CRM_SYNC_DEMO_HUBSPOT_URL"] = f"http://127.0.0.1:{free_port()}"
     return {k: v for k, v in values.items() if k not in environ}
 
 
@@ -80,6 +83,7 @@ def main() -> int:
         else:
             names.append(spec.name)
     log_dir = state_dir() / "logs"
+    provider = None
     if demo:
         print(f"demo settings from {DEMO_ENV_FILE}: {', '.join(sorted(demo))}")
     print(f"starting {', '.join(names)} (logs in {log_dir}) ...")
@@ -88,14 +92,21 @@ def main() -> int:
     info_path = state_dir() / RUN_INFO_FILE
     system = None
     try:
+        if "insights" in names and not os.environ.get("INSIGHTS_OIDC_ISSUER"):
+            provider = demo_signin.start_provider(log_dir)
+            env["INSIGHTS_OIDC_ISSUER"] = provider.url
+            infrastructure.append(provider)
         system = start_system(env, only=tuple(names), log_dir=log_dir)
         effective = {**os.environ, **env}
+        token = demo_signin.demo_token(effective["AUTH_DEV_SECRET"]) if effective.get("AUTH_DEV_SECRET") else None
         info = {
+            "demo_token": token,
             "services": {name: svc.url for name, svc in system.services.items()},
             "kafka_bootstrap_servers": env["KAFKA_BOOTSTRAP_SERVERS"],
             **{key.lower(): effective.get(key) for key in (
-                "INTAKE_ADMIN_TOKEN", "INTAKE_GOOGLE_KEYS", "INTAKE_META_APP_SECRET",
-                "INTAKE_META_GRAPH_BASE_URL", "INTAKE_META_VERIFY_TOKEN")},
+                "INTAKE_GOOGLE_KEYS", "INTAKE_META_APP_SECRET",
+                "INTAKE_META_GRAPH_BASE_URL", "INTAKE_META_VERIFY_TOKEN",
+                "CRM_SYNC_DEMO_HUBSPOT_URL")},
         }
         info_path.write_text(json.dumps(info, indent=2))
         print()
@@ -103,13 +114,23 @@ def main() -> int:
             print(f"  {svc.spec.name:<12} {svc.url}   (/docs, /healthz, /readyz, /metrics)")
         if "insights" in system.services:
             print(f"\n  insights page (funnel, SLA compliance, lead timelines): {system.url('insights')}/")
+            if provider is not None:
+                print(f"    demo login: the page sends you to a demo sign-in provider ({provider.url}); type any "
+                      "user name (e.g. manager) and press Authorize")
         print(f"\n  kafka        {env['KAFKA_BOOTSTRAP_SERVERS']}\n  postgres     {env['DATABASE_URL']}")
-        if effective.get("INTAKE_ADMIN_TOKEN"):
-            print(f"\n  intake admin token: {effective['INTAKE_ADMIN_TOKEN']}   (create an API key:)")
-            print(f"    curl -X POST {system.url('intake') if 'intake' in system.services else ''}/v1/admin/keys "
-                  f"-H 'Authorization: Bearer {effective['INTAKE_ADMIN_TOKEN']}' -H 'Content-Type: application/json' "
-                  """-d '{"source": "website"}'""")
-        for key in ("ROUTER_ROSTER_FILE", "SLA_POLICIES_FILE"):
+        if token:
+            print(f"\n  demo access token (every scope, 12 h; development secret AUTH_DEV_SECRET):\n    {token}")
+            if "intake" in system.services:
+                print(f"  create an API key:  curl -X POST {system.url('intake')}/v1/admin/keys "
+                      f"-H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' "
+                      """-d '{"source": "website"}'""")
+            if "router" in system.services:
+                print(f"  read the roster:    curl {system.url('router')}/roster -H 'Authorization: Bearer {token}'")
+        if token and "crm-sync" in system.services:
+            print(f"  subscribe a URL to crm-sync's signed webhooks:  curl -X POST {system.url('crm-sync')}/v1/subscriptions "
+                  f"-H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' "
+                  """-d '{"url": "https://example.com/hook", "event_types": ["lead-routed"]}'""")
+        for key in ("ROUTER_ROSTER_FILE", "SLA_POLICIES_FILE", "CRM_SYNC_CONFIG_FILE"):
             if effective.get(key):
                 print(f"  {key}={effective[key]}")
         print("\nLeadBridge is running. In another terminal: `make demo`. Ctrl-C stops everything "

@@ -36,6 +36,7 @@ SERVICES = (
     ServiceSpec("router", "leadbridge_router", 8003, "ROUTER"),
     ServiceSpec("sla-watcher", "leadbridge_sla_watcher", 8004, "SLA_WATCHER"),
     ServiceSpec("insights", "leadbridge_insights", 8005, "INSIGHTS"),
+    ServiceSpec("crm-sync", "leadbridge_crm_sync", 8006, "CRM_SYNC"),
 )
 
 

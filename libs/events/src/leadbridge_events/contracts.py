@@ -217,7 +217,14 @@ class LeadRouted(EventData):
     sla_policy: str | None = Field(default=None, description="Name of the SLA policy the watcher applies.")
     attempt: int = Field(default=1, description="1 for the first routing; +1 for every re-route.")
     previous_assignees: list[str] = Field(default_factory=list)
+    overflowed_from: list[str] = Field(
+        default_factory=list, description="Pools nobody could take it in, in the order it overflowed through them."
+    )
     assignee_timezone: str | None = Field(default=None, description="IANA zone of the assignee, for business hours.")
+    assignee_crm_owner_ids: dict[str, str] = Field(
+        default_factory=dict,
+        description="The assignee's user id in each CRM, e.g. {'hubspot': '1234567', 'salesforce': '005...'}.",
+    )
     score: float | None = None
     grade: str | None = None
     profile: LeadProfile = Field(default_factory=LeadProfile)
@@ -316,10 +323,74 @@ class SlaDeadlineMet(EventData):
     routing_attempt: int = 1
 
 
+class CrmDeliveryRecorded(EventData):
+    """crm-sync tried to deliver one of the lead's events to a destination (a CRM or a webhook): the outcome."""
+
+    event_type: ClassVar[str] = "crm-delivery-recorded"
+
+    lead_id: str
+    delivery_id: str
+    destination: str = Field(description="e.g. 'hubspot:main', 'salesforce:acme', 'webhook:<subscription id>'.")
+    destination_kind: str = Field(description="hubspot | salesforce | webhook")
+    delivered_event_id: str = Field(description="Id of the LeadBridge event that was delivered.")
+    delivered_event_type: str
+    attempt: int = Field(description="1 for the first attempt.")
+    result: str = Field(description="delivered | failed (will retry) | dead (gave up; replayable) | skipped")
+    status_code: int | None = Field(default=None, description="HTTP status of the attempt, if one came back.")
+    error: str | None = Field(default=None, description="Why the attempt failed (no personal data).")
+    next_attempt_at: datetime | None = Field(default=None, description="When it is retried (result failed).")
+    crm_record_id: str | None = Field(default=None, description="The CRM's id of the contact or lead.")
+    recorded_at: datetime
+
+
+class RosterRep(BaseModel):
+    """One rep as the router routes to them: caps and availability (no personal data beyond a display name)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    id: str
+    name: str | None = None
+    team: str
+    active: bool = True
+    weight: float = 1.0
+    daily_cap: int | None = None
+    weekly_cap: int | None = Field(default=None, description="New leads per local week (Monday start).")
+    max_open: int | None = Field(default=None, description="Routed leads open at once.")
+    timezone: str = "UTC"
+    working_hours: dict[str, list[str]] | None = Field(
+        default=None, description="Per weekday (mon..sun) 'HH:MM-HH:MM' spans in the rep's zone; null = always."
+    )
+    out_of_office: list[dict[str, str | None]] = Field(
+        default_factory=list, description="Absences: start, end (YYYY-MM-DD whole local days, or ISO datetimes), reason."
+    )
+
+
+class RosterTeam(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    id: str
+    name: str | None = None
+    overflow: str = Field(default="nurture", description="next_pool | fallback_owner | nurture")
+    overflow_to: str | None = Field(default=None, description="The next pool or the fallback owner.")
+
+
+class RosterChanged(EventData):
+    """The router's roster changed (teams, reps, caps, shifts, absences): the whole roster after the change.
+
+    Not about a lead: the record key (the envelope's ``lead_id``) is the constant ``roster``.
+    """
+
+    event_type: ClassVar[str] = "roster-changed"
+
+    changed_at: datetime
+    teams: list[RosterTeam] = Field(default_factory=list)
+    reps: list[RosterRep] = Field(default_factory=list)
+
+
 EVENT_MODELS: dict[tuple[str, int], type[EventData]] = {
     (m.event_type, m.schema_version): m
     for m in (LeadCaptured, LeadActivityRecorded, LeadScored, LeadRouted, FollowUpLogged, SlaAtRisk, SlaBreached,
-              SlaDeadlinesSet, SlaDeadlineMet)
+              SlaDeadlinesSet, SlaDeadlineMet, CrmDeliveryRecorded, RosterChanged)
 }
 
 

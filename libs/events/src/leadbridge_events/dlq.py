@@ -28,6 +28,8 @@ from .outbox import _channel as outbox_channel
 from .producer import EventProducer
 from .topics import DLQ_SUFFIX
 
+from .logs import redact
+
 DLQ_HEADER_PREFIX = "dlq_"
 
 actions_metadata = MetaData(schema="backbone")
@@ -57,7 +59,7 @@ def dead_letter_headers(record: ConsumerRecord, *, reason: str, error: str, grou
     failed_at = (now or datetime.now(timezone.utc)).isoformat()
     return without_dlq_headers(record.headers or ()) + [
         ("dlq_reason", reason.encode()),
-        ("dlq_error", error[:4000].encode()),
+        ("dlq_error", redact(error)[:4000].encode()),  # and, to be sure, no email or phone number
         ("dlq_source_topic", record.topic.encode()),
         ("dlq_source_partition", str(record.partition).encode()),
         ("dlq_source_offset", str(record.offset).encode()),

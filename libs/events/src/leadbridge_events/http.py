@@ -19,10 +19,11 @@ import logging
 import asyncpg
 from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
+from .auth import public
 from .failures import describe, is_transient
 from .runtime import ServiceRuntime
 
@@ -62,22 +63,28 @@ def install_error_handlers(app: FastAPI, *, retry_after_seconds: int = RETRY_AFT
 
 
 def add_operational_routes(app: FastAPI, runtime: Callable[[], ServiceRuntime]) -> None:
-    """Add the routes and the error handlers; ``runtime`` returns the service's runtime (built in the lifespan)."""
+    """Add the routes (open to anyone: ``public``) and the error handlers; ``runtime`` returns the service's
+    runtime (built in the lifespan)."""
     install_error_handlers(app)
 
     @app.get("/healthz", tags=["operations"])
+    @public
     async def healthz() -> dict[str, str]:
         """The process is up."""
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["operations"])
+    @public
     async def readyz() -> JSONResponse:
         """200 when the database and Kafka are reachable, else 503 with what is not."""
         status = await runtime().ready()
         ok = all(v == "ok" for v in status.values())
         return JSONResponse(status, status_code=200 if ok else 503)
 
-    @app.get("/metrics", tags=["operations"])
+    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
+    @public
     async def metrics() -> Response:
-        """Prometheus metrics of this process."""
+        """Prometheus metrics of this process (404 when ``METRICS_PORT`` serves them on a port of their own)."""
+        if runtime().settings.metrics_port:
+            return JSONResponse({"detail": "metrics are served on METRICS_PORT"}, status_code=404)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 
 from pythonjsonlogger.json import JsonFormatter
+
+
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+_PHONE = re.compile(r"\+\d[\d ()./-]{6,}\d|\(?\b\d{3}\)?[ .-]\d{3}[ .-]\d{4}\b")  # international, or US-style
+
+
+def redact(text: str) -> str:
+    """``text`` with anything that looks like an email or a phone number replaced (for error texts that
+    leave the process: dead-letter headers, logs of exceptions)."""
+    return _PHONE.sub("<phone>", _EMAIL.sub("<email>", text))
 
 
 def configure_logging(service: str, level: str | None = None) -> None:
@@ -22,3 +33,6 @@ def configure_logging(service: str, level: str | None = None) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level or os.environ.get("LOG_LEVEL", "INFO"))
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    # httpx and httpcore log every request URL at INFO: URLs can carry tokens and identifiers
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)

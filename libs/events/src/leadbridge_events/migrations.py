@@ -38,6 +38,7 @@ SERVICES: dict[str, str] = {
     "router": "leadbridge_router.db",
     "sla-watcher": "leadbridge_sla_watcher.tables",
     "insights": "leadbridge_insights.store",
+    "crm-sync": "leadbridge_crm_sync.tables",
 }
 
 

@@ -25,6 +25,8 @@ class EventProducer:
             enable_idempotence=True,
             acks="all",
             linger_ms=kafka_options.pop("linger_ms", 2),
+            # a relay batch of 500 events fits in a few requests per partition, not one per 16 KiB
+            max_batch_size=kafka_options.pop("max_batch_size", 256 * 1024),
             request_timeout_ms=request_timeout_ms,
             **kafka_options,
         )

@@ -27,6 +27,20 @@ from .outbox import OutboxRelay
 from .producer import EventProducer
 from .settings import BackboneSettings
 
+
+def serve_metrics_separately(settings: BackboneSettings) -> Any:
+    """With ``METRICS_PORT`` set, /metrics is served there (and no longer on the API's port)."""
+    if not settings.metrics_port:
+        return None
+    from prometheus_client import start_http_server
+
+    try:
+        server, _thread = start_http_server(settings.metrics_port, addr=settings.metrics_host)
+    except OSError as exc:  # e.g. a second worker process of the same service: the first one serves it
+        log.warning("metrics port %s not available: %s", settings.metrics_port, exc)
+        return None
+    return server
+
 log = logging.getLogger("leadbridge.runtime")
 
 
@@ -63,6 +77,7 @@ class ServiceRuntime:
         self.consumer_failures = 0
         self._consumer_task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._metrics_server: Any = None
 
     async def start(self) -> None:
         if self.migrations is not None and self.migrations.is_dir():
@@ -70,6 +85,7 @@ class ServiceRuntime:
         else:
             await create_schema(self.engine, self.metadata)
         self._tasks.append(asyncio.create_task(self._kafka_side(), name=f"{self.name}-kafka"))
+        self._metrics_server = serve_metrics_separately(self.settings)
 
     async def _kafka_side(self) -> None:
         backoff = 0.5
@@ -116,9 +132,10 @@ class ServiceRuntime:
             processed=self.processed,
             outbox=self.outbox,
             producer=self.producer,
-            max_attempts=self.settings.handler_max_attempts,
-            backoff_seconds=self.settings.handler_backoff_seconds,
-            **self._runner_options,
+            **{"max_attempts": self.settings.handler_max_attempts,
+               "backoff_seconds": self.settings.handler_backoff_seconds,
+               "batch_size": self.settings.consumer_batch_size,
+               "batch_wait_ms": self.settings.consumer_batch_wait_ms, **self._runner_options},
         )
 
     async def _consume_forever(self) -> None:
@@ -142,6 +159,8 @@ class ServiceRuntime:
 
     async def stop(self) -> None:
         self._stopping = True
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
         if self.runner is not None and self._consumer_task is not None:
             self.runner.stop()
             with contextlib.suppress(Exception, asyncio.CancelledError):

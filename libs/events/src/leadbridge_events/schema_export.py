@@ -20,9 +20,10 @@ from .topics import ALL_TOPICS, DLQ_SUFFIX
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 EMITTERS = {
-    "lead-captured": "intake", "lead-activity-recorded": "intake", "follow-up-logged": "intake",
+    "lead-captured": "intake", "lead-activity-recorded": "intake", "follow-up-logged": "intake and crm-sync",
     "lead-scored": "scoring", "lead-routed": "router", "sla-at-risk": "sla-watcher", "sla-breached": "sla-watcher",
-    "sla-deadlines-set": "sla-watcher", "sla-deadline-met": "sla-watcher",
+    "sla-deadlines-set": "sla-watcher", "sla-deadline-met": "sla-watcher", "crm-delivery-recorded": "crm-sync",
+    "roster-changed": "router",
 }
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .tokens import AuthSettings
+
 
 class BackboneSettings(BaseSettings):
     """Kafka and PostgreSQL connection settings, read from the environment; bad values fail at start."""
@@ -20,6 +22,14 @@ class BackboneSettings(BaseSettings):
     kafka_min_insync_replicas: int | None = Field(default=None, ge=1, validation_alias="KAFKA_MIN_INSYNC_REPLICAS")
     handler_max_attempts: int = Field(default=5, ge=1, validation_alias="HANDLER_MAX_ATTEMPTS")
     handler_backoff_seconds: float = Field(default=0.2, gt=0, validation_alias="HANDLER_BACKOFF_SECONDS")
+    # /metrics on a port (and address) of its own, e.g. only on the internal network; unset: on the API's port
+    metrics_port: int | None = Field(default=None, ge=1, le=65535, validation_alias="METRICS_PORT")
+    metrics_host: str = Field(default="0.0.0.0", validation_alias="METRICS_HOST")
+    # who may call the service's API (AUTH_* variables, see leadbridge_events.auth)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    # batch consumption: a partition's fetched records handled in one transaction (1 = one per record)
+    consumer_batch_size: int = Field(default=500, ge=1, le=10000, validation_alias="CONSUMER_BATCH_SIZE")
+    consumer_batch_wait_ms: int = Field(default=200, ge=1, le=10000, validation_alias="CONSUMER_BATCH_WAIT_MS")
     # every pooled connection: how long a statement may wait for a lock, and run, before it is cancelled (0: no limit)
     db_lock_timeout_ms: int = Field(default=10_000, ge=0, validation_alias="DB_LOCK_TIMEOUT_MS")
     db_statement_timeout_ms: int = Field(default=30_000, ge=0, validation_alias="DB_STATEMENT_TIMEOUT_MS")

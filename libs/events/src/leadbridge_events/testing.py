@@ -6,12 +6,15 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 
 from .envelope import Envelope
+
+if TYPE_CHECKING:
+    from .auth import AuthSettings
 
 
 async def collect_records(
@@ -63,3 +66,29 @@ async def collect_events(
     records = await collect_records(bootstrap_servers, topics, match=match, until=lambda m: len(m) >= count,
                                     timeout=timeout)
     return [Envelope.from_kafka(r.key, r.value, r.headers) for r in records]
+
+
+# -- tokens for tests ------------------------------------------------------------------------------
+
+TEST_DEV_SECRET = "leadbridge-test-dev-secret-not-for-production"
+
+
+def test_auth_settings() -> "AuthSettings":
+    """Development-mode auth with the test suite's shared secret (the root conftest exports it as AUTH_DEV_SECRET)."""
+    from .auth import AuthSettings
+
+    return AuthSettings(dev_secret=TEST_DEV_SECRET)
+
+
+def test_token(scopes: Iterable[str] | None = None, subject: str = "test-user") -> str:
+    """A valid development token with ``scopes`` (default: every scope)."""
+    from .auth import SCOPES, mint_dev_token
+
+    return mint_dev_token(test_auth_settings(), tuple(SCOPES) if scopes is None else scopes, subject=subject)
+
+
+def auth_headers(scopes: Iterable[str] | None = None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {test_token(scopes)}"}
+
+
+test_auth_settings.__test__ = test_token.__test__ = False  # type: ignore[attr-defined]  # not pytest tests

@@ -32,7 +32,7 @@ LEAD_CAPTURED = Topic(
 LEAD_SCORED = Topic("lead-scored", ("lead-scored",), description="Scores and stages (emitted by scoring).")
 LEAD_ROUTED = Topic("lead-routed", ("lead-routed",), description="Assignments and re-routes (emitted by router).")
 FOLLOW_UP_LOGGED = Topic(
-    "follow-up-logged", ("follow-up-logged",), description="Touches and outcomes from CRMs (emitted by intake)."
+    "follow-up-logged", ("follow-up-logged",), description="Touches and outcomes from CRMs (emitted by intake and crm-sync)."
 )
 SLA_AT_RISK = Topic("sla-at-risk", ("sla-at-risk",), description="Deadlines close to breach (emitted by sla-watcher).")
 SLA_BREACHED = Topic("sla-breached", ("sla-breached",), description="Missed deadlines (emitted by sla-watcher).")
@@ -41,9 +41,18 @@ SLA_DEADLINES = Topic(
     ("sla-deadlines-set", "sla-deadline-met"),
     description="Deadlines started or superseded by a routing, and first-touch deadlines met (emitted by sla-watcher).",
 )
+ROSTER = Topic(
+    "roster", ("roster-changed",), partitions=1,
+    description="The whole routing roster after each change, keyed 'roster' (emitted by router).",
+)
+
+CRM_DELIVERIES = Topic(
+    "crm-deliveries", ("crm-delivery-recorded",),
+    description="Delivery attempts of lead events to CRMs and webhooks, for the lead's timeline (emitted by crm-sync).",
+)
 
 ALL_TOPICS: tuple[Topic, ...] = (LEAD_CAPTURED, LEAD_SCORED, LEAD_ROUTED, FOLLOW_UP_LOGGED, SLA_AT_RISK, SLA_BREACHED,
-                                 SLA_DEADLINES)
+                                 SLA_DEADLINES, CRM_DELIVERIES, ROSTER)
 
 _BY_EVENT_TYPE = {t: topic for topic in ALL_TOPICS for t in topic.event_types}
 

@@ -10,15 +10,18 @@ from typing import Any, Literal
 
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 
+from leadbridge_events.auth import protected_app
 from leadbridge_events.runtime import ServiceRuntime
 from leadbridge_events.http import add_operational_routes
 from leadbridge_events.migrations import migrations_dir
 
-from . import store
+from . import signin, store
 from .funnel import funnel
-from .handlers import HANDLERS
+from .handlers import BATCH_HANDLERS, HANDLERS
 from .settings import InsightsSettings
+from .views_api import build_views_router
 
 Clock = Callable[[], datetime]
 
@@ -32,6 +35,7 @@ def _aware(value: datetime | None) -> datetime | None:
 
 
 def build_runtime(settings: InsightsSettings, *, group_id: str | None = None, **runner_options: Any) -> ServiceRuntime:
+    runner_options.setdefault("batch_handlers", BATCH_HANDLERS)
     return ServiceRuntime(name="insights", settings=settings, metadata=store.metadata, handlers=HANDLERS,
                           group_id=group_id or settings.group_id, migrations=migrations_dir("leadbridge_insights"),
                           **runner_options)
@@ -48,10 +52,15 @@ def create_app(settings: InsightsSettings | None = None, *, clock: Clock = _utcn
         async with runtime.lifespan(app):
             yield
 
-    app = FastAPI(title="LeadBridge insights", lifespan=lifespan)
+    # every route but the operational and sign-in ones needs insights:read (a bearer token or the page's session)
+    app = protected_app(settings.auth, scopes=["insights:read"], title="LeadBridge insights", lifespan=lifespan)
+    signin.install(app, settings)
     page = files("leadbridge_insights").joinpath("static/index.html").read_text(encoding="utf-8")
 
     add_operational_routes(app, lambda: app.state.runtime)
+    app.include_router(build_views_router(lambda: app.state.runtime.engine, clock,
+                                          lambda: timedelta(minutes=settings.limbo_after_minutes)))
+    app.mount("/static", StaticFiles(packages=[("leadbridge_insights", "static")]), name="static")
 
     @app.get("/", response_class=HTMLResponse)
     async def index() -> HTMLResponse:

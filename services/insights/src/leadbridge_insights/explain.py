@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from leadbridge_events.contracts import (EventData, FollowUpLogged, LeadActivityRecorded, LeadCaptured,
+from leadbridge_events.contracts import (CrmDeliveryRecorded, EventData, FollowUpLogged, LeadActivityRecorded, LeadCaptured,
                                          LeadProfile, LeadRouted, LeadScored, SlaAtRisk, SlaBreached, SlaDeadline,
                                          SlaDeadlineMet, SlaDeadlinesSet, SlaKind)
 
@@ -156,7 +156,18 @@ def explain_deadline_met(d: SlaDeadlineMet) -> str:
     return text
 
 
+def explain_crm_delivery(d: CrmDeliveryRecorded) -> str:
+    code = f" (HTTP {d.status_code})" if d.status_code is not None else ""
+    text = f"{d.delivered_event_type} to {d.destination}, attempt {d.attempt}: {d.result}{code}"
+    if d.error and d.result != "delivered":
+        text += f"; {d.error}"
+    if d.next_attempt_at is not None:
+        text += f"; retry at {_when(d.next_attempt_at)}"
+    return text
+
+
 EXPLAINERS: dict[type[EventData], Callable[[Any], str]] = {
+    CrmDeliveryRecorded: explain_crm_delivery,
     LeadCaptured: explain_captured,
     LeadActivityRecorded: explain_activity,
     LeadScored: explain_scored,

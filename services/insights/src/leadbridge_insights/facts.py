@@ -18,7 +18,7 @@ from leadbridge_events.contracts import (EventData, FollowUpLogged, FollowUpOutc
 
 ROUTED_OUTCOMES = frozenset({"assigned", "fallback_owner"})
 _TIMES = ("captured_at", "first_seen_at", "stage_at", "routed_at", "assigned_at", "first_touch_at",
-          "first_touch_due_at", "first_touch_met_at")
+          "first_touch_due_at", "first_touch_met_at", "mql_at", "last_touch_at", "route_event_at", "closed_at")
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,17 @@ class LeadFacts:
     won_amount: float | None = None
     lost: bool = False
     lost_reason: str | None = None
+    mql_at: datetime | None = None          # when it first reached MQL (or SQL)
+    rep_name: str | None = None             # of the latest assignment
+    last_touch_at: datetime | None = None   # the latest touch (any follow-up the SLA watcher counts)
+    route_event_at: datetime | None = None  # the latest lead-routed event, any outcome ...
+    route_event: str | None = None          # ... its outcome and reason code, e.g. returned_to_nurture:capacity
+    route_pool: str | None = None           # ... and its pool
+    closed_at: datetime | None = None       # won or lost (the outcome's time)
+    # SLA warnings, sorted: (deadline id, kind, state (at_risk|breached), due_at, fired_at, assignee) as
+    # strings; the ids met (sla-deadline-met) or superseded by a re-route (sla-deadlines-set) no longer count
+    sla_alerts: tuple[tuple[str | None, ...], ...] = ()
+    resolved_deadlines: tuple[str, ...] = ()
 
     @property
     def touches(self) -> int:
@@ -78,6 +89,8 @@ class LeadFacts:
             if out[name] is not None:
                 out[name] = out[name].isoformat()
         out["touch_ids"] = list(self.touch_ids)
+        out["resolved_deadlines"] = list(self.resolved_deadlines)
+        out["sla_alerts"] = [list(a) for a in self.sla_alerts]
         return out
 
     @classmethod
@@ -88,6 +101,8 @@ class LeadFacts:
             if values.get(name) is not None:
                 values[name] = datetime.fromisoformat(values[name])
         values["touch_ids"] = tuple(values.get("touch_ids") or ())
+        values["resolved_deadlines"] = tuple(values.get("resolved_deadlines") or ())
+        values["sla_alerts"] = tuple(tuple(a) for a in values.get("sla_alerts") or ())
         return cls(**values)
 
 
@@ -124,31 +139,55 @@ def apply_event(facts: LeadFacts, data: EventData, time: datetime) -> LeadFacts:
     elif isinstance(data, LeadScored):
         f = _with_profile(f, data.profile, authoritative=False)
         if data.became_mql or data.stage in (Stage.MQL, Stage.SQL):
-            f = replace(f, mql=True)
+            f = replace(f, mql=True, mql_at=_min(f.mql_at, data.scored_at))
         if data.stage == Stage.SQL:
             f = replace(f, qualified=True)
         f = _set_stage(f, data.stage.value, data.scored_at)
     elif isinstance(data, LeadRouted):
         f = _with_profile(f, data.profile, authoritative=False)
+        if _later(f.route_event_at, data.routed_at):
+            f = replace(f, route_event_at=data.routed_at, route_pool=data.pool or data.team,
+                        route_event=f"{data.outcome}:{data.reason_code or ''}")
         if data.outcome == "returned_to_nurture":
             f = _set_stage(f, Stage.NURTURE.value, data.routed_at)
         elif data.outcome in ROUTED_OUTCOMES:
             f = replace(f, routed=True, routed_at=_min(f.routed_at, data.routed_at))
             if _later(f.assigned_at, data.routed_at):
-                f = replace(f, team=data.team or data.pool, rep=data.assignee_id, assigned_at=data.routed_at)
+                f = replace(f, team=data.team or data.pool, rep=data.assignee_id, assigned_at=data.routed_at,
+                            rep_name=data.assignee_name)
     elif isinstance(data, FollowUpLogged):
         f = _apply_follow_up(f, data)
     elif isinstance(data, (SlaAtRisk, SlaBreached)):
         if data.kind == SlaKind.FIRST_TOUCH:
             f = replace(f, first_touch_due_at=_min(f.first_touch_due_at, data.due_at))
         f = replace(f, sla_breached=True) if isinstance(data, SlaBreached) else replace(f, sla_at_risk=True)
+        f = _add_alert(f, data)
     elif isinstance(data, SlaDeadlinesSet):
         for d in data.deadlines:
             if d.kind == SlaKind.FIRST_TOUCH:
                 f = replace(f, first_touch_due_at=_min(f.first_touch_due_at, d.due_at))
-    elif isinstance(data, SlaDeadlineMet) and data.kind == SlaKind.FIRST_TOUCH:
-        f = _apply_first_touch_met(f, data)
+        f = _resolve(f, data.superseded_deadline_ids)
+    elif isinstance(data, SlaDeadlineMet):
+        f = _resolve(f, [data.deadline_id])
+        if data.kind == SlaKind.FIRST_TOUCH:
+            f = _apply_first_touch_met(f, data)
     return f
+
+
+def _add_alert(f: LeadFacts, d: SlaAtRisk | SlaBreached) -> LeadFacts:
+    """Keep the strongest warning per deadline (a breach outranks its at-risk warning, in any order)."""
+    state = "breached" if isinstance(d, SlaBreached) else "at_risk"
+    current = next((a for a in f.sla_alerts if a[0] == d.deadline_id), None)
+    if current is not None and (current[2] == "breached" or state == "at_risk"):
+        return f
+    alert = (d.deadline_id, d.kind.value, state, d.due_at.isoformat(), d.fired_at.isoformat(), d.assignee_id)
+    others = tuple(a for a in f.sla_alerts if a[0] != d.deadline_id)
+    return replace(f, sla_alerts=tuple(sorted(others + (alert,), key=lambda a: str(a[0]))))
+
+
+def _resolve(f: LeadFacts, deadline_ids: list[str]) -> LeadFacts:
+    new = set(deadline_ids) - set(f.resolved_deadlines)
+    return replace(f, resolved_deadlines=tuple(sorted(set(f.resolved_deadlines) | new))) if new else f
 
 
 def _apply_first_touch_met(f: LeadFacts, d: SlaDeadlineMet) -> LeadFacts:
@@ -166,7 +205,8 @@ def _apply_follow_up(f: LeadFacts, d: FollowUpLogged) -> LeadFacts:
     if d.touch_type != TouchType.NOTE and d.follow_up_id not in f.touch_ids:
         f = replace(f, touch_ids=tuple(sorted(f.touch_ids + (d.follow_up_id,))))
     if d.touch_type != TouchType.NOTE or d.outcome is not None:  # the SLA watcher's notion of a touch
-        f = replace(f, first_touch_at=_min(f.first_touch_at, d.occurred_at))
+        last = d.occurred_at if f.last_touch_at is None else max(f.last_touch_at, d.occurred_at)
+        f = replace(f, first_touch_at=_min(f.first_touch_at, d.occurred_at), last_touch_at=last)
     match d.outcome:
         case FollowUpOutcome.ACCEPTED:
             f = replace(f, accepted=True)
@@ -175,7 +215,8 @@ def _apply_follow_up(f: LeadFacts, d: FollowUpLogged) -> LeadFacts:
         case FollowUpOutcome.QUALIFIED:
             f = replace(f, qualified=True, accepted=True)
         case FollowUpOutcome.WON:
-            f = replace(f, won=True, won_amount=d.amount if d.amount is not None else f.won_amount)
+            f = replace(f, won=True, won_amount=d.amount if d.amount is not None else f.won_amount,
+                        closed_at=_min(f.closed_at, d.occurred_at))
         case FollowUpOutcome.LOST:
-            f = replace(f, lost=True, lost_reason=d.reason or f.lost_reason)
+            f = replace(f, lost=True, lost_reason=d.reason or f.lost_reason, closed_at=_min(f.closed_at, d.occurred_at))
     return f

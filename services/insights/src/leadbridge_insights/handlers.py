@@ -1,17 +1,22 @@
 """Insights' topic -> handler map: it listens to every topic and emits nothing.
 
-Each event, in the consumer's transaction: explain it (``explain``), append it to the lead's timeline,
-and fold it into the lead's funnel facts (``facts.apply_event``). Redeliveries are skipped by the runner
-(idempotency by event id); the timeline's unique event id is a second guard.
+Each lead event, in the consumer's transaction: explain it (``explain``), append it to the lead's timeline,
+and fold it into the lead's funnel facts (``facts.apply_event``) and their flat row; a breach and a routing
+that overflowed also get a row of their own (the weekly counts per rep and pool). The ``roster`` topic is
+not about a lead: its ``roster-changed`` replaces the stored roster (the rep-load view's caps and shifts).
+Redeliveries are skipped by the runner (idempotency by event id); the timeline's unique event id is a
+second guard.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from leadbridge_events.batching import BatchContext, BatchHandler
 from leadbridge_events.consumer import Handler, HandlerContext
+from leadbridge_events.contracts import LeadActivityRecorded, LeadCaptured, LeadRouted, LeadScored, SlaBreached
 from leadbridge_events.envelope import Envelope
-from leadbridge_events.topics import ALL_TOPICS
+from leadbridge_events.topics import ALL_TOPICS, ROSTER
 
 from . import store
 from .explain import explain
@@ -19,12 +24,57 @@ from .facts import apply_event
 from .metrics import EVENTS_PROJECTED
 
 
+def _contact(data: Any, known: dict[str, str | None]) -> dict[str, str | None]:
+    """Name, email and company for the search: the capture's win, later snapshots only fill gaps."""
+    profile = getattr(data, "profile", None)
+    if profile is None or not isinstance(data, (LeadCaptured, LeadActivityRecorded, LeadScored, LeadRouted)):
+        return known
+    seen = {"name": profile.contact.name, "email": profile.contact.email, "company": profile.company}
+    if isinstance(data, LeadCaptured):
+        return {k: seen[k] or known.get(k) for k in seen}
+    return {k: known.get(k) or seen[k] for k in seen}
+
+
 async def project(event: Envelope[Any], ctx: HandlerContext) -> None:
-    if not await store.append_to_timeline(ctx.session, event, explain(event.data)):
-        return
-    facts = await store.load_facts_for_update(ctx.session, event.lead_id)
-    await store.save_facts(ctx.session, apply_event(facts, event.data, event.time))
+    if await store.append_to_timeline(ctx.session, event, explain(event.data)):
+        await _fold(event, ctx.session)
+
+
+async def _fold(event: Envelope[Any], session: Any) -> None:
+    """The facts, the views' row, and the breach / overflow rows of one event already on the timeline."""
+    facts, contact = await store.load_facts_for_update(session, event.lead_id)
+    await store.save_facts(session, apply_event(facts, event.data, event.time), _contact(event.data, contact))
+    data = event.data
+    if isinstance(data, SlaBreached):
+        await store.record_breach(session, event.id, event.lead_id, data)
+    elif isinstance(data, LeadRouted):
+        pools = data.overflowed_from or ([data.pool] if data.reason_code == "capacity" and data.pool else [])
+        await store.record_overflows(session, event.id, event.lead_id, pools, data.outcome, data.routed_at)
     EVENTS_PROJECTED.labels(event.type).inc()
 
 
-HANDLERS: dict[str, Handler] = {topic.name: project for topic in ALL_TOPICS}
+async def roster_changed(event: Envelope[Any], ctx: HandlerContext) -> None:
+    await store.save_roster(ctx.session, event.data.changed_at, event.data.model_dump(mode="json"))
+    EVENTS_PROJECTED.labels(event.type).inc()
+
+
+async def roster_changed_many(events: list[Envelope[Any]], ctx: BatchContext) -> None:
+    for event in events:
+        await roster_changed(event, ctx.for_event(event))
+
+
+async def project_many(events: list[Envelope[Any]], ctx: BatchContext) -> None:
+    """``project`` for a batch: the timeline rows in one statement, the leads' facts locked in lead id order
+    (concurrent replicas cannot deadlock), then each new event folded in the batch's order (the lead's)."""
+    fresh = await store.append_many_to_timeline(ctx.session, [(e, explain(e.data)) for e in events])
+    todo = [e for e in events if e.id in fresh]
+    if not todo:
+        return
+    await store.load_many_facts_for_update(ctx.session, [e.lead_id for e in todo])
+    for event in todo:
+        await _fold(event, ctx.session)
+
+
+HANDLERS: dict[str, Handler] = {topic.name: project for topic in ALL_TOPICS} | {ROSTER.name: roster_changed}
+BATCH_HANDLERS: dict[str, BatchHandler] = ({topic.name: project_many for topic in ALL_TOPICS}
+                                           | {ROSTER.name: roster_changed_many})

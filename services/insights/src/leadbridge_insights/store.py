@@ -3,7 +3,12 @@
 - ``timeline``: append-only, one row per event of a lead (event id unique), with its explanation and its
   data minus the prospect's contact details (they are not needed for reports);
 - ``lead_facts``: the per-lead projection the funnel is computed from (``facts.LeadFacts`` as JSON), with
-  the cohort time and the test flag as columns to filter on.
+  the cohort time and the test flag as columns to filter on;
+- ``lead_views``: the same lead as the flat row of ``lead_row.row_of``, which the managers' views filter
+  and aggregate in SQL, and the lead's name, email and company for the search (nowhere else);
+- ``sla_breaches`` and ``pool_overflows``: one row per breach / per pool a routing overflowed from, for
+  the per-rep and per-pool counts of a week;
+- ``roster``: the latest roster the router announced (``roster-changed``), for the rep-load view.
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Index, MetaData, String, Table, Text, func, select)
+from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Float, Index, Integer, MetaData, String, Table, Text,
+                        func, select, text)
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -19,6 +25,7 @@ from leadbridge_events.db import add_backbone_tables
 from leadbridge_events.envelope import Envelope
 
 from .facts import LeadFacts
+from .lead_row import row_of
 
 SCHEMA = "insights"
 
@@ -51,6 +58,61 @@ lead_facts = Table(
 )
 Index(f"ix_{SCHEMA}_lead_facts_cohort", lead_facts.c.cohort_at)
 
+# narrow on purpose (no JSON): the views scan it, so every byte per row costs at 100,000 leads
+lead_views = Table(
+    "lead_views", metadata,
+    Column("lead_id", String(200), primary_key=True),
+    Column("cohort_at", DateTime(timezone=True), nullable=False),
+    Column("is_test", Boolean, nullable=False),
+    *(Column(name, String(200)) for name in ("channel", "campaign", "source", "team", "rep", "waiting_pool",
+                                             "alert_owner")),
+    Column("status", String(20)), Column("alert_state", String(20)), Column("alert_kind", String(20)),
+    *(Column(name, DateTime(timezone=True)) for name in ("mql_at", "routed_at", "assigned_at", "first_touch_at",
+                                                         "waiting_since", "alert_due_at")),
+    Column("touch_secs", Float), Column("route_secs", Float), Column("won_amount", Float),
+    *(Column(name, Boolean) for name in ("routed", "within_sla", "breached", "accepted", "rejected", "qualified",
+                                         "won", "lost", "is_open", "unowned")),
+    # free text from CRMs and forms: TEXT, so no value the contracts accept can fail the projection
+    *(Column(name, Text) for name in ("rep_name", "rejected_reason", "lost_reason", "name", "email", "company")),
+    Column("search", Text, doc="lower-cased id, name, email, company and owner: what the lead search matches"),
+)
+Index(f"ix_{SCHEMA}_lead_views_cohort", lead_views.c.cohort_at)
+Index(f"ix_{SCHEMA}_lead_views_open", lead_views.c.rep, postgresql_where=text("is_open"))
+Index(f"ix_{SCHEMA}_lead_views_assigned", lead_views.c.assigned_at)
+Index(f"ix_{SCHEMA}_lead_views_unowned", lead_views.c.cohort_at, postgresql_where=text("unowned"))
+Index(f"ix_{SCHEMA}_lead_views_waiting", lead_views.c.waiting_pool, postgresql_where=text("waiting_pool IS NOT NULL"))
+Index(f"ix_{SCHEMA}_lead_views_alert", lead_views.c.alert_due_at, postgresql_where=text("alert_state IS NOT NULL"))
+Index(f"ix_{SCHEMA}_lead_views_search", lead_views.c.search, postgresql_using="gin",
+      postgresql_ops={"search": "gin_trgm_ops"})
+
+sla_breaches = Table(
+    "sla_breaches", metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("lead_id", String(200), nullable=False),
+    Column("assignee_id", String(200)),
+    Column("team", String(200)),
+    Column("kind", String(20), nullable=False),
+    Column("fired_at", DateTime(timezone=True), nullable=False),
+)
+Index(f"ix_{SCHEMA}_sla_breaches_fired", sla_breaches.c.fired_at)
+
+pool_overflows = Table(
+    "pool_overflows", metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("pool", String(200), primary_key=True),
+    Column("lead_id", String(200), nullable=False),
+    Column("outcome", String(40), nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+)
+Index(f"ix_{SCHEMA}_pool_overflows_at", pool_overflows.c.occurred_at)
+
+roster = Table(
+    "roster", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+    Column("data", JSONB, nullable=False),
+)
+
 
 def _without_contact(data: dict[str, Any]) -> dict[str, Any]:
     profile = data.get("profile")
@@ -69,19 +131,77 @@ async def append_to_timeline(session: AsyncSession, event: Envelope[Any], explan
     return bool(result.rowcount)
 
 
-async def load_facts_for_update(session: AsyncSession, lead_id: str) -> LeadFacts:
-    """The lead's facts, locked for this transaction (replicas may project the same lead concurrently)."""
+async def append_many_to_timeline(session: AsyncSession, entries: list[tuple[Envelope[Any], str]]) -> set[str]:
+    """``append_to_timeline`` for many events in one statement: the ids of those not there already."""
+    if not entries:
+        return set()
+    rows = [dict(event_id=e.id, lead_id=e.lead_id, event_type=e.type, source=e.source, occurred_at=e.time,
+                 correlation_id=e.correlation_id, causation_id=e.causation_id, explanation=explanation,
+                 data=_without_contact(e.data.model_dump(mode="json"))) for e, explanation in entries]
+    stmt = insert(timeline).on_conflict_do_nothing(index_elements=[timeline.c.event_id]).returning(timeline.c.event_id)
+    return set((await session.execute(stmt, rows)).scalars())
+
+
+async def load_many_facts_for_update(session: AsyncSession, lead_ids: list[str]) -> dict[str, LeadFacts]:
+    """Many leads' facts, locked in lead id order (a fixed order: concurrent replicas cannot deadlock)."""
+    ordered = sorted(set(lead_ids))
+    rows = (await session.execute(
+        select(lead_facts.c.lead_id, lead_facts.c.facts).where(lead_facts.c.lead_id.in_(ordered))
+        .order_by(lead_facts.c.lead_id).with_for_update()
+    )).all()
+    found = {r.lead_id: LeadFacts.from_json(r.facts) for r in rows}
+    return {lead_id: found.get(lead_id) or LeadFacts(lead_id=lead_id) for lead_id in ordered}
+
+
+CONTACT = ("name", "email", "company")
+
+
+async def load_facts_for_update(session: AsyncSession, lead_id: str) -> tuple[LeadFacts, dict[str, str | None]]:
+    """The lead's facts and contact, locked for this transaction (replicas may project one lead concurrently)."""
     row = (await session.execute(
-        select(lead_facts.c.facts).where(lead_facts.c.lead_id == lead_id).with_for_update()
+        select(lead_facts.c.facts, *(lead_views.c[k] for k in CONTACT))
+        .select_from(lead_facts.outerjoin(lead_views, lead_views.c.lead_id == lead_facts.c.lead_id))
+        .where(lead_facts.c.lead_id == lead_id).with_for_update(of=lead_facts)
     )).first()
-    return LeadFacts.from_json(row.facts) if row else LeadFacts(lead_id=lead_id)
+    if row is None:
+        return LeadFacts(lead_id=lead_id), dict.fromkeys(CONTACT)
+    return LeadFacts.from_json(row.facts), {k: row._mapping[k] for k in CONTACT}
 
 
-async def save_facts(session: AsyncSession, facts: LeadFacts) -> None:
-    cohort_at = facts.captured_at or facts.first_seen_at
-    values = {"cohort_at": cohort_at, "is_test": facts.is_test, "facts": facts.to_json()}
+async def save_facts(session: AsyncSession, facts: LeadFacts, contact: dict[str, str | None] | None = None) -> None:
+    """Write the facts, their flat row, and the contact (name, email, company) the search matches."""
+    contact = contact or dict.fromkeys(CONTACT)
+    owner = (facts.rep, facts.rep_name)
+    search = " ".join(x for x in (facts.lead_id, *contact.values(), *owner) if x).lower()
+    base = {"cohort_at": facts.captured_at or facts.first_seen_at, "is_test": facts.is_test}
+    values = {**base, "facts": facts.to_json()}
     await session.execute(insert(lead_facts).values(lead_id=facts.lead_id, **values).on_conflict_do_update(
         index_elements=[lead_facts.c.lead_id], set_={**values, "updated_at": func.now()}))
+    view = {**base, **row_of(facts), **contact, "search": search}
+    await session.execute(insert(lead_views).values(lead_id=facts.lead_id, **view).on_conflict_do_update(
+        index_elements=[lead_views.c.lead_id], set_=view))
+
+
+async def record_breach(session: AsyncSession, event_id: str, lead_id: str, data: Any) -> None:
+    await session.execute(insert(sla_breaches).values(
+        event_id=event_id, lead_id=lead_id, assignee_id=data.assignee_id, team=data.team, kind=data.kind.value,
+        fired_at=data.fired_at).on_conflict_do_nothing())
+
+
+async def record_overflows(session: AsyncSession, event_id: str, lead_id: str, pools: list[str], outcome: str,
+                           at: datetime) -> None:
+    if pools:
+        await session.execute(insert(pool_overflows).values([
+            {"event_id": event_id, "pool": p, "lead_id": lead_id, "outcome": outcome, "occurred_at": at}
+            for p in dict.fromkeys(pools)]).on_conflict_do_nothing())
+
+
+async def save_roster(session: AsyncSession, changed_at: datetime, data: dict[str, Any]) -> None:
+    """Keep the latest roster by its change time (announcements may arrive out of order)."""
+    stmt = insert(roster).values(id=1, changed_at=changed_at, data=data)
+    await session.execute(stmt.on_conflict_do_update(
+        index_elements=[roster.c.id], set_={"changed_at": changed_at, "data": data},
+        where=roster.c.changed_at <= changed_at))
 
 
 async def timeline_of(conn: AsyncConnection, lead_id: str) -> list[dict[str, Any]]:

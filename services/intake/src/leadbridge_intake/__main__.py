@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     actions = keys.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", help="create a key for a source")
     create.add_argument("--source", required=True, help="e.g. web_form, website, hubspot")
-    create.add_argument("--scope", action="append", choices=SCOPES, help="repeatable; default: all scopes")
+    create.add_argument("--scope", action="append", choices=SCOPES, help="repeatable; default: leads:write only")
     create.add_argument("--description")
     revoke = actions.add_parser("revoke", help="revoke a key by its id")
     revoke.add_argument("key_id")

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 
+from leadbridge_events.auth import exempt, protected_app
 from leadbridge_events.db import make_engine
 from leadbridge_events.http import install_error_handlers
 from leadbridge_events.runtime import ServiceRuntime
@@ -17,8 +18,9 @@ from leadbridge_events.migrations import migrations_dir
 
 from .api import admin, leads, ops, quarantine, webhooks
 from .api.context import IntakeContext
-from .api.errors import ApiError, api_error_handler, request_validation_handler
+from .api.errors import ApiError, api_error_handler, document_problem_bodies, request_validation_handler
 from .fetcher import PlatformFetcher
+from .group_commit import GroupCommitter
 from .handlers import HANDLERS
 from .keys import KeyCache
 from .middleware import BodySizeLimit
@@ -37,7 +39,10 @@ def create_app(settings: IntakeSettings | None = None, *, group_id: str | None =
                         # several workers: each takes its share, so that together they never exceed the limit
                         limiter=RateLimiter(settings.rate_limit_per_minute / settings.workers,
                                             max(1, settings.rate_limit_burst // settings.workers)),
-                        keys=KeyCache(settings.api_key_cache_seconds))
+                        keys=KeyCache(settings.api_key_cache_seconds,
+                                      unknown_ttl=settings.unknown_key_cache_seconds),
+                        webhook_limiter=RateLimiter(settings.webhook_rate_limit_per_minute / settings.workers,
+                                                    max(1, settings.webhook_rate_limit_burst // settings.workers)))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -54,15 +59,25 @@ def create_app(settings: IntakeSettings | None = None, *, group_id: str | None =
         try:
             async with runtime.lifespan(app):
                 runtime.spawn(ctx.fetcher.run(), name="intake-fetcher")
+                if settings.group_commit_max > 0:
+                    ctx.captures = GroupCommitter(engine, runtime.sessions,
+                                                  window_seconds=settings.group_commit_window_ms / 1000,
+                                                  max_group=settings.group_commit_max)
+                    runtime.spawn(ctx.captures.run(), name="intake-group-commit")
                 yield
         finally:
             await ctx.fetcher.close()
 
-    app = FastAPI(title="LeadBridge intake", version="1.0.0", lifespan=lifespan,
-                  description="Every lead from every channel, accepted once, never lost.")
+    # every route needs an access token, except the capture/follow-up (API keys) and webhook (platform
+    # signatures) endpoints, which keep their own authentication, and the operational ones
+    app = protected_app(settings.auth, edge_guard=False, title="LeadBridge intake", version="1.0.0",
+                        lifespan=lifespan, description="Every lead from every channel, accepted once, never lost.")
     app.state.ctx = ctx
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(RequestValidationError, request_validation_handler)
+    document_problem_bodies(app)
+    for own_auth in (leads.router, webhooks.router, ops.router):
+        exempt(own_auth)
     install_error_handlers(app)  # the database down: 503 + Retry-After, never a 500
     for router in (leads.router, webhooks.router, admin.router, quarantine.router, ops.router):
         app.include_router(router)

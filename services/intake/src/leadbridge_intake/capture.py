@@ -32,22 +32,40 @@ SOURCE = "intake"
 @dataclass(frozen=True)
 class CaptureResult:
     lead_id: str
-    outcome: str  # "captured" | "activity" | "duplicate"
+    outcome: str  # "captured" | "activity" | "duplicate" | "key_reused" (same key, another body: nothing stored)
     event_id: str | None = None
     activity_id: str | None = None
 
 
-async def _claim(session: AsyncSession, scope: str, key: str, lead_id: str) -> str | None:
+async def _claim(session: AsyncSession, scope: str, key: str, lead_id: str, fingerprint: str | None = None,
+                 kind: str = "captured") -> str | None:
     """Claim a dedupe key for ``lead_id``; None if claimed already, else the lead id."""
-    stmt = (insert(submissions).values(scope=scope, key=key, lead_id=lead_id, kind="captured")
+    stmt = (insert(submissions).values(scope=scope, key=key, lead_id=lead_id, kind=kind, fingerprint=fingerprint)
             .on_conflict_do_nothing().returning(submissions.c.lead_id))
     return (await session.execute(stmt)).scalar()
 
 
-async def _existing_claim(session: AsyncSession, scope: str, key: str) -> str:
-    row = (await session.execute(select(submissions.c.lead_id)
-                                 .where(submissions.c.scope == scope, submissions.c.key == key))).scalar_one()
-    return row
+async def _existing_claim(session: AsyncSession, scope: str, key: str) -> tuple[str, str | None]:
+    row = (await session.execute(select(submissions.c.lead_id, submissions.c.fingerprint)
+                                 .where(submissions.c.scope == scope, submissions.c.key == key))).one()
+    return row.lead_id, row.fingerprint
+
+
+async def claim_or_replay(session: AsyncSession, scope: str, key: str, lead_id: str, fingerprint: str | None,
+                          kind: str) -> CaptureResult | None:
+    """Claim ``key``; if it was claimed before: "duplicate" (same body) or "key_reused" (another body)."""
+    if await _claim(session, scope, key, lead_id, fingerprint, kind) is not None:
+        return None
+    first_lead, first_fingerprint = await _existing_claim(session, scope, key)
+    if fingerprint and first_fingerprint and fingerprint != first_fingerprint:
+        return CaptureResult(first_lead, "key_reused")
+    return CaptureResult(first_lead, "duplicate")
+
+
+def person_lock_names(email: str | None, phone: str | None) -> list[str]:
+    """The names of the advisory locks (class ``INTAKE_PERSON``) that serialize captures of one person,
+    sorted: every capture path, one by one or in a group, takes them in this one order."""
+    return sorted({*([f"e:{email}"] if email else []), *([f"p:{phone}"] if phone else [])})
 
 
 async def _lock_identities(session: AsyncSession, identities: list[str]) -> None:
@@ -87,17 +105,19 @@ async def capture_lead(
     repeat_window: timedelta,
     dedupe_scope: str | None = None,
     dedupe_key: str | None = None,
+    fingerprint: str | None = None,
     activity_kind: str = "form_submission",
 ) -> CaptureResult:
     """Inside the caller's transaction: a new lead + LeadCaptured, or an activity + LeadActivityRecorded."""
     new_id = str(uuid.uuid4())
     if dedupe_scope and dedupe_key:
-        if await _claim(session, dedupe_scope, dedupe_key, new_id) is None:
-            return CaptureResult(await _existing_claim(session, dedupe_scope, dedupe_key), "duplicate")
+        replay = await claim_or_replay(session, dedupe_scope, dedupe_key, new_id, fingerprint, "captured")
+        if replay is not None:
+            return replay
     email, phone = profile.contact.email, profile.contact.phone
     repeat_of = None
     if not profile.is_test:
-        await _lock_identities(session, ([f"e:{email}"] if email else []) + ([f"p:{phone}"] if phone else []))
+        await _lock_identities(session, person_lock_names(email, phone))
         repeat_of = await _find_repeat(session, email, phone, now - repeat_window)
     if repeat_of is not None:
         return await _record_activity(session, repeat_of, profile, now=now, kind=activity_kind,

@@ -177,8 +177,9 @@ class PlatformFetcher:
     async def fetch(self, platform: str, platform_lead_id: str) -> dict[str, Any]:
         """The platform's lead payload, as ``mapping.map_platform_lead`` reads it (and quarantine keeps it)."""
         if platform == "meta":
+            # the token in a header, never the URL: URLs end up in access logs (the Graph API accepts both)
             return await self._get(f"{self.settings.meta_graph_base_url.rstrip('/')}/{quote(platform_lead_id)}",
-                                   params={"access_token": self.settings.meta_access_token})
+                                   headers={"Authorization": f"Bearer {self.settings.meta_access_token}"})
         if platform == "linkedin":
             base = self.settings.linkedin_api_base_url.rstrip("/")
             headers = {"Authorization": f"Bearer {self.settings.linkedin_access_token}",

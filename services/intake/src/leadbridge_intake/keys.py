@@ -13,6 +13,7 @@ from .signatures import hash_api_key, new_api_key
 from .tables import api_keys
 
 SCOPES = ("leads:write", "leads:read", "followups:write")
+DEFAULT_SCOPES = ("leads:write",)  # a form or site backend only posts leads; more scopes are asked for
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ async def create_key(session: AsyncSession, source: str, scopes: list[str] | Non
     if unknown:
         raise ValueError(f"unknown scope(s): {', '.join(sorted(unknown))}; known: {', '.join(SCOPES)}")
     secret, key_id = new_api_key()
-    chosen = list(scopes or SCOPES)
+    chosen = list(scopes or DEFAULT_SCOPES)
     await session.execute(api_keys.insert().values(id=key_id, key_hash=hash_api_key(secret), source=source,
                                                    scopes=",".join(chosen), description=description))
     return secret, ApiKey(key_id, source, frozenset(chosen), None)
@@ -54,15 +55,32 @@ async def find_key(session: AsyncSession, secret: str) -> ApiKey | None:
 class KeyCache:
     """Known keys by secret hash for ``ttl`` seconds, so a request does not read ``api_keys`` each time.
 
-    Only keys found in the database are kept (an unknown key is looked up again, so a new key works at
-    once); a revocation through this process drops its entry at once, one made elsewhere (the CLI, another
+    Known keys are kept for ``ttl``; an unknown key is remembered as unknown for ``unknown_ttl`` (so a flood
+    of made-up keys does not reach the database), and a key created through this process clears that
+    memory, so a new key works at once (one created elsewhere works within ``unknown_ttl``); a revocation through this process drops its entry at once, one made elsewhere (the CLI, another
     worker or replica) takes effect within ``ttl``. ``ttl`` 0 disables the cache. Pure: the clock is passed in.
     """
 
-    def __init__(self, ttl: float, *, max_keys: int = 10_000) -> None:
+    def __init__(self, ttl: float, *, unknown_ttl: float = 0, max_keys: int = 10_000) -> None:
         self.ttl = ttl
+        self.unknown_ttl = unknown_ttl
         self._entries: dict[str, tuple[float, ApiKey]] = {}
+        self._unknown: dict[str, float] = {}
         self._max_keys = max_keys
+
+    def known_unknown(self, key_hash: str, now: float) -> bool:
+        until = self._unknown.get(key_hash)
+        return until is not None and now < until
+
+    def put_unknown(self, key_hash: str, now: float) -> None:
+        if self.unknown_ttl <= 0:
+            return
+        if len(self._unknown) >= self._max_keys:
+            self._unknown.clear()
+        self._unknown[key_hash] = now + self.unknown_ttl
+
+    def forget_unknown(self) -> None:
+        self._unknown.clear()
 
     def get(self, key_hash: str, now: float) -> ApiKey | None:
         entry = self._entries.get(key_hash)
@@ -87,6 +105,8 @@ async def find_key_cached(session_factory, cache: KeyCache, secret: str,  # type
                           now: float) -> ApiKey | None:
     """``find_key`` through ``cache``: a database session is opened only on a miss."""
     key_hash = hash_api_key(secret)
+    if cache.known_unknown(key_hash, now):
+        return None
     key = cache.get(key_hash, now)
     if key is None:
         for attempt in (1, 2):  # a read: retried once on a new connection if a pooled one was found dead
@@ -100,6 +120,8 @@ async def find_key_cached(session_factory, cache: KeyCache, secret: str,  # type
         key = _row(row) if row else None
         if key is not None:
             cache.put(key_hash, key, now)
+        else:
+            cache.put_unknown(key_hash, now)
     return key
 
 

@@ -27,14 +27,22 @@ class IntakeSettings(BackboneSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     rate_limit_per_minute: float = Field(default=600, gt=0, description="Per API key, sustained.")
     rate_limit_burst: int = Field(default=60, ge=1, description="Per API key, burst.")
+    webhook_rate_limit_per_minute: float = Field(default=1200, gt=0, description="Per source IP, sustained.")
+    webhook_rate_limit_burst: int = Field(default=200, ge=1, description="Per source IP, burst.")
+    unknown_key_cache_seconds: float = Field(default=2, ge=0, description=(
+        "How long an unknown API key is remembered as unknown, so a flood of made-up keys does not reach the "
+        "database; a key created in this process is known at once."))
     api_key_cache_seconds: float = Field(default=5, ge=0, description="How long a looked-up API key is reused; "
                                          "a revocation made elsewhere (CLI, another worker) applies within it.")
     # dedupe
     repeat_window_hours: float = Field(default=24 * 30, ge=0,
                                        description="Same email/phone within this window: activity, not a new lead.")
+    # group commit: concurrent captures share one transaction (one durable commit) - see group_commit.py
+    group_commit_window_ms: float = Field(default=2.0, ge=0, le=100, description=(
+        "How long the first capture of a group waits for others to join it (milliseconds)."))
+    group_commit_max: int = Field(default=256, ge=0, le=10000, description=(
+        "Most captures in one transaction; 0 turns group commit off (one transaction per capture)."))
     default_phone_region: str = Field(default="US", description="Region for phone numbers without a country code.")
-    # admin API
-    admin_token: str | None = Field(default=None, description="Bearer token of /v1/admin; unset disables it.")
     # Meta Lead Ads
     meta_verify_token: str | None = None
     meta_app_secret: str | None = None

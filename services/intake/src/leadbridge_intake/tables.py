@@ -41,6 +41,8 @@ submissions = Table(
     Column("lead_id", String(36), nullable=False),
     Column("kind", String(20), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=_now),
+    # SHA-256 of the request body an Idempotency-Key was first used with: reused with another body, 422
+    Column("fingerprint", String(64)),
     PrimaryKeyConstraint("scope", "key"),
 )
 

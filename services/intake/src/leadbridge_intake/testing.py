@@ -11,10 +11,12 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from leadbridge_events.testing import test_auth_settings, test_token
 from leadbridge_intake.app import create_app
+from leadbridge_intake.keys import SCOPES
 from leadbridge_intake.settings import IntakeSettings
 
-ADMIN = "admin-secret"
+ADMIN = test_token(["keys:admin"])  # an access token of the admin API
 META_SECRET = "meta-app-secret"
 META_VERIFY = "meta-verify"
 LI_SECRET = "linkedin-client-secret"
@@ -52,7 +54,9 @@ class FakePlatforms:
     async def _graph(self, lead_id: str, request: Request) -> Any:
         if (failed := self._maybe_fail(request.url.path)) is not None:
             return failed
-        if request.query_params.get("access_token") != "meta-token" or lead_id not in self.leads:
+        if "access_token" in request.query_params:  # a token in the URL would land in access logs
+            return JSONResponse({"error": {"message": "access token in the URL"}}, status_code=400)
+        if request.headers.get("authorization") != "Bearer meta-token" or lead_id not in self.leads:
             return JSONResponse({"error": {"message": "unknown"}}, status_code=400)
         return self.leads[lead_id]
 
@@ -70,7 +74,7 @@ class FakePlatforms:
 def make_settings(database_url: str, bootstrap: str, platforms: FakePlatforms | None = None,
                   **overrides: Any) -> IntakeSettings:
     values: dict[str, Any] = dict(
-        database_url=database_url, kafka_bootstrap_servers=bootstrap, admin_token=ADMIN,
+        database_url=database_url, kafka_bootstrap_servers=bootstrap, auth=test_auth_settings(),
         cors_origins=["https://www.example.com"], meta_app_secret=META_SECRET, meta_verify_token=META_VERIFY,
         meta_access_token="meta-token", linkedin_client_secret=LI_SECRET, linkedin_access_token="li-token",
         google_keys={"4242": GOOGLE_KEY}, fetch_retry_base_seconds=0.05, fetch_retry_max_seconds=0.2,
@@ -94,9 +98,8 @@ async def running(settings: IntakeSettings, **app_options: Any) -> AsyncIterator
 
 
 async def new_key(client: httpx.AsyncClient, source: str = "website", scopes: list[str] | None = None) -> str:
-    body: dict[str, Any] = {"source": source}
-    if scopes is not None:
-        body["scopes"] = scopes
+    """A new API key with ``scopes`` (default: every scope; a key created without scopes gets leads:write)."""
+    body: dict[str, Any] = {"source": source, "scopes": list(SCOPES) if scopes is None else scopes}
     r = await client.post("/v1/admin/keys", json=body, headers={"Authorization": f"Bearer {ADMIN}"})
     assert r.status_code == 201, r.text
     return r.json()["api_key"]

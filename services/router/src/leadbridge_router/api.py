@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from leadbridge_events import Envelope
 from leadbridge_events.outbox import add_to_outbox
 
-from . import db, roster_io, store
+from . import db, roster_announcer, roster_io, store
 from .roster import Rep, Roster, Rule, Team
 
 
@@ -35,10 +35,16 @@ def build_router(sessions: Callable[[], Any], clock: Callable[[], datetime]) -> 
         async with sessions() as session, session.begin():
             async def emit(event: Envelope[Any]) -> None:
                 await add_to_outbox(session, db.outbox, event)
+            before = await roster_announcer.version(session)
             yield session, emit
+            await roster_announcer.announce_if_changed(session, emit, before, clock())
 
-    def bad(exc: Exception) -> HTTPException:
-        detail = exc.errors(include_url=False, include_context=False) if isinstance(exc, ValidationError) else str(exc)
+    def bad(exc: Exception | str) -> HTTPException:
+        """422 in the shape the OpenAPI document promises: ``{"detail": [{"loc", "msg", "type"}, ...]}``."""
+        if isinstance(exc, ValidationError):
+            detail = exc.errors(include_url=False, include_context=False, include_input=False)
+        else:
+            detail = [{"loc": ["body"], "msg": str(exc), "type": "value_error"}]
         return HTTPException(status_code=422, detail=detail)
 
     @api.get("/roster", response_model=Roster)
@@ -61,7 +67,7 @@ def build_router(sessions: Callable[[], Any], clock: Callable[[], datetime]) -> 
     @api.put("/teams/{team_id}", response_model=Changed)
     async def put_team(team_id: str, team: Team, t=Depends(tx)) -> Changed:
         if team.id != team_id:
-            raise HTTPException(422, "team id in the path and the body differ")
+            raise bad("team id in the path and the body differ")
         roster = await store.load_roster(t[0])
         try:
             teams = [x for x in roster.teams if x.id != team_id] + [team]
@@ -98,7 +104,7 @@ def build_router(sessions: Callable[[], Any], clock: Callable[[], datetime]) -> 
     async def put_rep(rep_id: str, rep: Rep, t=Depends(tx)) -> Changed:
         """Create or replace a rep. Deactivating one re-routes their open leads at once."""
         if rep.id != rep_id:
-            raise HTTPException(422, "rep id in the path and the body differ")
+            raise bad("rep id in the path and the body differ")
         try:
             return Changed(rerouted_leads=await roster_io.put_rep(t[0], rep, clock(), t[1]))
         except ValidationError as exc:

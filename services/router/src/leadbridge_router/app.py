@@ -8,15 +8,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from sqlalchemy import func, select
 
+from leadbridge_events.auth import protected_app, scopes_by_method
 from leadbridge_events.migrations import migrations_dir
 from leadbridge_events.runtime import ServiceRuntime
 from leadbridge_events.http import add_operational_routes
 from leadbridge_events.locks import LockClass, xact_lock
 
-from . import db, handlers, roster_io, scheduler
+from . import db, handlers, roster_announcer, roster_io, scheduler
 from .api import build_router
 from .settings import RouterSettings
 
@@ -25,6 +26,7 @@ log = logging.getLogger("leadbridge.router")
 
 def build_runtime(settings: RouterSettings, **runner_options: Any) -> ServiceRuntime:
     runner_options.setdefault("group_id", settings.group_id)
+    runner_options.setdefault("batch_handlers", handlers.BATCH_HANDLERS)
     return ServiceRuntime(name="router", settings=settings, metadata=db.metadata, handlers=handlers.HANDLERS,
                           migrations=migrations_dir("leadbridge_router"), **runner_options)
 
@@ -54,12 +56,14 @@ def create_app(settings: RouterSettings | None = None, **runner_options: Any) ->
         async with runtime.lifespan(app):
             if settings.roster_file:
                 await seed_roster(runtime, settings.roster_file)
+            await roster_announcer.announce_at_start(runtime.sessions, handlers.clock())
             runtime.spawn(scheduler.run_hold_scheduler(runtime.sessions, handlers.clock, settings.hold_poll_seconds),
                           name="router-hold-scheduler")
             yield
 
-    app = FastAPI(title="LeadBridge router", lifespan=lifespan)
-    app.include_router(build_router(lambda: app.state.runtime.sessions(), lambda: handlers.clock()))
+    app = protected_app(settings.auth, title="LeadBridge router", lifespan=lifespan)
+    app.include_router(build_router(lambda: app.state.runtime.sessions(), lambda: handlers.clock()),
+                       dependencies=[Depends(scopes_by_method(read="roster:read", write="roster:write"))])
 
     add_operational_routes(app, lambda: app.state.runtime)
 

@@ -104,7 +104,10 @@ async def apply(session: AsyncSession, emit: Emit, roster: Roster, d: Decision, 
         lead_id=lead_id, routed_at=now, outcome=d.outcome, assignee_id=d.rep_id,
         assignee_name=rep.name if rep else None, team=d.team, pool=d.pool, rule=d.rule, reason=d.reason,
         reason_code=d.reason_code, sla_policy=d.sla_policy, attempt=attempt, previous_assignees=previous,
-        assignee_timezone=rep.timezone if rep else None, score=event.get("score"), grade=event.get("grade"),
+        overflowed_from=list(d.overflowed),
+        assignee_timezone=rep.timezone if rep else None,
+        assignee_crm_owner_ids=dict(rep.crm_owner_ids) if rep else {},
+        score=event.get("score"), grade=event.get("grade"),
         profile=LeadProfile.model_validate(event.get("profile") or {}),
     )
     await emit(Envelope.of(data, source=SOURCE, lead_id=lead_id, caused_by=caused_by, time=now))

@@ -90,6 +90,11 @@ class Rep(_Model):
         default=None, description="Per weekday (mon..sun) spans like '09:00-17:30' in the rep's zone; null = always."
     )
     out_of_office: list[OutOfOffice] = Field(default_factory=list)
+    crm_owner_ids: dict[str, str] = Field(
+        default_factory=dict,
+        description="The rep's user in each CRM, e.g. {hubspot: '1234567', salesforce: '005...'}; carried on "
+                    "lead-routed so a CRM forwarder (crm-sync) can set the owner.",
+    )
 
     @field_validator("timezone")
     @classmethod

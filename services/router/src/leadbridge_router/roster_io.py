@@ -7,6 +7,8 @@ from datetime import datetime
 from typing import Any
 
 import yaml
+
+from leadbridge_events.edge import JsonTooDeep, loads_json
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,12 +16,37 @@ from . import assigner, db, store
 from .roster import Rep, Roster
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 def parse_roster_text(text: str) -> Roster:
-    """A roster from YAML or JSON text (JSON is YAML, but give JSON's better errors first)."""
+    """A roster from YAML or JSON text (JSON is YAML, but give JSON's better errors first).
+
+    Every problem is a ValueError that says what is wrong (the API answers 422): broken YAML, nesting too
+    deep, NUL characters (PostgreSQL cannot store them)."""
     try:
-        data: Any = json.loads(text)
-    except json.JSONDecodeError:
-        data = yaml.safe_load(text)
+        try:
+            data: Any = loads_json(text)
+        except json.JSONDecodeError:
+            data = yaml.safe_load(text)
+    except JsonTooDeep as exc:
+        raise ValueError(str(exc)) from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+        raise ValueError(f"the roster is neither valid JSON nor valid YAML{at}: "
+                         f"{getattr(exc, 'problem', None) or type(exc).__name__}") from None
+    except RecursionError:
+        raise ValueError("the roster is nested too deeply") from None
+    if _has_nul(data):
+        raise ValueError("the roster contains NUL characters, which cannot be stored; remove them")
     if not isinstance(data, dict):
         raise ValueError("a roster file is a mapping with teams, reps, rules and fallback_pool")
     return Roster.model_validate(data)

@@ -6,13 +6,14 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from leadbridge_events.auth import protected_app, require_scopes
 from leadbridge_events.runtime import ServiceRuntime
 from leadbridge_events.http import add_operational_routes
 from leadbridge_events.migrations import migrations_dir
 
 from . import store
-from .handlers import handlers_for
+from .handlers import batch_handlers_for, handlers_for
 from .model import ScoringModel
 from .model_file import load_model
 from .settings import ScoringSettings
@@ -20,6 +21,7 @@ from .settings import ScoringSettings
 
 def build_runtime(settings: ScoringSettings, model: ScoringModel, *, group_id: str | None = None,
                   **runner_options: Any) -> ServiceRuntime:
+    runner_options.setdefault("batch_handlers", batch_handlers_for(model))
     return ServiceRuntime(name="scoring", settings=settings, metadata=store.metadata, handlers=handlers_for(model),
                           group_id=group_id or settings.group_id, migrations=migrations_dir("leadbridge_scoring"),
                           **runner_options)
@@ -37,12 +39,12 @@ def create_app(settings: ScoringSettings | None = None, model: ScoringModel | No
         async with runtime.lifespan(app):
             yield
 
-    app = FastAPI(title="LeadBridge scoring", lifespan=lifespan)
+    app = protected_app(settings.auth, title="LeadBridge scoring", lifespan=lifespan)
     app.state.model = model
 
     add_operational_routes(app, lambda: app.state.runtime)
 
-    @app.get("/model")
+    @app.get("/model", dependencies=[Depends(require_scopes("scoring:read"))])
     async def current_model() -> dict[str, Any]:
         """The scoring model in force: the rules both teams agreed on."""
         return model.model_dump(mode="json")

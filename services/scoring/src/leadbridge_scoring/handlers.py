@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from leadbridge_events.batching import BatchContext, BatchHandler
 from leadbridge_events.consumer import Handler, HandlerContext, PoisonEvent
 from leadbridge_events.contracts import FollowUpLogged, LeadActivityRecorded, LeadCaptured
 from leadbridge_events.envelope import Envelope
@@ -63,3 +64,37 @@ def handlers_for(model: ScoringModel) -> dict[str, Handler]:
         FOLLOW_UP_LOGGED.name: on_follow_up,
     }
     return HANDLERS
+
+
+def batch_handlers_for(model: ScoringModel) -> dict[str, BatchHandler]:
+    """lead-captured in batches: the captures of new leads are scored and stored together (two statements);
+    anything else, and a second event of a lead within the batch, goes through the one-event handler, in
+    order, after the captures before it: per-lead order is kept."""
+    rescorer = Rescorer(model)
+    one = handlers_for(model)[LEAD_CAPTURED.name]
+
+    async def on_lead_events(events: list[Envelope[Any]], ctx: BatchContext) -> None:
+        waiting: list[tuple[Envelope[Any], LeadCaptured]] = []
+
+        async def flush() -> None:
+            if not waiting:
+                return
+            scored = await rescorer.first_sight_many(
+                ctx.session, [(d.lead_id, capture_activity(d), d.profile) for _, d in waiting])
+            for event, data in waiting:
+                if data.lead_id not in scored:  # scoring knew it already (a replayed capture): the usual path
+                    await one(event, ctx.for_event(event))
+                elif (result := scored[data.lead_id]) is not None:
+                    await ctx.emit(Envelope.of(result, source=SOURCE, lead_id=result.lead_id, caused_by=event))
+            waiting.clear()
+
+        for event in events:
+            if isinstance(event.data, LeadCaptured) and all(d.lead_id != event.lead_id for _, d in waiting):
+                waiting.append((event, event.data))
+                continue
+            if any(d.lead_id == event.lead_id for _, d in waiting):
+                await flush()  # this lead's capture first
+            await one(event, ctx.for_event(event))
+        await flush()
+
+    return {LEAD_CAPTURED.name: on_lead_events}

@@ -95,6 +95,26 @@ class Rescorer:
             return None
         return self._scored(lead_id, profile, breakdown, transition, now)
 
+    async def first_sight_many(self, session: AsyncSession,
+                               captures: list[tuple[str, Activity, LeadProfile]]) -> dict[str, LeadScored | None]:
+        """``_first_sight`` for many new leads (distinct ids) in two statements. The result holds the leads
+        stored (with their event, or None when there is nothing to say); a lead missing from it existed
+        already: the caller handles it one by one (``on_activity``)."""
+        rows: list[dict] = []
+        decided: dict[str, tuple[LeadProfile, Breakdown, Transition, datetime]] = {}
+        for lead_id, activity, profile in captures:
+            breakdown = score(profile, [activity], self.model, activity.occurred_at)
+            transition = after_scoring(None, breakdown, threshold=self.model.mql_threshold, is_test=profile.is_test)
+            state = transition.state
+            rows.append(dict(lead_id=lead_id, profile=profile.model_dump(mode="json"), channel=profile.channel,
+                             campaign=profile.campaign, captured_at=activity.occurred_at, stage=state.stage.value,
+                             mql_emitted=state.mql_emitted, reason=state.reason, recycled_at=state.recycled_at,
+                             score=breakdown.total, grade=breakdown.grade, model_version=breakdown.model_version,
+                             last_signature=[*breakdown.signature(), state.stage.value, state.reason]))
+            decided[lead_id] = (profile, breakdown, transition, activity.occurred_at)
+        stored = await store.insert_scored_leads(session, rows, {lead_id: a for lead_id, a, _ in captures})
+        return {lead_id: self._scored(lead_id, *decided[lead_id]) for lead_id in decided if lead_id in stored}
+
     async def on_follow_up(self, session: AsyncSession, follow_up: FollowUpLogged) -> LeadScored | None:
         lead = await store.load_lead(session, follow_up.lead_id)
         if lead is None:

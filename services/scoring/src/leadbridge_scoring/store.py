@@ -122,6 +122,23 @@ async def insert_scored_lead(session: AsyncSession, lead_id: str, profile: LeadP
     return (await session.execute(stmt)).first() is not None
 
 
+async def insert_scored_leads(session: AsyncSession, rows: list[dict[str, Any]],
+                              first_activities: dict[str, Activity]) -> set[str]:
+    """Many ``insert_scored_lead``s in two statements (whatever their number): the ids of the leads stored;
+    a lead that exists already is left alone (its caller takes the locking path), as is its activity."""
+    if not rows:
+        return set()
+    inserted = set((await session.execute(
+        insert(leads).on_conflict_do_nothing(index_elements=[leads.c.lead_id]).returning(leads.c.lead_id), rows,
+    )).scalars())
+    acts = [{"lead_id": lead_id, "activity_id": a.activity_id, "occurred_at": a.occurred_at, "kind": a.kind,
+             "form_type": a.form_type, "channel": a.channel, "campaign": a.campaign, "asset": a.asset}
+            for lead_id, a in first_activities.items() if lead_id in inserted]
+    if acts:
+        await session.execute(insert(activities).on_conflict_do_nothing(), acts)
+    return inserted
+
+
 async def update_profile(session: AsyncSession, lead_id: str, profile: LeadProfile) -> None:
     await session.execute(profile_update(lead_id, profile))
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from leadbridge_events.auth import protected_app
 from leadbridge_events.logs import configure_logging
 from leadbridge_events.runtime import ServiceRuntime
 from leadbridge_events.http import add_operational_routes
@@ -64,7 +65,8 @@ def create_app(settings: WatcherSettings | None = None, **watcher_options: Any) 
         async with watcher.lifespan(app):
             yield
 
-    app = FastAPI(title="LeadBridge SLA watcher", lifespan=lifespan)
+    # no API of its own yet: whatever is added later needs a token
+    app = protected_app(settings.auth, title="LeadBridge SLA watcher", lifespan=lifespan)
 
     add_operational_routes(app, lambda: app.state.watcher.runtime)
 

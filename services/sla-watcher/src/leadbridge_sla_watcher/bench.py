@@ -100,6 +100,9 @@ async def main(sizes: list[int], due: int, window: float, poll: float) -> None:
         r = await run_size(base, n, due, window, poll)
         print(f"{r['n']:>15,} {r['fired']:>6} {r['p50'] * 1000:>11.1f} {r['p99'] * 1000:>11.1f} "
               f"{r['max'] * 1000:>11.1f} {r['rss']:>12.1f} {r['load']:>7.1f}", flush=True)
+        tag = f"sla_{r['n']}_open_{due}_due_in_{window:g}s"
+        print(f"bench: {tag}_lag_p99={r['p99'] * 1000:.0f} ms\nbench: {tag}_all_fired_within={r['max']:.1f} s\n"
+              f"bench: {tag}_fire_rate={r['fired'] / (window + r['max']):.0f} events/s", flush=True)
 
 
 def cli() -> None:

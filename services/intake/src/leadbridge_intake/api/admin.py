@@ -1,36 +1,29 @@
-"""The admin API: create, list and revoke API keys. Protected by ``INTAKE_ADMIN_TOKEN`` (Bearer)."""
+"""The admin API: create, list and revoke API keys. Needs an access token with the ``keys:admin`` scope."""
 
 from __future__ import annotations
 
-import hmac
 import re
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from ..keys import SCOPES, create_key, list_keys, revoke_key
+from leadbridge_events.auth import require_scopes
+
+from ..keys import DEFAULT_SCOPES, SCOPES, create_key, list_keys, revoke_key
 from .context import IntakeContext, get_ctx
 from .errors import ApiError
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 
-async def require_admin(request: Request, ctx: IntakeContext = Depends(get_ctx)) -> None:
-    expected = ctx.settings.admin_token
-    if not expected:
-        raise ApiError(403, "admin_disabled", "the admin API is disabled: set INTAKE_ADMIN_TOKEN to enable it")
-    auth = request.headers.get("authorization", "")
-    if not auth.lower().startswith("bearer "):
-        raise ApiError(401, "missing_admin_token", "send the admin token as Authorization: Bearer <token>",
-                       {"WWW-Authenticate": "Bearer"})
-    if not hmac.compare_digest(auth[7:].strip(), expected):
-        raise ApiError(403, "bad_admin_token", "the admin token is wrong")
+require_admin = require_scopes("keys:admin")
 
 
 class KeyRequest(BaseModel):
     source: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$",
                         description="The source this key belongs to, e.g. web_form, website, hubspot.")
-    scopes: list[str] = Field(default_factory=lambda: list(SCOPES), description=f"Any of {', '.join(SCOPES)}.")
+    scopes: list[str] = Field(default_factory=lambda: list(DEFAULT_SCOPES),
+                              description=f"Any of {', '.join(SCOPES)}; by default only {', '.join(DEFAULT_SCOPES)}.")
     description: str | None = Field(default=None, max_length=500)
 
 
@@ -50,6 +43,7 @@ async def create(body: KeyRequest, ctx: IntakeContext = Depends(get_ctx)) -> Key
             secret, key = await create_key(session, body.source, body.scopes, body.description)
     except ValueError as exc:
         raise ApiError(422, "validation_failed", str(exc), errors=[{"field": "scopes", "message": str(exc)}]) from None
+    ctx.keys.forget_unknown()  # it may have been tried before it existed
     return KeyView(key_id=key.id, source=key.source, scopes=sorted(key.scopes), api_key=secret)
 
 

@@ -17,6 +17,7 @@ from ..settings import IntakeSettings
 
 if TYPE_CHECKING:
     from ..fetcher import PlatformFetcher
+    from ..group_commit import GroupCommitter
 
 
 def _utcnow() -> datetime:
@@ -30,8 +31,10 @@ class IntakeContext:
     limiter: RateLimiter
     fetcher: "PlatformFetcher"
     keys: KeyCache = field(default_factory=lambda: KeyCache(0))
+    webhook_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(600, 100))
     clock: Callable[[], datetime] = field(default=_utcnow)
     monotonic: Callable[[], float] = field(default=time.monotonic)
+    captures: "GroupCommitter | None" = None  # set at start-up; None: one transaction per capture
 
 
 async def get_ctx(request: Request) -> IntakeContext:  # async: FastAPI runs a sync dependency in a thread

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
@@ -40,6 +40,28 @@ def validation_problem(exc: ValidationError | RequestValidationError) -> JSONRes
     metrics.REJECTED.labels("validation").inc()
     summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
     return problem(422, "validation_failed", f"the request has invalid fields: {summary}", errors=errors)
+
+
+PROBLEM_SCHEMA = {
+    "title": "Problem", "type": "object", "required": ["detail"],
+    "properties": {"error": {"type": "string"}, "detail": {"type": "string"},
+                   "errors": {"type": "array", "items": {"type": "object"}}},
+}
+
+
+def document_problem_bodies(app: FastAPI) -> None:
+    """The OpenAPI document describes intake's own 422 body (``{"error", "detail", "errors"}``) for every
+    route, those added later too, instead of FastAPI's ``{"detail": [...]}``, which intake never sends."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schemas = generate().get("components", {}).get("schemas", {})
+            if "HTTPValidationError" in schemas:
+                schemas["HTTPValidationError"] = PROBLEM_SCHEMA
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 async def api_error_handler(_request: Request, exc: Exception) -> JSONResponse:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
+import hashlib
 import logging
 import uuid
 from datetime import timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -13,20 +14,20 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
 
 from leadbridge_events.contracts import FollowUpLogged
+from leadbridge_events.edge import loads_json
 from leadbridge_events.envelope import Envelope
 from leadbridge_events.outbox import add_to_outbox
 
 from .. import metrics
-from ..capture import SOURCE, CaptureResult, capture_in_transaction, get_lead
+from ..capture import SOURCE, CaptureResult, capture_in_transaction, claim_or_replay, get_lead
 from ..followups import FollowUpConflict, FollowUpRequest, check_can_follow_up, is_final, status_after
 from ..keys import ApiKey
 from ..normalize import is_uuid
 from ..reporting import ANSWER, record_result
 from ..submission import FORM_CONTROL_FIELDS, LeadSubmission, from_flat_fields
-from ..tables import follow_ups, leads, outbox, submissions
+from ..tables import follow_ups, leads, outbox
 from .auth import require
 from .context import IntakeContext, get_ctx
 from .errors import ApiError, validation_problem
@@ -63,6 +64,18 @@ def _idempotency_key(request: Request) -> str | None:
     return key
 
 
+def _reused(idem: str) -> ApiError:
+    """The IETF Idempotency-Key draft: a key reused with a different request is a client error (422)."""
+    metrics.REJECTED.labels("idempotency_key_reused").inc()
+    return ApiError(422, "idempotency_key_reused", "this Idempotency-Key was already used with a different "
+                    "request body; use a new key for a new request",
+                    errors=[{"field": "Idempotency-Key", "message": "already used with another body"}])
+
+
+def fingerprint(content_type: str, raw: bytes) -> str:
+    return hashlib.sha256(content_type.encode() + b"\n" + raw).hexdigest()
+
+
 def _redirect_target(ctx: IntakeContext, fields: dict[str, str]) -> str | None:
     wanted = fields.get("_redirect")
     if wanted:
@@ -83,8 +96,8 @@ def _parse_body(ctx: IntakeContext, content_type: str, raw: bytes) -> tuple[dict
         return from_flat_fields(fields, ignore=ignore), fields
     if content_type in ("application/json", "") or content_type.endswith("+json"):
         try:
-            data = json.loads(raw or b"null")
-        except (UnicodeDecodeError, ValueError) as exc:
+            data = loads_json(raw or b"null")
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise ApiError(400, "bad_json", f"the body is not valid JSON: {exc}") from None
         if not isinstance(data, dict):
             raise ApiError(422, "validation_failed", "the body must be a JSON object",
@@ -99,7 +112,8 @@ async def post_lead(request: Request, ctx: IntakeContext = Depends(get_ctx),
                     key: ApiKey = Depends(require("leads:write"))) -> Response:
     """Capture a lead. 202 with its id; a repeat person answers with the existing lead's id."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    data, form = _parse_body(ctx, content_type, await request.body())
+    raw = await request.body()
+    data, form = _parse_body(ctx, content_type, raw)
     idem = _idempotency_key(request)
     if form is not None and form.get(ctx.settings.honeypot_field):
         metrics.REJECTED.labels("honeypot").inc()
@@ -110,9 +124,12 @@ async def post_lead(request: Request, ctx: IntakeContext = Depends(get_ctx),
     except ValidationError as exc:
         return validation_problem(exc)
     profile = submission.profile(source=key.source)
-    result = await capture_in_transaction(ctx.runtime.sessions, profile, now=ctx.clock(),
-                                          repeat_window=timedelta(hours=ctx.settings.repeat_window_hours),
-                                          dedupe_scope=f"key:{key.id}" if idem else None, dedupe_key=idem)
+    store = ctx.captures.capture if ctx.captures else partial(capture_in_transaction, ctx.runtime.sessions)
+    result = await store(profile, now=ctx.clock(), repeat_window=timedelta(hours=ctx.settings.repeat_window_hours),
+                         dedupe_scope=f"key:{key.id}" if idem else None, dedupe_key=idem,
+                         fingerprint=fingerprint(content_type, raw) if idem else None)
+    if result.outcome == "key_reused":
+        raise _reused(str(idem))
     record_result(result, source=key.source, channel=profile.channel, dedupe_kind="idempotency_key")
     return _answer(ctx, form, result)
 
@@ -168,10 +185,11 @@ async def post_follow_up(lead_id: str, body: FollowUpRequest, request: Request,
         if lead is None:
             raise ApiError(404, "lead_not_found", f"no lead with id {lead_id}")
         if idem:
-            claimed = (await session.execute(
-                insert(submissions).values(scope=f"followup:{key.id}", key=idem, lead_id=lead_id, kind="follow_up")
-                .on_conflict_do_nothing().returning(submissions.c.lead_id))).scalar()
-            if claimed is None:
+            replay = await claim_or_replay(session, f"followup:{key.id}", idem, lead_id,
+                                           fingerprint(lead_id, body.model_dump_json().encode()), "follow_up")
+            if replay is not None and replay.outcome == "key_reused":
+                raise _reused(idem)
+            if replay is not None:
                 metrics.DUPLICATES.labels("follow_up").inc()
                 return FollowUpAccepted(lead_id=lead_id, follow_up_id=None, status="duplicate")
         try:

@@ -27,5 +27,7 @@ async def readyz(ctx: IntakeContext = Depends(get_ctx)) -> JSONResponse:
 
 
 @router.get("/metrics", response_class=Response)
-async def prometheus_metrics() -> Response:
+async def prometheus_metrics(ctx: IntakeContext = Depends(get_ctx)) -> Response:
+    if ctx.settings.metrics_port:  # served on a port of their own (leadbridge_events.runtime)
+        return JSONResponse({"detail": "metrics are served on METRICS_PORT"}, status_code=404)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -6,13 +6,15 @@ answering 200: Meta and LinkedIn notifications go to the retrying fetcher; Googl
 
 from __future__ import annotations
 
-import json
 import logging
+import re
 from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+
+from leadbridge_events.edge import loads_json
 
 from .. import metrics
 from ..capture import capture_in_transaction
@@ -22,12 +24,26 @@ from ..reporting import ANSWER, record_result
 from ..signatures import (SignatureProblem, check_google_key, linkedin_challenge, meta_handshake,
                           verify_linkedin_signature, verify_meta_signature)
 from ..normalize import strip_nul
+from ..ratelimit import retry_after_header
 from .context import IntakeContext, get_ctx
 from .errors import ApiError
 
 log = logging.getLogger("leadbridge.intake.webhooks")
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
-_AUTH = {401: {}, 403: {}, 413: {}, 422: {}}
+
+
+async def per_source_ip_limit(request: Request, ctx: IntakeContext = Depends(get_ctx)) -> None:
+    """Webhooks carry no API key: their rate limit is per source address (before any signature check)."""
+    source = request.client.host if request.client else "unknown"
+    wait = ctx.webhook_limiter.take(source, ctx.monotonic())
+    if wait > 0:
+        metrics.REJECTED.labels("webhook_rate_limited").inc()
+        raise ApiError(429, "rate_limited", "too many webhook requests from this address; retry later",
+                       {"Retry-After": retry_after_header(wait)})
+
+
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], dependencies=[Depends(per_source_ip_limit)])
+_AUTH = {401: {}, 403: {}, 413: {}, 422: {}, 429: {}}
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 def _refuse(platform: str, problem: SignatureProblem) -> ApiError:
@@ -42,8 +58,8 @@ def _not_configured(what: str) -> ApiError:
 
 def _json(raw: bytes) -> Any:
     try:
-        return strip_nul(json.loads(raw))
-    except (UnicodeDecodeError, ValueError) as exc:
+        return strip_nul(loads_json(raw))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ApiError(400, "bad_json", f"the body is not valid JSON: {exc}") from None
 
 
@@ -134,11 +150,18 @@ async def google_lead(request: Request, ctx: IntakeContext = Depends(get_ctx)) -
 
 @router.get("/linkedin", responses=_AUTH)
 async def linkedin_validate(ctx: IntakeContext = Depends(get_ctx),
-                            challenge_code: str = Query(..., alias="challengeCode", max_length=1000)
+                            challenge_code: str = Query(..., alias="challengeCode", max_length=36)
                             ) -> dict[str, str]:
-    """LinkedIn's endpoint validation: answer the ``challengeCode`` with its HMAC-SHA256."""
+    """LinkedIn's endpoint validation: answer the ``challengeCode`` (a UUID) with its HMAC-SHA256.
+
+    Only UUIDs are answered: the same HMAC signs notifications, so answering any text would let anyone have
+    a forged notification body signed here."""
     if not ctx.settings.linkedin_client_secret:
         raise _not_configured("LinkedIn (INTAKE_LINKEDIN_CLIENT_SECRET)")
+    if not _UUID.fullmatch(challenge_code):
+        metrics.REJECTED.labels("linkedin_challenge").inc()
+        raise ApiError(422, "validation_failed", "challengeCode must be a UUID (LinkedIn sends UUIDs)",
+                       errors=[{"field": "challengeCode", "message": "must be a UUID"}])
     return linkedin_challenge(ctx.settings.linkedin_client_secret, challenge_code)
 
 

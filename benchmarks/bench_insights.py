@@ -1,0 +1,194 @@
+"""`make bench-insights`: the managers' views API with 100,000 leads in insights' read model.
+
+Starts a throwaway PostgreSQL, migrates insights' schema, writes 100,000 synthetic leads (90 days, 6
+channels, 20 campaigns, 4 teams, 40 reps; the row each gets is the service's own ``lead_row.row_of``),
+breaches, overflows and a roster, then calls every view's endpoint in-process (FastAPI over ASGI, so the
+figures include routing, validation, SQL and JSON, not a network hop) and prints p50/p95 per view:
+
+    bench: insights_<view>_p95=<ms> ms
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from types import SimpleNamespace
+
+import asyncpg
+import httpx
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from leadbridge_devstack.ports import free_port
+from leadbridge_devstack.postgres import PostgresCluster
+from leadbridge_events.migrations import migrate, migrations_dir
+from leadbridge_insights import store
+from leadbridge_insights.app import create_app
+from leadbridge_insights.facts import LeadFacts
+from leadbridge_insights.lead_row import row_of
+from leadbridge_insights.settings import InsightsSettings
+
+try:  # the views need a manager's token once the services require one: a development token, as in the tests
+    from leadbridge_events.testing import TEST_DEV_SECRET, auth_headers
+    os.environ.setdefault("AUTH_DEV_SECRET", TEST_DEV_SECRET)
+except ImportError:  # before authentication
+    def auth_headers(scopes=None) -> dict[str, str]:
+        return {}
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+CHANNELS = ("paid", "organic", "social", "seo", "referral", "event")
+REASONS = ("no budget", "wrong person", "no need", "timing", "competitor")
+COLUMNS = ["lead_id", "cohort_at", "is_test", "channel", "campaign", "source", "team", "rep", "rep_name",
+           "waiting_pool", "alert_owner", "status", "alert_state", "alert_kind", "mql_at", "routed_at", "assigned_at",
+           "first_touch_at", "waiting_since", "alert_due_at", "touch_secs", "route_secs", "won_amount", "routed",
+           "within_sla", "breached", "accepted", "rejected", "qualified", "won", "lost", "is_open", "unowned",
+           "rejected_reason", "lost_reason", "name", "email", "company", "search"]
+
+
+def synthetic_lead(i: int, rng: random.Random) -> tuple[LeadFacts, dict]:
+    captured = NOW - timedelta(seconds=rng.uniform(0, 90 * 86400))
+    team = f"team-{i % 4}"
+    rep = f"rep-{i % 4}-{rng.randrange(10)}"
+    f = LeadFacts(lead_id=f"lead-{i:06d}", captured=True, captured_at=captured, first_seen_at=captured,
+                  channel=CHANNELS[i % 6], campaign=f"campaign-{i % 20}", source=("web_form", "google", "meta",
+                  "linkedin", "api")[i % 5], stage="nurture", stage_at=captured)
+    if rng.random() < 0.6:
+        mql_at = captured + timedelta(seconds=rng.uniform(0.1, 5))
+        f = replace(f, mql=True, mql_at=mql_at, stage="mql", stage_at=mql_at)
+        if rng.random() < 0.9:
+            routed_at = mql_at + timedelta(seconds=rng.uniform(0.01, 2))
+            f = replace(f, routed=True, routed_at=routed_at, assigned_at=routed_at, team=team, rep=rep,
+                        rep_name=f"Rep {rep}", first_touch_due_at=routed_at + timedelta(minutes=15))
+            if rng.random() < 0.85:
+                touch = routed_at + timedelta(seconds=rng.lognormvariate(6.5, 1.6))
+                f = replace(f, touch_ids=("t1",), first_touch_at=touch, last_touch_at=touch)
+            if rng.random() < 0.15:
+                f = replace(f, sla_breached=True)
+            if f.first_touch_at is None and rng.random() < 0.05:
+                due = (NOW + timedelta(minutes=rng.uniform(-60, 15))).isoformat()
+                f = replace(f, sla_at_risk=True, sla_alerts=(("d", "first_touch", "at_risk", due, due, rep),))
+            roll = rng.random()
+            if roll < 0.5:
+                f = replace(f, accepted=True)
+            elif roll < 0.7:
+                f = replace(f, rejected=True, rejected_reason=rng.choice(REASONS), stage="nurture", stage_at=NOW)
+            if f.accepted and rng.random() < 0.4:
+                f = replace(f, qualified=True)
+                outcome = rng.random()
+                if outcome < 0.5:
+                    f = replace(f, won=True, won_amount=rng.uniform(1000, 50000), closed_at=NOW)
+                else:
+                    f = replace(f, lost=True, lost_reason=rng.choice(REASONS), closed_at=NOW)
+        elif rng.random() < 0.3:
+            f = replace(f, route_event="returned_to_nurture:capacity", route_event_at=mql_at, route_pool=team)
+    contact = {"name": f"Person {i} {rng.choice(('Quigley', 'Smith', 'Meyer', 'Rossi'))}",
+               "email": f"p{i}@company-{i % 3000}.example", "company": f"Company {i % 3000}"}
+    return f, contact
+
+
+def record(f: LeadFacts, contact: dict) -> tuple:
+    row = {"lead_id": f.lead_id, "cohort_at": f.captured_at, "is_test": False, **row_of(f), **contact}
+    row["search"] = " ".join(x for x in (f.lead_id, *contact.values(), f.rep, f.rep_name) if x).lower()
+    return tuple(row[c] for c in COLUMNS)
+
+
+async def load_data(url: str, n: int) -> None:
+    rng = random.Random(42)
+    records = [record(*synthetic_lead(i, rng)) for i in range(n)]
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.copy_records_to_table("lead_views", schema_name="insights", columns=COLUMNS, records=records)
+        breaches = [(f"b{i}", f"lead-{i:06d}", f"rep-{i % 4}-{i % 10}", f"team-{i % 4}", "first_touch",
+                     NOW - timedelta(hours=i % 200)) for i in range(0, n, 7)]
+        await conn.copy_records_to_table("sla_breaches", schema_name="insights", records=breaches)
+        overflows = [(f"o{i}", f"team-{i % 4}", f"lead-{i:06d}", "returned_to_nurture", NOW - timedelta(hours=i % 300))
+                     for i in range(0, n, 11)]
+        await conn.copy_records_to_table("pool_overflows", schema_name="insights", records=overflows)
+        reps = [{"id": f"rep-{t}-{r}", "name": f"Rep {t}-{r}", "team": f"team-{t}", "max_open": 40, "weekly_cap": 30,
+                 "timezone": "Europe/Berlin", "working_hours": {"mon": ["09:00-17:00"]}, "out_of_office": []}
+                for t in range(4) for r in range(10)]
+        roster = {"changed_at": NOW.isoformat(), "teams": [{"id": f"team-{t}"} for t in range(4)], "reps": reps}
+        await conn.execute("INSERT INTO insights.roster (id, changed_at, data) VALUES (1, $1, $2)", NOW,
+                           json.dumps(roster))
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+
+
+VIEWS = {
+    "speed_by_channel": "/v1/views/speed?by=channel",
+    "speed_by_rep": "/v1/views/speed?by=rep",
+    "trends_90_days": f"/v1/views/trends?unit=day&since={(NOW - timedelta(days=90)).date()}",
+    "trends_weeks": "/v1/views/trends?unit=week",
+    "funnel": "/v1/views/funnel",
+    "funnel_filtered": "/v1/views/funnel?channel=paid&team=team-0&since=2026-10-01",
+    "load": "/v1/views/load",
+    "live": "/v1/views/live",
+    "find_by_name": "/v1/views/leads?q=quigley",
+    "find_by_email": "/v1/views/leads?q=p4242@",
+    "find_by_status": "/v1/views/leads?status=won&page=3",
+    "options": "/v1/views/options",
+}
+
+
+async def measure(url: str, rounds: int) -> dict[str, tuple[float, float]]:
+    app = create_app(InsightsSettings(DATABASE_URL=url), clock=lambda: NOW)
+    engine = create_async_engine(url, pool_size=5)
+    app.state.runtime = SimpleNamespace(engine=engine)  # the views need only the engine: no Kafka here
+    out = {}
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://insights",
+                                     headers=auth_headers()) as client:
+            for name, path in VIEWS.items():
+                times = []
+                for i in range(rounds + 3):
+                    started = time.perf_counter()
+                    response = await client.get(path)
+                    elapsed = (time.perf_counter() - started) * 1000
+                    assert response.status_code == 200, (path, response.text[:300])
+                    if i >= 3:  # warm-up: connections, plans
+                        times.append(elapsed)
+                times.sort()
+                out[name] = (statistics.median(times), times[max(0, int(len(times) * 0.95) - 1)])
+    finally:
+        await engine.dispose()
+    return out
+
+
+async def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--leads", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=40)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-insights-") as tmp:
+        pg = PostgresCluster(data_dir=Path(tmp), port=free_port(), durable=False).start(log=lambda *_: None)
+        try:
+            engine = create_async_engine(pg.url)
+            await migrate(engine, store.metadata, migrations_dir("leadbridge_insights"))
+            await engine.dispose()
+            started = time.perf_counter()
+            await load_data(pg.url, args.leads)
+            print(f"loaded {args.leads} leads into the read model in {time.perf_counter() - started:.1f} s")
+            figures = await measure(pg.url, args.rounds)
+        finally:
+            pg.stop()
+    print(f"views API, {args.leads} leads, {args.rounds} requests each (p50 / p95):")
+    for name, (p50, p95) in figures.items():
+        print(f"bench: insights_{name}_p50={p50:.1f} ms")
+        print(f"bench: insights_{name}_p95={p95:.1f} ms")
+    worst = max(p95 for _, p95 in figures.values())
+    print(f"bench: insights_worst_view_p95={worst:.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

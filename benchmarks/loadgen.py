@@ -1,0 +1,87 @@
+"""Load generators for `make bench`, each reporting its own CPU use (so it is seen not to be the bottleneck).
+
+``wrk_post_leads`` drives intake with Debian's compiled ``wrk`` and ``lead.lua`` (a new person per request);
+``CpuMeter`` reads any process's CPU time from /proc, to print CPU per lead for each service.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).parent
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class WrkResult:
+    accepted: int
+    rejected: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    cpu_cores: float  # wrk's own CPU time / wall time
+
+    @property
+    def rate(self) -> float:
+        return self.accepted / self.seconds if self.seconds else 0.0
+
+
+def wrk_post_leads(url: str, api_key: str, *, seconds: float, connections: int, threads: int = 1) -> WrkResult:
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (Debian/Ubuntu: apt-get install wrk; `make bench` installs it)")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    out = subprocess.run(
+        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s", "--timeout", "30s",
+         "-s", str(HERE / "lead.lua"), f"{url}/v1/leads"],
+        env={**os.environ, "LB_API_KEY": api_key}, capture_output=True, text=True, check=True).stdout
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    line = next(ln for ln in out.splitlines() if ln.startswith("WRK "))
+    r = json.loads(line[4:])
+    bad = r["non_2xx"] + r["socket_errors"]
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return WrkResult(r["requests"] - bad, bad, r["seconds"], r["p50_ms"], r["p99_ms"], cpu / wall)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its waited-for children so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return sum(int(f) for f in fields[11:15]) / TICKS  # utime stime cutime cstime
+
+
+def peak_rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except FileNotFoundError:
+        pass
+    return float("nan")
+
+
+class CpuMeter:
+    """CPU seconds each of some processes used between ``start()`` and ``stop()``."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self._start: dict[str, float] = {}
+        self.used: dict[str, float] = {}
+
+    def start(self) -> "CpuMeter":
+        self._start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        return self
+
+    def stop(self) -> dict[str, float]:
+        self.used = {name: cpu_seconds(pid) - self._start[name] for name, pid in self.pids.items()}
+        return self.used

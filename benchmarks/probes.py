@@ -1,0 +1,171 @@
+"""What `make bench` watches and feeds besides HTTP load: lead-routed records, and a backlog put on Kafka.
+
+- ``RoutedCounter``: the number of records on ``lead-routed`` (sum of end offsets), polled;
+- ``routed_latency``: capture->routed per lead at a fixed offered rate (posted over HTTP, the routed
+  record seen by a consumer of ``lead-routed``), with the poster's own CPU use;
+- ``RoutedWatcher``: the moment one given lead's routed record appears (the fresh lead during a drain);
+- ``publish_backlog``: N LeadCaptured events written straight to ``lead-captured``, as intake's relay
+  would have published them when the broker came back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import datetime, timezone
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from leadbridge_events.contracts import LeadCaptured
+from leadbridge_events.envelope import Envelope
+from leadbridge_events.topics import LEAD_ROUTED
+from leadbridge_intake.submission import LeadSubmission
+
+ROUTED = "lead-routed"
+
+
+def lead_body(i: int) -> dict:
+    tag = uuid.uuid4().hex[:12]
+    return {"email": f"vp-{tag}@company-{tag}.example", "company": f"Company {tag}", "job_title": "VP Sales",
+            "company_size": 500, "industry": "software", "country": "DE", "language": "en", "channel": "paid",
+            "campaign": f"bench-{i % 5}", "form_type": "demo_request", "consent": True}
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(int(q * len(ordered)), len(ordered) - 1)] if ordered else float("nan")
+
+
+class RoutedCounter:
+    def __init__(self, bootstrap: str) -> None:
+        self._bootstrap = bootstrap
+        self._parts = [TopicPartition(ROUTED, p) for p in range(LEAD_ROUTED.partitions)]
+
+    async def __aenter__(self) -> "RoutedCounter":
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
+        await self._consumer.start()
+        self._consumer.assign(self._parts)  # metadata for exactly these partitions (the topic exists by now)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._consumer.stop()
+
+    async def count(self) -> int:
+        return sum((await self._consumer.end_offsets(self._parts)).values())
+
+    async def wait_for(self, target: int, timeout: float, interval: float = 0.1) -> tuple[int, float]:
+        """Poll until ``target`` records; returns (count, perf_counter time it was first seen)."""
+        deadline = time.perf_counter() + timeout
+        while True:
+            n = await self.count()
+            now = time.perf_counter()
+            if n >= target or now > deadline:
+                return n, now
+            await asyncio.sleep(interval)
+
+
+async def _latest_consumer(bootstrap: str) -> AIOKafkaConsumer:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    parts = [TopicPartition(ROUTED, p) for p in range(LEAD_ROUTED.partitions)]
+    consumer.assign(parts)
+    await consumer.seek_to_end(*parts)
+    for tp in parts:
+        await consumer.position(tp)
+    return consumer
+
+
+class RoutedWatcher:
+    """Records when each posted lead's first lead-routed record arrives."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._bootstrap = bootstrap
+        self.posted: dict[str, float] = {}
+        self.latencies: dict[str, float] = {}
+        self._task: asyncio.Task | None = None
+
+    async def __aenter__(self) -> "RoutedWatcher":
+        self._consumer = await _latest_consumer(self._bootstrap)
+        self._task = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        await self._consumer.stop()
+
+    async def _read(self) -> None:
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=50, max_records=5000)
+            now = time.perf_counter()
+            for records in batches.values():
+                for r in records:
+                    lead = r.key.decode() if r.key else ""
+                    if lead in self.posted and lead not in self.latencies:
+                        self.latencies[lead] = now - self.posted[lead]
+
+    async def wait(self, timeout: float) -> None:
+        deadline = time.perf_counter() + timeout
+        while len(self.latencies) < len(self.posted) and time.perf_counter() < deadline:
+            await asyncio.sleep(0.05)
+
+
+async def routed_latency(url: str, key: str, bootstrap: str, rate: float, seconds: float) -> dict[str, float]:
+    total = int(rate * seconds)
+    cpu_before = time.process_time()
+    async with RoutedWatcher(bootstrap) as watcher:
+        limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+        async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}, timeout=30, limits=limits) as client:
+
+            async def post(i: int) -> None:
+                sent = time.perf_counter()
+                try:
+                    resp = await client.post("/v1/leads", json=lead_body(i))
+                except httpx.HTTPError:
+                    return  # counted as not accepted
+                if resp.status_code == 202:
+                    watcher.posted[resp.json()["lead_id"]] = sent
+
+            started = time.perf_counter()
+            tasks = []
+            for i in range(total):
+                await asyncio.sleep(max(started + i / rate - time.perf_counter(), 0))
+                tasks.append(asyncio.create_task(post(i)))
+            await asyncio.gather(*tasks)
+            wall = time.perf_counter() - started
+        await watcher.wait(30)
+        lat = list(watcher.latencies.values())
+        return {"offered": total, "accepted": len(watcher.posted), "routed": len(lat),
+                "p50_ms": pct(lat, 0.50) * 1000, "p99_ms": pct(lat, 0.99) * 1000,
+                "max_ms": max(lat, default=float("nan")) * 1000,
+                "generator_cpu": (time.process_time() - cpu_before) / wall}
+
+
+async def publish_backlog(bootstrap: str, n: int) -> float:
+    """Write ``n`` LeadCaptured events to lead-captured (batched sends); returns the seconds it took."""
+    profile = LeadSubmission.model_validate(lead_body(0)).profile(source="bench")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5,
+                                max_batch_size=256 * 1024)
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        pending = []
+        now = datetime.now(timezone.utc)
+        for _ in range(n):
+            lead_id = str(uuid.uuid4())
+            p = profile.model_copy(update={"contact": profile.contact.model_copy(
+                update={"email": f"backlog-{lead_id}@company-{lead_id[:8]}.example"})})
+            event = Envelope.of(LeadCaptured(lead_id=lead_id, captured_at=now, profile=p), source="intake",
+                                lead_id=lead_id, time=now)
+            pending.append(await producer.send("lead-captured", event.kafka_value(), key=lead_id.encode(),
+                                               headers=list(event.kafka_headers())))
+            if len(pending) >= 5000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return time.perf_counter() - started

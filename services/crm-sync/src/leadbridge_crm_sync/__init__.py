@@ -1,0 +1,1 @@
+"""crm-sync: routed leads into CRMs and signed webhooks; the CRMs' activity back as follow-ups."""

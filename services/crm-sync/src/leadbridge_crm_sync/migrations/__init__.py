@@ -1,0 +1,1 @@
+"""Alembic revisions of the crm_sync schema."""

@@ -1,0 +1,209 @@
+"""The SQL behind the managers' views, on ``lead_views``' flat columns (see ``lead_row``). An adapter: it
+filters and aggregates in PostgreSQL and hands plain numbers to the pure modules (speed, trends, stages,
+load). Every query is bounded: aggregates, or lists with a LIMIT on an indexed order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, text, true, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from . import speed
+from .store import lead_views as lf, pool_overflows, roster, sla_breaches
+
+DIMENSIONS = ("channel", "campaign", "source", "team", "rep")
+NONE_KEY = "(none)"
+STATUS_COLUMNS = ("lead_id", "name", "email", "company", "status", "channel", "campaign", "source", "team", "rep",
+                  "rep_name", "cohort_at")
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The page's filters: exact dimension values and the capture window [since, until)."""
+
+    channel: str | None = None
+    campaign: str | None = None
+    source: str | None = None
+    team: str | None = None
+    rep: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def where(self, *, dates: bool = True) -> Any:
+        conds = [lf.c.is_test.is_(False)]
+        for name in DIMENSIONS:
+            value = getattr(self, name)
+            if value:
+                conds.append(lf.c[name].is_(None) if value == NONE_KEY else lf.c[name] == value)
+        if dates and self.since is not None:
+            conds.append(lf.c.cohort_at >= self.since)
+        if dates and self.until is not None:
+            conds.append(lf.c.cohort_at < self.until)
+        return and_(*conds)
+
+
+def _count(cond: Any) -> Any:
+    return func.count().filter(cond)
+
+
+def _speed_measures(prefix: str, value: Any, owed: Any) -> list[Any]:
+    """Aggregates of one duration column: the population owed the step, how many got there, median, p90,
+    how many within each threshold, and the histogram (the edges of ``speed.EDGES``)."""
+    out = [_count(owed).label(f"{prefix}_population"), func.count(value).label(f"{prefix}_reached"),
+           func.percentile_cont(0.5).within_group(value).label(f"{prefix}_median"),
+           func.percentile_cont(0.9).within_group(value).label(f"{prefix}_p90")]
+    out += [_count(value <= limit).label(f"{prefix}_within_{name}") for name, limit in speed.THRESHOLDS]
+    edges = (None, *speed.EDGES, None)
+    for i in range(len(speed.BUCKETS)):
+        low, high = edges[i], edges[i + 1]
+        cond = and_(value.is_not(None), *([value >= low] if low is not None else []),
+                    *([value < high] if high is not None else []))
+        out.append(_count(cond).label(f"{prefix}_h{i}"))
+    return out
+
+
+async def speed_groups(conn: AsyncConnection, f: Filters, by: str) -> list[dict[str, Any]]:
+    """Per ``by`` value and in total (key None): the first-touch and routing aggregates, in one scan.
+    First touch is owed by routed leads; routing by sales-ready ones (MQL or routed)."""
+    key = func.coalesce(lf.c[by], NONE_KEY)
+    query = select(key.label("key"), func.grouping(key).label("is_total"),
+                   _count(lf.c.within_sla.is_(True)).label("touch_within_sla"),
+                   _count(lf.c.breached.is_(True)).label("touch_breached"),
+                   *_speed_measures("touch", lf.c.touch_secs, lf.c.routed.is_(True)),
+                   *_speed_measures("route", lf.c.route_secs, or_(lf.c.mql_at.is_not(None), lf.c.routed.is_(True)))
+                   ).where(f.where()).group_by(func.rollup(key))
+    await conn.execute(text("SET LOCAL work_mem = '64MB'"))  # the percentiles' sorts stay in memory
+    return [dict(r._mapping) for r in (await conn.execute(query)).all()]
+
+
+def _measures() -> list[Any]:
+    return [func.count().label("captured"), _count(lf.c.mql_at.is_not(None)).label("mql"),
+            _count(lf.c.routed.is_(True)).label("routed"),
+            _count(and_(lf.c.routed.is_(True), lf.c.first_touch_at.is_not(None))).label("touched"),
+            _count(lf.c.within_sla.is_(True)).label("within_sla"), _count(lf.c.breached.is_(True)).label("breached"),
+            _count(lf.c.accepted.is_(True)).label("accepted"), _count(lf.c.rejected.is_(True)).label("rejected"),
+            _count(lf.c.qualified.is_(True)).label("qualified"), _count(lf.c.won.is_(True)).label("won"),
+            _count(lf.c.lost.is_(True)).label("lost"), func.coalesce(func.sum(lf.c.won_amount), 0).label("won_amount")]
+
+
+async def trend_counts(conn: AsyncConnection, f: Filters, unit: str) -> dict[datetime, dict[str, int]]:
+    start = func.date_trunc(unit, func.timezone("UTC", lf.c.cohort_at)).label("start")
+    rows = (await conn.execute(select(start, *_measures()).where(f.where()).group_by(start))).all()
+    return {r.start.replace(tzinfo=timezone.utc): dict(r._mapping) for r in rows}
+
+
+async def funnel_counts(conn: AsyncConnection, f: Filters) -> tuple[dict[str, Any], dict[str, dict[str, int]]]:
+    """The cohort's counts, and the rejected and lost reasons with their counts, in one scan."""
+    sets = func.grouping_sets(tuple_(), lf.c.rejected_reason, lf.c.lost_reason)
+    query = select(lf.c.rejected_reason, lf.c.lost_reason, func.grouping(lf.c.rejected_reason).label("g_r"),
+                   func.grouping(lf.c.lost_reason).label("g_l"), *_measures()).where(f.where()).group_by(sets)
+    counts: dict[str, Any] = {}
+    why: dict[str, dict[str, int]] = {"rejected": {}, "lost": {}}
+    for r in (await conn.execute(query)).all():
+        m = dict(r._mapping)
+        if m["g_r"] and m["g_l"]:
+            counts = {k: v for k, v in m.items() if k not in ("rejected_reason", "lost_reason", "g_r", "g_l")}
+        elif not m["g_r"] and m["rejected_reason"] is not None:
+            why["rejected"][m["rejected_reason"]] = m["rejected"]
+        elif not m["g_l"] and m["lost_reason"] is not None:
+            why["lost"][m["lost_reason"]] = m["lost"]
+    return counts or dict.fromkeys([c.name for c in _measures()], 0), why
+
+
+async def load_inputs(conn: AsyncConnection, week_from: datetime) -> dict[str, Any]:
+    """Open leads per rep, assignments and breaches per rep and hour since ``week_from``, the capacity waiting
+    list and overflows per pool, and the announced roster."""
+    opened = (await conn.execute(
+        select(lf.c.rep, func.count(), func.max(lf.c.rep_name), func.max(lf.c.team))
+        .where(lf.c.is_open.is_(True), lf.c.is_test.is_(False)).group_by(lf.c.rep))).all()
+    hour = func.date_trunc("hour", lf.c.assigned_at)
+    assigned = (await conn.execute(
+        select(lf.c.rep, hour, func.count(), func.max(lf.c.rep_name), func.max(lf.c.team))
+        .where(lf.c.assigned_at >= week_from, lf.c.rep.is_not(None), lf.c.is_test.is_(False))
+        .group_by(lf.c.rep, hour))).all()
+    b_hour = func.date_trunc("hour", sla_breaches.c.fired_at)
+    breaches = (await conn.execute(
+        select(sla_breaches.c.assignee_id, b_hour, func.count())
+        .where(sla_breaches.c.fired_at >= week_from, sla_breaches.c.assignee_id.is_not(None))
+        .group_by(sla_breaches.c.assignee_id, b_hour))).all()
+    waiting = (await conn.execute(
+        select(lf.c.waiting_pool, func.count(), func.min(lf.c.waiting_since))
+        .where(lf.c.waiting_pool.is_not(None), lf.c.is_test.is_(False)).group_by(lf.c.waiting_pool))).all()
+    overflows = (await conn.execute(
+        select(pool_overflows.c.pool, pool_overflows.c.outcome, func.count())
+        .where(pool_overflows.c.occurred_at >= week_from).group_by(pool_overflows.c.pool, pool_overflows.c.outcome)
+    )).all()
+    announced = (await conn.execute(select(roster.c.data))).scalar()
+    out: dict[str, Any] = {"roster": announced, "open": {}, "assigned": {}, "breaches": {}, "names": {}, "teams": {},
+                           "waiting": {}, "overflows": {}}
+    for rep, n, name, team in opened:
+        out["open"][rep] = n
+        out["names"][rep], out["teams"][rep] = name, team
+    for rep, at, n, name, team in assigned:
+        out["assigned"].setdefault(rep, []).append((at, n))
+        out["names"].setdefault(rep, name)
+        out["teams"].setdefault(rep, team)
+    for rep, at, n in breaches:
+        out["breaches"].setdefault(rep, []).append((at, n))
+    out["waiting"] = {pool: (n, oldest) for pool, n, oldest in waiting}
+    for pool, outcome, n in overflows:
+        out["overflows"].setdefault(pool, {})[outcome] = n
+    return out
+
+
+def _row(r: Any) -> dict[str, Any]:
+    out = dict(r._mapping)
+    for k, v in out.items():
+        if isinstance(v, datetime):
+            out[k] = v.isoformat()
+    return out
+
+
+async def limbo(conn: AsyncConnection, f: Filters, now: datetime, after: timedelta, limit: int) -> tuple[int, list]:
+    cond = and_(f.where(dates=False), lf.c.unowned.is_(True), lf.c.cohort_at <= now - after)
+    total = (await conn.execute(select(func.count()).where(cond))).scalar_one()
+    rows = (await conn.execute(select(*(lf.c[c] for c in STATUS_COLUMNS)).where(cond)
+                               .order_by(lf.c.cohort_at, lf.c.lead_id).limit(limit))).all()
+    return total, [_row(r) for r in rows]
+
+
+async def at_risk(conn: AsyncConnection, f: Filters, limit: int) -> tuple[int, list]:
+    cond = and_(f.where(dates=False), lf.c.alert_state.is_not(None))
+    total = (await conn.execute(select(func.count()).where(cond))).scalar_one()
+    rows = (await conn.execute(
+        select(*(lf.c[c] for c in STATUS_COLUMNS), lf.c.alert_state, lf.c.alert_kind, lf.c.alert_due_at,
+               lf.c.alert_owner).where(cond).order_by(lf.c.alert_due_at, lf.c.lead_id).limit(limit))).all()
+    return total, [_row(r) for r in rows]
+
+
+def _like(q: str) -> str:
+    return "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+async def search(conn: AsyncConnection, f: Filters, *, q: str | None, status: str | None, limit: int,
+                 offset: int) -> tuple[int, list]:
+    """Leads matching ``q`` (id, name, email, company or owner, any part) and ``status``, newest first."""
+    cond = and_(f.where(), lf.c.search.like(_like(q)) if q else true(),
+                lf.c.status == status if status else true())
+    total = (await conn.execute(select(func.count()).where(cond))).scalar_one()
+    rows = (await conn.execute(select(*(lf.c[c] for c in STATUS_COLUMNS)).where(cond)
+                               .order_by(lf.c.cohort_at.desc(), lf.c.lead_id).limit(limit).offset(offset))).all()
+    return total, [_row(r) for r in rows]
+
+
+async def dimension_values(conn: AsyncConnection, limit: int = 200) -> dict[str, list[str]]:
+    """The values each filter can take (most common first), for the page's pickers: one scan."""
+    cols = [lf.c[name] for name in DIMENSIONS]
+    query = (select(*cols, *(func.grouping(c).label(f"g_{c.name}") for c in cols), func.count().label("n"))
+             .where(lf.c.is_test.is_(False)).group_by(func.grouping_sets(*cols)))
+    found: dict[str, list[tuple[int, str]]] = {name: [] for name in DIMENSIONS}
+    for r in (await conn.execute(query)).all():
+        m = r._mapping
+        for name in DIMENSIONS:
+            if m[f"g_{name}"] == 0 and m[name] is not None:
+                found[name].append((-m["n"], m[name]))
+    return {name: [v for _, v in sorted(values)[:limit]] for name, values in found.items()}

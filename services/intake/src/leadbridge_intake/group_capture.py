@@ -1,0 +1,158 @@
+"""Capturing a GROUP of leads in one transaction, on plain asyncpg, with multi-row statements.
+
+The same rules as ``capture.capture_lead`` (its behaviour is the reference; this is its batch form):
+
+- a dedupe key (Idempotency-Key) is claimed with ``INSERT ... ON CONFLICT DO NOTHING``; a member whose key
+  is claimed already answers with the first claim's lead ("duplicate");
+- each person (normalized email / phone) is serialized by transaction-scoped advisory locks (class
+  ``INTAKE_PERSON`` of ``leadbridge_events.locks``), taken for the whole group in one statement in the one
+  sorted order every capture path uses (no deadlocks);
+- a person seen within the repeat window (and not closed) gets an activity, not a new lead;
+- every new lead or activity gets its event in the outbox, in the same transaction, and one NOTIFY.
+
+The caller (``group_commit``) never puts two members of the same person or the same dedupe key in one
+group, so members are independent of each other. One round trip per step, whatever the group's size.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from leadbridge_events.contracts import LeadActivityRecorded, LeadCaptured, LeadProfile
+from leadbridge_events.envelope import Envelope
+from leadbridge_events.locks import LockClass, object_key
+from leadbridge_events.outbox import _channel as outbox_channel
+from leadbridge_events.topics import topic_for
+
+from .capture import SOURCE, CaptureResult, person_lock_names
+from .tables import SCHEMA
+
+S = SCHEMA
+
+CLAIM = f"""INSERT INTO {S}.submissions (scope, key, lead_id, kind, fingerprint)
+SELECT s, k, l, 'captured', f FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(s, k, l, f)
+ON CONFLICT DO NOTHING RETURNING scope, key"""
+CLAIMED = f"""SELECT c.scope, c.key, c.lead_id, c.fingerprint FROM {S}.submissions c
+JOIN unnest($1::text[], $2::text[]) AS t(s, k) ON c.scope = t.s AND c.key = t.k"""
+LOCK = "SELECT pg_advisory_xact_lock($1::int, k) FROM unnest($2::int[]) AS k"  # in array order
+REPEATS = f"""SELECT m.i, (SELECT l.id FROM {S}.leads l
+  WHERE (l.email = m.email OR l.phone = m.phone) AND l.last_activity_at >= m.since
+    AND l.is_test IS FALSE AND l.final_outcome IS NULL
+  ORDER BY l.created_at LIMIT 1)
+FROM unnest($1::int[], $2::text[], $3::text[], $4::timestamptz[]) AS m(i, email, phone, since)"""
+NEW_LEADS = f"""INSERT INTO {S}.leads (id, created_at, last_activity_at, email, phone, source, channel, is_test,
+  status, activity_count, profile, dedupe_key, status_detail)
+SELECT id, at, at, email, phone, source, channel, is_test, CASE WHEN is_test THEN 'test' ELSE 'captured' END, 0,
+  profile::jsonb, dedupe_key, '{{}}'::jsonb
+FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], $8::text[],
+            $9::text[]) AS t(id, at, email, phone, source, channel, is_test, profile, dedupe_key)"""
+RECLAIM = f"""UPDATE {S}.submissions c SET lead_id = t.l, kind = 'activity'
+FROM unnest($1::text[], $2::text[], $3::text[]) AS t(s, k, l) WHERE c.scope = t.s AND c.key = t.k"""
+ACTIVITIES = f"""INSERT INTO {S}.activities (id, lead_id, occurred_at, kind, form_type, channel, source)
+SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[])"""
+TOUCH = f"""UPDATE {S}.leads l SET last_activity_at = t.at, activity_count = l.activity_count + t.n
+FROM unnest($1::text[], $2::timestamptz[], $3::int[]) AS t(id, at, n) WHERE l.id = t.id"""
+OUTBOX = f"""WITH staged AS (INSERT INTO {S}.outbox (event_id, topic, key, value, headers)
+  SELECT e, t, k, v, h::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[]) AS x(e, t, k, v, h)
+  RETURNING id)
+SELECT pg_notify($6, '')"""
+
+
+@dataclass
+class Member:
+    """One capture request waiting for its group."""
+
+    profile: LeadProfile
+    now: datetime
+    repeat_window: timedelta
+    dedupe_scope: str | None = None
+    dedupe_key: str | None = None
+    fingerprint: str | None = None  # of the request body an Idempotency-Key came with
+    activity_kind: str = "form_submission"
+
+    @property
+    def claim(self) -> tuple[str, str] | None:
+        return (self.dedupe_scope, self.dedupe_key) if self.dedupe_scope and self.dedupe_key else None
+
+    @property
+    def lock_keys(self) -> list[str]:
+        if self.profile.is_test:
+            return []
+        return person_lock_names(self.profile.contact.email, self.profile.contact.phone)
+
+
+def _cols(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    return [list(c) for c in zip(*rows)] if rows else [[] for _ in range(width)]
+
+
+async def capture_group(conn: Any, members: list[Member]) -> list[CaptureResult]:
+    """Inside the caller's transaction on asyncpg connection ``conn``: each member's CaptureResult, in order."""
+    results: list[CaptureResult | None] = [None] * len(members)
+    new_ids = [str(uuid.uuid4()) for _ in members]
+    claims = sorted((m.claim + (new_ids[i], m.fingerprint or ""), i)  # fixed order
+                    for i, m in enumerate(members) if m.claim)
+    if claims:
+        rows = [c[:3] + (c[3] or None,) for c, _ in claims]
+        won = {(r["scope"], r["key"]) for r in await conn.fetch(CLAIM, *_cols(rows, 4))}
+        lost = [(c, i) for c, i in claims if (c[0], c[1]) not in won]
+        if lost:
+            firsts = {(r["scope"], r["key"]): (r["lead_id"], r["fingerprint"])
+                      for r in await conn.fetch(CLAIMED, *_cols([c[:2] for c, _ in lost], 2))}
+            for c, i in lost:
+                first_lead, first_fingerprint = firsts[(c[0], c[1])]
+                reused = c[3] and first_fingerprint and c[3] != first_fingerprint  # same key, another body
+                results[i] = CaptureResult(first_lead, "key_reused" if reused else "duplicate")
+    live = [i for i in range(len(members)) if results[i] is None]
+    lock_names = sorted({k for i in live for k in members[i].lock_keys})  # the one order of every path
+    repeat_of: dict[int, str] = {}
+    if lock_names:
+        await conn.execute(LOCK, int(LockClass.INTAKE_PERSON), [object_key(n) for n in lock_names])
+        looked = [(i, members[i].profile.contact.email, members[i].profile.contact.phone,
+                   members[i].now - members[i].repeat_window) for i in live if members[i].lock_keys]
+        repeat_of = {r[0]: r[1] for r in await conn.fetch(REPEATS, *_cols(looked, 4)) if r[1] is not None}
+    leads: list[tuple[Any, ...]] = []
+    reclaims: list[tuple[Any, ...]] = []
+    activities: list[tuple[Any, ...]] = []
+    touched: Counter[str] = Counter()
+    touched_at: dict[str, datetime] = {}
+    events: list[Envelope[Any]] = []
+    for i in live:
+        m, p = members[i], members[i].profile
+        if i in repeat_of:
+            lead_id, activity_id = repeat_of[i], str(uuid.uuid4())
+            if m.claim:
+                reclaims.append((*m.claim, lead_id))
+            activities.append((activity_id, lead_id, m.now, m.activity_kind, p.form_type, p.channel, p.source))
+            touched[lead_id] += 1
+            touched_at[lead_id] = max(touched_at.get(lead_id, m.now), m.now)
+            event = Envelope.of(LeadActivityRecorded(
+                lead_id=lead_id, activity_id=activity_id, occurred_at=m.now, kind=m.activity_kind,
+                form_type=p.form_type, channel=p.channel, campaign=p.campaign, profile=p),
+                source=SOURCE, lead_id=lead_id, time=m.now)
+            results[i] = CaptureResult(lead_id, "activity", event_id=event.id, activity_id=activity_id)
+        else:
+            lead_id = new_ids[i]
+            leads.append((lead_id, m.now, p.contact.email, p.contact.phone, p.source, p.channel, p.is_test,
+                          json.dumps(p.model_dump(mode="json")), m.dedupe_key))
+            event = Envelope.of(LeadCaptured(lead_id=lead_id, captured_at=m.now, profile=p, dedupe_key=m.dedupe_key),
+                                source=SOURCE, lead_id=lead_id, time=m.now)
+            results[i] = CaptureResult(lead_id, "captured", event_id=event.id)
+        events.append(event)
+    if leads:
+        await conn.execute(NEW_LEADS, *_cols(leads, 9))
+    if reclaims:
+        await conn.execute(RECLAIM, *_cols(reclaims, 3))
+    if activities:
+        await conn.execute(ACTIVITIES, *_cols(activities, 7))
+        await conn.execute(TOUCH, list(touched), [touched_at[k] for k in touched], list(touched.values()))
+    if events:
+        await conn.execute(OUTBOX, [e.id for e in events], [topic_for(e.type).name for e in events],
+                           [e.lead_id for e in events], [e.kafka_value() for e in events],
+                           [json.dumps({k: v.decode() for k, v in e.kafka_headers()}) for e in events],
+                           outbox_channel(S))
+    return [r for r in results if r is not None]
