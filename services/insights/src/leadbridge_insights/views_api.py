@@ -21,6 +21,10 @@ from .views_store import Filters
 Dimension = Literal["channel", "campaign", "source", "team", "rep"]
 
 
+def unprocessable(message: str, param: str) -> HTTPException:
+    """422 in the shape the OpenAPI document promises: ``{"detail": [{"loc", "msg", "type"}]}``."""
+    return HTTPException(422, [{"loc": ["query", param], "msg": message, "type": "value_error"}])
+
 def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
 
@@ -36,7 +40,7 @@ def filters(
 ) -> Filters:
     since, until = _aware(since), _aware(until)
     if since and until and since >= until:
-        raise HTTPException(422, "since must be before until")
+        raise unprocessable("since must be before until", "until")
     return Filters(channel, campaign, source, team, rep, since, until)
 
 
@@ -76,7 +80,7 @@ def build_views_router(engine: Callable[[], Any], clock: Callable[[], datetime],
         try:
             return {"filters": echo(f), **trends.series(counts, since=since, until=until, unit=unit)}
         except ValueError as exc:
-            raise HTTPException(422, str(exc)) from exc
+            raise unprocessable(str(exc), "since") from exc
 
     @api.get("/funnel", response_model=m.FunnelView,
              summary="The funnel's stages with conversions, and the reasons ranked")
@@ -132,7 +136,7 @@ def build_views_router(engine: Callable[[], Any], clock: Callable[[], datetime],
                          f: Filters = Depends(filters)) -> dict[str, Any]:
         """A page of leads, newest first, with contact details (personal data: for signed-in managers)."""
         if status and status not in STATUSES:
-            raise HTTPException(422, f"status must be one of {', '.join(STATUSES)}")
+            raise unprocessable(f"status must be one of {', '.join(STATUSES)}", "status")
         async with engine().connect() as conn:
             total, rows = await views_store.search(conn, f, q=(q or "").strip() or None, status=status,
                                                    limit=per_page, offset=(page - 1) * per_page)

@@ -18,7 +18,7 @@ from .audit import Findings, audit
 from .faults import ALL_FAULTS, FaultWindow, run_faults
 from .load import LoadResult, create_api_key, post_leads
 from .observe import committed_offsets, lead_views, processed_events, read_topics, wait_for_quiet
-from .stack import ADMIN_TOKEN, ChaosStack, UnsupportedBrokerCount
+from .stack import ChaosStack, admin_token, UnsupportedBrokerCount
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -65,7 +65,7 @@ def default_gap(args: argparse.Namespace, faults: list[str]) -> float:
 async def exercise(stack: ChaosStack, args: argparse.Namespace, log) -> tuple:
     faults = [f.strip() for f in args.faults.split(",") if f.strip()]
     gap = args.gap if args.gap is not None else default_gap(args, faults)
-    key = await create_api_key(stack.url("intake"), ADMIN_TOKEN)
+    key = await create_api_key(stack.url("intake"), admin_token())
     log(f"posting {args.leads} leads at {args.rate:g}/s; faults {', '.join(faults)} ({args.down:g} s down, "
         f"{gap:.1f} s apart)")
     step = max(args.leads // 10, 1)
@@ -96,7 +96,7 @@ async def examine(stack: ChaosStack, key: str, load, windows) -> Findings:
     committed = await committed_offsets(bootstrap)
     processed = await processed_events(stack.env["DATABASE_URL"])
     urls = {name: stack.url(name) for name in ("intake", "router", "insights")}
-    views = await lead_views(urls, key, list(load.accepted))
+    views = await lead_views(urls, key, list(load.accepted), admin_token())
     return audit(load, windows, topics, committed, processed, views)
 
 

@@ -178,7 +178,8 @@ class LeadViews:
     errors: list[str] = field(default_factory=list)
 
 
-async def lead_views(urls: dict[str, str], api_key: str, lead_ids: list[str], concurrency: int = 32) -> LeadViews:
+async def lead_views(urls: dict[str, str], api_key: str, lead_ids: list[str], token: str,
+                     concurrency: int = 32) -> LeadViews:
     """Each lead as intake (GET /v1/leads/{id}), router (GET /leads/{id}) and insights (its timeline) show it."""
     views = LeadViews()
     gate = asyncio.Semaphore(concurrency)
@@ -201,8 +202,9 @@ async def lead_views(urls: dict[str, str], api_key: str, lead_ids: list[str], co
 
     async def one(client: httpx.AsyncClient, lead_id: str) -> None:
         views.intake[lead_id] = await get(client, f"{urls['intake']}/v1/leads/{lead_id}", {"X-API-Key": api_key})
-        views.router[lead_id] = await get(client, f"{urls['router']}/leads/{lead_id}")
-        timeline = await get(client, f"{urls['insights']}/v1/leads/{lead_id}/timeline")
+        bearer = {"Authorization": f"Bearer {token}"}
+        views.router[lead_id] = await get(client, f"{urls['router']}/leads/{lead_id}", bearer)
+        timeline = await get(client, f"{urls['insights']}/v1/leads/{lead_id}/timeline", bearer)
         views.insights[lead_id] = None if timeline is None else [e.get("type") for e in timeline.get("events", [])]
 
     async with httpx.AsyncClient(timeout=10) as client:

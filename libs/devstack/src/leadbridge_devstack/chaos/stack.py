@@ -7,6 +7,7 @@ the same command line), the broker (SIGKILL, then the same server.properties and
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import signal
 import tempfile
@@ -20,7 +21,16 @@ from ..postgres import PostgresCluster
 from ..system import SERVICES, System, start_system
 
 HERE = Path(__file__).parent
-ADMIN_TOKEN = "chaos-admin-token"
+DEV_SECRET = secrets.token_urlsafe(32)  # this run's development token secret (AUTH_DEV_SECRET)
+
+
+def admin_token() -> str:
+    """A development token that may create intake API keys and read the router's and insights' views of a lead,
+    signed with this run's secret."""
+    from leadbridge_events.auth import AuthSettings, mint_dev_token
+
+    return mint_dev_token(AuthSettings(dev_secret=DEV_SECRET), ("keys:admin", "roster:read", "insights:read"),
+                          subject="chaos")
 
 
 class UnsupportedBrokerCount(RuntimeError):
@@ -31,7 +41,7 @@ def service_env(bootstrap: str, database_url: str) -> dict[str, str]:
     """The services' settings: a roster with no caps, SLA escalation off (routing is deterministic)."""
     return {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": database_url,
-        "INTAKE_ADMIN_TOKEN": ADMIN_TOKEN,
+        "AUTH_DEV_SECRET": DEV_SECRET,
         "INTAKE_RATE_LIMIT_PER_MINUTE": "10000000", "INTAKE_RATE_LIMIT_BURST": "1000000",
         "ROUTER_ROSTER_FILE": str(HERE / "roster.yaml"),
         "SLA_POLICIES_FILE": str(HERE / "sla-policies.yaml"),
