@@ -28,6 +28,8 @@ from leadbridge_devstack.ports import free_port
 from leadbridge_devstack.system import SERVICES, start_system
 from leadbridge_events.testing import auth_headers, collect_events, test_token
 
+from .harness import own_database
+
 pytestmark = pytest.mark.integration
 HERE = Path(__file__).parent
 HS_SECRET, ORG = "e2e-hubspot-secret", "00D000000000042AAA"
@@ -50,24 +52,20 @@ def fakes():
 
 @pytest.fixture(scope="module")
 def system(stack, fakes, tmp_path_factory):
-    import asyncpg
-
     try:  # a broker of this module's own: fresh groups read from the beginning
         broker = KafkaBroker.throwaway()
         bootstrap = broker.bootstrap_servers
     except MissingJavaError:
         broker, bootstrap = None, stack.bootstrap_servers
-    name = f"e2e_crm_{uuid.uuid4().hex[:8]}"
-    admin_dsn = stack.database_url.replace("postgresql+asyncpg://", "postgresql://")
+    try:
+        with own_database(stack) as database_url:
+            yield from _system(database_url, bootstrap, fakes, tmp_path_factory)
+    finally:
+        if broker is not None:
+            broker.remove()
 
-    async def sql(statement):
-        conn = await asyncpg.connect(admin_dsn)
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
 
-    asyncio.run(sql(f'CREATE DATABASE "{name}"'))
+def _system(database_url, bootstrap, fakes, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("crm-e2e")
     config = tmp / "crm-sync.yaml"
     hs_url, sf_url, _ = fakes["urls"]
@@ -77,7 +75,7 @@ def system(stack, fakes, tmp_path_factory):
         "salesforce": {"acme": {"organization_id": ORG, "login_url": sf_url, "client_id": "sf-client",
                                 "client_secret": "sf-secret"}},
         "teams": {"crm": ["hubspot:main", "salesforce:acme"]}}))
-    env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": stack.database_url.rpartition("/")[0] + f"/{name}",
+    env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": database_url,
            "ROUTER_ROSTER_FILE": str(HERE / "crm-roster.yaml"),
            "SLA_POLICIES_FILE": str(HERE / "crm-sla-policies.yaml"), "CRM_SYNC_CONFIG_FILE": str(config),
            "CRM_SYNC_SENDER_POLL_SECONDS": "0.2", "LOG_LEVEL": "WARNING"}
@@ -92,9 +90,6 @@ def system(stack, fakes, tmp_path_factory):
             tail = log.read_text(errors="replace")[-1500:]
             if "Traceback" in tail:
                 print(f"--- {log.name} ---\n{tail}")
-        asyncio.run(sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        if broker is not None:
-            broker.remove()
 
 
 @pytest.fixture(scope="module")

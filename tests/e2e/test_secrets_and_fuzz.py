@@ -29,6 +29,8 @@ from leadbridge_devstack.system import SERVICES, start_system
 from leadbridge_events.testing import TEST_DEV_SECRET, auth_headers, collect_events, test_token
 from leadbridge_intake.testing import FakePlatforms
 
+from .harness import own_database
+
 pytestmark = pytest.mark.integration
 HERE = Path(__file__).parent
 RUN = uuid.uuid4().hex[:8]
@@ -81,23 +83,15 @@ def platforms():
 
 @pytest.fixture(scope="module")
 def system(stack, own_broker, platforms, tmp_path_factory):
-    import asyncpg
+    with own_database(stack) as database_url:
+        yield from _system(database_url, own_broker, platforms, tmp_path_factory)
 
-    name = f"e2e_sec_{uuid.uuid4().hex[:8]}"
-    admin_dsn = stack.database_url.replace("postgresql+asyncpg://", "postgresql://")
 
-    async def sql(statement):
-        conn = await asyncpg.connect(admin_dsn)
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    asyncio.run(sql(f'CREATE DATABASE "{name}"'))
+def _system(database_url, own_broker, platforms, tmp_path_factory):
     suffix = uuid.uuid4().hex[:6]
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": own_broker,
-        "DATABASE_URL": stack.database_url.rpartition("/")[0] + f"/{name}",
+        "DATABASE_URL": database_url,
         "AUTH_DEV_SECRET": TEST_DEV_SECRET,
         **SECRETS,
         "INTAKE_GOOGLE_KEYS": json.dumps({"*": GOOGLE_KEY}),
@@ -118,7 +112,6 @@ def system(stack, own_broker, platforms, tmp_path_factory):
         yield running
     finally:
         running.stop()
-        asyncio.run(sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="module")
