@@ -3,9 +3,10 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 export UV_LINK_MODE ?= copy
 
-.PHONY: install helm up down env test test-unit schemas run demo bench bench-routing bench-sla bench-replicas bench-insights vendor-uplot wrk chaos help
+.PHONY: lint install helm up down env test test-unit schemas run demo bench bench-routing bench-sla bench-replicas bench-insights vendor-uplot wrk chaos help
 
 help:
+	@echo "make lint   - the quality gate: ruff with the rules in pyproject.toml"
 	@echo "make run    - start Kafka, PostgreSQL and the four services (Ctrl-C stops all)"
 	@echo "make test   - run the whole test suite against a real Kafka broker and PostgreSQL"
 	@echo "make up / make down - start / stop the local Kafka + PostgreSQL only (make up BROKERS=3: a 3-broker cluster)"
@@ -37,6 +38,9 @@ env:
 
 helm:
 	@bash deploy/helm/install-helm.sh
+
+lint: install
+	$(UV) run ruff check .
 
 test: install helm
 	@$(UV) run leadbridge-devstack check --for test

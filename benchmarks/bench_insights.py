@@ -20,14 +20,12 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
 import asyncpg
 import httpx
-from sqlalchemy.ext.asyncio import create_async_engine
-
 from leadbridge_devstack.ports import free_port
 from leadbridge_devstack.postgres import PostgresCluster
 from leadbridge_events.migrations import migrate, migrations_dir
@@ -36,6 +34,7 @@ from leadbridge_insights.app import create_app
 from leadbridge_insights.facts import LeadFacts
 from leadbridge_insights.lead_row import row_of
 from leadbridge_insights.settings import InsightsSettings
+from sqlalchemy.ext.asyncio import create_async_engine
 
 try:  # the views need a manager's token once the services require one: a development token, as in the tests
     from leadbridge_events.testing import TEST_DEV_SECRET, auth_headers
@@ -44,7 +43,7 @@ except ImportError:  # before authentication
     def auth_headers(scopes=None) -> dict[str, str]:
         return {}
 
-NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 CHANNELS = ("paid", "organic", "social", "seo", "referral", "event")
 REASONS = ("no budget", "wrong person", "no need", "timing", "competitor")
 COLUMNS = ["lead_id", "cohort_at", "is_test", "channel", "campaign", "source", "team", "rep", "rep_name",

@@ -24,7 +24,6 @@ from aiokafka import AIOKafkaConsumer
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_system import ADMIN, DEV_SECRET, create_database, lead_body  # noqa: E402
-
 from leadbridge_devstack import cli  # noqa: E402
 from leadbridge_devstack.cluster import KafkaCluster  # noqa: E402
 from leadbridge_devstack.ports import free_port, port_open  # noqa: E402

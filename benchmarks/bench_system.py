@@ -29,15 +29,14 @@ import asyncpg
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from loadgen import CpuMeter, peak_rss_mb, wrk_post_leads  # noqa: E402
-from probes import RoutedCounter, RoutedWatcher, lead_body, publish_backlog, routed_latency  # noqa: E402
-from raw_rates import kafka_batched_rate, plain_dsn, postgres_commit_rate  # noqa: E402
-from stack import DURABLE, durable_postgres, kafka_broker  # noqa: E402
-
 from leadbridge_devstack.ports import free_port  # noqa: E402
 from leadbridge_devstack.system import SERVICES, System, start_system  # noqa: E402
 from leadbridge_events.admin import ensure_topics  # noqa: E402
 from leadbridge_events.auth import AuthSettings, mint_dev_token  # noqa: E402
+from loadgen import CpuMeter, peak_rss_mb, wrk_post_leads  # noqa: E402
+from probes import RoutedCounter, RoutedWatcher, lead_body, publish_backlog, routed_latency  # noqa: E402
+from raw_rates import kafka_batched_rate, plain_dsn, postgres_commit_rate  # noqa: E402
+from stack import DURABLE, durable_postgres, kafka_broker  # noqa: E402
 
 HERE = Path(__file__).parent
 DEV_SECRET = "bench-dev-secret-only-for-this-benchmark-run"

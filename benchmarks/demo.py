@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -150,7 +150,7 @@ def google_lead(tag: str, google_key: str) -> dict[str, Any]:
 def meta_graph_lead(tag: str, leadgen_id: str) -> dict[str, Any]:
     """The lead as Meta's Graph API answers GET /<leadgen_id>."""
     return {
-        "id": leadgen_id, "created_time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+0000"),
+        "id": leadgen_id, "created_time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S+0000"),
         "form_id": "555000", "ad_id": "777000", "campaign_name": "meta-lookalike-de", "is_organic": False,
         "field_data": [
             {"name": "full_name", "values": ["Lena Fischer"]},
@@ -192,7 +192,7 @@ class FakeGraph:
         self.server = ThreadingHTTPServer((parsed.hostname or "127.0.0.1", parsed.port or 80), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "FakeGraph":
+    def __enter__(self) -> FakeGraph:
         self.thread.start()
         return self
 
@@ -234,7 +234,7 @@ async def wait_events(kafka: str, topic: str, lead_ids: list[str], count: int, t
 
     try:
         return await collect_events(kafka, [topic], lead_ids=lead_ids, count=count, timeout=timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return []
 
 
@@ -245,7 +245,7 @@ async def find_lead_by_marker(kafka: str, marker: str, timeout: float) -> str | 
     try:
         records = await collect_records(kafka, ["lead-captured"], match=lambda r: marker.encode() in (r.value or b""),
                                         until=lambda m: len(m) >= 1, timeout=timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return None
     return records[0].key.decode()
 
@@ -282,7 +282,7 @@ async def run_with(args: argparse.Namespace, cfg: dict[str, Any], hubspot: Any) 
     import httpx
 
     urls = cfg["urls"]
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     deadline = time.monotonic() + args.timeout
     tag = uuid.uuid4().hex[:6]
     async with httpx.AsyncClient(timeout=10) as client:
@@ -384,7 +384,7 @@ async def run_with(args: argparse.Namespace, cfg: dict[str, Any], hubspot: Any) 
                 say(f"   {leads[lid]:<24} {what:<13} by {routed[lid].assignee_id:<8} -> {r.status_code} "
                     f"(logged in HubSpot; its webhook, signed v3, to crm-sync)")
                 continue
-            body = {**body, "actor": routed[lid].assignee_id, "occurred_at": datetime.now(timezone.utc).isoformat()}
+            body = {**body, "actor": routed[lid].assignee_id, "occurred_at": datetime.now(UTC).isoformat()}
             r = await client.post(f"{intake}/v1/leads/{lid}/follow-ups", json=body, headers=auth)
             say(f"   {leads[lid]:<24} {what:<13} by {routed[lid].assignee_id:<8} -> {r.status_code}")
         if crm_call:
@@ -500,7 +500,7 @@ async def print_funnel(client: Any, insights: str, since: datetime, bearer: dict
         rows = list(rows.values())
     cols = ["captured", "mql", "nurtured", "routed", "first_touch_within_sla", "sla_at_risk", "sla_breached",
             "rejected", "qualified"]
-    say(f"\n6. funnel by channel (this demo's leads, from insights GET /v1/funnel?by=channel&since=...)")
+    say("\n6. funnel by channel (this demo's leads, from insights GET /v1/funnel?by=channel&since=...)")
     say(f"   {'channel':<10}" + "".join(f"{c.replace('first_touch_within_sla', 'touch_in_sla'):>14}" for c in cols))
     total = report.get("total") if isinstance(report, dict) else None
     for row in [*rows, *([total] if total else [])]:
@@ -522,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return asyncio.run(asyncio.wait_for(run(args), timeout=args.timeout + 60))
-    except asyncio.TimeoutError:
+    except TimeoutError:
         say(f"error: the demo did not finish within {args.timeout + 60:.0f}s")
         return 1
     except KeyboardInterrupt:

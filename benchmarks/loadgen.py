@@ -78,7 +78,7 @@ class CpuMeter:
         self._start: dict[str, float] = {}
         self.used: dict[str, float] = {}
 
-    def start(self) -> "CpuMeter":
+    def start(self) -> CpuMeter:
         self._start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
         return self
 

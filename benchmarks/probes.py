@@ -13,11 +13,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-
 from leadbridge_events.contracts import LeadCaptured
 from leadbridge_events.envelope import Envelope
 from leadbridge_events.topics import LEAD_ROUTED
@@ -43,7 +42,7 @@ class RoutedCounter:
         self._bootstrap = bootstrap
         self._parts = [TopicPartition(ROUTED, p) for p in range(LEAD_ROUTED.partitions)]
 
-    async def __aenter__(self) -> "RoutedCounter":
+    async def __aenter__(self) -> RoutedCounter:
         self._consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
         await self._consumer.start()
         self._consumer.assign(self._parts)  # metadata for exactly these partitions (the topic exists by now)
@@ -86,7 +85,7 @@ class RoutedWatcher:
         self.latencies: dict[str, float] = {}
         self._task: asyncio.Task | None = None
 
-    async def __aenter__(self) -> "RoutedWatcher":
+    async def __aenter__(self) -> RoutedWatcher:
         self._consumer = await _latest_consumer(self._bootstrap)
         self._task = asyncio.create_task(self._read())
         return self
@@ -153,7 +152,7 @@ async def publish_backlog(bootstrap: str, n: int) -> float:
     started = time.perf_counter()
     try:
         pending = []
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         for _ in range(n):
             lead_id = str(uuid.uuid4())
             p = profile.model_copy(update={"contact": profile.contact.model_copy(

@@ -10,11 +10,10 @@ import os
 import signal
 import sys
 
-from sqlalchemy import Column, Integer, MetaData, String, Table
-
 from leadbridge_events.consumer import ConsumerRunner
 from leadbridge_events.db import add_backbone_tables, make_engine, session_factory
 from leadbridge_events.producer import EventProducer
+from sqlalchemy import Column, Integer, MetaData, String, Table
 
 
 async def main(bootstrap: str, database_url: str, schema: str, topic: str, group: str) -> None:

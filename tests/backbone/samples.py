@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-from leadbridge_events.contracts import (Bant, Contact, CrmDeliveryRecorded, EventData, FollowUpLogged,
-                                         LeadActivityRecorded, LeadCaptured, LeadProfile, LeadRouted, LeadScored,
-                                         MatchedRule, RosterChanged, RosterRep, RosterTeam, SlaAtRisk, SlaBreached,
-                                         SlaDeadline, SlaDeadlineMet, SlaDeadlinesSet)
+from leadbridge_events.contracts import (
+    Bant,
+    Contact,
+    CrmDeliveryRecorded,
+    EventData,
+    FollowUpLogged,
+    LeadActivityRecorded,
+    LeadCaptured,
+    LeadProfile,
+    LeadRouted,
+    LeadScored,
+    MatchedRule,
+    RosterChanged,
+    RosterRep,
+    RosterTeam,
+    SlaAtRisk,
+    SlaBreached,
+    SlaDeadline,
+    SlaDeadlineMet,
+    SlaDeadlinesSet,
+)
 
-NOW = datetime(2026, 11, 23, 9, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 
 PROFILE = LeadProfile(
     contact=Contact(email="ana@example.com", phone="+4915112345678", name="Ana Example"),

@@ -10,11 +10,10 @@ import uuid
 
 import asyncpg
 import pytest
-from sqlalchemy import select, text
-
 from leadbridge_events.consumer import PoisonEvent
 from leadbridge_events.db import create_schema
 from leadbridge_events.testing import collect_records
+from sqlalchemy import select, text
 
 from .conftest import Backbone
 from .test_consumer_runner import _ge, activity, count_effects, make_runner, wait_for

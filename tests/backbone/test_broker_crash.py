@@ -10,7 +10,6 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-
 from leadbridge_events.admin import ensure_topics, replication_for
 from leadbridge_events.producer import EventProducer
 from leadbridge_events.testing import collect_records

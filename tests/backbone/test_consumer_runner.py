@@ -6,12 +6,11 @@ import asyncio
 import uuid
 
 import pytest
-from sqlalchemy import func, select
-
 from leadbridge_events.consumer import ConsumerRunner, PoisonEvent
 from leadbridge_events.contracts import LeadActivityRecorded
 from leadbridge_events.envelope import Envelope
 from leadbridge_events.testing import collect_records
+from sqlalchemy import func, select
 
 from .samples import NOW
 
@@ -121,7 +120,7 @@ async def test_poison_records_go_to_the_dlq_and_the_next_record_is_handled(
     assert b"failed schema validation" in headers[1]["dlq_error"]
     assert b"downstream said no" in headers[2]["dlq_error"] and headers[2]["dlq_attempts"] == b"4"
     assert dead[0].value == b"\xff not an event", "original bytes are kept"
-    for h, r in zip(headers, dead):
+    for h, _r in zip(headers, dead, strict=False):
         assert h["dlq_source_topic"] == topic.name.encode()
         assert int(h["dlq_source_offset"]) >= 0
         assert h["dlq_consumer_group"] == unique_name.encode()

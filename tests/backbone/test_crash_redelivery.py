@@ -9,10 +9,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
-
 from leadbridge_events import metrics
 from leadbridge_events.consumer import ConsumerRunner
+from sqlalchemy import func, select
 
 from .test_consumer_runner import activity, count_effects, wait_for
 

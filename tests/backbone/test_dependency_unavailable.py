@@ -6,7 +6,6 @@ import asyncio
 import uuid
 
 import pytest
-
 from leadbridge_intake.testing import make_settings, new_key, running
 
 

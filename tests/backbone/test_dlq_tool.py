@@ -7,8 +7,6 @@ import asyncio
 import uuid
 
 import pytest
-from sqlalchemy import select
-
 from leadbridge_events.admin import ensure_topics
 from leadbridge_events.consumer import PoisonEvent
 from leadbridge_events.dlq import DLQ_ACTIONS
@@ -17,6 +15,7 @@ from leadbridge_events.outbox import OutboxRelay, add_to_outbox
 from leadbridge_events.settings import BackboneSettings
 from leadbridge_events.testing import collect_records
 from leadbridge_events.topics import Topic
+from sqlalchemy import select
 
 from .test_consumer_runner import activity, count_effects, make_runner, wait_for
 

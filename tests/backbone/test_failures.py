@@ -6,18 +6,15 @@ and ``DBAPIError.instance``, so they are wrapped exactly as a failing statement 
 
 from __future__ import annotations
 
-import asyncio
-
 import asyncpg
 import pytest
 from aiokafka import errors as kafka_errors
-from pydantic import BaseModel, ValidationError
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
-
 from leadbridge_events.consumer import PoisonEvent
 from leadbridge_events.envelope import UndecodableEvent
 from leadbridge_events.failures import OutageBackoff, Verdict, classify, describe, is_transient, sqlstate
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
 
 T, R = Verdict.TRANSIENT, Verdict.RECORD_FAULT
 pgx = asyncpg.exceptions
@@ -80,7 +77,7 @@ CASES = [
     # -- a lost connection without a SQLSTATE
     ("connection refused", ConnectionRefusedError(111, "Connect call failed"), T),
     ("connection reset", ConnectionResetError(104, "Connection reset by peer"), T),
-    ("client-side timeout", asyncio.TimeoutError(), T),
+    ("client-side timeout", TimeoutError(), T),
     ("asyncpg: connection is closed", pgx.InterfaceError("cannot call Connection.execute(): connection is closed"), T),
     ("statement on an invalidated connection", wrapped(pgx.UniqueViolationError("dup"), invalidated=True), T),
     ("SQLAlchemy OperationalError around OSError",

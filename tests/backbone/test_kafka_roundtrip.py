@@ -8,7 +8,6 @@ import uuid
 
 import jsonschema
 import pytest
-
 from leadbridge_events import schema_export
 from leadbridge_events.admin import ensure_topics
 from leadbridge_events.contracts import LeadActivityRecorded

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
-
 from leadbridge_events.db import make_engine
 from leadbridge_events.failures import is_transient, sqlstate
 from leadbridge_events.locks import LockClass, object_key, xact_lock
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 
 def test_lock_classes_are_distinct_32_bit_keys():

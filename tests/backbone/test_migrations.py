@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import text
-
 from leadbridge_events.db import make_engine
 from leadbridge_events.migrations import SERVICES, differences, load, migrate
+from sqlalchemy import text
 
 pytestmark = pytest.mark.integration
 

@@ -13,10 +13,9 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from asyncpg.exceptions import CannotConnectNowError
-from sqlalchemy import func, select
-
 from leadbridge_devstack.postgres import PostgresCluster
 from leadbridge_events.db import create_schema
+from sqlalchemy import func, select
 
 from .conftest import Backbone
 from .test_consumer_runner import activity, make_runner, wait_for

@@ -7,8 +7,6 @@ import shutil
 import uuid
 
 import pytest
-from sqlalchemy import func, select
-
 from leadbridge_devstack.pytest_plugin import start_local_broker
 from leadbridge_events import metrics
 from leadbridge_events.admin import ensure_topics
@@ -16,8 +14,9 @@ from leadbridge_events.consumer import ConsumerRunner
 from leadbridge_events.outbox import OutboxRelay, add_to_outbox
 from leadbridge_events.producer import EventProducer
 from leadbridge_events.topics import Topic
+from sqlalchemy import func, select
 
-from .test_consumer_runner import activity, count_effects, wait_for
+from .test_consumer_runner import activity, wait_for
 from .test_outbox_parking import parked_rows
 
 pytestmark = pytest.mark.integration

@@ -6,11 +6,10 @@ import asyncio
 import uuid
 
 import pytest
-from sqlalchemy import func, select
-
 from leadbridge_events import metrics
 from leadbridge_events.outbox import OutboxRelay, add_to_outbox
 from leadbridge_events.testing import collect_records
+from sqlalchemy import func, select
 
 from .test_consumer_runner import activity, wait_for
 

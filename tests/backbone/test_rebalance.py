@@ -6,7 +6,6 @@ import asyncio
 import uuid
 
 import pytest
-
 from leadbridge_events.admin import ensure_topics
 from leadbridge_events.topics import Topic
 

@@ -6,9 +6,8 @@ import asyncio
 import uuid
 
 import pytest
-from sqlalchemy import text
-
 from leadbridge_events.outbox import OutboxRelay
+from sqlalchemy import text
 
 from .test_consumer_runner import wait_for
 from .test_outbox import unsent, write_events

@@ -6,7 +6,6 @@ import asyncio
 import uuid
 
 import pytest
-
 from leadbridge_events.runtime import ServiceRuntime
 from leadbridge_events.settings import BackboneSettings
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from aiokafka import TopicPartition
-
 from leadbridge_devstack.chaos.audit import audit
 from leadbridge_devstack.chaos.faults import POISON_KEY, FaultWindow
 from leadbridge_devstack.chaos.load import MQL, NURTURE, Accepted, ClientError, LoadResult

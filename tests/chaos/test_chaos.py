@@ -9,7 +9,6 @@ lead intake accepted. See docs/chaos.md.
 from __future__ import annotations
 
 import pytest
-
 from leadbridge_devstack.chaos.cli import parse_args, run
 from leadbridge_devstack.chaos.faults import input_topics
 

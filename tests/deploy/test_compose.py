@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from leadbridge_devstack.system import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]

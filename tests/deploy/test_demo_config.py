@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-
 from leadbridge_devstack.run_all import DEMO_ENV_FILE, demo_env, read_env_file
 
 ROOT = Path(__file__).resolve().parents[2]

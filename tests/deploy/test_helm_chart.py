@@ -16,7 +16,6 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-
 from leadbridge_devstack.helm import HELM_VERSION, helm_binary
 from leadbridge_devstack.system import SERVICES
 from leadbridge_events.topics import ALL_TOPICS

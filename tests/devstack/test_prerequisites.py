@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from leadbridge_devstack import kafka, postgres, pypi_runtimes
 from leadbridge_devstack.paths import repo_root
 
@@ -40,8 +39,9 @@ def test_cli_reports_a_missing_prerequisite_as_one_clear_error(tmp_path):
 
 
 def test_every_pinned_jar_has_a_sha256():
-    lines = [l for l in (repo_root() / "deploy/kafka/jars.lock").read_text().splitlines() if l and l[0] != "#"]
-    assert any(l.startswith("org.apache.kafka:kafka_2.13:4.") for l in lines)
+    lock = (repo_root() / "deploy/kafka/jars.lock").read_text().splitlines()
+    lines = [entry for entry in lock if entry and entry[0] != "#"]
+    assert any(entry.startswith("org.apache.kafka:kafka_2.13:4.") for entry in lines)
     for line in lines:
         coordinate, digest = line.split()
         assert coordinate.count(":") == 2 and len(digest) == 64

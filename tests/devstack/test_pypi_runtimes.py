@@ -11,7 +11,6 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
 from leadbridge_devstack import kafka, postgres, pypi_runtimes
 from leadbridge_devstack.kafka import KafkaBroker
 from leadbridge_devstack.ports import free_port

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-
 from leadbridge_devstack.ports import free_port
 from leadbridge_devstack.system import System, replica_names, start_system
 from leadbridge_events.envelope import Envelope

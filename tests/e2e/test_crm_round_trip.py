@@ -14,13 +14,12 @@ import asyncio
 import json
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
-
 from leadbridge_crm_sync.fakes import FakeHubSpot, FakeSalesforce, outbound_message
 from leadbridge_crm_sync.testing import Served, WebhookReceiver, hubspot_headers
 from leadbridge_devstack.kafka import KafkaBroker, MissingJavaError
@@ -187,7 +186,7 @@ async def test_salesforce_round_trip(system, api_key, fakes, subscription):
     assert lag < LAG_BOUND and sf_lead["OwnerId"] == OWNERS[routing.assignee_id][1]
     message = outbound_message(ORG, [(f"04l{uuid.uuid4().hex[:15]}", "Task", {
         "Id": "00T000000000009AAA", "WhoId": sf_lead["Id"], "OwnerId": sf_lead["OwnerId"], "TaskSubtype": "Call",
-        "CallDisposition": "Connected", "CreatedDate": datetime.now(timezone.utc).isoformat()})])
+        "CallDisposition": "Connected", "CreatedDate": datetime.now(UTC).isoformat()})])
     async with httpx.AsyncClient() as client:
         for _ in range(50):  # the Lead id is remembered when the delivery's transaction commits
             r = await client.post(f"{system.url('crm-sync')}/v1/inbound/salesforce/acme", content=message)
@@ -202,7 +201,7 @@ async def test_salesforce_round_trip(system, api_key, fakes, subscription):
 async def _follow_up_arrived(system, lead_id: str) -> bool:
     try:
         await collect_events(system.bootstrap, ["follow-up-logged"], lead_ids=[lead_id], count=1, timeout=2)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return False
     return True
 
@@ -222,7 +221,7 @@ async def test_generic_webhook_round_trip(system, api_key, fakes, subscription):
     async with httpx.AsyncClient() as client:
         r = await client.post(f"{system.url('intake')}/v1/leads/{lead_id}/follow-ups", headers={"X-API-Key": api_key},
                               json={"touch_type": "call", "actor": routing.assignee_id, "outcome": "connected",
-                                    "occurred_at": datetime.now(timezone.utc).isoformat()})
+                                    "occurred_at": datetime.now(UTC).isoformat()})
     assert r.status_code in (200, 201, 202), r.text
     await first_touch_met_and_counted(system, lead_id, campaign, "intake")
     assert all(receiver.seen[m] == 1 for m in receiver.order), "each webhook-id processed once"

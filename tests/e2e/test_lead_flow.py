@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
-
 from leadbridge_devstack.kafka import KafkaBroker, MissingJavaError
 from leadbridge_devstack.ports import free_port
 from leadbridge_devstack.system import SERVICES, start_system
@@ -110,7 +109,7 @@ async def post_lead(system, api_key) -> str:
 
 
 async def post_follow_up(system, api_key, lead_id, **body) -> None:
-    body.setdefault("occurred_at", datetime.now(timezone.utc).isoformat())
+    body.setdefault("occurred_at", datetime.now(UTC).isoformat())
     async with httpx.AsyncClient() as client:
         resp = await client.post(f"{system.url('intake')}/v1/leads/{lead_id}/follow-ups", json=body,
                                  headers={"X-API-Key": api_key})

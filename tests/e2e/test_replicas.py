@@ -17,7 +17,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from leadbridge_events.testing import auth_headers, collect_records, test_token
 from leadbridge_events.topics import LEAD_ROUTED, SLA_BREACHED
 

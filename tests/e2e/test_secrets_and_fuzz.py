@@ -22,7 +22,6 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-
 from leadbridge_devstack.kafka import KafkaBroker, MissingJavaError
 from leadbridge_devstack.ports import free_port
 from leadbridge_devstack.system import SERVICES, start_system
@@ -219,9 +218,9 @@ def test_fuzz_the_openapi_document_with_valid_credentials(system, api_key, servi
     """Bounded (a few examples per operation, positive and negative), derandomized: a fixed, fast sample."""
     import schemathesis
     from hypothesis import HealthCheck, Phase, given, settings
+    from schemathesis.checks import not_a_server_error
     from schemathesis.generation import GenerationMode
     from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
-    from schemathesis.checks import not_a_server_error
 
     headers = {**auth_headers(), "X-API-Key": api_key}
     schema = schemathesis.openapi.from_url(f"{system.url(service)}/openapi.json")

@@ -7,7 +7,6 @@ import json
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-
 from leadbridge_events.edge import JsonDepthAndNulGuard, JsonTooDeep, has_nul, json_depth, loads_json
 
 

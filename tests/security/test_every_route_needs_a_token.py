@@ -11,7 +11,6 @@ import re
 import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
-
 from leadbridge_devstack.system import SERVICES
 from leadbridge_events.auth import is_public
 from leadbridge_events.testing import auth_headers

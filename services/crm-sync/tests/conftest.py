@@ -7,23 +7,21 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-
-from leadbridge_events.contracts import Contact, LeadProfile, LeadRouted
-from leadbridge_events.envelope import Envelope
-from leadbridge_events.producer import EventProducer
-
-from leadbridge_events.testing import test_token
 from leadbridge_crm_sync.app import create_app
 from leadbridge_crm_sync.config import CrmConfig
 from leadbridge_crm_sync.fakes import FakeHubSpot, FakeSalesforce
 from leadbridge_crm_sync.settings import CrmSyncSettings
 from leadbridge_crm_sync.testing import Served, WebhookReceiver
+from leadbridge_events.contracts import Contact, LeadProfile, LeadRouted
+from leadbridge_events.envelope import Envelope
+from leadbridge_events.producer import EventProducer
+from leadbridge_events.testing import test_token
 
 ADMIN = test_token(["crm:admin"])  # an access token of the admin API
 HS_SECRET = "hubspot-app-client-secret"
@@ -141,7 +139,7 @@ def routed(team: str, *, lead_id: str | None = None, rep: str = "ada", hubspot_o
     lead_id = lead_id or f"lead-{uuid.uuid4().hex[:12]}"
     email = f"{lead_id}@example.com" if email == "__auto__" else email
     data = LeadRouted(
-        lead_id=lead_id, routed_at=datetime.now(timezone.utc), outcome=outcome, assignee_id=rep,
+        lead_id=lead_id, routed_at=datetime.now(UTC), outcome=outcome, assignee_id=rep,
         assignee_name=rep.title(), team=team, pool=team, rule="everyone", reason=f"round robin in {team}",
         attempt=attempt, assignee_crm_owner_ids={"hubspot": hubspot_owner, "salesforce": sf_owner}, score=72,
         grade="B", profile=LeadProfile(contact=Contact(email=email, name="Pat Example"), company="Acme",

@@ -7,11 +7,9 @@ import json
 import time
 
 import pytest
-
-from leadbridge_events.testing import collect_events
-
 from leadbridge_crm_sync.fakes import outbound_message
 from leadbridge_crm_sync.testing import hubspot_headers
+from leadbridge_events.testing import collect_events
 
 from .conftest import HS_SECRET, ORG_ID, Crm, Fakes, eventually, routed
 

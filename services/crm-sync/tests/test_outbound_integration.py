@@ -5,9 +5,9 @@ receiver restarts and outages, exactly once per destination, ordering, pause, de
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC
 
 import pytest
-
 from leadbridge_events.testing import collect_events
 
 from .conftest import Crm, Fakes, eventually, routed
@@ -225,7 +225,7 @@ async def test_the_admin_api_needs_the_token_and_validates_its_input(crm: Crm):
 
 
 async def test_sla_events_reach_only_the_subscribers_of_that_type_and_team(crm: Crm, fakes: Fakes):
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from leadbridge_events.contracts import SlaBreached
     from leadbridge_events.envelope import Envelope
@@ -234,7 +234,7 @@ async def test_sla_events_reach_only_the_subscribers_of_that_type_and_team(crm: 
     r = await crm.client.post("/v1/subscriptions", headers=crm.auth, json={
         "url": server.url + "/hook", "event_types": ["sla-breached"], "teams": [crm.team]})
     receiver.secret = r.json()["secret"]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
 
     def breach(team: str) -> Envelope:
         lead_id = f"lead-{team}-{now.timestamp()}"
@@ -251,7 +251,7 @@ async def test_sla_events_reach_only_the_subscribers_of_that_type_and_team(crm: 
 
 
 async def test_finished_deliveries_are_purged_after_the_retention_period(crm: Crm, fakes: Fakes):
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from leadbridge_crm_sync.sender import purge_finished
 
@@ -259,6 +259,6 @@ async def test_finished_deliveries_are_purged_after_the_retention_period(crm: Cr
     await crm.publish(event)
     await delivered(crm, event.lead_id, "hubspot:main")
     sessions = crm.app.state.runtime.sessions
-    assert await purge_finished(sessions, datetime.now(timezone.utc) - timedelta(days=1)) == 0
-    assert await purge_finished(sessions, datetime.now(timezone.utc) + timedelta(seconds=1)) >= 1
+    assert await purge_finished(sessions, datetime.now(UTC) - timedelta(days=1)) == 0
+    assert await purge_finished(sessions, datetime.now(UTC) + timedelta(seconds=1)) >= 1
     assert await crm.deliveries(event.lead_id) == []

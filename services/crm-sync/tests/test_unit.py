@@ -4,14 +4,10 @@ HubSpot signature v3, Salesforce Outbound Message parsing and mapping, Standard 
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from standardwebhooks.webhooks import Webhook, WebhookVerificationError
-
-from leadbridge_events.contracts import FollowUpOutcome, TouchType
-
 from leadbridge_crm_sync import inbound_hubspot as hs
 from leadbridge_crm_sync import inbound_salesforce as sf
 from leadbridge_crm_sync.config import ConfigError, SalesforceOrg, load_config
@@ -19,8 +15,10 @@ from leadbridge_crm_sync.fakes import outbound_message
 from leadbridge_crm_sync.policy import TokenBucket, http_outcome, next_attempt_at, parse_retry_after, should_pause
 from leadbridge_crm_sync.settings import DEFAULT_RETRY_SCHEDULE
 from leadbridge_crm_sync.webhooks import new_secret, signed_headers
+from leadbridge_events.contracts import FollowUpOutcome, TouchType
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
 def test_the_default_schedule_retries_for_more_than_24_hours_then_gives_up():
@@ -137,7 +135,7 @@ def test_salesforce_outbound_message_parsing_and_mapping():
 def test_standard_webhooks_signatures_verify_with_the_package_and_carry_both_secrets_in_a_rotation():
     old, new = new_secret(), new_secret()
     body = b'{"type":"lead-routed"}'
-    headers = signed_headers("msg_1", body, datetime.now(timezone.utc), [new, old])
+    headers = signed_headers("msg_1", body, datetime.now(UTC), [new, old])
     assert len(headers["webhook-signature"].split(" ")) == 2
     Webhook(old).verify(body, headers)
     Webhook(new).verify(body, headers)

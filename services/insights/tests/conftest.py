@@ -6,19 +6,32 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
-
-from leadbridge_events.contracts import (Bant, Contact, FollowUpLogged, LeadActivityRecorded, LeadCaptured,
-                                         LeadProfile, LeadRouted, LeadScored, MatchedRule, RosterChanged, RosterRep,
-                                         RosterTeam, SlaAtRisk, SlaBreached, SlaDeadline, SlaDeadlineMet,
-                                         SlaDeadlinesSet)
+from leadbridge_events.contracts import (
+    Bant,
+    Contact,
+    FollowUpLogged,
+    LeadActivityRecorded,
+    LeadCaptured,
+    LeadProfile,
+    LeadRouted,
+    LeadScored,
+    MatchedRule,
+    RosterChanged,
+    RosterRep,
+    RosterTeam,
+    SlaAtRisk,
+    SlaBreached,
+    SlaDeadline,
+    SlaDeadlineMet,
+    SlaDeadlinesSet,
+)
 from leadbridge_events.envelope import Envelope
 from leadbridge_events.producer import EventProducer
 from leadbridge_events.runtime import ServiceRuntime
-
 from leadbridge_insights.settings import InsightsSettings
 
 
@@ -50,14 +63,14 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 45.0
 # The story is dated tomorrow, and the app under test is given a clock two hours later. Other services
 # may be live on the shared topics and react to these events (scoring, routing) at the real time: dating
 # the story later keeps its own stage and assignment the latest ones.
-STORY_START = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=1)
+STORY_START = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
 
 
 def frozen_clock(at: datetime) -> Callable[[], datetime]:
     return lambda: at
 
 
-async def foreign_events(client, story: "Story") -> bool:
+async def foreign_events(client, story: Story) -> bool:
     """Whether a live service reacted to the story's events (then counts it can raise are bounds)."""
     for lead in story.events:
         r = await client.get(f"/v1/leads/{lead}/timeline")

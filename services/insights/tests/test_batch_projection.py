@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, text
-
 from leadbridge_events.batching import BatchContext
 from leadbridge_events.contracts import Contact, LeadActivityRecorded, LeadCaptured, LeadProfile
 from leadbridge_events.db import make_engine, session_factory
@@ -15,9 +13,10 @@ from leadbridge_events.envelope import Envelope
 from leadbridge_events.migrations import migrate, migrations_dir
 from leadbridge_insights import store
 from leadbridge_insights.handlers import HANDLERS, project_many
+from sqlalchemy import select, text
 
 pytestmark = pytest.mark.integration
-T0 = datetime.now(timezone.utc) - timedelta(hours=2)
+T0 = datetime.now(UTC) - timedelta(hours=2)
 
 
 def _events() -> list[Envelope]:

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from leadbridge_events.contracts import (Bant, Contact, FollowUpLogged, LeadActivityRecorded, LeadCaptured,
-                                         LeadProfile, LeadRouted, LeadScored, MatchedRule, SlaAtRisk, SlaBreached,
-                                         SlaDeadline, SlaDeadlineMet, SlaDeadlinesSet)
-
+from leadbridge_events.contracts import (
+    Bant,
+    Contact,
+    FollowUpLogged,
+    LeadActivityRecorded,
+    LeadCaptured,
+    LeadProfile,
+    LeadRouted,
+    LeadScored,
+    MatchedRule,
+    SlaAtRisk,
+    SlaBreached,
+    SlaDeadline,
+    SlaDeadlineMet,
+    SlaDeadlinesSet,
+)
 from leadbridge_insights.explain import explain
 
-T = datetime(2025, 3, 4, 9, 30, tzinfo=timezone.utc)
+T = datetime(2025, 3, 4, 9, 30, tzinfo=UTC)
 PROFILE = LeadProfile(contact=Contact(email="ann@example.com", phone="+4915112345678", name="Ann Example"),
                       channel="paid", campaign="spring-sale", source="google", form_type="demo_request")
 
@@ -81,7 +93,7 @@ def test_touches_and_outcomes():
 
 
 def test_sla_deadlines_at_risk_and_breached():
-    due = datetime(2025, 3, 4, 9, 45, tzinfo=timezone.utc)
+    due = datetime(2025, 3, 4, 9, 45, tzinfo=UTC)
     risk = explain(SlaAtRisk(lead_id="l1", deadline_id="d", policy="hot-15m", kind="first_touch",
                              assignee_id="rep-7", team="emea", due_at=due, fired_at=T))
     assert risk == "First-touch SLA at risk: due 2025-03-04 09:45 UTC (policy hot-15m, rep rep-7, team emea)"
@@ -91,12 +103,12 @@ def test_sla_deadlines_at_risk_and_breached():
 
 
 def test_deadlines_set_says_what_is_due_when_for_whom_under_which_policy():
-    due = datetime(2025, 3, 4, 10, 15, tzinfo=timezone.utc)
+    due = datetime(2025, 3, 4, 10, 15, tzinfo=UTC)
     first = SlaDeadline(deadline_id="d1", kind="first_touch", due_at=due, at_risk_at=due.replace(minute=11))
     text = explain(SlaDeadlinesSet(lead_id="l1", assignee_id="anna", team="emea", policy="standard", set_at=T,
                                    deadlines=[first]))
     assert text == "First touch due 2025-03-04 10:15 UTC (at risk 10:11) for anna (team emea) under policy standard"
-    cadence = SlaDeadline(deadline_id="d2", kind="cadence", due_at=datetime(2025, 3, 9, 10, 0, tzinfo=timezone.utc))
+    cadence = SlaDeadline(deadline_id="d2", kind="cadence", due_at=datetime(2025, 3, 9, 10, 0, tzinfo=UTC))
     rerouted = explain(SlaDeadlinesSet(lead_id="l1", assignee_id="ben", policy="standard", routing_attempt=2,
                                        deadlines=[first, cadence], superseded_deadline_ids=["d0", "d00"]))
     assert rerouted == ("First touch due 2025-03-04 10:15 UTC (at risk 10:11); follow-up cadence due "
@@ -106,7 +118,7 @@ def test_deadlines_set_says_what_is_due_when_for_whom_under_which_policy():
 
 
 def test_deadline_met_in_time_or_late():
-    due = datetime(2025, 3, 4, 10, 15, tzinfo=timezone.utc)
+    due = datetime(2025, 3, 4, 10, 15, tzinfo=UTC)
     met = explain(SlaDeadlineMet(lead_id="l1", deadline_id="d1", kind="first_touch", met_at=T, due_at=due))
     assert met == "First-touch SLA met: touched 2025-03-04 09:30 UTC, due 10:15"
     late = explain(SlaDeadlineMet(lead_id="l1", deadline_id="d1", kind="disposition", late=True,

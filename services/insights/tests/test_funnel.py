@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from leadbridge_events.contracts import (FollowUpLogged, LeadCaptured, LeadProfile, LeadRouted, LeadScored,
-                                         SlaAtRisk, SlaBreached, SlaDeadline, SlaDeadlineMet, SlaDeadlinesSet)
-
+from leadbridge_events.contracts import (
+    FollowUpLogged,
+    LeadCaptured,
+    LeadProfile,
+    LeadRouted,
+    LeadScored,
+    SlaAtRisk,
+    SlaBreached,
+    SlaDeadline,
+    SlaDeadlineMet,
+    SlaDeadlinesSet,
+)
 from leadbridge_insights.facts import LeadFacts, apply_event
 from leadbridge_insights.funnel import funnel, in_limbo, touch_bucket
 
-T0 = datetime(2025, 3, 4, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 3, 4, 9, 0, tzinfo=UTC)
 NOW = T0 + timedelta(hours=3)
 LIMBO = timedelta(hours=1)
 

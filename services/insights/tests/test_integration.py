@@ -10,9 +10,7 @@ from datetime import timedelta
 
 import httpx
 import pytest
-
 from leadbridge_devstack.ports import free_port
-
 from leadbridge_events.testing import auth_headers
 from leadbridge_insights.app import create_app
 

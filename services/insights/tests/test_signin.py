@@ -9,7 +9,6 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 from fastapi import Depends
-
 from leadbridge_events.auth import AuthSettings, protected_app, require_scopes
 from leadbridge_events.testing import test_auth_settings
 from leadbridge_insights.app import create_app

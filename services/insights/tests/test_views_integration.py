@@ -6,7 +6,6 @@ from datetime import timedelta
 
 import httpx
 import pytest
-
 from leadbridge_insights.app import create_app
 
 try:  # a manager's bearer token, once the services require one (the authentication issue)

@@ -3,16 +3,15 @@ and the lead row (status, open, waiting, live SLA warning)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from leadbridge_events.contracts import FollowUpLogged, LeadCaptured, LeadProfile, LeadRouted, SlaAtRisk, SlaBreached
 from leadbridge_insights import load, speed, stages, trends
 from leadbridge_insights.facts import LeadFacts, apply_event
 from leadbridge_insights.lead_row import live_alert, row_of, status_of
 
-T0 = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)  # a Monday
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # a Monday
 
 
 def at(minutes: float) -> datetime:
@@ -51,7 +50,7 @@ def test_trends_fill_gaps_align_weeks_to_monday_and_compute_compliance():
     out = trends.series(counts, since=T0, until=T0 + timedelta(days=3), unit="day")
     assert out["x"] == [(T0.replace(hour=0) + timedelta(days=d)).isoformat() for d in range(4)]
     assert out["captured"] == [4, 0, 1, 0] and out["compliance_pct"] == [50.0, None, None, None]
-    assert trends.bucket_start(datetime(2026, 11, 29, 23, tzinfo=timezone.utc), "week").date().isoformat() == "2026-11-23"
+    assert trends.bucket_start(datetime(2026, 11, 29, 23, tzinfo=UTC), "week").date().isoformat() == "2026-11-23"
     with pytest.raises(ValueError):
         trends.series({}, since=T0, until=T0 + timedelta(days=500), unit="day")
 
@@ -83,7 +82,7 @@ def test_availability_follows_the_reps_zone_shifts_and_absences():
 
 
 def test_rep_load_counts_this_local_week_and_flags_capacity():
-    sunday_night = datetime(2026, 11, 22, 23, 30, tzinfo=timezone.utc)  # Monday 00:30 in Berlin
+    sunday_night = datetime(2026, 11, 22, 23, 30, tzinfo=UTC)  # Monday 00:30 in Berlin
     rows = load.rep_load({"reps": [REP], "teams": []}, open_by_rep={"ann": 2, "bob": 1},
                          assigned_hourly={"ann": [(sunday_night, 3), (sunday_night - timedelta(hours=1), 5)]},
                          breaches_hourly={"ann": [(at(0), 1)]}, names={"bob": "Bob"}, teams={"bob": "us"}, now=at(60))

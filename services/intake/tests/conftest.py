@@ -9,7 +9,6 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
-
 from leadbridge_intake.testing import FakePlatforms, make_settings, new_key, running
 
 

@@ -6,13 +6,10 @@ import asyncio
 import uuid
 
 import pytest
-from sqlalchemy import func, select
-
-from leadbridge_events.testing import collect_events
+from leadbridge_events.testing import auth_headers, collect_events
 from leadbridge_intake.tables import leads, outbox
-
-from leadbridge_events.testing import auth_headers
 from leadbridge_intake.testing import ADMIN, make_settings, new_key, running
+from sqlalchemy import func, select
 
 pytestmark = pytest.mark.integration
 

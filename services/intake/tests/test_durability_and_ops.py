@@ -10,16 +10,15 @@ import os
 import subprocess
 import sys
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import select
-
 from leadbridge_events.contracts import LeadRouted, LeadScored, Stage
 from leadbridge_events.envelope import Envelope
 from leadbridge_events.producer import EventProducer
 from leadbridge_intake.tables import pending_fetches
 from leadbridge_intake.testing import META_SECRET, make_settings, new_key, running
+from sqlalchemy import select
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +66,7 @@ async def test_status_follows_scoring_and_routing(fresh_database_url, kafka_boot
         key = await new_key(client)
         h = {"X-API-Key": key}
         lead_id = (await client.post("/v1/leads", headers=h, json={"email": f"{unique_name}@x.io"})).json()["lead_id"]
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         async with EventProducer(kafka_bootstrap) as producer:
             await producer.send(Envelope.of(LeadScored(lead_id=lead_id, scored_at=now, score=80, grade="A",
                                                        stage=Stage.MQL, model_version="t"),

@@ -9,7 +9,6 @@ import logging
 import uuid
 
 import pytest
-
 from leadbridge_events.logs import configure_logging
 from leadbridge_intake.keys import KeyCache, find_key_cached
 from leadbridge_intake.testing import ADMIN, LI_SECRET, META_SECRET, make_settings, running

@@ -9,11 +9,10 @@ import json
 import uuid
 
 import pytest
-from sqlalchemy import select
-
 from leadbridge_events.testing import collect_events
 from leadbridge_intake.tables import leads, pending_fetches
 from leadbridge_intake.testing import GOOGLE_KEY, LI_SECRET, META_SECRET, META_VERIFY
+from sqlalchemy import select
 
 pytestmark = pytest.mark.integration
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
-
 from leadbridge_intake.submission import LeadSubmission
 from leadbridge_intake.tables import activities, leads, outbox
+from sqlalchemy import func, select
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +72,7 @@ async def test_same_person_and_same_key_in_one_burst(intake):
 async def test_one_bad_lead_fails_only_itself(intake):
     _client, app, _key = intake
     committer = app.state.ctx.captures
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
 
     def profile() -> object:
         return LeadSubmission.model_validate({"email": _email()}).profile(source="test")

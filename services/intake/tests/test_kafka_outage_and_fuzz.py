@@ -7,13 +7,13 @@ import uuid
 from urllib.parse import quote
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
-from sqlalchemy import func, select
-
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from leadbridge_events.testing import collect_events
 from leadbridge_intake.app import create_app
 from leadbridge_intake.tables import outbox
 from leadbridge_intake.testing import free_port, make_settings, new_key, running
+from sqlalchemy import func, select
 
 pytestmark = pytest.mark.integration
 

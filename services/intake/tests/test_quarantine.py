@@ -9,15 +9,13 @@ import json
 import uuid
 
 import pytest
+from leadbridge_intake import fetcher as fetcher_module
+from leadbridge_intake.tables import leads, pending_fetches, quarantined_leads
+from leadbridge_intake.testing import ADMIN, LI_SECRET, META_SECRET
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
-from leadbridge_intake import fetcher as fetcher_module
-from leadbridge_intake.tables import leads, pending_fetches, quarantined_leads
-from leadbridge_intake.testing import ADMIN
-
-from .test_followups_and_webhooks import google_payload, meta_payload, sign, wait_for_lead
-from leadbridge_intake.testing import LI_SECRET, META_SECRET
+from .test_followups_and_webhooks import google_payload, sign, wait_for_lead
 
 pytestmark = pytest.mark.integration
 ADMIN_H = {"Authorization": f"Bearer {ADMIN}"}

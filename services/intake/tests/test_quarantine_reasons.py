@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from leadbridge_intake.quarantine import REASONS, Unusable, validated, without_secrets
 
 

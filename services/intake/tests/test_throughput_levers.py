@@ -7,12 +7,11 @@ import uuid
 
 import asyncpg
 import pytest
-from sqlalchemy import func, select
-
 from leadbridge_intake.app import create_app
 from leadbridge_intake.keys import ApiKey, KeyCache
 from leadbridge_intake.tables import leads, outbox
 from leadbridge_intake.testing import ADMIN, make_settings, new_key, running
+from sqlalchemy import func, select
 
 
 def test_key_cache_expires_and_forgets():

@@ -6,19 +6,31 @@ import hashlib
 import hmac
 
 import pytest
-from pydantic import ValidationError
-
 from leadbridge_events.contracts import FollowUpOutcome
 from leadbridge_intake.fetcher import backoff_seconds
 from leadbridge_intake.followups import FollowUpConflict, FollowUpRequest, check_can_follow_up, status_after
 from leadbridge_intake.mapping import linkedin_form_id, map_google_lead, map_linkedin_lead, map_meta_lead
-from leadbridge_intake.normalize import (InvalidValue, normalize_email, normalize_phone, normalize_token,
-                                         parse_bool, parse_company_size)
+from leadbridge_intake.normalize import (
+    InvalidValue,
+    normalize_email,
+    normalize_phone,
+    normalize_token,
+    parse_bool,
+    parse_company_size,
+)
 from leadbridge_intake.ratelimit import RateLimiter, retry_after_header
-from leadbridge_intake.signatures import (SignatureProblem, check_google_key, hash_api_key, linkedin_challenge,
-                                          meta_handshake, new_api_key, verify_linkedin_signature,
-                                          verify_meta_signature)
+from leadbridge_intake.signatures import (
+    SignatureProblem,
+    check_google_key,
+    hash_api_key,
+    linkedin_challenge,
+    meta_handshake,
+    new_api_key,
+    verify_linkedin_signature,
+    verify_meta_signature,
+)
 from leadbridge_intake.submission import LeadSubmission, channel_label, from_flat_fields
+from pydantic import ValidationError
 
 
 @pytest.mark.parametrize("raw,expected", [("Jane.Doe@Example.COM", "jane.doe@example.com"),

@@ -5,20 +5,18 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-
-from leadbridge_events import (Envelope, FollowUpLogged, LeadProfile, LeadScored, SlaBreached, SlaKind, Stage,
-                               TouchType)
+from leadbridge_events import Envelope, FollowUpLogged, LeadProfile, LeadScored, SlaBreached, SlaKind, Stage, TouchType
 from leadbridge_events.contracts import FollowUpOutcome
 from leadbridge_events.producer import EventProducer
 from leadbridge_events.testing import auth_headers, collect_events
 from leadbridge_router.app import create_app
 from leadbridge_router.settings import RouterSettings
 
-NOW = lambda: datetime.now(timezone.utc)  # noqa: E731
+NOW = lambda: datetime.now(UTC)  # noqa: E731
 
 
 def always_on_roster(caps: dict[str, int | None], tag: str, *, overflow: dict | None = None,

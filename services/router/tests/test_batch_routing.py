@@ -13,9 +13,8 @@ import pytest
 from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the harness importable
-from router_harness import always_on_roster, lead_ids, routed, running_router, scored  # noqa: E402
-
 from leadbridge_events.producer import EventProducer  # noqa: E402
+from router_harness import always_on_roster, lead_ids, routed, running_router, scored  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

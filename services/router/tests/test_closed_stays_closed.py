@@ -15,14 +15,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
-
 from leadbridge_events import Envelope, Stage
 from leadbridge_events.contracts import FollowUpOutcome
 from leadbridge_router import db
+from sqlalchemy import func, select
+
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the harness importable
-from router_harness import (always_on_roster, breached, follow_up, lead_ids, lead_status, publish, routed,
-                            running_router, scored)
+from router_harness import (
+    always_on_roster,
+    breached,
+    follow_up,
+    lead_ids,
+    lead_status,
+    publish,
+    routed,
+    running_router,
+    scored,
+)
 
 pytestmark = pytest.mark.integration
 WON, LOST = FollowUpOutcome.WON, FollowUpOutcome.LOST

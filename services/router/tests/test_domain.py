@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
-
 from leadbridge_router import fairness
 from leadbridge_router.availability import cap_usage, is_on_shift, next_shift_start, unavailable_reason
 from leadbridge_router.fairness import PoolState
@@ -14,7 +13,7 @@ from leadbridge_router.roster import Roster
 from leadbridge_router.routing import ASSIGNED, FALLBACK_OWNER, HELD, NURTURE, decide
 from leadbridge_router.rules import LeadFacts, first_match
 
-UTC = timezone.utc
+UTC = UTC
 WEEKDAY_9_17 = {d: ["09:00-17:00"] for d in ("mon", "tue", "wed", "thu", "fri")}
 NOON_UTC = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)  # a Wednesday
 
@@ -137,7 +136,7 @@ def test_rep_back_from_leave_gets_no_burst():
 
 def test_skips_inactive_out_of_office_and_capped_reps():
     r = roster()
-    reps = [rep.model_copy(update=u) for rep, u in zip(r.members("general"), [{"active": False}, {}])]
+    reps = [rep.model_copy(update=u) for rep, u in zip(r.members("general"), [{"active": False}, {}], strict=False)]
     r2 = r.model_copy(update={"reps": [x for x in r.reps if x.team != "general"] + reps})
     assert route(r2, LeadFacts("l")).rep_id == "gus"
     ooo = r.model_copy(update={"reps": [edit(x, out_of_office=[

@@ -8,13 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
-
 from leadbridge_events.contracts import FollowUpOutcome
 from leadbridge_router import db, metrics
+from sqlalchemy import select
+
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the harness importable
-from router_harness import (always_on_roster, follow_up, lead_ids, lead_status, publish, routed, running_router,
-                            scored)
+from router_harness import always_on_roster, follow_up, lead_ids, lead_status, publish, routed, running_router, scored
 
 pytestmark = pytest.mark.integration
 WON, LOST, CALLED = FollowUpOutcome.WON, FollowUpOutcome.LOST, FollowUpOutcome.CONNECTED
@@ -78,9 +77,8 @@ async def test_won_and_lost_close_assignments_and_feed_the_waiting_list(fresh_da
 async def test_a_new_local_day_frees_daily_slots_for_waiting_leads(fresh_database_url, kafka_bootstrap, unique_name):
     from datetime import timedelta
 
-    from router_harness import NOW
-
     from leadbridge_router.scheduler import drain_waiting
+    from router_harness import NOW
 
     async with running_router(fresh_database_url, kafka_bootstrap, unique_name) as (runtime, client):
         roster = always_on_roster({"ann": 1}, unique_name)  # daily_cap 1

@@ -3,14 +3,14 @@ pure parts of the capacity waiting list (which pools a freed slot can serve, wha
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from leadbridge_router.availability import RepLoad, as_load, unavailable_reason
 from leadbridge_router.roster import Rep, Roster
 from leadbridge_router.routing import ASSIGNED, HELD, NURTURE, Decision, decide, is_routed, pools_feeding
 from leadbridge_router.rules import LeadFacts
 
-UTC = timezone.utc
+UTC = UTC
 NOW = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)  # Wednesday
 LEAD = LeadFacts(lead_id="l1", score=70, grade="B", stage="mql", language="en", country="US", company_size=10)
 

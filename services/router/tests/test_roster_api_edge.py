@@ -8,7 +8,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from leadbridge_events.testing import auth_headers
 
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the harness importable

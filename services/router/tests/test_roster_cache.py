@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import text
-
 from leadbridge_events.db import make_engine, session_factory
 from leadbridge_events.migrations import migrate, migrations_dir
 from leadbridge_router import db, store
 from leadbridge_router.roster import Rep, Team
+from sqlalchemy import text
 
 pytestmark = pytest.mark.integration
 

@@ -9,11 +9,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
-
 from leadbridge_events import Stage
 from leadbridge_router import db
+from sqlalchemy import func, select
+
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the harness importable
+from datetime import UTC
+
 from router_harness import always_on_roster, breached, lead_ids, publish, routed, running_router, scored
 
 pytestmark = pytest.mark.integration
@@ -134,7 +136,7 @@ async def settled(*consumers, partitions: int | None = None, quiet: float = 3.0)
         if ok and owned == last:
             stable_since = stable_since or loop.time()
             if loop.time() - stable_since >= quiet:
-                for c, tps in zip(consumers, owned):
+                for c, tps in zip(consumers, owned, strict=False):
                     for tp in tps:
                         await c.position(tp)
                 return
@@ -176,12 +178,12 @@ async def test_two_replicas_never_exceed_caps_or_assign_twice(fresh_database_url
 
 async def test_held_off_hours_lead_is_routed_when_the_shift_starts(fresh_database_url, kafka_bootstrap, unique_name,
                                                                    monkeypatch):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from leadbridge_router import handlers
     from leadbridge_router.scheduler import route_due_held
 
-    saturday = datetime(2026, 3, 7, 12, 0, tzinfo=timezone.utc)
+    saturday = datetime(2026, 3, 7, 12, 0, tzinfo=UTC)
     monkeypatch.setattr(handlers, "clock", lambda: saturday)
     roster = always_on_roster({"ann": None}, unique_name)
     roster["teams"][0]["off_hours"] = "hold"
@@ -198,6 +200,6 @@ async def test_held_off_hours_lead_is_routed_when_the_shift_starts(fresh_databas
         body = status.json()
         assert body["status"] == "held" and body["hold_until"].startswith("2026-03-09T08:00:00")  # 09:00 Berlin
         assert await route_due_held(runtime.sessions, saturday) == 0  # not due yet
-        assert await route_due_held(runtime.sessions, datetime(2026, 3, 9, 8, 5, tzinfo=timezone.utc)) == 1
+        assert await route_due_held(runtime.sessions, datetime(2026, 3, 9, 8, 5, tzinfo=UTC)) == 1
         [event] = await routed(kafka_bootstrap, [lead], 1)
         assert event.data.assignee_id == "ann" and event.data.attempt == 1 and "shift started" in event.data.reason

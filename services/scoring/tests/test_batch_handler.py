@@ -4,7 +4,7 @@ new captures scored together, a lead's later activity after its capture, a repla
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from leadbridge_events.batching import BatchContext
@@ -18,7 +18,7 @@ from leadbridge_scoring.model_file import default_model_path, load_model
 from sqlalchemy import text
 
 pytestmark = pytest.mark.integration
-T0 = datetime.now(timezone.utc) - timedelta(hours=1)
+T0 = datetime.now(UTC) - timedelta(hours=1)
 
 
 def _profile(title: str, size: int) -> LeadProfile:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from leadbridge_events.contracts import Bant, FollowUpOutcome, LeadProfile, Stage
 from leadbridge_scoring.lifecycle import LeadState, after_follow_up, after_scoring, counted_activities
 from leadbridge_scoring.model_file import parse_model
 from leadbridge_scoring.scoring import Activity, score
 
-T0 = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 MODEL = parse_model("""
 version: lc-1
 mql_threshold: 40

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from leadbridge_events.contracts import Contact, LeadProfile, Stage
 from leadbridge_scoring.model_file import default_model_path, load_model, parse_model
 from leadbridge_scoring.scoring import Activity, decay_factor, score
 
-NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 MODEL = parse_model("""
 version: test-1

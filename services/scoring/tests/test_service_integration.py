@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from leadbridge_events.contracts import (
@@ -28,7 +28,7 @@ from leadbridge_scoring.whatif_cli import run_what_if
 from sqlalchemy import func, select
 
 pytestmark = pytest.mark.integration
-T0 = datetime.now(timezone.utc) - timedelta(hours=1)
+T0 = datetime.now(UTC) - timedelta(hours=1)
 
 
 def envelope(data, lead_id: str) -> Envelope:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from leadbridge_events.contracts import LeadProfile, Stage
 from leadbridge_scoring.lifecycle import LeadState
@@ -10,7 +10,7 @@ from leadbridge_scoring.model_file import parse_model
 from leadbridge_scoring.scoring import Activity
 from leadbridge_scoring.whatif import LeadFacts, compare, render
 
-NOW = datetime(2026, 11, 23, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 23, tzinfo=UTC)
 BASE = """
 version: {v}
 mql_threshold: {t}

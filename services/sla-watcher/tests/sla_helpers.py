@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from leadbridge_events.contracts import FollowUpLogged, FollowUpOutcome, LeadRouted, TouchType
 from leadbridge_events.envelope import Envelope
-
 from leadbridge_sla_watcher.policies import SlaConfig
 
 
@@ -24,14 +23,14 @@ def new_lead_id() -> str:
 
 def routed(lead_id: str, *, at: datetime | None = None, attempt: int = 1, assignee: str = "rep-1",
            team: str = "smb") -> Envelope:
-    data = LeadRouted(lead_id=lead_id, routed_at=at or datetime.now(timezone.utc), assignee_id=assignee, team=team,
+    data = LeadRouted(lead_id=lead_id, routed_at=at or datetime.now(UTC), assignee_id=assignee, team=team,
                       reason="test", attempt=attempt, sla_policy="standard")
     return Envelope.of(data, source="router", lead_id=lead_id)
 
 
 def touched(lead_id: str, *, at: datetime | None = None, outcome: FollowUpOutcome | None = None,
             kind: TouchType = TouchType.CALL) -> Envelope:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     data = FollowUpLogged(lead_id=lead_id, follow_up_id=uuid.uuid4().hex, touch_type=kind, occurred_at=at or now,
                           logged_at=now, outcome=outcome, actor="rep-1")
     return Envelope.of(data, source="intake", lead_id=lead_id)

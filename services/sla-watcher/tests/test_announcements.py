@@ -1,17 +1,15 @@
 """What the watcher announces: deadlines set on a routing (and superseded on a re-route), deadlines met once."""
 
 import itertools
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from leadbridge_events.contracts import FollowUpOutcome, SlaKind, TouchType
-
-from leadbridge_sla_watcher.announcements import (deadline_met, deadlines_set, event_time, met_event_id,
-                                                  set_event_id)
+from leadbridge_sla_watcher.announcements import deadline_met, deadlines_set, event_time, met_event_id, set_event_id
 from leadbridge_sla_watcher.business_hours import Calendar
 from leadbridge_sla_watcher.deadlines import Route, Touch, apply_touch, on_route
 from leadbridge_sla_watcher.policies import SlaConfig
 
-T0 = datetime(2026, 3, 10, 10, 0, tzinfo=timezone.utc)  # Tuesday 10:00 UTC
+T0 = datetime(2026, 3, 10, 10, 0, tzinfo=UTC)  # Tuesday 10:00 UTC
 CAL = Calendar.of("UTC")
 POLICY = SlaConfig.model_validate({"policies": {"standard": {
     "first_touch": {"minutes": 15}, "cadence": {"touches": 3, "days": 5}, "disposition": {"minutes": 480},

@@ -1,14 +1,17 @@
 """Business-hours arithmetic: overnight, weekend, daylight-saving change, holiday."""
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from leadbridge_sla_watcher.business_hours import (
-    Calendar, NoWorkingTime, add_business_minutes, business_minutes_between, parse_window,
+    Calendar,
+    NoWorkingTime,
+    add_business_minutes,
+    business_minutes_between,
+    parse_window,
 )
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -28,7 +31,7 @@ def test_within_one_day():
 def test_result_is_utc():
     cal = Calendar.of("Europe/Berlin")
     out = add_business_minutes(local(BERLIN, 2026, 3, 10, 10, 0), 30, cal)
-    assert out.tzinfo == timezone.utc
+    assert out.tzinfo == UTC
 
 
 def test_ends_exactly_at_close_of_business():
@@ -68,7 +71,7 @@ def test_dst_spring_forward_over_weekend():
     friday = local(BERLIN, 2026, 3, 27, 16, 30)
     due = add_business_minutes(friday, 60, cal)
     assert due == local(BERLIN, 2026, 3, 30, 9, 30)
-    assert due == datetime(2026, 3, 30, 7, 30, tzinfo=timezone.utc)  # +02:00 now
+    assert due == datetime(2026, 3, 30, 7, 30, tzinfo=UTC)  # +02:00 now
 
 
 def test_dst_fall_back_over_weekend_new_york():
@@ -76,7 +79,7 @@ def test_dst_fall_back_over_weekend_new_york():
     cal = Calendar.of("America/New_York")
     friday = local(NY, 2026, 10, 30, 16, 0)
     due = add_business_minutes(friday, 90, cal)
-    assert due == datetime(2026, 11, 2, 14, 30, tzinfo=timezone.utc)  # 09:30 EST (-05:00)
+    assert due == datetime(2026, 11, 2, 14, 30, tzinfo=UTC)  # 09:30 EST (-05:00)
 
 
 def test_dst_day_inside_a_round_the_clock_window():
@@ -89,20 +92,20 @@ def test_dst_day_inside_a_round_the_clock_window():
 
 def test_assignee_timezone_overrides_calendar_zone():
     cal = Calendar.of("UTC").with_tz("America/New_York")
-    start = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)  # 08:00 in New York (EDT from 8 March)
+    start = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)  # 08:00 in New York (EDT from 8 March)
     assert add_business_minutes(start, 30, cal) == local(NY, 2026, 3, 10, 9, 30)
 
 
 def test_split_windows_lunch_break():
     cal = Calendar.of("UTC", hours=["09:00-12:00", "13:00-17:00"])
-    start = datetime(2026, 3, 10, 11, 30, tzinfo=timezone.utc)
-    assert add_business_minutes(start, 60, cal) == datetime(2026, 3, 10, 13, 30, tzinfo=timezone.utc)
+    start = datetime(2026, 3, 10, 11, 30, tzinfo=UTC)
+    assert add_business_minutes(start, 60, cal) == datetime(2026, 3, 10, 13, 30, tzinfo=UTC)
 
 
 def test_zero_minutes_is_next_working_instant():
     cal = Calendar.of("UTC")
-    assert add_business_minutes(datetime(2026, 3, 14, 12, tzinfo=timezone.utc), 0, cal) == \
-        datetime(2026, 3, 16, 9, tzinfo=timezone.utc)
+    assert add_business_minutes(datetime(2026, 3, 14, 12, tzinfo=UTC), 0, cal) == \
+        datetime(2026, 3, 16, 9, tzinfo=UTC)
 
 
 def test_minutes_between_is_inverse_of_add():
@@ -115,7 +118,7 @@ def test_minutes_between_is_inverse_of_add():
 def test_no_working_time_fails_instead_of_looping():
     cal = Calendar.of("UTC", days=[])
     with pytest.raises(NoWorkingTime):
-        add_business_minutes(datetime(2026, 1, 1, tzinfo=timezone.utc), 5, cal)
+        add_business_minutes(datetime(2026, 1, 1, tzinfo=UTC), 5, cal)
 
 
 @pytest.mark.parametrize("bad", ["9-17", "17:00-09:00", "09:00-25:00", "nonsense"])
@@ -137,7 +140,7 @@ ZONES = ["Europe/Berlin", "America/New_York", "Australia/Sydney", "Asia/Kolkata"
        minutes=st.floats(0, 20_000, allow_nan=False))
 def test_property_add_then_measure_round_trips_and_lands_in_working_time(zone, offset_minutes, minutes):
     cal = Calendar.of(zone, hours=["08:30-12:00", "13:00-17:30"], holidays=[date(2026, 12, 25), date(2026, 4, 6)])
-    start = datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(minutes=offset_minutes)
+    start = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=offset_minutes)
     due = add_business_minutes(start, minutes, cal)
     assert due >= start
     assert business_minutes_between(start, due, cal) == pytest.approx(minutes, abs=1e-6)

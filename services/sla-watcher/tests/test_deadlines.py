@@ -1,17 +1,23 @@
 """Deadline state transitions: routing, re-routing, touches (late, out of order, early), firing."""
 
 import itertools
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from leadbridge_events.contracts import FollowUpOutcome, SlaKind, TouchType
-
 from leadbridge_sla_watcher.business_hours import Calendar
 from leadbridge_sla_watcher.deadlines import (
-    Firing, Route, Status, Touch, apply_touch, fire, on_route, plan_deadlines,
+    Firing,
+    Route,
+    Status,
+    Touch,
+    apply_touch,
+    fire,
+    on_route,
+    plan_deadlines,
 )
 from leadbridge_sla_watcher.policies import SlaConfig
 
-T0 = datetime(2026, 3, 10, 10, 0, tzinfo=timezone.utc)  # Tuesday 10:00 UTC
+T0 = datetime(2026, 3, 10, 10, 0, tzinfo=UTC)  # Tuesday 10:00 UTC
 CAL = Calendar.of("UTC")
 CONFIG = SlaConfig.model_validate({"policies": {"standard": {
     "first_touch": {"minutes": 60}, "cadence": {"touches": 3, "days": 5}, "disposition": {"minutes": 480},
@@ -48,10 +54,10 @@ def test_route_plans_three_deadlines_with_at_risk_times():
 
 
 def test_business_hours_deadline_spans_the_night():
-    late = route(at=datetime(2026, 3, 10, 16, 30, tzinfo=timezone.utc))
+    late = route(at=datetime(2026, 3, 10, 16, 30, tzinfo=UTC))
     ft = by_kind(plan_deadlines(late, POLICY, CAL, ids()))[SlaKind.FIRST_TOUCH]
-    assert ft.due_at == datetime(2026, 3, 11, 9, 30, tzinfo=timezone.utc)
-    assert ft.at_risk_at == datetime(2026, 3, 11, 9, 15, tzinfo=timezone.utc)
+    assert ft.due_at == datetime(2026, 3, 11, 9, 30, tzinfo=UTC)
+    assert ft.at_risk_at == datetime(2026, 3, 11, 9, 15, tzinfo=UTC)
 
 
 def test_returned_to_nurture_starts_no_clock():

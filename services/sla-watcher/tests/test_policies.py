@@ -1,9 +1,8 @@
 """SLA policies from config: defaults, named policies, overrides per team / tier / grade."""
 
 import pytest
-from pydantic import ValidationError
-
 from leadbridge_sla_watcher.policies import Clock, SlaConfig
+from pydantic import ValidationError
 
 CONFIG = {
     "default_policy": "standard",

@@ -11,13 +11,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-import yaml
-from prometheus_client import REGISTRY
-
 import leadbridge_crm_sync.metrics  # noqa: F401 - registers crm-sync's metrics
 import leadbridge_events.metrics  # noqa: F401 - registers the backbone metrics
 import leadbridge_sla_watcher.metrics  # noqa: F401 - registers the watcher's metrics
+import pytest
+import yaml
+from prometheus_client import REGISTRY
 
 PROM_DIR = Path(__file__).resolve().parents[3] / "deploy" / "prometheus"
 REQUIRED_ALERTS = {  # what issue 6 asks for

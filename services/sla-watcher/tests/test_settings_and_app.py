@@ -6,10 +6,9 @@ import json
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import ValidationError
-
 from leadbridge_sla_watcher.app import create_app
 from leadbridge_sla_watcher.settings import WatcherSettings
+from pydantic import ValidationError
 
 
 def test_policies_file_yaml_and_json(tmp_path):

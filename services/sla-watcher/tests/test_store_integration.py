@@ -4,25 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
-
 from leadbridge_events.consumer import HandlerContext
 from leadbridge_events.contracts import SlaKind
 from leadbridge_events.db import create_schema, make_engine, session_factory
 from leadbridge_events.topics import SLA_BREACHED
-
 from leadbridge_sla_watcher import tables
 from leadbridge_sla_watcher.deadlines import Status
 from leadbridge_sla_watcher.handlers import bind
 from leadbridge_sla_watcher.timer import TimerLoop
+from sqlalchemy import func, select
 
 from .sla_helpers import fast_config, new_lead_id, routed, touched
 
 pytestmark = pytest.mark.integration
-T0 = datetime(2026, 3, 10, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 10, 10, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -180,13 +178,12 @@ async def test_two_timer_replicas_never_double_fire(db, fresh_database_url):
 
 
 async def test_gauges_count_untouched_leads_by_team(db):
-    from prometheus_client import REGISTRY
-
     from leadbridge_sla_watcher import gauges
+    from prometheus_client import REGISTRY
 
     engine, sessions = db
     config = fast_config(60.0, at_risk=None)
-    past = datetime.now(timezone.utc) - timedelta(minutes=10)
+    past = datetime.now(UTC) - timedelta(minutes=10)
     a, b, c = new_lead_id(), new_lead_id(), new_lead_id()
     await handle(sessions, config, routed(a, at=past, team="enterprise"))
     await handle(sessions, config, routed(b, at=past + timedelta(minutes=9, seconds=30), team="enterprise"))

@@ -19,8 +19,8 @@ The API, used by the test fixtures, ``make up BROKERS=3`` and ``make chaos --bro
 from __future__ import annotations
 
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,7 +73,7 @@ class KafkaCluster:
     def min_insync_replicas(self) -> int:
         return replication_for(self.brokers)[1]
 
-    def start(self, log=print, timeout: float = 120.0) -> "KafkaCluster":
+    def start(self, log=print, timeout: float = 120.0) -> KafkaCluster:
         """Start every node (all launched first: none finishes starting without a quorum) and wait for all."""
         try:
             for node in self.nodes:
@@ -116,7 +116,7 @@ class KafkaCluster:
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
     @classmethod
-    def throwaway(cls, brokers: int = 3) -> "KafkaCluster":
+    def throwaway(cls, brokers: int = 3) -> KafkaCluster:
         """A cluster with its data in a new temporary folder, on free ports, started."""
         data = Path(tempfile.mkdtemp(prefix=f"leadbridge-kafka{brokers}-"))
         return cls(data, brokers).start(log=lambda *_: None)

@@ -174,7 +174,7 @@ class KafkaBroker:
             ]
         )
 
-    def start(self, log=print, timeout: float = 90.0) -> "KafkaBroker":
+    def start(self, log=print, timeout: float = 90.0) -> KafkaBroker:
         self.launch(log)
         self.await_started(log, timeout)
         return self
@@ -222,10 +222,10 @@ class KafkaBroker:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise TimeoutError("broker did not finish starting")
                 time.sleep(0.2)
-        except Exception:
+        except Exception as exc:
             tail = self.log_file.read_text(errors="replace")[-3000:]
             self.stop()
-            raise RuntimeError(f"Kafka broker did not start on port {self.port}; log tail:\n{tail}")
+            raise RuntimeError(f"Kafka broker did not start on port {self.port}; log tail:\n{tail}") from exc
         log(f"kafka: {self.bootstrap_servers} (Apache Kafka {KAFKA_VERSION}, KRaft node {self.node_id}, "
             f"data in {self.data_dir})")
 
@@ -235,7 +235,7 @@ class KafkaBroker:
             return fh.read()
 
     @classmethod
-    def throwaway(cls) -> "KafkaBroker":
+    def throwaway(cls) -> KafkaBroker:
         """Start a broker with its own data in a new temporary folder, on free ports."""
         import tempfile
 

@@ -82,7 +82,7 @@ class PostgresCluster:
             entry = pwd.getpwnam("postgres")
             os.chown(path, entry.pw_uid, entry.pw_gid)
 
-    def start(self, log=print, timeout: float = 60.0) -> "PostgresCluster":
+    def start(self, log=print, timeout: float = 60.0) -> PostgresCluster:
         bindir = server_bindir()
         prefix = self._run_as()
         pgdata = self.data_dir / "pgdata"
@@ -126,7 +126,7 @@ class PostgresCluster:
         wait_for_port(self.port, timeout)
 
     @classmethod
-    def throwaway(cls, *, durable: bool = True) -> "PostgresCluster":
+    def throwaway(cls, *, durable: bool = True) -> PostgresCluster:
         """Start a cluster with its own data in a new temporary folder, on a free port."""
         import tempfile
 

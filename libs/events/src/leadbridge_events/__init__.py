@@ -1,8 +1,23 @@
 """LeadBridge event contracts and the Kafka/PostgreSQL plumbing every service shares."""
 
-from .contracts import (Bant, Contact, EventData, FollowUpLogged, FollowUpOutcome, LeadActivityRecorded,
-                        LeadCaptured, LeadProfile, LeadRouted, LeadScored, MatchedRule, SlaAtRisk, SlaBreached,
-                        SlaKind, Stage, TouchType)
+from .contracts import (
+                        Bant,
+                        Contact,
+                        EventData,
+                        FollowUpLogged,
+                        FollowUpOutcome,
+                        LeadActivityRecorded,
+                        LeadCaptured,
+                        LeadProfile,
+                        LeadRouted,
+                        LeadScored,
+                        MatchedRule,
+                        SlaAtRisk,
+                        SlaBreached,
+                        SlaKind,
+                        Stage,
+                        TouchType,
+)
 from .envelope import Envelope, UndecodableEvent
 
 __all__ = [

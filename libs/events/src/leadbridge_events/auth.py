@@ -20,8 +20,19 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
 
-from .tokens import (DEV_ISSUER, SCOPES, AuthError, AuthSettings, Principal, TokenVerifier, bearer,  # noqa: F401
-                     discover, mint_dev_token, scopes_of, signing_key)
+from .tokens import (  # noqa: F401
+    DEV_ISSUER,
+    SCOPES,
+    AuthError,
+    AuthSettings,
+    Principal,
+    TokenVerifier,
+    bearer,
+    discover,
+    mint_dev_token,
+    scopes_of,
+    signing_key,
+)
 
 bearer_scheme = HTTPBearer(auto_error=False, description="An OAuth 2.0 access token (JWT) of the issuer.")
 

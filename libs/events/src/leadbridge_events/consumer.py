@@ -318,7 +318,7 @@ class ConsumerRunner:
                     fresh.discard(event.id)  # a repeat inside the batch is a duplicate too
                     todo.append(event)
             ctx = BatchContext(session=session, outbox=self._outbox,
-                               records={e.id: r for e, r in zip(events, records)})
+                               records={e.id: r for e, r in zip(events, records, strict=False)})
             batch_handler = self.batch_handlers.get(topic)
             if batch_handler is not None:
                 await batch_handler(todo, ctx)

@@ -12,13 +12,24 @@ lock not had within it raises 55P03) and ``statement_timeout`` (57014); both are
 
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Column, DateTime, Index, LargeBinary, MetaData, SmallInteger, String, Table, Text,
-                        func, text)
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from .locks import LockClass, xact_lock
-
 
 DEFAULT_LOCK_TIMEOUT_MS = 10_000
 DEFAULT_STATEMENT_TIMEOUT_MS = 30_000

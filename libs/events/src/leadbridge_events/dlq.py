@@ -16,19 +16,17 @@ import getpass
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
-from sqlalchemy import (BigInteger, Column, DateTime, Integer, MetaData, String, Table, Text, func, select, text,
-                        update)
+from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, String, Table, Text, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from .logs import redact
 from .outbox import _channel as outbox_channel
 from .producer import EventProducer
 from .topics import DLQ_SUFFIX
-
-from .logs import redact
 
 DLQ_HEADER_PREFIX = "dlq_"
 
@@ -56,7 +54,7 @@ DLQ_ACTIONS = Table(
 def dead_letter_headers(record: ConsumerRecord, *, reason: str, error: str, group: str, attempts: int,
                         now: datetime | None = None) -> list[tuple[str, bytes]]:
     """The record's own headers (minus any earlier ``dlq_*``) and the ``dlq_*`` headers of this failure."""
-    failed_at = (now or datetime.now(timezone.utc)).isoformat()
+    failed_at = (now or datetime.now(UTC)).isoformat()
     return without_dlq_headers(record.headers or ()) + [
         ("dlq_reason", reason.encode()),
         ("dlq_error", redact(error)[:4000].encode()),  # and, to be sure, no email or phone number

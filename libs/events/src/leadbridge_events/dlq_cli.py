@@ -18,11 +18,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .db import make_engine
-from .dlq import (DeadLetter, dlq_name, ensure_actions_table, handled_offsets, outbox_schemas, parked_rows,
-                  read_dead_letters, record_action, replay, republish_parked)
+from .dlq import (
+    DeadLetter,
+    dlq_name,
+    ensure_actions_table,
+    handled_offsets,
+    outbox_schemas,
+    parked_rows,
+    read_dead_letters,
+    record_action,
+    replay,
+    republish_parked,
+)
 from .producer import EventProducer
 from .settings import BackboneSettings
 from .topics import ALL_TOPICS
@@ -56,7 +66,7 @@ class Tool:
         return rows if handled else [(d, status) for d, status in rows if not status]
 
     async def list(self, topics: list[str], handled: bool) -> int:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         total = 0
         for topic in topics or [t.name for t in ALL_TOPICS]:
             rows = await self.open_letters(topic, handled=handled)
@@ -101,7 +111,7 @@ class Tool:
         letters = await self._select(topic, offsets)
         async with EventProducer(self.bootstrap, client_id="leadbridge-dlq") as producer:
             landed = await replay(self.engine, producer, letters)
-        for d, (partition, offset) in zip(letters, landed):
+        for d, (partition, offset) in zip(letters, landed, strict=False):
             self.out(f"replayed {dlq_name(topic)}@{d.offset} event={d.header('ce_id')} -> "
                      f"{d.source_topic}/{partition}@{offset}")
         self.out(f"{len(letters)} replayed")
@@ -116,7 +126,7 @@ class Tool:
         return 0
 
     async def parked(self, schemas: list[str]) -> int:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         total = 0
         for schema in schemas or await outbox_schemas(self.engine):
             rows = await parked_rows(self.engine, schema)

@@ -15,7 +15,7 @@ Consumers ignore headers and data fields they do not know.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -44,7 +44,7 @@ def new_event_id() -> str:
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Envelope(BaseModel, Generic[D]):
@@ -69,10 +69,10 @@ class Envelope(BaseModel, Generic[D]):
         *,
         source: str,
         lead_id: str,
-        caused_by: "Envelope[Any] | None" = None,
+        caused_by: Envelope[Any] | None = None,
         time: datetime | None = None,
         event_id: str | None = None,
-    ) -> "Envelope[Any]":
+    ) -> Envelope[Any]:
         """Wrap ``data`` in an envelope; ``caused_by`` links correlation and causation ids."""
         eid = event_id or new_event_id()
         correlation = (caused_by.correlation_id or caused_by.id) if caused_by else eid
@@ -102,7 +102,7 @@ class Envelope(BaseModel, Generic[D]):
             "ce_id": self.id,
             "ce_type": TYPE_PREFIX + self.type,
             "ce_source": SOURCE_PREFIX + self.source,
-            "ce_time": self.time.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"),
+            "ce_time": self.time.astimezone(UTC).isoformat().replace("+00:00", "Z"),
             "ce_subject": self.lead_id,
             "ce_dataschema": f"urn:leadbridge:schema:{self.type}:v{self.schema_version}",
             "ce_leadid": self.lead_id,
@@ -116,7 +116,7 @@ class Envelope(BaseModel, Generic[D]):
         return [(k, v.encode()) for k, v in headers.items()]
 
     @staticmethod
-    def from_kafka(key: bytes | None, value: bytes | None, headers: Any) -> "Envelope[Any]":
+    def from_kafka(key: bytes | None, value: bytes | None, headers: Any) -> Envelope[Any]:
         """Decode and validate one record; raises UndecodableEvent with the reason."""
         try:
             attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in (headers or ())}

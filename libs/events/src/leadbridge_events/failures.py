@@ -43,7 +43,6 @@ import asyncpg
 from aiokafka import errors as kafka_errors
 from sqlalchemy import exc as sa_exc
 
-
 K = TypeVar("K")
 
 

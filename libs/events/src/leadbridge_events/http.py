@@ -12,9 +12,8 @@ Any other error propagates as before (a bug stays a 500, with its traceback in t
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import logging
+from collections.abc import Callable
 
 import asyncpg
 from aiokafka.errors import KafkaError

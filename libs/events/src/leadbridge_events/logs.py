@@ -9,7 +9,6 @@ import sys
 
 from pythonjsonlogger.json import JsonFormatter
 
-
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 _PHONE = re.compile(r"\+\d[\d ()./-]{6,}\d|\(?\b\d{3}\)?[ .-]\d{3}[ .-]\d{4}\b")  # international, or US-style
 

@@ -38,7 +38,7 @@ class EventProducer:
     async def stop(self) -> None:
         await self._producer.stop()
 
-    async def __aenter__(self) -> "EventProducer":
+    async def __aenter__(self) -> EventProducer:
         await self.start()
         return self
 

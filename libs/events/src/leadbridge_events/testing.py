@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -37,7 +36,7 @@ async def collect_records(
         while not until(matched):
             left = deadline - time.monotonic()
             if left <= 0:
-                raise asyncio.TimeoutError(f"only {len(matched)} matching records after {timeout}s")
+                raise TimeoutError(f"only {len(matched)} matching records after {timeout}s")
             batches = await consumer.getmany(timeout_ms=int(min(left, 0.5) * 1000))
             for records in batches.values():
                 matched.extend(r for r in records if match(r))
@@ -73,7 +72,7 @@ async def collect_events(
 TEST_DEV_SECRET = "leadbridge-test-dev-secret-not-for-production"
 
 
-def test_auth_settings() -> "AuthSettings":
+def test_auth_settings() -> AuthSettings:
     """Development-mode auth with the test suite's shared secret (the root conftest exports it as AUTH_DEV_SECRET)."""
     from .auth import AuthSettings
 

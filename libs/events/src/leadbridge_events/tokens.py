@@ -127,8 +127,8 @@ class TokenVerifier:
             key, algorithms = self._key_for(token, header)
             claims = jwt.decode(token, key, algorithms=algorithms, audience=s.audience, issuer=s.effective_issuer,
                                 leeway=s.leeway_seconds, options={"require": ["exp", "iss", "aud", "sub"]})
-        except jwt.PyJWKClientConnectionError:
-            raise AuthError(503, "issuer_unavailable", "the token issuer's keys cannot be fetched; retry later")
+        except jwt.PyJWKClientConnectionError as exc:
+            raise AuthError(503, "issuer_unavailable", "the token issuer's keys cannot be fetched; retry later") from exc
         except (jwt.PyJWKClientError, jwt.InvalidTokenError) as exc:
             raise AuthError(401, "invalid_token", _why(exc)) from None
         except OSError:  # discovery document unreachable

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from pydantic import ValidationError
-
 from leadbridge_events.logs import configure_logging
+from pydantic import ValidationError
 
 from .config import ConfigError
 

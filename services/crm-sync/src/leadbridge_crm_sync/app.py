@@ -10,12 +10,11 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from leadbridge_events.auth import exempt, protected_app, require_scopes
 from leadbridge_events.http import add_operational_routes
 from leadbridge_events.migrations import migrations_dir
 from leadbridge_events.runtime import ServiceRuntime
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import tables
 from .api import admin_router

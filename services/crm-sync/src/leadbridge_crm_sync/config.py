@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
 from leadbridge_events.contracts import FollowUpOutcome
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class ConfigError(Exception):
@@ -51,7 +50,7 @@ class HubSpotPortal(_Model):
     burst: int = Field(default=10, ge=1, description="Token bucket size.")
 
     @model_validator(mode="after")
-    def _resolve(self) -> "HubSpotPortal":
+    def _resolve(self) -> HubSpotPortal:
         token = _secret(self.token, self.token_env, "token")
         if not token:
             raise ValueError("a HubSpot portal needs token_env (its private app access token)")
@@ -84,7 +83,7 @@ class SalesforceOrg(_Model):
     )
 
     @model_validator(mode="after")
-    def _resolve(self) -> "SalesforceOrg":
+    def _resolve(self) -> SalesforceOrg:
         secret = _secret(self.client_secret, self.client_secret_env, "client_secret")
         if not secret:
             raise ValueError("a Salesforce org needs client_secret_env (its connected app's consumer secret)")
@@ -101,7 +100,7 @@ class CrmConfig(_Model):
     )
 
     @model_validator(mode="after")
-    def _known_destinations(self) -> "CrmConfig":
+    def _known_destinations(self) -> CrmConfig:
         known = self.destinations()
         for team, targets in self.teams.items():
             for target in targets:

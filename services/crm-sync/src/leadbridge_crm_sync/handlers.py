@@ -13,13 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from leadbridge_events.consumer import Handler, HandlerContext
 from leadbridge_events.contracts import LeadRouted
 from leadbridge_events.envelope import Envelope
 from leadbridge_events.topics import LEAD_ROUTED, SLA_AT_RISK, SLA_BREACHED
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import queue
 from .config import CrmConfig

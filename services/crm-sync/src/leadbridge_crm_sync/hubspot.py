@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -83,7 +83,7 @@ class HubSpotClient:
                                         headers={"authorization": f"Bearer {self.portal.token}"}, **kwargs)
         if resp.status_code == 429:
             self._bucket.drain(loop.time(), parse_retry_after(resp.headers.get("retry-after"),
-                                                              datetime.now(timezone.utc)) or 1.0)
+                                                              datetime.now(UTC)) or 1.0)
         return resp
 
     async def send(self, batch: list[Delivery], now: datetime) -> dict[str, Outcome]:

@@ -12,13 +12,12 @@ from typing import Any
 import httpx
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from leadbridge_events.contracts import FollowUpLogged
 from leadbridge_events.envelope import Envelope
 from leadbridge_events.failures import is_transient
 from leadbridge_events.idempotency import claim_event
 from leadbridge_events.outbox import add_to_outbox
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import inbound_hubspot as hs
 from . import inbound_salesforce as sf

@@ -20,7 +20,7 @@ import base64
 import hashlib
 import hmac
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -86,7 +86,7 @@ def verify(secret: str, method: str, url: str, body: bytes, headers: dict[str, s
 
 def _millis(value: Any) -> datetime | None:
     try:
-        return datetime.fromtimestamp(int(value) / 1000.0, tz=timezone.utc)
+        return datetime.fromtimestamp(int(value) / 1000.0, tz=UTC)
     except (TypeError, ValueError):
         return None
 
@@ -98,7 +98,7 @@ def _iso(value: Any) -> datetime | None:
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         return _millis(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def engagement_contact_ids(engagement: dict[str, Any]) -> list[str]:

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from defusedxml import ElementTree
-
 from leadbridge_events.contracts import FollowUpLogged, FollowUpOutcome, TouchType
 
 from .config import SalesforceOrg
@@ -90,7 +89,7 @@ def _time(value: str | None, default: datetime) -> datetime:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return default
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _call_outcome(disposition: str) -> FollowUpOutcome | None:

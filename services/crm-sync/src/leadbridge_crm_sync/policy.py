@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 DELIVERED, FAILED, DEAD, SKIPPED = "delivered", "failed", "dead", "skipped"
@@ -31,11 +31,11 @@ class Outcome:
     owner_id: str | None = None
 
     @classmethod
-    def delivered(cls, status_code: int, record_id: str | None = None, owner_id: str | None = None) -> "Outcome":
+    def delivered(cls, status_code: int, record_id: str | None = None, owner_id: str | None = None) -> Outcome:
         return cls(ok=True, status_code=status_code, record_id=record_id, owner_id=owner_id)
 
     @classmethod
-    def unreachable(cls, error: str) -> "Outcome":
+    def unreachable(cls, error: str) -> Outcome:
         return cls(ok=False, error=error, endpoint_down=True)
 
 
@@ -53,7 +53,7 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return max((when - now).total_seconds(), 0.0)
 
 

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from leadbridge_events.envelope import Envelope
 from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
-
-from leadbridge_events.envelope import Envelope
 
 from .tables import crm_owners, crm_records, deliveries, destinations
 

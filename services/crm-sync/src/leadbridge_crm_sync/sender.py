@@ -16,17 +16,16 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import httpx
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from leadbridge_events.contracts import CrmDeliveryRecorded
 from leadbridge_events.envelope import Envelope
 from leadbridge_events.failures import describe, is_transient
 from leadbridge_events.outbox import add_to_outbox
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import metrics, queue, webhooks
 from .policy import DEAD, DELIVERED, FAILED, SKIPPED, Outcome, next_attempt_at, should_pause
@@ -42,7 +41,7 @@ class Adapter(Protocol):
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class WebhookAdapter:

@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
-
 from leadbridge_events.settings import BackboneSettings
+from pydantic import Field, field_validator
 
 # Standard Webhooks' (Svix's) schedule: the attempt after the first waits 5 s, then 5 min, 30 min, 2 h, 5 h,
 # 10 h, 10 h: 27.6 hours in all before a delivery goes to its endpoint's dead letter.

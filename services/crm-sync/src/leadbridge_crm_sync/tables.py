@@ -15,10 +15,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, Text, func)
-from sqlalchemy.dialects.postgresql import JSONB
-
 from leadbridge_events.db import add_backbone_tables
+from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, Text, func
+from sqlalchemy.dialects.postgresql import JSONB
 
 SCHEMA = "crm_sync"
 metadata = MetaData(schema=SCHEMA)

@@ -33,7 +33,7 @@ class Served:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
-    def start(self) -> "Served":
+    def start(self) -> Served:
         self._server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
                                                      lifespan="off"))
         self._thread = threading.Thread(target=self._server.run, daemon=True)
@@ -53,7 +53,7 @@ class Served:
             self._thread.join(timeout=10)
         self._server = self._thread = None
 
-    def __enter__(self) -> "Served":
+    def __enter__(self) -> Served:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

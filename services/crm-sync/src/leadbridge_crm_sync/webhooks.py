@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -36,7 +36,7 @@ def body_of(delivery: Delivery) -> bytes:
 
 
 def signed_headers(msg_id: str, body: bytes, now: datetime, secrets_in_use: list[str]) -> dict[str, str]:
-    now = now.astimezone(timezone.utc)
+    now = now.astimezone(UTC)
     signatures = " ".join(Webhook(s).sign(msg_id, now, body.decode()) for s in secrets_in_use)
     return {"webhook-id": msg_id, "webhook-timestamp": str(int(now.timestamp())), "webhook-signature": signatures,
             "content-type": "application/json", "user-agent": "LeadBridge-crm-sync/1"}

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from importlib.resources import files
 from typing import Any, Literal
 
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
-
 from leadbridge_events.auth import protected_app
-from leadbridge_events.runtime import ServiceRuntime
 from leadbridge_events.http import add_operational_routes
 from leadbridge_events.migrations import migrations_dir
+from leadbridge_events.runtime import ServiceRuntime
 
 from . import signin, store
 from .funnel import funnel
@@ -27,11 +26,11 @@ Clock = Callable[[], datetime]
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _aware(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 def build_runtime(settings: InsightsSettings, *, group_id: str | None = None, **runner_options: Any) -> ServiceRuntime:

@@ -7,12 +7,25 @@ of prospects): only ids, scores, rules, teams, reps and reasons.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from leadbridge_events.contracts import (CrmDeliveryRecorded, EventData, FollowUpLogged, LeadActivityRecorded, LeadCaptured,
-                                         LeadProfile, LeadRouted, LeadScored, SlaAtRisk, SlaBreached, SlaDeadline,
-                                         SlaDeadlineMet, SlaDeadlinesSet, SlaKind)
+from leadbridge_events.contracts import (
+    CrmDeliveryRecorded,
+    EventData,
+    FollowUpLogged,
+    LeadActivityRecorded,
+    LeadCaptured,
+    LeadProfile,
+    LeadRouted,
+    LeadScored,
+    SlaAtRisk,
+    SlaBreached,
+    SlaDeadline,
+    SlaDeadlineMet,
+    SlaDeadlinesSet,
+    SlaKind,
+)
 
 _SLA_KIND = {SlaKind.FIRST_TOUCH: "First-touch", SlaKind.CADENCE: "Follow-up cadence",
              SlaKind.DISPOSITION: "Disposition"}
@@ -29,12 +42,12 @@ def _signed(value: float) -> str:
 
 
 def _when(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _clock(value: datetime, since: datetime) -> str:
     """The time of day when on the same UTC day as ``since`` (then the date is already said), else date and time."""
-    utc, ref = value.astimezone(timezone.utc), since.astimezone(timezone.utc)
+    utc, ref = value.astimezone(UTC), since.astimezone(UTC)
     return utc.strftime("%H:%M") if utc.date() == ref.date() else _when(value)
 
 

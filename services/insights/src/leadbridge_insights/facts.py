@@ -7,14 +7,27 @@ their own timestamp, and touches are counted by follow-up id (a replay under a n
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
-from leadbridge_events.contracts import (EventData, FollowUpLogged, FollowUpOutcome, LeadActivityRecorded,
-                                         LeadCaptured, LeadProfile, LeadRouted, LeadScored, SlaAtRisk,
-                                         SlaBreached, SlaDeadlineMet, SlaDeadlinesSet, SlaKind, Stage,
-                                         TouchType)
+from leadbridge_events.contracts import (
+    EventData,
+    FollowUpLogged,
+    FollowUpOutcome,
+    LeadActivityRecorded,
+    LeadCaptured,
+    LeadProfile,
+    LeadRouted,
+    LeadScored,
+    SlaAtRisk,
+    SlaBreached,
+    SlaDeadlineMet,
+    SlaDeadlinesSet,
+    SlaKind,
+    Stage,
+    TouchType,
+)
 
 ROUTED_OUTCOMES = frozenset({"assigned", "fallback_owner"})
 _TIMES = ("captured_at", "first_seen_at", "stage_at", "routed_at", "assigned_at", "first_touch_at",
@@ -94,7 +107,7 @@ class LeadFacts:
         return out
 
     @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> "LeadFacts":
+    def from_json(cls, raw: dict[str, Any]) -> LeadFacts:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in raw.items() if k in known}
         for name in _TIMES:

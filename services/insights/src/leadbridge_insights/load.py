@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -64,7 +64,7 @@ def week_start(zone_name: str | None, now: datetime) -> datetime:
     zone = _zone(zone_name)
     today = now.astimezone(zone).date()
     monday = today - timedelta(days=today.weekday())
-    return datetime.combine(monday, time(), tzinfo=zone).astimezone(timezone.utc)
+    return datetime.combine(monday, time(), tzinfo=zone).astimezone(UTC)
 
 
 def earliest_week_start(roster: Mapping[str, Any] | None, now: datetime) -> datetime:

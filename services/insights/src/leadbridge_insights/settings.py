@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
-
 from leadbridge_events.settings import BackboneSettings
+from pydantic import Field, SecretStr
 
 
 class InsightsSettings(BackboneSettings):

@@ -24,7 +24,6 @@ import httpx
 import jwt
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-
 from leadbridge_events.auth import AuthError, Principal, auth_error_handler, public, signing_key
 
 from .settings import InsightsSettings

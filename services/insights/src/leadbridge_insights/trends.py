@@ -7,7 +7,7 @@ in that day, how many ...". Weeks start on Monday (UTC); days are UTC days.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 MEASURES = ("captured", "mql", "routed", "within_sla", "breached", "accepted", "rejected", "won", "lost")
@@ -16,8 +16,8 @@ MAX_BUCKETS = 400
 
 
 def bucket_start(at: datetime, unit: str) -> datetime:
-    at = at.astimezone(timezone.utc)
-    day = datetime(at.year, at.month, at.day, tzinfo=timezone.utc)
+    at = at.astimezone(UTC)
+    day = datetime(at.year, at.month, at.day, tzinfo=UTC)
     if unit == "day":
         return day
     if unit == "week":
@@ -45,5 +45,5 @@ def series(counts: Mapping[datetime, Mapping[str, int]], *, since: datetime, unt
     out: dict[str, Any] = {"unit": unit, "x": [x.isoformat() for x in xs]}
     for m in MEASURES:
         out[m] = [int(by_start.get(x, {}).get(m, 0)) for x in xs]
-    out["compliance_pct"] = [round(100 * w / r, 1) if r else None for w, r in zip(out["within_sla"], out["routed"])]
+    out["compliance_pct"] = [round(100 * w / r, 1) if r else None for w, r in zip(out["within_sla"], out["routed"], strict=False)]
     return out

@@ -8,7 +8,7 @@ Every view takes the same filters (``channel``, ``campaign``, ``source``, ``team
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
@@ -26,7 +26,7 @@ def unprocessable(message: str, param: str) -> HTTPException:
     return HTTPException(422, [{"loc": ["query", param], "msg": message, "type": "value_error"}])
 
 def _aware(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 def filters(

@@ -6,14 +6,15 @@ load). Every query is bounded: aggregates, or lists with a LIMIT on an indexed o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, text, true, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import speed
-from .store import lead_views as lf, pool_overflows, roster, sla_breaches
+from .store import lead_views as lf
+from .store import pool_overflows, roster, sla_breaches
 
 DIMENSIONS = ("channel", "campaign", "source", "team", "rep")
 NONE_KEY = "(none)"
@@ -93,7 +94,7 @@ def _measures() -> list[Any]:
 async def trend_counts(conn: AsyncConnection, f: Filters, unit: str) -> dict[datetime, dict[str, int]]:
     start = func.date_trunc(unit, func.timezone("UTC", lf.c.cohort_at)).label("start")
     rows = (await conn.execute(select(start, *_measures()).where(f.where()).group_by(start))).all()
-    return {r.start.replace(tzinfo=timezone.utc): dict(r._mapping) for r in rows}
+    return {r.start.replace(tzinfo=UTC): dict(r._mapping) for r in rows}
 
 
 async def funnel_counts(conn: AsyncConnection, f: Filters) -> tuple[dict[str, Any], dict[str, dict[str, int]]]:

@@ -8,8 +8,8 @@ import asyncio
 import sys
 
 from leadbridge_events.db import make_engine, session_factory
-from leadbridge_events.migrations import migrate, migrations_dir
 from leadbridge_events.logs import configure_logging
+from leadbridge_events.migrations import migrate, migrations_dir
 
 from .keys import SCOPES, create_key, list_keys, revoke_key
 from .settings import IntakeSettings

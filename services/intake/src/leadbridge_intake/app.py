@@ -9,12 +9,11 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-
 from leadbridge_events.auth import exempt, protected_app
 from leadbridge_events.db import make_engine
 from leadbridge_events.http import install_error_handlers
-from leadbridge_events.runtime import ServiceRuntime
 from leadbridge_events.migrations import migrations_dir
+from leadbridge_events.runtime import ServiceRuntime
 
 from .api import admin, leads, ops, quarantine, webhooks
 from .api.context import IntakeContext

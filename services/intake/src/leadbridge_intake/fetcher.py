@@ -19,13 +19,12 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from leadbridge_events.failures import describe, is_transient
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import metrics
-from leadbridge_events.failures import describe, is_transient
-
 from .capture import CaptureResult, capture_lead
 from .mapping import PLATFORMS, linkedin_form_id
 from .quarantine import Unusable, count_open, quarantine, validated

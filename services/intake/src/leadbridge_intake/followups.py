@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
+from leadbridge_events.contracts import (
+    ACTOR_MAX,
+    AMOUNT_MAX,
+    FINAL_OUTCOMES,
+    NOTE_MAX,
+    REASON_MAX,
+    Bant,
+    FollowUpOutcome,
+    TouchType,
+)
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-from leadbridge_events.contracts import (ACTOR_MAX, AMOUNT_MAX, FINAL_OUTCOMES, NOTE_MAX, REASON_MAX, Bant,
-                                        FollowUpOutcome, TouchType)
 
 from .normalize import strip_nul
 
@@ -36,11 +43,11 @@ class FollowUpRequest(BaseModel):
     @classmethod
     def _aware(cls, v: datetime | None) -> datetime | None:
         if v is not None and v.tzinfo is None:
-            return v.replace(tzinfo=timezone.utc)
+            return v.replace(tzinfo=UTC)
         return v
 
     @model_validator(mode="after")
-    def _outcome_details(self) -> "FollowUpRequest":
+    def _outcome_details(self) -> FollowUpRequest:
         if self.outcome in (FollowUpOutcome.REJECTED, FollowUpOutcome.LOST) and not self.reason:
             raise ValueError(f"reason is required when the outcome is {self.outcome.value}")
         if self.outcome == FollowUpOutcome.QUALIFIED and self.bant is None:

@@ -87,7 +87,7 @@ class Member:
 
 
 def _cols(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
-    return [list(c) for c in zip(*rows)] if rows else [[] for _ in range(width)]
+    return [list(c) for c in zip(*rows, strict=False)] if rows else [[] for _ in range(width)]
 
 
 async def capture_group(conn: Any, members: list[Member]) -> list[CaptureResult]:

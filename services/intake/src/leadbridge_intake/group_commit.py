@@ -24,9 +24,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
-
 from leadbridge_events.contracts import LeadProfile
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from .capture import CaptureResult, capture_in_transaction
 from .group_capture import Member, capture_group
@@ -152,7 +151,7 @@ class GroupCommitter:
             raise
         self.groups_committed += 1
         self.largest_group = max(self.largest_group, len(group))
-        for w, result in zip(group, results):
+        for w, result in zip(group, results, strict=False):
             _settle(w.answer, result=result)
 
     async def _one_by_one(self, group: list[_Waiting]) -> None:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from leadbridge_events.settings import BackboneSettings
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
-
-from leadbridge_events.settings import BackboneSettings
 
 
 class IntakeSettings(BackboneSettings):

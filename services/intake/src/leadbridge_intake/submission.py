@@ -7,13 +7,31 @@ from __future__ import annotations
 
 from typing import Any
 
+from leadbridge_events.contracts import (
+    COMPANY_SIZE_MAX,
+    EMAIL_MAX,
+    FIELD_KEY_MAX,
+    FIELD_VALUE_MAX,
+    FIELDS_MAX,
+    PHONE_MAX,
+    TEXT_MAX,
+    TOKEN_MAX,
+    Contact,
+    LeadProfile,
+)
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from leadbridge_events.contracts import (COMPANY_SIZE_MAX, EMAIL_MAX, FIELD_KEY_MAX, FIELD_VALUE_MAX, FIELDS_MAX,
-                                        PHONE_MAX, TEXT_MAX, TOKEN_MAX, Contact, LeadProfile)
-
-from .normalize import (InvalidValue, normalize_country, normalize_email, normalize_language, normalize_phone,
-                        normalize_token, parse_bool, parse_company_size, strip_nul)
+from .normalize import (
+    InvalidValue,
+    normalize_country,
+    normalize_email,
+    normalize_language,
+    normalize_phone,
+    normalize_token,
+    parse_bool,
+    parse_company_size,
+    strip_nul,
+)
 
 KNOWN_CHANNELS = frozenset({"paid", "organic", "social", "seo", "mail", "referral", "event", "partner", "direct",
                             "display", "affiliate"})
@@ -97,7 +115,7 @@ class LeadSubmission(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _contact(self) -> "LeadSubmission":
+    def _contact(self) -> LeadSubmission:
         if not self.email and not self.phone:
             raise ValueError("email or phone is required (at least one of them)")
         if not self.name and (self.first_name or self.last_name):

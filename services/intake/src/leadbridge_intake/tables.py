@@ -3,11 +3,22 @@ pending platform fetches, quarantined platform leads, plus the backbone's outbox
 
 from __future__ import annotations
 
-from sqlalchemy import (Boolean, Column, DateTime, Index, Integer, MetaData, PrimaryKeyConstraint, String, Table,
-                        Text, UniqueConstraint, func)
-from sqlalchemy.dialects.postgresql import JSONB
-
 from leadbridge_events.db import add_backbone_tables
+from sqlalchemy import (
+                        Boolean,
+                        Column,
+                        DateTime,
+                        Index,
+                        Integer,
+                        MetaData,
+                        PrimaryKeyConstraint,
+                        String,
+                        Table,
+                        Text,
+                        UniqueConstraint,
+                        func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 
 SCHEMA = "intake"
 metadata = MetaData(schema=SCHEMA)

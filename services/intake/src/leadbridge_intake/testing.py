@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-
 from leadbridge_events.testing import test_auth_settings, test_token
+
 from leadbridge_intake.app import create_app
 from leadbridge_intake.keys import SCOPES
 from leadbridge_intake.settings import IntakeSettings
@@ -112,8 +112,14 @@ def maximal_lead(tag: str) -> dict[str, Any]:
     makes the person unique."""
     import random
 
-    from leadbridge_events.contracts import (COMPANY_SIZE_MAX, FIELD_KEY_MAX, FIELD_VALUE_MAX, PHONE_MAX, TEXT_MAX,
-                                             TOKEN_MAX)
+    from leadbridge_events.contracts import (
+        COMPANY_SIZE_MAX,
+        FIELD_KEY_MAX,
+        FIELD_VALUE_MAX,
+        PHONE_MAX,
+        TEXT_MAX,
+        TOKEN_MAX,
+    )
 
     def pad(text: str, size: int) -> str:
         return (text + "-" + "x" * size)[:size]

@@ -1,7 +1,6 @@
 """``python -m leadbridge_router``: the router service (roster API on ROUTER_PORT, default 8003)."""
 
 import uvicorn
-
 from leadbridge_events.logs import configure_logging
 
 from .app import create_app

@@ -7,12 +7,11 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Request
+from leadbridge_events import Envelope
+from leadbridge_events.outbox import add_to_outbox
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-
-from leadbridge_events import Envelope
-from leadbridge_events.outbox import add_to_outbox
 
 from . import db, roster_announcer, roster_io, store
 from .roster import Rep, Roster, Rule, Team

@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI
-from sqlalchemy import func, select
-
 from leadbridge_events.auth import protected_app, scopes_by_method
-from leadbridge_events.migrations import migrations_dir
-from leadbridge_events.runtime import ServiceRuntime
 from leadbridge_events.http import add_operational_routes
 from leadbridge_events.locks import LockClass, xact_lock
+from leadbridge_events.migrations import migrations_dir
+from leadbridge_events.runtime import ServiceRuntime
+from sqlalchemy import func, select
 
 from . import db, handlers, roster_announcer, roster_io, scheduler
 from .api import build_router

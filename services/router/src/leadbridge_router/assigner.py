@@ -13,9 +13,8 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from leadbridge_events import Envelope, LeadProfile, LeadRouted, LeadScored
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import fairness, metrics, store
 from .roster import Roster

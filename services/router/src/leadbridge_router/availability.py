@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from .roster import WEEKDAYS, Rep, parse_span
 
@@ -70,7 +70,7 @@ def _shift_starts(rep: Rep, now: datetime, horizon_days: int) -> Iterable[dateti
 
 
 def _roundtrips(local: datetime) -> bool:
-    return local.astimezone(timezone.utc).astimezone(local.tzinfo).replace(tzinfo=None) == local.replace(tzinfo=None)
+    return local.astimezone(UTC).astimezone(local.tzinfo).replace(tzinfo=None) == local.replace(tzinfo=None)
 
 
 def local_day(rep: Rep, moment: datetime) -> date:
@@ -79,7 +79,7 @@ def local_day(rep: Rep, moment: datetime) -> date:
 
 def _local_midnight(rep: Rep, day: date) -> datetime:
     # in UTC: comparing datetimes that share one tzinfo is far cheaper than across zones
-    return datetime.combine(day, datetime.min.time(), tzinfo=rep.zone).astimezone(timezone.utc)
+    return datetime.combine(day, datetime.min.time(), tzinfo=rep.zone).astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ class RepLoad:
     open_count: int = 0
 
 
-def as_load(load: "RepLoad | Iterable[datetime]") -> RepLoad:
+def as_load(load: RepLoad | Iterable[datetime]) -> RepLoad:
     """A plain list of datetimes means: these leads are all still open (assigned at those times)."""
     if isinstance(load, RepLoad):
         return load

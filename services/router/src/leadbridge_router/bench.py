@@ -16,7 +16,7 @@ import heapq
 import random
 import sys
 from collections import Counter, defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from . import fairness
 from .availability import cap_usage, is_on_shift, is_out_of_office
@@ -25,7 +25,7 @@ from .roster import Rep, Roster
 from .routing import ASSIGNED, FALLBACK_OWNER, HELD, decide
 from .rules import LeadFacts
 
-START = datetime(2026, 3, 2, 0, 0, tzinfo=timezone.utc)  # spans the US and EU daylight-saving changes
+START = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)  # spans the US and EU daylight-saving changes
 WEEKDAYS_9_18 = {d: ["09:00-18:00"] for d in ("mon", "tue", "wed", "thu", "fri")}
 
 

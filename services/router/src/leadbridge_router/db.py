@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Column, DateTime, Float, Index, Integer, MetaData, String, Table, Text, func)
-from sqlalchemy.dialects.postgresql import JSONB
-
 from leadbridge_events.db import add_backbone_tables
+from sqlalchemy import BigInteger, Column, DateTime, Float, Index, Integer, MetaData, String, Table, Text, func
+from sqlalchemy.dialects.postgresql import JSONB
 
 SCHEMA = "router"
 metadata = MetaData(schema=SCHEMA)

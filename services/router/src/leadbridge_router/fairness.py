@@ -15,6 +15,7 @@ from datetime import datetime
 
 from .roster import Rep
 
+
 @dataclass(frozen=True)
 class RepCounter:
     pass_: float = 0.0

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from leadbridge_events import Envelope, FollowUpLogged, LeadScored, SlaBreached, Stage
-from leadbridge_events.contracts import FollowUpOutcome
 from leadbridge_events.batching import BatchContext, BatchHandler
 from leadbridge_events.consumer import Handler, HandlerContext, PoisonEvent
+from leadbridge_events.contracts import FollowUpOutcome
 from leadbridge_events.topics import FOLLOW_UP_LOGGED, LEAD_SCORED, SLA_BREACHED
 
 from . import assigner, metrics, store, waitlist
@@ -23,7 +23,7 @@ CLOSED = "closed"  # won or lost: final, never routed again by any later event
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 clock: Callable[[], datetime] = utcnow

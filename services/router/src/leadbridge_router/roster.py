@@ -7,9 +7,9 @@ policy and one SLA policy. Rules send a lead to a team, optionally narrowing whi
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from datetime import date, datetime, time
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -48,7 +48,7 @@ class OutOfOffice(_Model):
         return value
 
     @model_validator(mode="after")
-    def _ordered(self) -> "OutOfOffice":
+    def _ordered(self) -> OutOfOffice:
         if isinstance(self.start, datetime) != isinstance(self.end, datetime):
             raise ValueError("start and end must both be dates or both be datetimes")
         if isinstance(self.start, datetime) and (self.start.tzinfo is None or self.end.tzinfo is None):
@@ -140,7 +140,7 @@ class Overflow(_Model):
     owner: str | None = None
 
     @model_validator(mode="after")
-    def _target(self) -> "Overflow":
+    def _target(self) -> Overflow:
         if self.kind == "next_pool" and not self.pool:
             raise ValueError("overflow next_pool needs 'pool'")
         if self.kind == "fallback_owner" and not self.owner:
@@ -196,7 +196,7 @@ class Roster(_Model):
     fallback_pool: str | None = None
 
     @model_validator(mode="after")
-    def _references(self) -> "Roster":
+    def _references(self) -> Roster:
         teams = {t.id for t in self.teams}
         reps = {r.id for r in self.reps}
         if len(teams) != len(self.teams) or len(reps) != len(self.reps):

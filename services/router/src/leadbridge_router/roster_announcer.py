@@ -12,12 +12,11 @@ from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from leadbridge_events import Envelope
 from leadbridge_events.contracts import RosterChanged, RosterRep, RosterTeam
 from leadbridge_events.outbox import add_to_outbox
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import db, store
 from .roster import Roster

@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 
 import yaml
-
 from leadbridge_events.edge import JsonTooDeep, loads_json
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession

@@ -9,10 +9,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import async_sessionmaker
-
 from leadbridge_events import Envelope
 from leadbridge_events.outbox import add_to_outbox
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from . import assigner, db, store, waitlist
 from .rules import LeadFacts

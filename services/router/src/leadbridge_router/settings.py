@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from leadbridge_events.settings import BackboneSettings
+from pydantic import Field
 
 
 class RouterSettings(BackboneSettings):

@@ -223,17 +223,17 @@ async def open_leads_of(session: AsyncSession, rep_id: str) -> list[str]:
 
 
 async def due_held_leads(session: AsyncSession, now: datetime, limit: int = 50) -> list[Any]:
-    l = db.leads
-    rows = await session.execute(select(l).where(l.c.status == "held", l.c.hold_until <= now)
-                                 .order_by(l.c.hold_until).limit(limit).with_for_update(skip_locked=True))
+    leads = db.leads
+    rows = await session.execute(select(leads).where(leads.c.status == "held", leads.c.hold_until <= now)
+                                 .order_by(leads.c.hold_until).limit(limit).with_for_update(skip_locked=True))
     return list(rows)
 
 
 async def waiting_leads(session: AsyncSession, pools: list[str], limit: int = 20) -> list[Any]:
     """Leads returned to nurture for capacity that start routing in one of ``pools``, oldest first.
     Claimed with SKIP LOCKED: a lead some other transaction holds is simply not offered now."""
-    l = db.leads
-    rows = await session.execute(select(l).where(l.c.waiting_since.isnot(None), l.c.waiting_pool.in_(pools))
-                                 .order_by(l.c.waiting_since, l.c.lead_id).limit(limit)
+    leads = db.leads
+    rows = await session.execute(select(leads).where(leads.c.waiting_since.isnot(None), leads.c.waiting_pool.in_(pools))
+                                 .order_by(leads.c.waiting_since, leads.c.lead_id).limit(limit)
                                  .with_for_update(skip_locked=True))
     return list(rows)

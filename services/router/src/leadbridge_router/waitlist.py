@@ -15,9 +15,8 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from leadbridge_events import Envelope
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import metrics, store
 from .assigner import Emit, apply

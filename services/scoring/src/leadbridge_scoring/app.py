@@ -8,9 +8,9 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 from leadbridge_events.auth import protected_app, require_scopes
-from leadbridge_events.runtime import ServiceRuntime
 from leadbridge_events.http import add_operational_routes
 from leadbridge_events.migrations import migrations_dir
+from leadbridge_events.runtime import ServiceRuntime
 
 from . import store
 from .handlers import batch_handlers_for, handlers_for

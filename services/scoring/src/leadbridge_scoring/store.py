@@ -16,8 +16,20 @@ from typing import Any
 
 from leadbridge_events.contracts import LeadProfile, Stage
 from leadbridge_events.db import add_backbone_tables
-from sqlalchemy import (Boolean, Column, DateTime, Float, ForeignKey, MetaData, String, Table, Text, func, literal,
-                        select)
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    literal,
+    select,
+)
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 

@@ -65,7 +65,7 @@ class WhatIfReport:
         out = asdict(self)
         out["as_of"] = self.as_of.isoformat()
         out["changed"] = self.changed
-        for g, d in zip(self.groups, out["groups"]):
+        for g, d in zip(self.groups, out["groups"], strict=False):
             d.pop("score_delta_sum")
             d["changed"], d["mean_score_delta"] = g.changed, g.mean_score_delta
         return out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from leadbridge_events.db import make_engine
 from sqlalchemy import text
@@ -18,9 +18,9 @@ async def run_what_if(settings: ScoringSettings, proposed_path: str, *, baseline
                       as_of: str | None = None, as_json: bool = False) -> int:
     proposed = load_model(proposed_path)
     current = load_model(baseline or settings.model_path)
-    now = datetime.fromisoformat(as_of) if as_of else datetime.now(timezone.utc)
+    now = datetime.fromisoformat(as_of) if as_of else datetime.now(UTC)
     if now.tzinfo is None:
-        now = now.replace(tzinfo=timezone.utc)
+        now = now.replace(tzinfo=UTC)
     engine = make_engine(settings.database_url, pool_size=1)
     try:
         async with engine.connect() as conn:

@@ -8,12 +8,11 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI
-
 from leadbridge_events.auth import protected_app
-from leadbridge_events.logs import configure_logging
-from leadbridge_events.runtime import ServiceRuntime
 from leadbridge_events.http import add_operational_routes
+from leadbridge_events.logs import configure_logging
 from leadbridge_events.migrations import migrations_dir
+from leadbridge_events.runtime import ServiceRuntime
 
 from . import gauges, tables
 from .handlers import bind

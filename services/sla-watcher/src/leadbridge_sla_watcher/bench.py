@@ -16,9 +16,8 @@ import time
 import uuid
 
 import asyncpg
-from sqlalchemy import text
-
 from leadbridge_events.db import create_schema, make_engine, session_factory
+from sqlalchemy import text
 
 from . import tables
 from .settings import WatcherSettings

@@ -9,10 +9,10 @@ working windows start and end on each local date.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-UTC = timezone.utc
+UTC = UTC
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _MAX_DAYS_SCANNED = 3 * 366  # a calendar with no working time at all must not loop forever
 
@@ -34,7 +34,7 @@ class Calendar:
     @classmethod
     def of(cls, tz: str = "UTC", days: tuple[str, ...] | list[str] = WEEKDAYS[:5],
            hours: tuple[str, ...] | list[str] = ("09:00-17:00",), holidays: tuple[date, ...] | list[date] = ()
-           ) -> "Calendar":
+           ) -> Calendar:
         return cls(
             tz=ZoneInfo(tz),
             working_days=frozenset(WEEKDAYS.index(d.lower()[:3]) for d in days),
@@ -42,7 +42,7 @@ class Calendar:
             holidays=frozenset(holidays),
         )
 
-    def with_tz(self, tz: str | None) -> "Calendar":
+    def with_tz(self, tz: str | None) -> Calendar:
         return self if not tz else Calendar(ZoneInfo(tz), self.working_days, self.windows, self.holidays)
 
     def is_working_day(self, day: date) -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -58,7 +58,7 @@ async def on_lead_routed(event: Envelope[Any], ctx: HandlerContext, *, config: S
     if event.type != LeadRouted.event_type:
         return
     r: LeadRouted = event.data
-    lead = await store.lock_lead(ctx.session, r.lead_id, datetime.now(timezone.utc))
+    lead = await store.lock_lead(ctx.session, r.lead_id, datetime.now(UTC))
     existing = await store.live_deadlines(ctx.session, r.lead_id)
     touches = await store.lead_touches(ctx.session, r.lead_id)
     policy = config.resolve(r.sla_policy, team=r.team, tier=r.profile.custom.get("tier"), grade=r.grade)
@@ -72,7 +72,7 @@ async def on_lead_routed(event: Envelope[Any], ctx: HandlerContext, *, config: S
         return
     await store.save(ctx.session, result.changed + result.created)
     await store.set_routing(ctx.session, r.lead_id, attempt=r.attempt, assignee_id=r.assignee_id, team=r.team,
-                            policy=policy.name, routed_at=r.routed_at, updated_at=datetime.now(timezone.utc))
+                            policy=policy.name, routed_at=r.routed_at, updated_at=datetime.now(UTC))
     announcement = deadlines_set(route, policy.name, result)
     if announcement is not None:
         await ctx.emit(Envelope.of(announcement, source=SOURCE, lead_id=r.lead_id, caused_by=event,
@@ -90,7 +90,7 @@ async def on_follow_up_logged(event: Envelope[Any], ctx: HandlerContext, *, conf
         return
     f: FollowUpLogged = event.data
     touch = Touch(f.follow_up_id, f.occurred_at, f.touch_type, f.outcome)
-    lead = await store.lock_lead(ctx.session, f.lead_id, datetime.now(timezone.utc))
+    lead = await store.lock_lead(ctx.session, f.lead_id, datetime.now(UTC))
     extra = {"lead_id": f.lead_id, "event_id": event.id, "follow_up_id": f.follow_up_id}
     if not await store.add_touch(ctx.session, f.lead_id, touch, f.logged_at):
         log.info("follow-up already recorded", extra=extra)

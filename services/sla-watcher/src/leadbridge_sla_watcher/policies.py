@@ -105,7 +105,7 @@ class SlaConfig(_Model):
     team_calendars: dict[str, str] = Field(default_factory=dict, description="team -> calendar name")
 
     @model_validator(mode="after")
-    def _consistent(self) -> "SlaConfig":
+    def _consistent(self) -> SlaConfig:
         if self.default_policy not in self.policies:
             raise ValueError(f"default_policy {self.default_policy!r} is not among the policies")
         if "default" not in self.calendars:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pydantic import Field
-
 from leadbridge_events.settings import BackboneSettings
+from pydantic import Field
 
 from .policies import SlaConfig
 

@@ -6,11 +6,10 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from leadbridge_events.contracts import FollowUpOutcome, SlaKind, TouchType
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
-
-from leadbridge_events.contracts import FollowUpOutcome, SlaKind, TouchType
 
 from .deadlines import LIVE, Deadline, Status, Touch
 from .tables import deadlines, leads, touches

@@ -7,9 +7,8 @@ are open, and memory stays flat: nothing is held in process memory between polls
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, DateTime, Index, Integer, MetaData, String, Table, text
-
 from leadbridge_events.db import add_backbone_tables
+from sqlalchemy import Boolean, Column, DateTime, Index, Integer, MetaData, String, Table, text
 
 SCHEMA = "sla_watcher"
 metadata = MetaData(schema=SCHEMA)

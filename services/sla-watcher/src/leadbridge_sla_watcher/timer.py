@@ -20,16 +20,15 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
-
-from sqlalchemy import Table, bindparam, func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadbridge_events.contracts import SlaAtRisk, SlaBreached
 from leadbridge_events.envelope import Envelope
 from leadbridge_events.failures import describe
 from leadbridge_events.topics import topic_for
+from sqlalchemy import Table, bindparam, func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import metrics, store
 from .deadlines import Deadline, Firing, Status, fire
@@ -41,7 +40,7 @@ _EVENT_NS = uuid.UUID("5b3c1f0e-8d7a-4b7e-9a51-2f4c6d8e0a11")
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def firing_event(d: Deadline, firing: Firing, fired_at: datetime) -> Envelope[Any]:

@@ -148,7 +148,7 @@ def audit(load: LoadResult, windows: list[FaultWindow], topics: dict[str, list[R
 
     ids = Counter(r.event_id for r in every if r.event_id)
     f.redelivered_records = sum(n - 1 for n in ids.values() if n > 1)
-    for lid, recs in routed.items():
+    for recs in routed.values():
         per_attempt: dict[int, set[str]] = defaultdict(set)
         for r in recs:
             per_attempt[int((r.value or {}).get("attempt", 1))].add(r.event_id)

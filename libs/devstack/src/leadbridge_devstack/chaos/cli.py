@@ -18,7 +18,7 @@ from .audit import Findings, audit
 from .faults import ALL_FAULTS, FaultWindow, run_faults
 from .load import LoadResult, create_api_key, post_leads
 from .observe import committed_offsets, lead_views, processed_events, read_topics, wait_for_quiet
-from .stack import ChaosStack, admin_token, UnsupportedBrokerCount
+from .stack import ChaosStack, UnsupportedBrokerCount, admin_token
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -186,7 +186,7 @@ async def lead_views(urls: dict[str, str], api_key: str, lead_ids: list[str], to
 
     async def get(client: httpx.AsyncClient, url: str, headers: dict | None = None) -> dict | None:
         async with gate:
-            for attempt in range(5):
+            for _attempt in range(5):
                 try:
                     resp = await client.get(url, headers=headers)
                 except httpx.TransportError:

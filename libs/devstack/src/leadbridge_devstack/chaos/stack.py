@@ -72,7 +72,7 @@ class Brokers:
                 "has no multi-broker cluster yet); run with --brokers 1")
 
     @classmethod
-    def start(cls, count: int, root: Path, log=print) -> "Brokers":
+    def start(cls, count: int, root: Path, log=print) -> Brokers:
         cls.check(count)
         cluster_class = cls.cluster_class()
         if cluster_class is not None:
@@ -111,7 +111,7 @@ class ChaosStack:
     system: System = field(default_factory=System)
 
     @classmethod
-    def start(cls, *, brokers: int = 1, root: Path | None = None, log=print) -> "ChaosStack":
+    def start(cls, *, brokers: int = 1, root: Path | None = None, log=print) -> ChaosStack:
         Brokers.check(brokers)
         root = root or Path(tempfile.mkdtemp(prefix="leadbridge-chaos-"))
         root.chmod(0o755)  # the unprivileged postgres user must reach it when we run as root

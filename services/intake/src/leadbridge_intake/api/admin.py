@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, Field
-
 from leadbridge_events.auth import require_scopes
+from pydantic import BaseModel, Field
 
 from ..keys import DEFAULT_SCOPES, SCOPES, create_key, list_keys, revoke_key
 from .context import IntakeContext, get_ctx

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from fastapi import Request
-
 from leadbridge_events.runtime import ServiceRuntime
 
 from ..keys import KeyCache
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -29,12 +29,12 @@ class IntakeContext:
     settings: IntakeSettings
     runtime: ServiceRuntime
     limiter: RateLimiter
-    fetcher: "PlatformFetcher"
+    fetcher: PlatformFetcher
     keys: KeyCache = field(default_factory=lambda: KeyCache(0))
     webhook_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(600, 100))
     clock: Callable[[], datetime] = field(default=_utcnow)
     monotonic: Callable[[], float] = field(default=time.monotonic)
-    captures: "GroupCommitter | None" = None  # set at start-up; None: one transaction per capture
+    captures: GroupCommitter | None = None  # set at start-up; None: one transaction per capture
 
 
 async def get_ctx(request: Request) -> IntakeContext:  # async: FastAPI runs a sync dependency in a thread

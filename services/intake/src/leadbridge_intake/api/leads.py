@@ -12,13 +12,12 @@ from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from pydantic import BaseModel, ValidationError
-from sqlalchemy import select, update
-
 from leadbridge_events.contracts import FollowUpLogged
 from leadbridge_events.edge import loads_json
 from leadbridge_events.envelope import Envelope
 from leadbridge_events.outbox import add_to_outbox
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import select, update
 
 from .. import metrics
 from ..capture import SOURCE, CaptureResult, capture_in_transaction, claim_or_replay, get_lead

@@ -13,18 +13,23 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
-
 from leadbridge_events.edge import loads_json
 
 from .. import metrics
 from ..capture import capture_in_transaction
 from ..fetcher import enqueue_fetch
-from ..quarantine import Unusable, quarantine, validated
-from ..reporting import ANSWER, record_result
-from ..signatures import (SignatureProblem, check_google_key, linkedin_challenge, meta_handshake,
-                          verify_linkedin_signature, verify_meta_signature)
 from ..normalize import strip_nul
+from ..quarantine import Unusable, quarantine, validated
 from ..ratelimit import retry_after_header
+from ..reporting import ANSWER, record_result
+from ..signatures import (
+    SignatureProblem,
+    check_google_key,
+    linkedin_challenge,
+    meta_handshake,
+    verify_linkedin_signature,
+    verify_meta_signature,
+)
 from .context import IntakeContext, get_ctx
 from .errors import ApiError
 
