@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .envelope import Envelope
 from .topics import topic_for
+from .tracing import outbox_headers
 
 
 def _channel(outbox: Table) -> str:
@@ -54,7 +55,7 @@ async def stage_events(session: AsyncSession, outbox: Table, staged: list[tuple[
         "SELECT pg_notify(:channel, '')"),
         {"e": [e.id for e in events], "t": [t or topic_for(e.type).name for e, t in staged],
          "k": [e.lead_id for e in events], "v": [e.kafka_value() for e in events],
-         "h": [json.dumps({k: v.decode() for k, v in e.kafka_headers()}) for e in events],
+         "h": [json.dumps(outbox_headers(e)) for e in events],
          "channel": _channel(outbox)})
 
 

@@ -50,6 +50,7 @@ from .idempotency import claim_event
 from .outbox import add_to_outbox
 from .producer import EventProducer
 from .topics import DLQ_SUFFIX
+from .tracing import batch_spans, handling, span_of
 
 log = logging.getLogger("leadbridge.consumer")
 
@@ -225,7 +226,8 @@ class ConsumerRunner:
             attempt += 1
             started = time.perf_counter()
             try:
-                duplicate = await self._apply(handler, event, record)
+                with handling(record, event, self.group_id):  # a span, child of the record's traceparent
+                    duplicate = await self._apply(handler, event, record)
             except PoisonEvent as exc:
                 metrics.EVENTS_FAILED.labels(self.group_id, topic).inc()
                 await self._dead_letter(record, "poison", str(exc), attempts=attempt, event=event)
@@ -287,7 +289,8 @@ class ConsumerRunner:
             return await self._one_by_one(tp, records)
         started = time.perf_counter()
         try:
-            duplicates = await self._apply_batch(tp.topic, events, records)
+            with batch_spans(records, events, self.group_id):  # a span per record, children of their traceparents
+                duplicates = await self._apply_batch(tp.topic, events, records)
         except Exception as exc:
             metrics.EVENTS_FAILED.labels(self.group_id, tp.topic).inc()
             transient = is_transient(exc)
@@ -325,7 +328,8 @@ class ConsumerRunner:
             else:
                 handler = self.handlers[topic]
                 for event in todo:
-                    await handler(event, ctx.for_event(event))
+                    with span_of(event):  # the handler's logs and emits in the event's own span
+                        await handler(event, ctx.for_event(event))
             if ctx.staged:
                 assert self._outbox is not None
                 await stage_events(session, self._outbox, ctx.staged)

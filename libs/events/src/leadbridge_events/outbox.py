@@ -30,6 +30,7 @@ from .failures import describe, is_transient
 from .locks import LockClass, try_session_lock
 from .producer import EventProducer
 from .topics import topic_for
+from .tracing import outbox_headers, publish_spans
 
 log = logging.getLogger("leadbridge.outbox")
 
@@ -50,7 +51,7 @@ async def add_to_outbox(session: AsyncSession, outbox: Table, event: Envelope[An
             topic=topic or topic_for(event.type).name,
             key=event.lead_id,
             value=event.kafka_value(),
-            headers={k: v.decode() for k, v in event.kafka_headers()},
+            headers=outbox_headers(event),  # with the current span's traceparent (tracing.py)
         )
         .returning(outbox.c.id)
         .cte("staged")
@@ -197,7 +198,8 @@ class OutboxRelay:
             self._known_topics = await self._producer.topics()  # raises while Kafka is away: rows wait
         if not {r.topic for r in rows} - self._known_topics:
             try:
-                await self._producer.send_many_raw((r.topic, r.key.encode(), r.value, _headers(r)) for r in rows)
+                with publish_spans(rows, self.schema) as headers:
+                    await self._producer.send_many_raw((r.topic, r.key.encode(), r.value, headers(r)) for r in rows)
             except Exception as exc:
                 if is_transient(exc):
                     self._known_topics = set()  # a topic deleted meanwhile looks like a timeout: look again
@@ -219,7 +221,8 @@ class OutboxRelay:
                     fault = f"unknown topic {r.topic!r}"
                 else:
                     try:
-                        await self._producer.send_raw(r.topic, r.value, key=r.key.encode(), headers=_headers(r))
+                        with publish_spans([r], self.schema) as headers:
+                            await self._producer.send_raw(r.topic, r.value, key=r.key.encode(), headers=headers(r))
                         sent.append(r.id)
                         done += 1
                         continue
@@ -272,8 +275,4 @@ class OutboxRelay:
 
 class RowNotPublished(Exception):
     """An outbox row failed for its own sake and is not parked yet: the relay retries the pass after a backoff."""
-
-
-def _headers(row: Any) -> list[tuple[str, bytes]]:
-    return [(k, v.encode()) for k, v in row.headers.items()]
 

@@ -18,6 +18,7 @@ from leadbridge_events.envelope import Envelope
 from leadbridge_events.locks import LockClass, xact_lock
 from leadbridge_events.outbox import _channel as outbox_channel
 from leadbridge_events.topics import topic_for
+from leadbridge_events.tracing import outbox_headers
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
@@ -77,7 +78,7 @@ async def _write_with_event(session: AsyncSession, writes: list[Any], event: Env
     (what ``leadbridge_events.outbox.add_to_outbox`` does in two, plus the writes)."""
     staged = outbox.insert().values(event_id=event.id, topic=topic_for(event.type).name, key=event.lead_id,
                                     value=event.kafka_value(),
-                                    headers={k: v.decode() for k, v in event.kafka_headers()})
+                                    headers=outbox_headers(event))
     stmt = select(func.pg_notify(outbox_channel(outbox.schema or "public"), ""))
     for i, write in enumerate([*writes, staged]):
         stmt = stmt.add_cte(write.cte(f"w{i}"))

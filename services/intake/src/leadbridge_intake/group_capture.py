@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,6 +28,7 @@ from leadbridge_events.envelope import Envelope
 from leadbridge_events.locks import LockClass, object_key
 from leadbridge_events.outbox import _channel as outbox_channel
 from leadbridge_events.topics import topic_for
+from leadbridge_events.tracing import current_context, outbox_headers
 
 from .capture import SOURCE, CaptureResult, person_lock_names
 from .tables import SCHEMA
@@ -74,6 +75,7 @@ class Member:
     dedupe_key: str | None = None
     fingerprint: str | None = None  # of the request body an Idempotency-Key came with
     activity_kind: str = "form_submission"
+    trace: dict[str, str] = field(default_factory=current_context)  # the request's span, for its event's row
 
     @property
     def claim(self) -> tuple[str, str] | None:
@@ -121,6 +123,7 @@ async def capture_group(conn: Any, members: list[Member]) -> list[CaptureResult]
     touched: Counter[str] = Counter()
     touched_at: dict[str, datetime] = {}
     events: list[Envelope[Any]] = []
+    traces: list[dict[str, str]] = []
     for i in live:
         m, p = members[i], members[i].profile
         if i in repeat_of:
@@ -143,6 +146,7 @@ async def capture_group(conn: Any, members: list[Member]) -> list[CaptureResult]
                                 source=SOURCE, lead_id=lead_id, time=m.now)
             results[i] = CaptureResult(lead_id, "captured", event_id=event.id)
         events.append(event)
+        traces.append(m.trace)
     if leads:
         await conn.execute(NEW_LEADS, *_cols(leads, 9))
     if reclaims:
@@ -153,6 +157,6 @@ async def capture_group(conn: Any, members: list[Member]) -> list[CaptureResult]
     if events:
         await conn.execute(OUTBOX, [e.id for e in events], [topic_for(e.type).name for e in events],
                            [e.lead_id for e in events], [e.kafka_value() for e in events],
-                           [json.dumps({k: v.decode() for k, v in e.kafka_headers()}) for e in events],
+                           [json.dumps(outbox_headers(e, t)) for e, t in zip(events, traces, strict=True)],
                            outbox_channel(S))
     return [r for r in results if r is not None]

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from leadbridge_events.contracts import LeadProfile
+from leadbridge_events.tracing import resumed
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from .capture import CaptureResult, capture_in_transaction
@@ -158,9 +159,10 @@ class GroupCommitter:
         async def one(w: _Waiting) -> None:
             m = w.member
             try:
-                result = await capture_in_transaction(
-                    self._sessions, m.profile, now=m.now, repeat_window=m.repeat_window,
-                    dedupe_scope=m.dedupe_scope, dedupe_key=m.dedupe_key, activity_kind=m.activity_kind)
+                with resumed(m.trace):  # its event's row carries the request's trace
+                    result = await capture_in_transaction(
+                        self._sessions, m.profile, now=m.now, repeat_window=m.repeat_window,
+                        dedupe_scope=m.dedupe_scope, dedupe_key=m.dedupe_key, activity_kind=m.activity_kind)
             except Exception as exc:
                 _settle(w.answer, exc=exc)
             else:

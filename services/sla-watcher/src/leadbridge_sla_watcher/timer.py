@@ -27,6 +27,7 @@ from leadbridge_events.contracts import SlaAtRisk, SlaBreached
 from leadbridge_events.envelope import Envelope
 from leadbridge_events.failures import describe
 from leadbridge_events.topics import topic_for
+from leadbridge_events.tracing import outbox_headers
 from sqlalchemy import Table, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -55,7 +56,7 @@ async def _stage(session: AsyncSession, outbox: Table, events: list[Envelope[Any
     """Batch version of leadbridge_events.outbox.add_to_outbox: one INSERT, one NOTIFY."""
     await session.execute(outbox.insert(), [
         {"event_id": e.id, "topic": topic_for(e.type).name, "key": e.lead_id, "value": e.kafka_value(),
-         "headers": {k: v.decode() for k, v in e.kafka_headers()}} for e in events
+         "headers": outbox_headers(e)} for e in events
     ])
     channel = f"outbox_{outbox.schema}".replace("-", "_")
     await session.execute(text("SELECT pg_notify(:c, '')"), {"c": channel})
