@@ -147,7 +147,7 @@ def instrument_app(app: Any) -> None:
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
     FastAPIInstrumentor.instrument_app(app, tracer_provider=_provider, server_request_hook=_without_query,
-                                       excluded_urls="healthz,readyz,metrics")
+                                       excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"])
 
 
 # -- through the outbox -----------------------------------------------------------------------------
