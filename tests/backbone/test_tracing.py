@@ -16,6 +16,7 @@ from leadbridge_events.envelope import Envelope
 from leadbridge_events.logs import configure_logging
 from leadbridge_events.outbox import OutboxRelay, add_to_outbox
 from leadbridge_events.testing import recorded_spans
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from sqlalchemy import select
 
@@ -120,3 +121,24 @@ def test_tracing_is_off_unless_the_otel_variables_turn_it_on():
     with pytest.raises(tracing.TracingConfigError, match="grpc"):
         tracing._exporters({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
     assert not tracing.enabled()
+
+
+async def test_an_http_request_gets_a_span_without_its_query_string():
+    import httpx
+    from fastapi import FastAPI
+
+    with recorded_spans() as spans:
+        app = FastAPI()
+        tracing.instrument_app(app)
+
+        @app.get("/v1/leads/{lead_id}")
+        async def lead(lead_id: str) -> dict:
+            return {"trace_id": format(trace.get_current_span().get_span_context().trace_id, "032x")}
+
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
+            resp = await client.get("/v1/leads/l-1?api_key=very-secret-key")
+        finished = spans.get_finished_spans()
+    (span,) = finished
+    assert span.name == "GET /v1/leads/{lead_id}" and span.kind == SpanKind.SERVER
+    assert resp.json()["trace_id"] == format(span.context.trace_id, "032x"), "the handler runs in the span"
+    assert "very-secret-key" not in json.dumps(dict(span.attributes)), dict(span.attributes)
