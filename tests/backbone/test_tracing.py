@@ -114,7 +114,11 @@ def test_tracing_is_off_unless_the_otel_variables_turn_it_on():
     assert tracing._exporters({}) == []
     assert tracing._exporters({"OTEL_TRACES_EXPORTER": "none"}) == []
     assert tracing._exporters({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_SDK_DISABLED": "true"}) == []
-    assert len(tracing._exporters({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"})) == 1
+    (otlp,) = tracing._exporters({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/"})
+    assert otlp._endpoint == "http://collector:4318/v1/traces"
+    (otlp,) = tracing._exporters({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": ""})
+    assert otlp._endpoint == "http://localhost:4318/v1/traces", "an empty placeholder is no endpoint"
+    assert tracing._exporters({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": ""}) == []
     assert type(tracing._exporters({"OTEL_TRACES_EXPORTER": "console"})[0]).__name__ == "ConsoleSpanExporter"
     with pytest.raises(tracing.TracingConfigError, match="jaeger"):
         tracing._exporters({"OTEL_TRACES_EXPORTER": "jaeger"})

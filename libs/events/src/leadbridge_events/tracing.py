@@ -72,7 +72,8 @@ def _exporters(env: Mapping[str, str]) -> list[SpanExporter]:
                                          "supported (send to the collector's OTLP/HTTP port, 4318)")
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-            exporters.append(OTLPSpanExporter())  # endpoint, headers, timeout: the OTEL_EXPORTER_OTLP_* variables
+            # headers, timeout, certificate: the SDK reads the other OTEL_EXPORTER_OTLP_* variables
+            exporters.append(OTLPSpanExporter(endpoint=_otlp_endpoint(env)))
         elif name == "console":
             from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
@@ -80,6 +81,15 @@ def _exporters(env: Mapping[str, str]) -> list[SpanExporter]:
         else:
             raise TracingConfigError(f"OTEL_TRACES_EXPORTER={name!r}: use 'otlp', 'console' or 'none'")
     return exporters
+
+
+def _otlp_endpoint(env: Mapping[str, str]) -> str:
+    """Where spans go (OTLP/HTTP): ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` as it is, else
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` + ``/v1/traces``, else a collector on this host; an empty value (a
+    deployment's placeholder) counts as unset."""
+    if env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        return env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
+    return (env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "http://localhost:4318").rstrip("/") + "/v1/traces"
 
 
 def configure_tracing(service: str, *, exporter: SpanExporter | None = None,
