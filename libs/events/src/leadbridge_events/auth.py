@@ -57,9 +57,9 @@ class Authenticator:
         self.app_scopes: tuple[str, ...] = ()  # needed by every non-public route of the app
 
     async def principal(self, request: Request) -> Principal:
-        cached = getattr(request.state, "principal", None)
+        cached: Principal | None = getattr(request.state, "principal", None)
         if cached is not None:
-            return cached  # type: ignore[no-any-return]
+            return cached
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         principal: Principal | None = None
