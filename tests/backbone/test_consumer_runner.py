@@ -12,7 +12,7 @@ from leadbridge_events.consumer import ConsumerRunner, PoisonEvent
 from leadbridge_events.testing import collect_records
 from sqlalchemy import func, select
 
-from .samples import NOW
+from .samples import NOW, activity_handlers
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,7 @@ def activity(lead_id: str, seq: int, kind: str = "visit") -> Envelope:
 
 def make_runner(backbone, producer, kafka_bootstrap, topic, group, handler, **kw) -> ConsumerRunner:
     return ConsumerRunner(
-        bootstrap_servers=kafka_bootstrap, group_id=group, handlers={topic.name: handler},
+        bootstrap_servers=kafka_bootstrap, group_id=group, handlers=activity_handlers(handler, kw.pop("batch", None)), topics=[topic.name],
         sessions=backbone.sessions, processed=backbone.processed, outbox=backbone.outbox, producer=producer,
         backoff_seconds=0.01, **kw,
     )
