@@ -31,7 +31,7 @@ from .outbox import OutboxRelay
 from .producer import EventProducer
 from .registry import EventHandlers
 from .settings import BackboneSettings
-from .transaction import Transaction, UndeclaredEmit
+from .transaction import Transaction, UndeclaredEmit, open_transaction
 
 
 def serve_metrics_separately(settings: BackboneSettings) -> Any:
@@ -180,11 +180,9 @@ class ServiceRuntime:
     async def transaction(self) -> AsyncIterator[Transaction]:
         """A transaction of this service's database: write state on ``tx.session``, ``await tx.emit(event)``;
         the emitted events are written to the outbox (one insert) just before the commit, with the state."""
-        async with self.sessions() as session, session.begin():
-            tx = Transaction(session=session, outbox=self.outbox, emits=self.handlers.emitted_types,
-                             clock=self.clock, service=self.name)
+        async with open_transaction(self.sessions, self.outbox, emits=self.handlers.emitted_types,
+                                    clock=self.clock, service=self.name) as tx:
             yield tx
-            await tx.flush()
 
     async def stop(self) -> None:
         self._stopping = True

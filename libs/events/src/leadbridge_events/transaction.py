@@ -14,7 +14,8 @@ record uncommitted (nothing is lost; the service reports itself not ready) until
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Callable, Collection
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -22,7 +23,7 @@ from typing import Any, Generic, TypeVar
 from aiokafka.structs import ConsumerRecord
 from leadbridge_contracts.envelope import Envelope
 from sqlalchemy import Table
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .clock import Clock, utcnow
 from .outbox import Staged, stage_events
@@ -63,6 +64,22 @@ class Transaction:
             assert self.outbox is not None
             await stage_events(self.session, self.outbox, self.staged)
             self.staged.clear()
+
+
+Transactions = Callable[[], AbstractAsyncContextManager[Transaction]]
+"""What a timer or scheduler is given to write with: ``ServiceRuntime.transaction`` (or ``open_transaction``
+bound to a test's sessions)."""
+
+
+@asynccontextmanager
+async def open_transaction(sessions: async_sessionmaker[AsyncSession], outbox: Table | None, *,
+                           emits: Collection[str], clock: Clock = utcnow, service: str = "",
+                           ) -> AsyncIterator[Transaction]:
+    """Begin a transaction; on leaving the block, write its staged events to the outbox, then commit."""
+    async with sessions() as session, session.begin():
+        tx = Transaction(session=session, outbox=outbox, emits=emits, clock=clock, service=service)
+        yield tx
+        await tx.flush()
 
 
 @dataclass
