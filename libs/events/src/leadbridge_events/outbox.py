@@ -51,24 +51,33 @@ def outbox_row(event: Envelope[Any], topic: str | None = None) -> dict[str, Any]
             "value": event.kafka_value(), "headers": {k: v.decode() for k, v in event.kafka_headers()}}
 
 
-async def stage_events(session: AsyncSession, outbox: Table, events: Iterable[Envelope[Any] | Staged]) -> None:
-    """Stage ``events`` for publication, atomically with whatever else ``session``'s transaction does.
+_STAGE = ("WITH staged AS (INSERT INTO {table} (event_id, topic, key, value, headers) "
+          "SELECT e, t, k, v, CAST(h AS jsonb) FROM unnest(CAST({} AS text[]), CAST({} AS text[]), CAST({} AS text[]), "
+          "CAST({} AS bytea[]), CAST({} AS text[])) WITH ORDINALITY AS x(e, t, k, v, h, n) ORDER BY n RETURNING id) "
+          "SELECT pg_notify({}, '')")
+_PARAMS = ("event_id", "topic", "key", "value", "headers", "channel")
 
-    THE way events get into an outbox (consumers, HTTP handlers, timers and schedulers all end here): one
-    multi-row insert, in order, and the relay's wake-up (``pg_notify``, delivered on commit), in one round
-    trip. An item is an event (published to its type's topic) or an ``(event, topic)`` pair.
+
+async def stage_events(db: AsyncSession | AsyncConnection | Any, outbox: Table,
+                       events: Iterable[Envelope[Any] | Staged]) -> None:
+    """Stage ``events`` for publication, atomically with whatever else ``db``'s transaction does.
+
+    THE way events get into an outbox (consumers, HTTP handlers, timers and schedulers all end here, through
+    ``transaction.Transaction``): one multi-row insert, in order, and the relay's wake-up (``pg_notify``,
+    delivered on commit), in one round trip. An item is an event (published to its type's topic) or an
+    ``(event, topic)`` pair. ``db`` is a SQLAlchemy session or connection, or a plain asyncpg connection
+    (intake's group commit) in a transaction.
     """
     rows = [outbox_row(*(item if isinstance(item, tuple) else (item, None))) for item in events]
     if not rows:
         return
-    await session.execute(text(
-        f"WITH staged AS (INSERT INTO {outbox.fullname} (event_id, topic, key, value, headers) "
-        "SELECT e, t, k, v, CAST(h AS jsonb) FROM unnest(CAST(:event_id AS text[]), CAST(:topic AS text[]), "
-        "CAST(:key AS text[]), CAST(:value AS bytea[]), CAST(:headers AS text[])) "
-        "WITH ORDINALITY AS x(e, t, k, v, h, n) ORDER BY n RETURNING id) "
-        "SELECT pg_notify(:channel, '')"),
-        {**{c: [r[c] for r in rows] for c in ("event_id", "topic", "key", "value")}, "headers": [json.dumps(r["headers"]) for r in rows],
-         "channel": notify_channel(outbox.schema or "public")})
+    values = [*([r[c] for r in rows] for c in _PARAMS[:4]), [json.dumps(r["headers"]) for r in rows],
+              notify_channel(outbox.schema or "public")]
+    if isinstance(db, AsyncSession | AsyncConnection):
+        sql = _STAGE.format(*(f":{p}" for p in _PARAMS), table=outbox.fullname)
+        await db.execute(text(sql), dict(zip(_PARAMS, values, strict=True)))
+    else:
+        await db.execute(_STAGE.format(*(f"${i}" for i in range(1, 7)), table=outbox.fullname), *values)
 
 
 async def add_to_outbox(session: AsyncSession, outbox: Table, event: Envelope[Any], topic: str | None = None) -> None:
