@@ -44,7 +44,7 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from leadbridge_contracts.envelope import Envelope, UndecodableEvent
 from leadbridge_contracts.topics import DLQ_SUFFIX
 from sqlalchemy import Table
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import metrics
 from .batching import claim_events
@@ -84,7 +84,7 @@ class ConsumerRunner:
         bootstrap_servers: str,
         group_id: str,
         handlers: EventHandlers,
-        sessions: async_sessionmaker,
+        sessions: async_sessionmaker[AsyncSession],
         processed: Table,
         producer: EventProducer,
         outbox: Table | None = None,
@@ -428,7 +428,7 @@ class ConsumerRunner:
             metrics.CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(max(highwater - position, 0))
 
 
-class _Listener(ConsumerRebalanceListener):
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped: its classes are Any
     def __init__(self, runner: ConsumerRunner) -> None:
         self._runner = runner
 

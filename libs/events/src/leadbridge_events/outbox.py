@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from leadbridge_contracts.envelope import Envelope
@@ -161,6 +161,7 @@ class OutboxRelay:
     async def _listen(self, conn: AsyncConnection) -> Any:
         raw = await conn.get_raw_connection()
         driver = raw.driver_connection
+        assert driver is not None  # an open connection always has its asyncpg connection
         driver.add_termination_listener(lambda *_: self._wake.set())  # lost leadership: wake up and see
         await driver.add_listener(notify_channel(self.schema), lambda *_: self._wake.set())
         return driver
@@ -240,7 +241,7 @@ class OutboxRelay:
                 return len(rows)
         return await self._relay_one_by_one(rows)
 
-    async def _relay_one_by_one(self, rows: list[Any]) -> int:
+    async def _relay_one_by_one(self, rows: Sequence[Any]) -> int:
         """Publish ``rows`` one at a time, so the one at fault is found; it is counted, and parked at the limit."""
         sent: list[int] = []
         done = 0
@@ -268,7 +269,7 @@ class OutboxRelay:
     async def _count_failure(self, row: Any, reason: str) -> bool:
         """Count a failed attempt of ``row``; park it once it reaches the limit. True if it was parked."""
         ob = self._outbox
-        attempts = row.attempts + 1
+        attempts: int = row.attempts + 1
         park = attempts >= self._park_after
         async with self._engine.begin() as conn:
             await conn.execute(update(ob).where(ob.c.id == row.id).values(

@@ -56,7 +56,7 @@ def on(event: type[E], handler: Callable[[Envelope[E], HandlerContext[Any]], Awa
 
     A batch handler gets the consecutive events of one partition that share it, in order, in one transaction.
     """
-    return Handles(event, handler, batch)  # type: ignore[arg-type]  # narrowed per row, stored untyped
+    return Handles(event, handler, batch)
 
 
 class EventHandlers:

@@ -20,7 +20,7 @@ from typing import Any
 
 from leadbridge_contracts.events import EventData
 from sqlalchemy import MetaData, Table, text
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from .admin import ensure_topics
 from .clock import Clock, utcnow
@@ -76,7 +76,7 @@ class ServiceRuntime:
         self.group_id = group_id or name
         self.engine = engine or make_engine(settings.database_url, lock_timeout_ms=settings.db_lock_timeout_ms,
                                             statement_timeout_ms=settings.db_statement_timeout_ms)
-        self.sessions: async_sessionmaker = session_factory(self.engine)
+        self.sessions: async_sessionmaker[AsyncSession] = session_factory(self.engine)
         self.outbox: Table = metadata.tables[f"{metadata.schema}.outbox"]
         self.processed: Table = metadata.tables[f"{metadata.schema}.processed_events"]
         self.producer = EventProducer(settings.kafka_bootstrap_servers, client_id=name)
