@@ -35,6 +35,13 @@ class UndeclaredEmit(TypeError):
     """A service emitted an event type missing from its declared ``emits``: fix the code or the table."""
 
 
+def refuse_undeclared(event: Envelope[Any], emits: Collection[str], service: str = "") -> None:
+    """Raise ``UndeclaredEmit`` unless ``event``'s type is one of ``emits`` (what every ``emit`` checks)."""
+    if event.type not in emits:
+        raise UndeclaredEmit(f"{service or 'this service'} emits {event.type!r} but does not declare it "
+                             f"(declared: {sorted(emits)}); add it to the emits of its EventHandlers")
+
+
 @dataclass
 class Transaction:
     """A database transaction of a service: ``session`` for its state, ``emit`` for its events, ``now()``."""
@@ -51,9 +58,7 @@ class Transaction:
 
     async def emit(self, event: Envelope[Any], topic: str | None = None) -> None:
         """Stage ``event`` (for its type's topic, or ``topic``); written to the outbox at commit."""
-        if event.type not in self.emits:
-            raise UndeclaredEmit(f"{self.service or 'this service'} emits {event.type!r} but does not declare it "
-                                 f"(declared: {sorted(self.emits)}); add it to the emits of its EventHandlers")
+        refuse_undeclared(event, self.emits, self.service)
         if self.outbox is None:
             raise RuntimeError("this transaction has no outbox table to emit into")
         self.staged.append((event, topic))

@@ -27,8 +27,10 @@ from leadbridge_contracts.envelope import Envelope
 from leadbridge_contracts.events import LeadActivityRecorded, LeadCaptured, LeadProfile
 from leadbridge_events.locks import LockClass, object_key
 from leadbridge_events.outbox import stage_events
+from leadbridge_events.transaction import refuse_undeclared
 
 from .capture import SOURCE, CaptureResult, person_lock_names
+from .handlers import HANDLERS
 from .tables import SCHEMA, outbox
 
 S = SCHEMA
@@ -145,5 +147,7 @@ async def capture_group(conn: Any, members: list[Member]) -> list[CaptureResult]
     if activities:
         await conn.execute(ACTIVITIES, *_cols(activities, 7))
         await conn.execute(TOUCH, list(touched), [touched_at[k] for k in touched], list(touched.values()))
+    for event in events:  # what ctx.emit / tx.emit check on the other paths
+        refuse_undeclared(event, HANDLERS.emitted_types, SOURCE)
     await stage_events(conn, outbox, events)  # the one outbox insert of every path, on this plain connection
     return [r for r in results if r is not None]
