@@ -40,7 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .logs import redact
-from .outbox import _channel as outbox_channel
+from .outbox import notify_channel
 from .producer import EventProducer
 
 DLQ_HEADER_PREFIX = "dlq_"
@@ -226,5 +226,5 @@ async def republish_parked(engine: AsyncEngine, schema: str, ids: Sequence[int] 
             await conn.execute(DLQ_ACTIONS.insert().values(
                 action="republished", actor=operator(), outbox_schema=schema, outbox_id=row.id,
                 event_id=row.event_id, source_topic=row.topic))
-        await conn.execute(select(func.pg_notify(outbox_channel(schema), "")))  # wake the schema's relay
+        await conn.execute(select(func.pg_notify(notify_channel(schema), "")))  # wake the schema's relay
     return sorted(r.id for r in rows)
