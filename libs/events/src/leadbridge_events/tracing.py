@@ -169,24 +169,36 @@ def _inject(span: Span | None = None) -> dict[str, str]:
     return carrier
 
 
-def outbox_headers(event: Any, context: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The outbox row's ``headers`` for ``event``: its CloudEvents headers, plus the traceparent of the span
-    it is staged in -- the span of the event that caused it on the batch path -- or of ``context`` (headers
-    captured earlier with ``current_context``, e.g. by a request whose event is written by another task)."""
+def outbox_headers(event: Any) -> dict[str, str]:
+    """The outbox row's ``headers`` for ``event``: its CloudEvents headers, plus the traceparent of its span:
+    the one ``staged_as`` gave it, else (batch path) the span of the event that caused it, else the current one."""
     headers = {k: v.decode() for k, v in event.kafka_headers()}
     if _tracer is None:
         return headers
-    if context is not None:
-        headers.update({k: v for k, v in context.items() if k in TRACE_HEADERS})
-        return headers
-    cause = _spans_by_event.get().get(event.causation_id) if event.causation_id else None
-    headers.update(_inject(cause))
+    spans = _spans_by_event.get()
+    span = spans.get(event.id) or (spans.get(event.causation_id) if event.causation_id else None)
+    headers.update(_inject(span))
     return headers
 
 
 def current_context() -> dict[str, str]:
     """The current span's traceparent (empty when tracing is off), to stage an event with later."""
     return _inject() if _tracer is not None else {}
+
+
+@contextlib.contextmanager
+def staged_as(captured: Mapping[str, Mapping[str, str]]) -> Iterator[None]:
+    """Events staged in the block carry the span captured for them (event id -> ``current_context()``), e.g.
+    by the request whose event another task writes (intake's group commit)."""
+    if _tracer is None or not captured:
+        yield
+        return
+    spans = {eid: trace.get_current_span(_parent(c)) for eid, c in captured.items() if c}
+    token = _spans_by_event.set({**_spans_by_event.get(), **spans})
+    try:
+        yield
+    finally:
+        _spans_by_event.reset(token)
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 
+from ..progress import Log
 from .stack import ChaosStack
 
 SERVICE_FAULTS = ("scoring", "router", "sla-watcher", "insights", "intake")
@@ -69,7 +70,7 @@ async def busiest_broker(stack: ChaosStack) -> tuple[int, int, int]:
     return node - 1, count, replicas  # node ids are 1..N (cluster.py)
 
 
-async def strike(stack: ChaosStack, name: str, down: float, log) -> FaultWindow:
+async def strike(stack: ChaosStack, name: str, down: float, log: Log) -> FaultWindow:
     window = FaultWindow(name, time.time())
     log(f"fault: {window.label}")  # a cluster's broker: named once it is chosen
     try:
@@ -121,7 +122,7 @@ async def caught_up(stack: ChaosStack, threshold: int, timeout: float) -> float:
 
 
 async def run_faults(stack: ChaosStack, names: list[str], *, warmup: float, down: float, gap: float,
-                     settle_threshold: int = 30, settle_timeout: float = 30.0, log=print) -> list[FaultWindow]:
+                     settle_threshold: int = 30, settle_timeout: float = 30.0, log: Log = print) -> list[FaultWindow]:
     """Strike each fault in turn: ``warmup`` seconds of load first; between faults, wait for the backlog to
     drain (at most ``settle_timeout``), then ``gap`` seconds more of load."""
     unknown = set(names) - set(ALL_FAULTS)
