@@ -12,9 +12,8 @@ import logging
 import pytest
 from leadbridge_contracts.envelope import Envelope
 from leadbridge_events import tracing
-from leadbridge_events.batching import stage_events
 from leadbridge_events.logs import configure_logging
-from leadbridge_events.outbox import OutboxRelay, add_to_outbox
+from leadbridge_events.outbox import OutboxRelay, add_to_outbox, stage_events
 from leadbridge_events.testing import recorded_spans
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
