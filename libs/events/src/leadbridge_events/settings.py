@@ -42,3 +42,18 @@ class BackboneSettings(BaseSettings):
         if not value.startswith("postgresql+asyncpg://"):
             raise ValueError("DATABASE_URL must be a postgresql:// URL")
         return value
+
+
+class ServiceSettings(BackboneSettings):
+    """One service's settings, in the one style every service uses: subclass it with the service's prefix,
+
+    ``model_config = SettingsConfigDict(env_prefix="SCORING_")``, and plain fields (``port: int = 8002``);
+    ``SCORING_PORT`` then sets ``port``. The backbone's names above (``KAFKA_BOOTSTRAP_SERVERS``,
+    ``DATABASE_URL``, ...) are shared by every service and take no prefix. Tests pass values by field name.
+    """
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", populate_by_name=True)
+
+    host: str = "0.0.0.0"
+    port: int = Field(default=8000, ge=1, le=65535)
+    group_id: str | None = Field(default=None, description="The consumer group; unset: the service's name.")

@@ -59,3 +59,19 @@ def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
             loop.remove_signal_handler(sig)
             with contextlib.suppress(ValueError, TypeError):
                 signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+def _stopped_on_request(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
+
+
+@contextlib.contextmanager
+def exit_zero_after_signals() -> Iterator[None]:
+    """A server stopped by SIGTERM/SIGINT exits 0 once it has shut down (uvicorn re-raises the signal it caught
+    after its graceful shutdown, which would otherwise end the process as killed by it)."""
+    previous = {sig: signal.signal(sig, _stopped_on_request) for sig in SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

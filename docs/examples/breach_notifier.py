@@ -1,0 +1,48 @@
+"""A consumer of your own: note every breached SLA for the team's channel (the example in docs/backbone.md).
+
+Run it beside the stack (`make up` or `make run`): `uv run python docs/examples/breach_notifier.py`.
+SIGTERM or Ctrl-C stops it cleanly: the event in flight is finished and its offset committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from leadbridge_contracts.events import SlaBreached
+from leadbridge_events import Envelope, HandlerContext, Service, ServiceSettings, add_backbone_tables
+from pydantic_settings import SettingsConfigDict
+from sqlalchemy import Column, DateTime, MetaData, String, Table
+
+log = logging.getLogger("leadbridge.breach-notifier")
+
+metadata = MetaData(schema="breach_notifier")  # its own schema: outbox, processed events and its table
+add_backbone_tables(metadata)
+notices = Table(
+    "notices", metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("lead_id", String(64), nullable=False),
+    Column("team", String(200)),
+    Column("breached_at", DateTime(timezone=True), nullable=False),
+)
+
+
+class NotifierSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="BREACH_NOTIFIER_")  # BREACH_NOTIFIER_PORT, ..._GROUP_ID
+
+    port: int = 8010
+
+
+async def note_breach(event: Envelope[SlaBreached], ctx: HandlerContext) -> None:
+    """One transaction with the event's claim: a redelivered event changes nothing."""
+    breach = event.data
+    await ctx.session.execute(notices.insert().values(
+        event_id=event.id, lead_id=event.lead_id, team=breach.team, breached_at=breach.fired_at))
+    log.info("SLA breached", extra={"event_id": event.id, "lead_id": event.lead_id, "team": breach.team})
+
+
+SERVICE = Service(name="breach-notifier", settings=NotifierSettings, metadata=metadata,
+                  handlers={"sla-breached": note_breach})
+
+if __name__ == "__main__":
+    sys.exit(SERVICE.main())
