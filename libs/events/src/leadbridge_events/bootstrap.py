@@ -38,7 +38,7 @@ from .clock import Clock, utcnow
 from .db import make_engine
 from .http import add_operational_routes
 from .logs import configure_logging
-from .migrations import migrations_dir
+from .migrations import Migrations, migrations_dir
 from .runtime import ServiceRuntime
 from .settings import ServiceSettings
 from .shutdown import exit_zero_after_signals, stop_on_signals
@@ -71,7 +71,7 @@ class Service:
     name: str
     settings: type[ServiceSettings]
     metadata: MetaData
-    migrations: str | Path | None = None  # the package whose migrations/ folder holds the revisions, or a path
+    migrations: Migrations | str | Path | None = None  # the service's MIGRATIONS, its package, or the folder
     handlers: Any = None  # the service's handler table, passed to ServiceRuntime as it is
     deps: Callable[[Any], Any] | None = None  # settings -> the service's dependencies
     tasks: Sequence[Task] = ()
@@ -107,6 +107,8 @@ class Service:
                               migrations=self._migrations_path(), **options)
 
     def _migrations_path(self) -> Path | None:
+        if isinstance(self.migrations, Migrations):
+            return self.migrations.versions
         if self.migrations is None or isinstance(self.migrations, Path):
             return self.migrations
         return migrations_dir(self.migrations)

@@ -17,6 +17,8 @@ import importlib
 import os
 import sys
 import uuid
+from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from alembic import command
@@ -31,15 +33,30 @@ from .locks import LockClass, xact_lock
 ENV_DIR = Path(__file__).with_name("alembic_env")
 MIGRATION_LOCK_TIMEOUT_MS = 300_000
 
-# service -> the module holding its `metadata`; revisions live in the package's `migrations/` folder
-SERVICES: dict[str, str] = {
-    "intake": "leadbridge_intake.tables",
-    "scoring": "leadbridge_scoring.store",
-    "router": "leadbridge_router.db",
-    "sla-watcher": "leadbridge_sla_watcher.tables",
-    "insights": "leadbridge_insights.store",
-    "crm-sync": "leadbridge_crm_sync.tables",
-}
+ENTRY_POINTS = "leadbridge.migrations"  # each service registers its own: name = "package.module:MIGRATIONS"
+
+
+@dataclass(frozen=True)
+class Migrations:
+    """A service's schema: its tables, and the package whose ``migrations/`` folder holds the revisions.
+
+    A service registers it in its pyproject.toml, so this module names no service::
+
+        [project.entry-points."leadbridge.migrations"]
+        scoring = "leadbridge_scoring.store:MIGRATIONS"
+    """
+
+    metadata: MetaData
+    package: str
+
+    @property
+    def versions(self) -> Path:
+        return migrations_dir(self.package)
+
+
+def registered() -> list[str]:
+    """The services whose migrations are installed, by name."""
+    return sorted({ep.name for ep in entry_points(group=ENTRY_POINTS)})
 
 
 def _config(metadata: MetaData, versions: Path, connection) -> Config:
@@ -78,15 +95,20 @@ async def differences(engine: AsyncEngine, metadata: MetaData) -> list:
 
 
 def load(service: str) -> tuple[MetaData, Path]:
-    """A service's MetaData and migrations folder, from its package ``leadbridge_<service>``."""
-    module = importlib.import_module(SERVICES[service])
-    package = SERVICES[service].split(".")[0]
-    return module.metadata, migrations_dir(package)
+    """A service's MetaData and migrations folder, from the entry point it registered."""
+    found = [ep for ep in entry_points(group=ENTRY_POINTS) if ep.name == service]
+    if not found:
+        raise SystemExit(f"no service {service!r} registers migrations (known: {', '.join(registered())})")
+    migrations: Migrations = found[0].load()
+    return migrations.metadata, migrations.versions
 
 
 def migrations_dir(package: str) -> Path:
     """``<package>/migrations/``: where a service keeps its revision files."""
-    return Path(importlib.import_module(package).__file__).parent / "migrations"
+    module_file = importlib.import_module(package).__file__
+    if module_file is None:
+        raise ValueError(f"{package} is not a regular package")
+    return Path(module_file).parent / "migrations"
 
 
 async def _scratch_database(url: str) -> tuple[str, callable]:
@@ -123,7 +145,7 @@ async def _revision(service: str, message: str, url: str) -> None:
 
 async def _check(url: str) -> int:
     failed = 0
-    for service in SERVICES:
+    for service in registered():
         metadata, versions = load(service)
         scratch, drop = await _scratch_database(url)
         engine = create_async_engine(scratch)
