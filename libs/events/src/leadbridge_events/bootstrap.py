@@ -114,7 +114,14 @@ class Service:
         return migrations_dir(self.migrations)
 
     @contextlib.asynccontextmanager
-    async def running(self, wiring: Wiring, **runner_options: Any) -> AsyncIterator[ServiceRuntime]:
+    async def running(self, settings: ServiceSettings | None = None, *, deps: Any = None, clock: Clock | None = None,
+                      **runner_options: Any) -> AsyncIterator[ServiceRuntime]:
+        """The service started in-process without HTTP (tests, embedding): ``async with SERVICE.running(s) as rt``."""
+        async with self._running(self.wire(settings, deps=deps, clock=clock), **runner_options) as runtime:
+            yield runtime
+
+    @contextlib.asynccontextmanager
+    async def _running(self, wiring: Wiring, **runner_options: Any) -> AsyncIterator[ServiceRuntime]:
         """The runtime started, the hooks run and the tasks spawned; on the way out all of it stopped."""
         runtime = self.build_runtime(wiring.settings, wiring.deps, **runner_options)
         wiring._runtime = runtime
@@ -145,7 +152,7 @@ class Service:
 
         @contextlib.asynccontextmanager
         async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-            async with self.running(wiring, **runner_options) as runtime:
+            async with self._running(wiring, **runner_options) as runtime:
                 app.state.runtime = runtime
                 yield
 
@@ -168,7 +175,7 @@ class Service:
         """Run headless (no HTTP) until SIGTERM/SIGINT or cancellation; either way stop cleanly."""
         stop = asyncio.Event()
         with stop_on_signals(stop.set):
-            async with self.running(self.wire(settings), **runner_options):
+            async with self.running(settings, **runner_options):
                 await stop.wait()
 
     def main(self, argv: Sequence[str] | None = None) -> int:
