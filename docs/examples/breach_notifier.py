@@ -1,6 +1,7 @@
 """A consumer of your own: note every breached SLA for the team's channel (the example in docs/backbone.md).
 
-Run it beside the stack (`make up` or `make run`): `uv run python docs/examples/breach_notifier.py`.
+Run it beside `make run`, with the services' development token secret:
+`set -a; . deploy/demo/demo.env; set +a; uv run python docs/examples/breach_notifier.py`.
 SIGTERM or Ctrl-C stops it cleanly: the event in flight is finished and its offset committed.
 """
 

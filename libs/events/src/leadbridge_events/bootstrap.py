@@ -77,7 +77,7 @@ class Service:
     tasks: Sequence[Task] = ()
     on_start: Sequence[Hook] = ()
     on_stop: Sequence[Hook] = ()
-    routers: Sequence[Callable[[Wiring], APIRouter]] = ()
+    routers: Sequence[APIRouter | Callable[[Wiring], APIRouter]] = ()  # a router, or (wiring) -> one
     customize: Callable[[FastAPI, Wiring], None] | None = None  # middleware, mounts, error handlers, ...
     scopes: Sequence[str] = ()  # what every route needs besides a valid token (protected_app)
     app_options: Mapping[str, Any] = field(default_factory=dict)  # FastAPI/protected_app keyword arguments
@@ -86,6 +86,7 @@ class Service:
     # uvicorn.run keyword arguments, or settings -> them; several workers: "factory": "pkg.app:app_from_env"
     serve_options: Mapping[str, Any] | Callable[[Any], Mapping[str, Any]] = field(default_factory=dict)
     startup_errors: tuple[type[Exception], ...] = ()  # a bad file: main prints it and exits 2
+    operational_routes: bool = True  # /healthz, /readyz, /metrics and the 503 error handlers (http.py)
     clock: Clock = utcnow
 
     def with_(self, **changes: Any) -> Service:
@@ -161,9 +162,10 @@ class Service:
         app.state.wiring, app.state.deps = wiring, wiring.deps
         if self.customize is not None:
             self.customize(app, wiring)
-        add_operational_routes(app, lambda: wiring.runtime)
+        if self.operational_routes:
+            add_operational_routes(app, lambda: wiring.runtime)
         for router in self.routers:
-            app.include_router(router(wiring))
+            app.include_router(router if isinstance(router, APIRouter) else router(wiring))
         return app
 
     def app_from_env(self) -> FastAPI:
@@ -186,7 +188,7 @@ class Service:
         try:
             settings = self.settings()
             app = self.create_app(settings)
-        except (ValidationError, *self.startup_errors) as exc:
+        except (ValidationError, ValueError, *self.startup_errors) as exc:  # bad settings: say which, exit 2
             print(f"{self.name} cannot start: {exc}", file=sys.stderr)
             return 2
         # process-wide set-up that needs the settings (e.g. tracing) goes here, before the server starts
