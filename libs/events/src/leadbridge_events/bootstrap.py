@@ -26,11 +26,11 @@ import dataclasses
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
-from pydantic import ValidationError
 from sqlalchemy import MetaData
 
 from .auth import protected_app
@@ -60,7 +60,7 @@ class Wiring:
             raise RuntimeError(f"{self.service.name} is not started (its runtime starts in the app's lifespan)")
         return self._runtime
 
-    def now(self) -> Any:
+    def now(self) -> datetime:
         return self.clock()
 
 
@@ -160,6 +160,7 @@ class Service:
         app = protected_app(wiring.settings.auth, scopes=self.scopes, lifespan=lifespan,
                             **{"title": f"LeadBridge {self.name}", **self.app_options})
         app.state.wiring, app.state.deps = wiring, wiring.deps
+        # app-wide instrumentation every service should get (e.g. OpenTelemetry's) goes here, once for all
         if self.customize is not None:
             self.customize(app, wiring)
         if self.operational_routes:
@@ -185,10 +186,11 @@ class Service:
         import uvicorn
 
         configure_logging(self.name)
+        cannot_start: tuple[type[Exception], ...] = (ValueError, *self.startup_errors)  # ValidationError too
         try:
             settings = self.settings()
             app = self.create_app(settings)
-        except (ValidationError, ValueError, *self.startup_errors) as exc:  # bad settings: say which, exit 2
+        except cannot_start as exc:  # bad settings or files: say which, exit 2
             print(f"{self.name} cannot start: {exc}", file=sys.stderr)
             return 2
         # process-wide set-up that needs the settings (e.g. tracing) goes here, before the server starts

@@ -17,15 +17,17 @@ import importlib
 import os
 import sys
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import MetaData, text
+from sqlalchemy import Connection, MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .locks import LockClass, xact_lock
@@ -59,7 +61,7 @@ def registered() -> list[str]:
     return sorted({ep.name for ep in entry_points(group=ENTRY_POINTS)})
 
 
-def _config(metadata: MetaData, versions: Path, connection) -> Config:
+def _config(metadata: MetaData, versions: Path, connection: Connection) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(ENV_DIR))
     cfg.set_main_option("version_locations", str(versions))
@@ -80,7 +82,7 @@ async def migrate(engine: AsyncEngine, metadata: MetaData, versions: Path) -> No
         await conn.run_sync(lambda sync: command.upgrade(_config(metadata, versions, sync), "head"))
 
 
-async def differences(engine: AsyncEngine, metadata: MetaData) -> list:
+async def differences(engine: AsyncEngine, metadata: MetaData) -> list[Any]:
     """What the models have that the migrated database has not (or the other way round)."""
     async with engine.connect() as conn:
         return await conn.run_sync(
@@ -111,7 +113,7 @@ def migrations_dir(package: str) -> Path:
     return Path(module_file).parent / "migrations"
 
 
-async def _scratch_database(url: str) -> tuple[str, callable]:
+async def _scratch_database(url: str) -> tuple[str, Callable[[], Awaitable[None]]]:
     import asyncpg
 
     name = f"migrations_{uuid.uuid4().hex[:8]}"

@@ -47,7 +47,7 @@ async def run_to_completion(coro: Coroutine[Any, Any, T] | asyncio.Future[T]) ->
 def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
     """Call ``stop`` on SIGTERM or SIGINT while inside; restore the previous handlers on the way out."""
     loop = asyncio.get_running_loop()
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     for sig in SIGNALS:
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread
             previous[sig] = signal.getsignal(sig)
@@ -55,10 +55,10 @@ def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            loop.remove_signal_handler(sig)
+        for signum, handler in previous.items():
+            loop.remove_signal_handler(signum)
             with contextlib.suppress(ValueError, TypeError):
-                signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
 def _stopped_on_request(signum: int, frame: Any) -> None:
