@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from leadbridge_events.settings import ServiceSettings
 from pydantic import Field, field_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 # Standard Webhooks' (Svix's) schedule: the attempt after the first waits 5 s, then 5 min, 30 min, 2 h, 5 h,
 # 10 h, 10 h: 27.6 hours in all before a delivery goes to its endpoint's dead letter.
@@ -29,7 +29,8 @@ class CrmSyncSettings(ServiceSettings):
         default=None,
         description="Bearer token for the subscription and destination API; unset: that API answers 503.",
     )
-    retry_schedule_seconds: tuple[float, ...] = Field(
+    # NoDecode: the environment's value reaches _parse_schedule as it is, so the comma form works there too
+    retry_schedule_seconds: Annotated[tuple[float, ...], NoDecode] = Field(
         default=DEFAULT_RETRY_SCHEDULE,
         description="Waits before each retry (JSON list); the delivery is dead-lettered after the last.",
     )
