@@ -11,7 +11,7 @@ import logging
 import sys
 
 from leadbridge_contracts.events import SlaBreached
-from leadbridge_events import Envelope, HandlerContext, Service, ServiceSettings, add_backbone_tables
+from leadbridge_events import Envelope, EventHandlers, HandlerContext, Service, ServiceSettings, add_backbone_tables, on
 from pydantic_settings import SettingsConfigDict
 from sqlalchemy import Column, DateTime, MetaData, String, Table
 
@@ -25,6 +25,7 @@ notices = Table(
     Column("lead_id", String(64), nullable=False),
     Column("team", String(200)),
     Column("breached_at", DateTime(timezone=True), nullable=False),
+    Column("noted_at", DateTime(timezone=True), nullable=False),
 )
 
 
@@ -34,16 +35,17 @@ class NotifierSettings(ServiceSettings):
     port: int = 8010
 
 
-async def note_breach(event: Envelope[SlaBreached], ctx: HandlerContext) -> None:
+async def note_breach(event: Envelope[SlaBreached], ctx: HandlerContext[None]) -> None:
     """One transaction with the event's claim: a redelivered event changes nothing."""
     breach = event.data
     await ctx.session.execute(notices.insert().values(
-        event_id=event.id, lead_id=event.lead_id, team=breach.team, breached_at=breach.fired_at))
+        event_id=event.id, lead_id=event.lead_id, team=breach.team, breached_at=breach.fired_at, noted_at=ctx.now()))
     log.info("SLA breached", extra={"event_id": event.id, "lead_id": event.lead_id, "team": breach.team})
 
 
-SERVICE = Service(name="breach-notifier", settings=NotifierSettings, metadata=metadata,
-                  handlers={"sla-breached": note_breach})
+HANDLERS = EventHandlers(on(SlaBreached, note_breach), emits=())  # what it consumes and emits
+
+SERVICE = Service(name="breach-notifier", settings=NotifierSettings, metadata=metadata, handlers=HANDLERS)
 
 if __name__ == "__main__":
     sys.exit(SERVICE.main())

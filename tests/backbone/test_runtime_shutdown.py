@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer
 from leadbridge_events.runtime import ServiceRuntime
 from leadbridge_events.settings import BackboneSettings
 
+from .samples import activity_handlers
 from .test_consumer_runner import activity
 
 pytestmark = pytest.mark.integration
@@ -61,7 +62,8 @@ async def test_a_cancelled_runtime_finishes_the_record_in_flight_commits_and_res
 
     settings = BackboneSettings(KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, DATABASE_URL=fresh_database_url)
     runtime = ServiceRuntime(name=unique_name, settings=settings, metadata=backbone.metadata,
-                             handlers={topic.name: slow_handler}, group_id=unique_name, engine=backbone.engine)
+                             handlers=activity_handlers(slow_handler), topics=[topic.name], group_id=unique_name,
+                             engine=backbone.engine)
     before = signal.getsignal(signal.SIGTERM)
     task = asyncio.create_task(runtime.run_forever())
     await producer.send(activity(f"lead-{uuid.uuid4()}", 1), topic=topic.name)

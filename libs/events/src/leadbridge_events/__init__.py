@@ -13,7 +13,7 @@ _EXPORTS = {
     "Service": ".bootstrap", "Wiring": ".bootstrap",
     "ServiceSettings": ".settings", "BackboneSettings": ".settings",
     "ServiceRuntime": ".runtime",
-    "HandlerContext": ".consumer", "PoisonEvent": ".consumer",
+    "HandlerContext": ".transaction", "PoisonEvent": ".consumer",
     "EventHandlers": ".registry", "on": ".registry",
     "add_backbone_tables": ".db",
     "Clock": ".clock", "utcnow": ".clock",
@@ -30,10 +30,12 @@ if TYPE_CHECKING:
 
     from .bootstrap import Service, Wiring
     from .clock import Clock, utcnow
-    from .consumer import HandlerContext, PoisonEvent
+    from .consumer import PoisonEvent
     from .db import add_backbone_tables
+    from .registry import EventHandlers, on
     from .runtime import ServiceRuntime
     from .settings import BackboneSettings, ServiceSettings
+    from .transaction import HandlerContext
 
 
 def __getattr__(name: str) -> Any:

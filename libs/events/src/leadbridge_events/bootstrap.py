@@ -2,13 +2,14 @@
 ``bootstrap.py``: what a service is goes in, ``create_app()`` and ``main()`` come out.
 
 ```python
-SERVICE = Service(name="scoring", settings=ScoringSettings, metadata=store.metadata, migrations="leadbridge_scoring",
-                  handlers=HANDLERS, deps=build_deps, tasks=(rescore_forever,), routers=(model_routes,))
-create_app, main = SERVICE.create_app, SERVICE.main
+SERVICE = Service(name="router", settings=RouterSettings, metadata=db.metadata, migrations=db.MIGRATIONS,
+                  handlers=HANDLERS, on_start=(roster_at_start,), tasks=(hold_scheduler,), routers=(roster_api,))
+create_app = SERVICE.create_app  # and in __main__.py: sys.exit(SERVICE.main())
 ```
 
 * ``deps(settings)`` builds the service's dependencies once, in ``create_app`` (a bad model or config file
-  fails there, before anything starts); handlers reach them as ``ctx.deps``, routers as ``wiring.deps``.
+  fails there, before anything starts); handlers reach them as ``ctx.deps``, routers as ``wiring.deps``;
+  ``runtime.transaction()`` (HTTP handlers, timers) and ``ctx.now()`` use the service's ``clock``.
 * ``tasks``: ``async def loop(runtime, deps)`` background loops, run with ``runtime.spawn`` for the runtime's
   lifetime; ``on_start``/``on_stop`` hooks run once, before the tasks and after the runtime stopped.
 * ``routers``: ``(wiring) -> APIRouter``; ``wiring.runtime`` is the started runtime (built inside the app's
@@ -39,6 +40,7 @@ from .db import make_engine
 from .http import add_operational_routes
 from .logs import configure_logging
 from .migrations import Migrations, migrations_dir
+from .registry import EventHandlers
 from .runtime import ServiceRuntime
 from .settings import ServiceSettings
 from .shutdown import exit_zero_after_signals, stop_on_signals
@@ -72,7 +74,7 @@ class Service:
     settings: type[ServiceSettings]
     metadata: MetaData
     migrations: Migrations | str | Path | None = None  # the service's MIGRATIONS, its package, or the folder
-    handlers: Any = None  # the service's handler table, passed to ServiceRuntime as it is
+    handlers: EventHandlers | None = None  # handlers.py's HANDLERS: what it consumes and emits
     deps: Callable[[Any], Any] | None = None  # settings -> the service's dependencies
     tasks: Sequence[Task] = ()
     on_start: Sequence[Hook] = ()
@@ -94,17 +96,19 @@ class Service:
 
     # -- the pieces ------------------------------------------------------------------------------
 
-    def build_runtime(self, settings: ServiceSettings, deps: Any = None, **runner_options: Any) -> ServiceRuntime:
+    def build_runtime(self, settings: ServiceSettings, deps: Any = None, *, clock: Clock | None = None,
+                      **runner_options: Any) -> ServiceRuntime:
         """The service's ``ServiceRuntime`` (call it on the running loop); tests add runner options."""
         options: dict[str, Any] = dict(self.runtime_options(deps) if self.runtime_options else {})
         options.update(runner_options)
         options.setdefault("group_id", settings.group_id or self.name)
+        options.setdefault("deps", deps)  # what handlers reach as ctx.deps
+        options.setdefault("clock", clock or self.clock)
         if self.engine_options:
             options.setdefault("engine", make_engine(
                 settings.database_url, lock_timeout_ms=settings.db_lock_timeout_ms,
                 statement_timeout_ms=settings.db_statement_timeout_ms, **self.engine_options))
-        handlers = self.handlers(deps) if _is_factory(self.handlers) else self.handlers
-        return ServiceRuntime(name=self.name, settings=settings, metadata=self.metadata, handlers=handlers,
+        return ServiceRuntime(name=self.name, settings=settings, metadata=self.metadata, handlers=self.handlers,
                               migrations=self._migrations_path(), **options)
 
     def _migrations_path(self) -> Path | None:
@@ -124,7 +128,7 @@ class Service:
     @contextlib.asynccontextmanager
     async def _running(self, wiring: Wiring, **runner_options: Any) -> AsyncIterator[ServiceRuntime]:
         """The runtime started, the hooks run and the tasks spawned; on the way out all of it stopped."""
-        runtime = self.build_runtime(wiring.settings, wiring.deps, **runner_options)
+        runtime = self.build_runtime(wiring.settings, wiring.deps, clock=wiring.clock, **runner_options)
         wiring._runtime = runtime
         try:
             async with runtime.lifespan():
@@ -205,7 +209,3 @@ class Service:
                 uvicorn.run(app, **options)
         return 0
 
-
-def _is_factory(handlers: Any) -> bool:
-    """A handler table is passed as it is; a plain function of deps builds one (services not yet converted)."""
-    return callable(handlers) and not isinstance(handlers, Mapping) and not hasattr(handlers, "topics")

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from . import tables
 from .api import admin_router
 from .config import ConfigError, CrmConfig, load_config
-from .handlers import bind
+from .handlers import HANDLERS
 from .hubspot import HubSpotClient
 from .inbound_api import inbound_router
 from .salesforce import SalesforceClient
@@ -55,7 +55,7 @@ def build_deps(settings: CrmSyncSettings, *, config: CrmConfig | None = None, cl
 
 
 async def start_sender(runtime: ServiceRuntime, deps: CrmDeps) -> None:
-    deps.sender = Sender(runtime.sessions, deps.settings, deps.http, deps.adapters, clock=deps.clock)
+    deps.sender = Sender(runtime.transaction, deps.settings, deps.http, deps.adapters, clock=deps.clock)
 
 
 async def send_forever(runtime: ServiceRuntime, deps: CrmDeps) -> None:
@@ -85,7 +85,7 @@ def admin_api(wiring: Wiring) -> APIRouter:
 def inbound_webhooks(wiring: Wiring) -> APIRouter:
     """What the CRMs post back: no token, their own signatures (inbound_hubspot, inbound_salesforce)."""
     deps: CrmDeps = wiring.deps
-    inbound = inbound_router(lambda: wiring.runtime.sessions, deps.config, deps.hubspot, deps.clock,
+    inbound = inbound_router(lambda: wiring.runtime.transaction(), deps.config, deps.hubspot, deps.clock,
                              deps.settings.inbound_max_age_seconds)
     exempt(inbound)
     return inbound
@@ -98,9 +98,10 @@ def expose_clients(app: FastAPI, wiring: Wiring) -> None:
 
 SERVICE = Service(
     name="crm-sync", settings=CrmSyncSettings, metadata=tables.metadata, migrations=tables.MIGRATIONS,
-    handlers=lambda deps: bind(deps.config), deps=build_deps,
-    # a committed delivery wakes the sender at once rather than at its next poll
-    runtime_options=lambda deps: {"on_committed": lambda record: deps.sender.wake() if deps.sender else None},
+    handlers=HANDLERS, deps=build_deps,
+    # the handlers' ctx.deps is the destinations file; a committed delivery wakes the sender at once
+    runtime_options=lambda deps: {"deps": deps.config,
+                                  "on_committed": lambda record: deps.sender.wake() if deps.sender else None},
     on_start=(start_sender,), tasks=(send_forever, refresh_gauges), on_stop=(close_http,),
     routers=(admin_api, inbound_webhooks), customize=expose_clients, startup_errors=(ConfigError,),
 )

@@ -13,7 +13,7 @@ from leadbridge_events.bootstrap import Service, Wiring
 
 from . import signin, store
 from .funnel import funnel
-from .handlers import BATCH_HANDLERS, HANDLERS
+from .handlers import HANDLERS
 from .settings import InsightsSettings
 from .views_api import build_views_router
 
@@ -69,7 +69,7 @@ def reports(wiring: Wiring) -> APIRouter:
 
 SERVICE = Service(
     name="insights", settings=InsightsSettings, metadata=store.metadata, migrations=store.MIGRATIONS,
-    handlers=HANDLERS, runtime_options=lambda deps: {"batch_handlers": BATCH_HANDLERS},
+    handlers=HANDLERS,
     # every route but the operational and sign-in ones needs insights:read (a bearer token or the page's session)
     scopes=("insights:read",), customize=page_and_sign_in, routers=(views, reports),
 )

@@ -39,10 +39,10 @@ def build_context(settings: IntakeSettings) -> IntakeContext:
 async def start_workers(runtime: ServiceRuntime, ctx: IntakeContext) -> None:
     """The platform fetcher, and group commit (concurrent captures share one transaction, group_commit.py)."""
     ctx.runtime = runtime
-    ctx.fetcher = PlatformFetcher(ctx.settings, runtime.sessions, lambda: ctx.clock())
+    ctx.fetcher = PlatformFetcher(ctx.settings, runtime.transaction, lambda: ctx.clock())
     runtime.spawn(ctx.fetcher.run(), name="intake-fetcher")
     if ctx.settings.group_commit_max > 0:
-        ctx.captures = GroupCommitter(runtime.engine, runtime.sessions,
+        ctx.captures = GroupCommitter(runtime.engine, runtime.transaction,
                                       window_seconds=ctx.settings.group_commit_window_ms / 1000,
                                       max_group=ctx.settings.group_commit_max)
         runtime.spawn(ctx.captures.run(), name="intake-group-commit")
@@ -96,4 +96,6 @@ app_from_env = SERVICE.app_from_env  # one uvicorn worker process's app (INTAKE_
 def create_app(settings: IntakeSettings | None = None, *, consume: bool = True, **runner_options: Any) -> FastAPI:
     """The FastAPI app; its lifespan runs the runtime (schema, outbox relay, consumer) and the fetcher.
     ``consume=False``: no consumer (tests of the HTTP side)."""
-    return (SERVICE if consume else SERVICE.with_(handlers=None)).create_app(settings, **runner_options)
+    service = SERVICE if consume else SERVICE.with_(  # its HTTP API still declares what it emits
+        handlers=None, runtime_options=lambda ctx: {"emits": HANDLERS.emits})
+    return service.create_app(settings, **runner_options)

@@ -22,16 +22,12 @@ log = logging.getLogger("leadbridge.router")
 
 async def seed_roster(runtime: ServiceRuntime, path: str) -> None:
     """Import the roster file once, when the database has no teams yet."""
-    async with runtime.sessions() as session, session.begin():
-        await xact_lock(session, LockClass.ROUTER_SEED, "roster")
-        if (await session.execute(select(func.count()).select_from(db.teams))).scalar():
+    async with runtime.transaction() as tx:
+        await xact_lock(tx.session, LockClass.ROUTER_SEED, "roster")
+        if (await tx.session.execute(select(func.count()).select_from(db.teams))).scalar():
             return
         roster = roster_io.parse_roster_text(Path(path).read_text())
-
-        async def no_emit(event: Any) -> None:  # an empty database has no open leads to re-route
-            return None
-
-        await roster_io.save_roster(session, roster, handlers.clock(), no_emit)
+        await roster_io.save_roster(tx.session, roster, tx.now(), tx.emit)  # no open leads yet: nothing re-routed
         log.info("roster imported", extra={"file": path, "teams": len(roster.teams), "reps": len(roster.reps)})
 
 
@@ -39,22 +35,22 @@ async def roster_at_start(runtime: ServiceRuntime, deps: Any) -> None:
     """The roster file seeded (first start only), and the roster announced to the services that keep a copy."""
     if runtime.settings.roster_file:
         await seed_roster(runtime, runtime.settings.roster_file)
-    await roster_announcer.announce_at_start(runtime.sessions, handlers.clock())
+    await roster_announcer.announce_at_start(runtime.transaction)
 
 
 async def hold_scheduler(runtime: ServiceRuntime, deps: Any) -> None:
-    await scheduler.run_hold_scheduler(runtime.sessions, handlers.clock, runtime.settings.hold_poll_seconds)
+    await scheduler.run_hold_scheduler(runtime.transaction, runtime.clock, runtime.settings.hold_poll_seconds)
 
 
 def roster_api(wiring: Wiring) -> APIRouter:
     api = APIRouter(dependencies=[Depends(scopes_by_method(read="roster:read", write="roster:write"))])
-    api.include_router(build_router(lambda: wiring.runtime.sessions(), lambda: handlers.clock()))
+    api.include_router(build_router(lambda: wiring.runtime.transaction()))
     return api
 
 
 SERVICE = Service(
     name="router", settings=RouterSettings, metadata=db.metadata, migrations=db.MIGRATIONS,
-    handlers=handlers.HANDLERS, runtime_options=lambda deps: {"batch_handlers": handlers.BATCH_HANDLERS},
+    handlers=handlers.HANDLERS,
     on_start=(roster_at_start,), tasks=(hold_scheduler,), routers=(roster_api,),
 )
 create_app = SERVICE.create_app

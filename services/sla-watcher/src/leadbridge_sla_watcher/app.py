@@ -6,7 +6,7 @@ from leadbridge_events.bootstrap import Service
 from leadbridge_events.runtime import ServiceRuntime
 
 from . import gauges, tables
-from .handlers import bind
+from .handlers import HANDLERS
 from .policies import SlaConfig
 from .settings import WatcherSettings
 from .timer import TimerLoop
@@ -15,8 +15,8 @@ from .timer import TimerLoop
 async def fire_due_deadlines(runtime: ServiceRuntime, config: SlaConfig) -> None:
     settings = runtime.settings
     assert isinstance(settings, WatcherSettings)
-    await TimerLoop(runtime.sessions, runtime.outbox, batch_size=settings.timer_batch_size,
-                    poll_seconds=settings.timer_poll_seconds).run()
+    await TimerLoop(runtime.transaction, batch_size=settings.timer_batch_size,
+                    poll_seconds=settings.timer_poll_seconds, clock=runtime.clock).run()
 
 
 async def refresh_gauges(runtime: ServiceRuntime, config: SlaConfig) -> None:
@@ -27,8 +27,8 @@ async def refresh_gauges(runtime: ServiceRuntime, config: SlaConfig) -> None:
 # no API of its own yet (/healthz, /readyz, /metrics): whatever is added later needs a token
 SERVICE = Service(
     name="sla-watcher", settings=WatcherSettings, metadata=tables.metadata, migrations=tables.MIGRATIONS,
-    handlers=bind,  # the SLA config is the handlers' dependency
-    deps=lambda settings: settings.sla_config(), tasks=(fire_due_deadlines, refresh_gauges),
+    handlers=HANDLERS, deps=lambda settings: settings.sla_config(),  # the SLA config: the handlers' ctx.deps
+    tasks=(fire_due_deadlines, refresh_gauges),
     app_options={"title": "LeadBridge SLA watcher"},
 )
 create_app = SERVICE.create_app
