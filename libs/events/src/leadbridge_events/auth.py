@@ -162,7 +162,6 @@ def protected_app(settings: AuthSettings, *, scopes: Iterable[str] = (), edge_gu
     ``edge_guard``: refuse over-deep JSON and NUL characters before any handler (``edge.JsonDepthAndNulGuard``).
     """
     from .edge import JsonDepthAndNulGuard
-    from .tracing import instrument_app
 
     dependencies = [Depends(authenticate), *fastapi_options.pop("dependencies", [])]
     app = FastAPI(dependencies=dependencies, **fastapi_options)
@@ -171,5 +170,4 @@ def protected_app(settings: AuthSettings, *, scopes: Iterable[str] = (), edge_gu
     app.add_exception_handler(AuthError, auth_error_handler)
     if edge_guard:
         app.add_middleware(JsonDepthAndNulGuard)
-    instrument_app(app)  # a span per request, when tracing is on
     return app
