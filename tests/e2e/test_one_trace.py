@@ -6,6 +6,7 @@ outbox rows and the Kafka record headers; and the trace id is in the JSON log li
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
@@ -17,13 +18,11 @@ import pytest
 from leadbridge_events.logs import configure_logging
 from leadbridge_events.testing import recorded_spans
 from leadbridge_intake.testing import make_settings, new_key, running
-from leadbridge_router.app import build_runtime as router_runtime
-from leadbridge_router.app import seed_roster
+from leadbridge_router.app import SERVICE as ROUTER
 from leadbridge_router.settings import RouterSettings
-from leadbridge_scoring.app import build_runtime as scoring_runtime
-from leadbridge_scoring.model_file import load_model
+from leadbridge_scoring.app import SERVICE as SCORING
 from leadbridge_scoring.settings import ScoringSettings
-from leadbridge_sla_watcher.app import Watcher
+from leadbridge_sla_watcher.app import SERVICE as SLA_WATCHER
 from leadbridge_sla_watcher.settings import WatcherSettings
 from opentelemetry.trace import SpanKind
 
@@ -66,19 +65,13 @@ async def test_one_trace_links_intake_scoring_router_and_sla_watcher(fresh_datab
     common = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "DATABASE_URL": fresh_database_url}
     groups = {name: f"{name}-{unique_name}" for name in ("scoring", "router", "sla-watcher")}
     with recorded_spans() as spans:  # before the apps are built: they are instrumented when built
-        scoring_settings = ScoringSettings(**common)
-        scoring = scoring_runtime(scoring_settings, load_model(scoring_settings.model_path),
-                                  group_id=groups["scoring"], auto_offset_reset="latest")
-        router = router_runtime(RouterSettings(**common), group_id=groups["router"], auto_offset_reset="latest")
-        watcher = Watcher(WatcherSettings(**common, SLA_POLICIES_FILE=str(HERE / "sla-policies.yaml")),
-                          group_id=groups["sla-watcher"], auto_offset_reset="latest")
-        runtimes = [scoring, router, watcher.runtime]
-        try:
-            await scoring.start()
-            await router.start()
-            await seed_roster(router, str(HERE / "roster.yaml"))
-            await watcher.start()
-            for runtime in runtimes:
+        services = [(SCORING, ScoringSettings(**common)),
+                    (ROUTER, RouterSettings(**common, ROUTER_ROSTER_FILE=str(HERE / "roster.yaml"))),
+                    (SLA_WATCHER, WatcherSettings(**common, SLA_POLICIES_FILE=str(HERE / "sla-policies.yaml")))]
+        async with contextlib.AsyncExitStack() as stack:
+            for service, settings in services:  # each service's real runtime (handlers, relay, hooks, tasks)
+                runtime = await stack.enter_async_context(service.running(
+                    settings, group_id=groups[service.name], auto_offset_reset="latest"))
                 await asyncio.wait_for(runtime.kafka_ready.wait(), 60)
                 await runtime.runner.wait_assigned(60)
             async with running(make_settings(fresh_database_url, kafka_bootstrap)) as (client, _app):
@@ -90,9 +83,6 @@ async def test_one_trace_links_intake_scoring_router_and_sla_watcher(fresh_datab
                 await wait_for_span(spans, lambda s: s.name == "process lead-routed"
                                     and s.attributes.get("messaging.consumer.group.name") == groups["sla-watcher"]
                                     and s.attributes.get("leadbridge.lead_id") == lead_id)
-        finally:
-            for runtime in reversed(runtimes):
-                await runtime.stop()
         finished = spans.get_finished_spans()
 
     request = next(s for s in finished if s.kind == SpanKind.SERVER and s.name == "POST /v1/leads")
