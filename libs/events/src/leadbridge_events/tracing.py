@@ -40,7 +40,6 @@ log = logging.getLogger("leadbridge.tracing")
 TRACE_HEADERS = ("traceparent", "tracestate")
 _tracer: trace.Tracer | None = None
 _provider: TracerProvider | None = None
-_global_set = False
 # batch path: the span of each event being handled (by event id), for the events they cause
 _NO_SPANS: Mapping[str, Span] = types.MappingProxyType({})
 _spans_by_event: contextvars.ContextVar[Mapping[str, Span]] = contextvars.ContextVar("leadbridge_spans",
@@ -108,10 +107,8 @@ def configure_tracing(service: str, *, exporter: SpanExporter | None = None,
         provider.add_span_processor(processor)
     if _provider is not None:
         _provider.shutdown()
-    global _global_set
-    if not _global_set:  # for any other instrumentation: the API takes the first provider only
-        trace.set_tracer_provider(provider)
-        _global_set = True
+    # NOT the global provider: FastAPI's own telemetry would then trace every request a second time, query
+    # strings (API keys) included. Our spans and the FastAPI instrumentation use this provider explicitly.
     _provider = provider
     _tracer = provider.get_tracer("leadbridge")
     log.info("tracing on", extra={"exporters": [type(p).__name__ for p in processors]})
