@@ -17,7 +17,8 @@ from leadbridge_events.migrations import migrations_dir
 from leadbridge_events.runtime import ServiceRuntime
 
 from . import signin, store
-from .funnel import funnel
+from .funnel import report_from_aggregates
+from .funnel_store import funnel_aggregates
 from .handlers import BATCH_HANDLERS, HANDLERS
 from .settings import InsightsSettings
 from .views_api import build_views_router
@@ -83,9 +84,10 @@ def create_app(settings: InsightsSettings | None = None, *, clock: Clock = _utcn
     ) -> dict[str, Any]:
         """The closed-loop funnel of the leads captured in [since, until), one row per ``by`` value."""
         since, until = _aware(since), _aware(until)
+        window = {"by": by, "now": clock(), "limbo_after": timedelta(minutes=settings.limbo_after_minutes),
+                  "since": since, "until": until}
         async with app.state.runtime.engine.connect() as conn:
-            leads = await store.facts_in_window(conn, since, until)
-        return funnel(leads, by=by, now=clock(), limbo_after=timedelta(minutes=settings.limbo_after_minutes),
-                      since=since, until=until)
+            counts, reasons = await funnel_aggregates(conn, **window)
+        return report_from_aggregates(counts, reasons, **window)
 
     return app

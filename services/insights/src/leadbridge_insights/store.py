@@ -27,6 +27,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -83,6 +84,9 @@ lead_views = Table(
     *(Column(name, DateTime(timezone=True)) for name in ("mql_at", "routed_at", "assigned_at", "first_touch_at",
                                                          "waiting_since", "alert_due_at")),
     Column("touch_secs", Float), Column("route_secs", Float), Column("won_amount", Float),
+    Column("touch_bucket", SmallInteger, doc="speed.BUCKETS index of touch_secs"),
+    Column("route_bucket", SmallInteger, doc="speed.BUCKETS index of route_secs"),
+    *(Column(name, Boolean) for name in ("mql", "nurtured", "sla_at_risk")), Column("touches", Integer),
     *(Column(name, Boolean) for name in ("routed", "within_sla", "breached", "accepted", "rejected", "qualified",
                                          "won", "lost", "is_open", "unowned")),
     # free text from CRMs and forms: TEXT, so no value the contracts accept can fail the projection

@@ -51,19 +51,14 @@ def _count(cond: Any) -> Any:
     return func.count().filter(cond)
 
 
-def _speed_measures(prefix: str, value: Any, owed: Any) -> list[Any]:
+def _speed_measures(prefix: str, value: Any, bucket: Any, owed: Any) -> list[Any]:
     """Aggregates of one duration column: the population owed the step, how many got there, median, p90,
-    how many within each threshold, and the histogram (the edges of ``speed.EDGES``)."""
+    how many within each threshold, and the histogram (``bucket``: the row's ``speed.bucket_of``)."""
     out = [_count(owed).label(f"{prefix}_population"), func.count(value).label(f"{prefix}_reached"),
            func.percentile_cont(0.5).within_group(value).label(f"{prefix}_median"),
            func.percentile_cont(0.9).within_group(value).label(f"{prefix}_p90")]
     out += [_count(value <= limit).label(f"{prefix}_within_{name}") for name, limit in speed.THRESHOLDS]
-    edges = (None, *speed.EDGES, None)
-    for i in range(len(speed.BUCKETS)):
-        low, high = edges[i], edges[i + 1]
-        cond = and_(value.is_not(None), *([value >= low] if low is not None else []),
-                    *([value < high] if high is not None else []))
-        out.append(_count(cond).label(f"{prefix}_h{i}"))
+    out += [_count(bucket == i).label(f"{prefix}_h{i}") for i in range(len(speed.BUCKETS))]
     return out
 
 
@@ -74,8 +69,8 @@ async def speed_groups(conn: AsyncConnection, f: Filters, by: str) -> list[dict[
     query = select(key.label("key"), func.grouping(key).label("is_total"),
                    _count(lf.c.within_sla.is_(True)).label("touch_within_sla"),
                    _count(lf.c.breached.is_(True)).label("touch_breached"),
-                   *_speed_measures("touch", lf.c.touch_secs, lf.c.routed.is_(True)),
-                   *_speed_measures("route", lf.c.route_secs, or_(lf.c.mql_at.is_not(None), lf.c.routed.is_(True)))
+                   *_speed_measures("touch", lf.c.touch_secs, lf.c.touch_bucket, lf.c.routed.is_(True)),
+                   *_speed_measures("route", lf.c.route_secs, lf.c.route_bucket, or_(lf.c.mql_at.is_not(None), lf.c.routed.is_(True)))
                    ).where(f.where()).group_by(func.rollup(key))
     await conn.execute(text("SET LOCAL work_mem = '64MB'"))  # the percentiles' sorts stay in memory
     return [dict(r._mapping) for r in (await conn.execute(query)).all()]

@@ -1,0 +1,69 @@
+"""The SQL behind ``GET /v1/funnel``: the closed-loop funnel counted in PostgreSQL over ``lead_views``' flat
+columns (``lead_row.row_of``), one row per ``by`` value and the total, plus the reasons per value. An
+adapter; ``funnel.report_from_aggregates`` shapes the numbers into the same report ``funnel.funnel``
+computes from facts (the tests hold the two to the same result).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .funnel import DIMENSIONS, NONE_KEY
+from .store import lead_views as lf
+
+
+def _count(cond: Any) -> Any:
+    return func.count().filter(cond)
+
+
+def _window(since: datetime | None, until: datetime | None) -> Any:
+    conds = [lf.c.is_test.is_(False)]
+    if since is not None:
+        conds.append(lf.c.cohort_at >= since)
+    if until is not None:
+        conds.append(lf.c.cohort_at < until)
+    return and_(*conds)
+
+
+def _key(by: str) -> Any:
+    if by not in DIMENSIONS:
+        raise ValueError(f"by must be one of {', '.join(DIMENSIONS)}")
+    return func.coalesce(func.nullif(lf.c[by], ""), NONE_KEY)  # as ``funnel.dimension_value``: '' is none too
+
+
+async def funnel_aggregates(conn: AsyncConnection, *, by: str, now: datetime, limbo_after: timedelta,
+                            since: datetime | None = None, until: datetime | None = None
+                            ) -> tuple[list[dict[str, Any]], list[tuple[str, str, str, int]]]:
+    """Counts per ``by`` value and in total (``is_total``), in one scan; and (key, kind, reason, count) for
+    the rejected and lost reasons per value, in a second scan of the closed leads only."""
+    key = _key(by)
+    routed = lf.c.routed.is_(True)
+    query = select(
+        key.label("key"), func.grouping(key).label("is_total"), func.count().label("captured"),
+        _count(lf.c.mql.is_(True)).label("mql"), _count(lf.c.nurtured.is_(True)).label("nurtured"),
+        _count(routed).label("routed"), _count(and_(routed, lf.c.within_sla.is_(True))).label("first_touch_within_sla"),
+        _count(lf.c.sla_at_risk.is_(True)).label("sla_at_risk"), _count(lf.c.breached.is_(True)).label("sla_breached"),
+        _count(and_(routed, lf.c.touches == 0)).label("touches_0"),
+        _count(and_(routed, lf.c.touches.between(1, 3))).label("touches_1_3"),
+        _count(and_(routed, lf.c.touches >= 4)).label("touches_4"),
+        _count(lf.c.accepted.is_(True)).label("accepted"), _count(lf.c.rejected.is_(True)).label("rejected"),
+        _count(lf.c.qualified.is_(True)).label("qualified"), _count(lf.c.won.is_(True)).label("won"),
+        func.coalesce(func.sum(lf.c.won_amount).filter(lf.c.won.is_(True)), 0.0).label("won_amount"),
+        _count(lf.c.lost.is_(True)).label("lost"),
+        _count(and_(lf.c.unowned.is_(True), lf.c.cohort_at <= now - limbo_after)).label("limbo"),
+    ).where(_window(since, until)).group_by(func.rollup(key))
+    counts = [dict(r._mapping) for r in (await conn.execute(query)).all()]
+    rejected, lost = lf.c.rejected_reason, lf.c.lost_reason  # set exactly when rejected / lost
+    sets = func.grouping_sets(tuple_(key, rejected), tuple_(key, lost))
+    closed = select(key.label("key"), rejected, lost, func.grouping(rejected).label("g_r"), func.count().label("n")
+                    ).where(_window(since, until), or_(lf.c.rejected.is_(True), lf.c.lost.is_(True))).group_by(sets)
+    reasons = []
+    for r in (await conn.execute(closed)).all():
+        kind, why = ("rejected", r.rejected_reason) if r.g_r == 0 else ("lost", r.lost_reason)
+        if why is not None:
+            reasons.append((r.key, kind, why, r.n))
+    return counts, reasons
