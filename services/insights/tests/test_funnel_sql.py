@@ -1,5 +1,5 @@
-"""``/v1/funnel`` counted in SQL equals the reference Python fold over the facts; and migration 0004's
-backfill makes leads stored before ``lead_views`` existed searchable (real PostgreSQL)."""
+"""``/v1/funnel`` and the speed view computed in SQL equal the reference Python over the facts; and
+migration 0004's backfill makes leads stored before ``lead_views`` existed searchable (real PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,13 @@ from leadbridge_insights.app import create_app
 from leadbridge_insights.facts import LeadFacts
 from leadbridge_insights.funnel import DIMENSIONS, funnel, report_from_aggregates
 from leadbridge_insights.funnel_store import funnel_aggregates
+from leadbridge_insights.lead_row import row_of
 from leadbridge_insights.settings import InsightsSettings
+from leadbridge_insights.speed import report_from_aggregates as speed_report
+from leadbridge_insights.speed import summarize
+from leadbridge_insights.speed_store import speed_groups
 from leadbridge_insights.views_backfill import backfill_sync
+from leadbridge_insights.views_store import Filters
 from sqlalchemy import insert, select
 
 try:  # a manager's bearer token, once the services require one (the authentication issue)
@@ -42,7 +47,9 @@ def generated_lead(i: int, rng: random.Random) -> LeadFacts:
                   campaign=pick(("spring", "autumn", None)), source=pick(("google", "meta", None)),
                   mql=rng.random() < 0.6, stage=pick(("nurture", "mql", "sql", None)), stage_at=at)
     if rng.random() < 0.5:
-        f = replace(f, routed=True, routed_at=at + timedelta(minutes=2), assigned_at=at + timedelta(minutes=2),
+        routed_at = at + timedelta(seconds=pick((300, 3600, rng.uniform(0, 5000))))
+        touched = at + timedelta(seconds=pick((60, 300, 3600, 86400, rng.uniform(0, 300000)))) if rng.random() < 0.8 else None
+        f = replace(f, routed=True, routed_at=routed_at, assigned_at=routed_at, first_touch_at=touched,
                     team=pick(("emea", "amer", None)), rep=pick(("rep-1", "rep-2", "rep-3")),
                     touch_ids=tuple(f"t{k}" for k in range(pick((0, 0, 1, 2, 3, 4, 6)))),
                     first_touch_met_late=pick((None, True, False)))
@@ -77,6 +84,48 @@ async def test_sql_funnel_equals_the_python_fold(fresh_database_url):
         await engine.dispose()
     assert expected["total"]["captured"] > 100 and expected["total"]["limbo"] > 0
     assert expected["total"]["rejected_reasons"] and expected["total"]["touches"]["4+"] > 0
+
+
+def _speed_reference(leads: list[LeadFacts], by: str, prefix: str) -> dict:
+    """``speed.summarize`` over plain values: each group's durations and the leads owed the step."""
+    groups: dict = {}
+    for f in (f for f in leads if not f.is_test):
+        row = row_of(f)
+        value = getattr(f, by)
+        owed = row["routed"] if prefix == "touch" else (row["mql_at"] is not None or row["routed"])
+        for key in ("(none)" if value is None else value, "total"):
+            durations, population = groups.get(key, ([], 0))
+            seconds = row[f"{prefix}_secs"]
+            groups[key] = (durations + ([seconds] if seconds is not None else []), population + owed)
+    return {key: summarize(key, d, n) for key, (d, n) in groups.items()}
+
+
+async def test_sql_speed_view_equals_the_pure_summaries(fresh_database_url):
+    rng = random.Random(5)
+    leads = [generated_lead(i, rng) for i in range(400)]
+    engine = make_engine(fresh_database_url)
+    try:
+        await migrate(engine, store.metadata, migrations_dir("leadbridge_insights"))
+        async with session_factory(engine)() as session, session.begin():
+            for f in leads:
+                await store.save_facts(session, f)
+        for by in ("channel", "rep"):
+            rows = await speed_groups(engine, Filters().where(), by)
+            for prefix in ("touch", "route"):
+                got = speed_report(rows, prefix)
+                expected = _speed_reference(leads, by, prefix)
+                assert {r["key"] for r in got["rows"]} | {"total"} == set(expected)
+                for r in (*got["rows"], got["total"]):
+                    want = expected[r["key"]]
+                    for name in ("population", "reached", "within", "histogram"):
+                        assert r[name] == want[name], (by, prefix, r["key"], name)
+                    assert r["median_seconds"] == pytest.approx(want["median_seconds"])
+                    assert r["p90_seconds"] == pytest.approx(want["p90_seconds"])
+        empty = speed_report(await speed_groups(engine, Filters(channel="nowhere").where(), "rep"), "touch")
+        assert empty["rows"] == [] and empty["total"]["population"] == 0
+    finally:
+        await engine.dispose()
+    assert expected["total"]["within"]["5m"] and expected["total"]["histogram"][1]
 
 
 async def test_backfill_makes_leads_stored_before_0003_searchable(fresh_database_url):

@@ -9,10 +9,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, text, true, tuple_
+from sqlalchemy import and_, func, select, true, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from . import speed
 from .store import lead_views as lf
 from .store import pool_overflows, roster, sla_breaches
 
@@ -49,31 +48,6 @@ class Filters:
 
 def _count(cond: Any) -> Any:
     return func.count().filter(cond)
-
-
-def _speed_measures(prefix: str, value: Any, bucket: Any, owed: Any) -> list[Any]:
-    """Aggregates of one duration column: the population owed the step, how many got there, median, p90,
-    how many within each threshold, and the histogram (``bucket``: the row's ``speed.bucket_of``)."""
-    out = [_count(owed).label(f"{prefix}_population"), func.count(value).label(f"{prefix}_reached"),
-           func.percentile_cont(0.5).within_group(value).label(f"{prefix}_median"),
-           func.percentile_cont(0.9).within_group(value).label(f"{prefix}_p90")]
-    out += [_count(value <= limit).label(f"{prefix}_within_{name}") for name, limit in speed.THRESHOLDS]
-    out += [_count(bucket == i).label(f"{prefix}_h{i}") for i in range(len(speed.BUCKETS))]
-    return out
-
-
-async def speed_groups(conn: AsyncConnection, f: Filters, by: str) -> list[dict[str, Any]]:
-    """Per ``by`` value and in total (key None): the first-touch and routing aggregates, in one scan.
-    First touch is owed by routed leads; routing by sales-ready ones (MQL or routed)."""
-    key = func.coalesce(lf.c[by], NONE_KEY)
-    query = select(key.label("key"), func.grouping(key).label("is_total"),
-                   _count(lf.c.within_sla.is_(True)).label("touch_within_sla"),
-                   _count(lf.c.breached.is_(True)).label("touch_breached"),
-                   *_speed_measures("touch", lf.c.touch_secs, lf.c.touch_bucket, lf.c.routed.is_(True)),
-                   *_speed_measures("route", lf.c.route_secs, lf.c.route_bucket, or_(lf.c.mql_at.is_not(None), lf.c.routed.is_(True)))
-                   ).where(f.where()).group_by(func.rollup(key))
-    await conn.execute(text("SET LOCAL work_mem = '64MB'"))  # the percentiles' sorts stay in memory
-    return [dict(r._mapping) for r in (await conn.execute(query)).all()]
 
 
 def _measures() -> list[Any]:
