@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from leadbridge_events.contracts import LeadCaptured
-from leadbridge_events.envelope import Envelope
-from leadbridge_events.topics import LEAD_ROUTED
+from leadbridge_contracts.envelope import Envelope
+from leadbridge_contracts.events import LeadCaptured
+from leadbridge_contracts.topics import LEAD_ROUTED
 from leadbridge_intake.submission import LeadSubmission
 
 ROUTED = "lead-routed"

@@ -7,12 +7,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from leadbridge_contracts.topics import Topic
 from leadbridge_devstack.ports import free_port
 from leadbridge_devstack.postgres import PostgresCluster
 from leadbridge_events.admin import ensure_topics
 from leadbridge_events.db import add_backbone_tables, create_schema, make_engine, session_factory
 from leadbridge_events.producer import EventProducer
-from leadbridge_events.topics import Topic
 from sqlalchemy import Column, Integer, MetaData, String, Table
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from leadbridge_events.contracts import (
+from leadbridge_contracts.events import (
     Bant,
     Contact,
     CrmDeliveryRecorded,

@@ -10,10 +10,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from leadbridge_contracts.topics import Topic
 from leadbridge_events.admin import ensure_topics, replication_for
 from leadbridge_events.producer import EventProducer
 from leadbridge_events.testing import collect_records
-from leadbridge_events.topics import Topic
 
 pytestmark = pytest.mark.integration
 

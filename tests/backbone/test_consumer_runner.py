@@ -6,9 +6,9 @@ import asyncio
 import uuid
 
 import pytest
+from leadbridge_contracts.envelope import Envelope
+from leadbridge_contracts.events import LeadActivityRecorded
 from leadbridge_events.consumer import ConsumerRunner, PoisonEvent
-from leadbridge_events.contracts import LeadActivityRecorded
-from leadbridge_events.envelope import Envelope
 from leadbridge_events.testing import collect_records
 from sqlalchemy import func, select
 

@@ -6,10 +6,10 @@ import json
 
 import jsonschema
 import pytest
+from leadbridge_contracts.envelope import Envelope, UndecodableEvent
+from leadbridge_contracts.events import EVENT_MODELS, LeadCaptured
+from leadbridge_contracts.topics import ALL_TOPICS, topic_for
 from leadbridge_events import schema_export
-from leadbridge_events.contracts import EVENT_MODELS, LeadCaptured
-from leadbridge_events.envelope import Envelope, UndecodableEvent
-from leadbridge_events.topics import ALL_TOPICS, topic_for
 
 from .samples import samples
 

@@ -7,6 +7,7 @@ import asyncio
 import uuid
 
 import pytest
+from leadbridge_contracts.topics import Topic
 from leadbridge_events.admin import ensure_topics
 from leadbridge_events.consumer import PoisonEvent
 from leadbridge_events.dlq import DLQ_ACTIONS
@@ -14,7 +15,6 @@ from leadbridge_events.dlq_cli import run
 from leadbridge_events.outbox import OutboxRelay, add_to_outbox
 from leadbridge_events.settings import BackboneSettings
 from leadbridge_events.testing import collect_records
-from leadbridge_events.topics import Topic
 from sqlalchemy import select
 
 from .test_consumer_runner import activity, count_effects, make_runner, wait_for

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncpg
 import pytest
 from aiokafka import errors as kafka_errors
+from leadbridge_contracts.envelope import UndecodableEvent
 from leadbridge_events.consumer import PoisonEvent
-from leadbridge_events.envelope import UndecodableEvent
 from leadbridge_events.failures import OutageBackoff, Verdict, classify, describe, is_transient, sqlstate
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import exc as sa_exc

@@ -8,12 +8,12 @@ import uuid
 
 import jsonschema
 import pytest
+from leadbridge_contracts.envelope import Envelope
+from leadbridge_contracts.events import LeadActivityRecorded
+from leadbridge_contracts.topics import Topic
 from leadbridge_events import schema_export
 from leadbridge_events.admin import ensure_topics
-from leadbridge_events.contracts import LeadActivityRecorded
-from leadbridge_events.envelope import Envelope
 from leadbridge_events.testing import collect_records
-from leadbridge_events.topics import Topic
 
 from .samples import NOW, samples
 

@@ -7,13 +7,13 @@ import shutil
 import uuid
 
 import pytest
+from leadbridge_contracts.topics import Topic
 from leadbridge_devstack.pytest_plugin import start_local_broker
 from leadbridge_events import metrics
 from leadbridge_events.admin import ensure_topics
 from leadbridge_events.consumer import ConsumerRunner
 from leadbridge_events.outbox import OutboxRelay, add_to_outbox
 from leadbridge_events.producer import EventProducer
-from leadbridge_events.topics import Topic
 from sqlalchemy import func, select
 
 from .test_consumer_runner import activity, wait_for

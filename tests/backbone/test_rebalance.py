@@ -6,8 +6,8 @@ import asyncio
 import uuid
 
 import pytest
+from leadbridge_contracts.topics import Topic
 from leadbridge_events.admin import ensure_topics
-from leadbridge_events.topics import Topic
 
 from .test_consumer_runner import activity, count_effects, make_runner, wait_for
 

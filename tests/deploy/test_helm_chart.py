@@ -16,9 +16,9 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from leadbridge_contracts.topics import ALL_TOPICS
 from leadbridge_devstack.helm import HELM_VERSION, helm_binary
 from leadbridge_devstack.system import SERVICES
-from leadbridge_events.topics import ALL_TOPICS
 
 ROOT = Path(__file__).resolve().parents[2]
 HELM_DIR = ROOT / "deploy" / "helm"

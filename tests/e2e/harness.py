@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from leadbridge_contracts.envelope import Envelope
+from leadbridge_contracts.topics import Topic
 from leadbridge_devstack.ports import free_port
 from leadbridge_devstack.system import System, replica_names, start_system
-from leadbridge_events.envelope import Envelope
-from leadbridge_events.topics import Topic
 
 
 @contextlib.contextmanager

@@ -190,7 +190,7 @@ async def test_a_rejected_lead_goes_back_to_nurture(system, api_key, kafka_boots
 async def test_a_lead_with_every_field_at_its_maximum_is_scored_and_routed(system, api_key, kafka_bootstrap):
     """The limits are the contracts': what intake accepts, every later stage stores (scoring's VARCHAR(500)
     asset and VARCHAR(1000) reason columns used to dead-letter such a lead)."""
-    from leadbridge_events.contracts import ACTOR_MAX, NOTE_MAX, REASON_MAX
+    from leadbridge_contracts.events import ACTOR_MAX, NOTE_MAX, REASON_MAX
     from leadbridge_intake.testing import maximal_lead
 
     async with httpx.AsyncClient() as client:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from leadbridge_contracts.topics import LEAD_ROUTED, SLA_BREACHED
 from leadbridge_events.testing import auth_headers, collect_records, test_token
-from leadbridge_events.topics import LEAD_ROUTED, SLA_BREACHED
 
 from .harness import events_so_far, own_database, running_system
 

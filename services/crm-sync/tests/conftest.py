@@ -13,13 +13,13 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from leadbridge_contracts.envelope import Envelope
+from leadbridge_contracts.events import Contact, LeadProfile, LeadRouted
 from leadbridge_crm_sync.app import create_app
 from leadbridge_crm_sync.config import CrmConfig
 from leadbridge_crm_sync.fakes import FakeHubSpot, FakeSalesforce
 from leadbridge_crm_sync.settings import CrmSyncSettings
 from leadbridge_crm_sync.testing import Served, WebhookReceiver
-from leadbridge_events.contracts import Contact, LeadProfile, LeadRouted
-from leadbridge_events.envelope import Envelope
 from leadbridge_events.producer import EventProducer
 from leadbridge_events.testing import test_token
 

@@ -227,8 +227,8 @@ async def test_the_admin_api_needs_the_token_and_validates_its_input(crm: Crm):
 async def test_sla_events_reach_only_the_subscribers_of_that_type_and_team(crm: Crm, fakes: Fakes):
     from datetime import datetime, timedelta
 
-    from leadbridge_events.contracts import SlaBreached
-    from leadbridge_events.envelope import Envelope
+    from leadbridge_contracts.envelope import Envelope
+    from leadbridge_contracts.events import SlaBreached
 
     receiver, server = fakes.receiver, fakes.receiver_server
     r = await crm.client.post("/v1/subscriptions", headers=crm.auth, json={

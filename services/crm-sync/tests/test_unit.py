@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from leadbridge_contracts.events import FollowUpOutcome, TouchType
 from leadbridge_crm_sync import inbound_hubspot as hs
 from leadbridge_crm_sync import inbound_salesforce as sf
 from leadbridge_crm_sync.config import ConfigError, SalesforceOrg, load_config
@@ -15,7 +16,6 @@ from leadbridge_crm_sync.fakes import outbound_message
 from leadbridge_crm_sync.policy import TokenBucket, http_outcome, next_attempt_at, parse_retry_after, should_pause
 from leadbridge_crm_sync.settings import DEFAULT_RETRY_SCHEDULE
 from leadbridge_crm_sync.webhooks import new_secret, signed_headers
-from leadbridge_events.contracts import FollowUpOutcome, TouchType
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
-from leadbridge_events.contracts import (
+from leadbridge_contracts.envelope import Envelope
+from leadbridge_contracts.events import (
     Bant,
     Contact,
     FollowUpLogged,
@@ -29,7 +30,6 @@ from leadbridge_events.contracts import (
     SlaDeadlineMet,
     SlaDeadlinesSet,
 )
-from leadbridge_events.envelope import Envelope
 from leadbridge_events.producer import EventProducer
 from leadbridge_events.runtime import ServiceRuntime
 from leadbridge_insights.settings import InsightsSettings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from leadbridge_events.contracts import (
+from leadbridge_contracts.events import (
     Bant,
     Contact,
     FollowUpLogged,
@@ -127,7 +127,7 @@ def test_deadline_met_in_time_or_late():
 
 
 def test_crm_delivery_attempts_show_destination_status_and_retry():
-    from leadbridge_events.contracts import CrmDeliveryRecorded
+    from leadbridge_contracts.events import CrmDeliveryRecorded
 
     failed = CrmDeliveryRecorded(lead_id="l", delivery_id="msg_1", destination="hubspot:main",
                                  destination_kind="hubspot", delivered_event_id="e", delivered_event_type="lead-routed", attempt=2, result="failed",

@@ -6,7 +6,7 @@ import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from leadbridge_events.contracts import (
+from leadbridge_contracts.events import (
     FollowUpLogged,
     LeadCaptured,
     LeadProfile,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from leadbridge_events.contracts import FollowUpLogged, LeadCaptured, LeadProfile, LeadRouted, SlaAtRisk, SlaBreached
+from leadbridge_contracts.events import FollowUpLogged, LeadCaptured, LeadProfile, LeadRouted, SlaAtRisk, SlaBreached
 from leadbridge_insights import load, speed, stages, trends
 from leadbridge_insights.facts import LeadFacts, apply_event
 from leadbridge_insights.lead_row import live_alert, row_of, status_of

@@ -13,8 +13,8 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from leadbridge_events.contracts import LeadRouted, LeadScored, Stage
-from leadbridge_events.envelope import Envelope
+from leadbridge_contracts.envelope import Envelope
+from leadbridge_contracts.events import LeadRouted, LeadScored, Stage
 from leadbridge_events.producer import EventProducer
 from leadbridge_intake.tables import pending_fetches
 from leadbridge_intake.testing import META_SECRET, make_settings, new_key, running

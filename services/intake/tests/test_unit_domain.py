@@ -6,7 +6,7 @@ import hashlib
 import hmac
 
 import pytest
-from leadbridge_events.contracts import FollowUpOutcome
+from leadbridge_contracts.events import FollowUpOutcome
 from leadbridge_intake.fetcher import backoff_seconds
 from leadbridge_intake.followups import FollowUpConflict, FollowUpRequest, check_can_follow_up, status_after
 from leadbridge_intake.mapping import linkedin_form_id, map_google_lead, map_linkedin_lead, map_meta_lead
@@ -194,7 +194,7 @@ def test_out_of_range_company_sizes_are_rejected_naming_the_field(size):
 
 
 def test_the_contract_refuses_what_intake_would_refuse():
-    from leadbridge_events.contracts import FollowUpLogged, LeadProfile
+    from leadbridge_contracts.events import FollowUpLogged, LeadProfile
 
     for bad in ({"company_size": 10**400}, {"custom": {"asset": "x" * 2001}}, {"campaign": "x" * 201},
                 {"utm": {f"k{i}": "v" for i in range(51)}}):

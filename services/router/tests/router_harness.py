@@ -9,8 +9,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from leadbridge_events import Envelope, FollowUpLogged, LeadProfile, LeadScored, SlaBreached, SlaKind, Stage, TouchType
-from leadbridge_events.contracts import FollowUpOutcome
+from leadbridge_contracts import (
+    Envelope,
+    FollowUpLogged,
+    LeadProfile,
+    LeadScored,
+    SlaBreached,
+    SlaKind,
+    Stage,
+    TouchType,
+)
+from leadbridge_contracts.events import FollowUpOutcome
 from leadbridge_events.producer import EventProducer
 from leadbridge_events.testing import auth_headers, collect_events
 from leadbridge_router.app import create_app

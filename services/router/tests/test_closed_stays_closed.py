@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from leadbridge_events import Envelope, Stage
-from leadbridge_events.contracts import FollowUpOutcome
+from leadbridge_contracts import Envelope, Stage
+from leadbridge_contracts.events import FollowUpOutcome
 from leadbridge_router import db
 from sqlalchemy import func, select
 

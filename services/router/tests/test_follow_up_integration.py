@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from leadbridge_events.contracts import FollowUpOutcome
+from leadbridge_contracts.events import FollowUpOutcome
 from leadbridge_router import db, metrics
 from sqlalchemy import select
 

@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from leadbridge_events import Stage
+from leadbridge_contracts import Stage
 from leadbridge_router import db
 from sqlalchemy import func, select
 
@@ -116,7 +116,7 @@ async def test_roster_api_validates_and_round_trips(fresh_database_url, kafka_bo
 
 def router_partitions() -> int:
     """All partitions of the topics the router consumes (its HANDLERS map)."""
-    from leadbridge_events.topics import ALL_TOPICS
+    from leadbridge_contracts.topics import ALL_TOPICS
     from leadbridge_router.handlers import HANDLERS
 
     return sum(t.partitions for t in ALL_TOPICS if t.name in HANDLERS)

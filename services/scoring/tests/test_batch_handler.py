@@ -7,10 +7,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from leadbridge_contracts.envelope import Envelope
+from leadbridge_contracts.events import Contact, LeadActivityRecorded, LeadCaptured, LeadProfile
 from leadbridge_events.batching import BatchContext
-from leadbridge_events.contracts import Contact, LeadActivityRecorded, LeadCaptured, LeadProfile
 from leadbridge_events.db import make_engine, session_factory
-from leadbridge_events.envelope import Envelope
 from leadbridge_events.migrations import migrate, migrations_dir
 from leadbridge_scoring import store
 from leadbridge_scoring.handlers import batch_handlers_for, handlers_for

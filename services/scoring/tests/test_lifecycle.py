@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from leadbridge_events.contracts import Bant, FollowUpOutcome, LeadProfile, Stage
+from leadbridge_contracts.events import Bant, FollowUpOutcome, LeadProfile, Stage
 from leadbridge_scoring.lifecycle import LeadState, after_follow_up, after_scoring, counted_activities
 from leadbridge_scoring.model_file import parse_model
 from leadbridge_scoring.scoring import Activity, score

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from leadbridge_events.contracts import Contact, LeadProfile, Stage
+from leadbridge_contracts.events import Contact, LeadProfile, Stage
 from leadbridge_scoring.model_file import default_model_path, load_model, parse_model
 from leadbridge_scoring.scoring import Activity, decay_factor, score
 

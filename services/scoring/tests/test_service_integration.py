@@ -6,7 +6,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from leadbridge_events.contracts import (
+from leadbridge_contracts.envelope import Envelope
+from leadbridge_contracts.events import (
     Bant,
     Contact,
     FollowUpLogged,
@@ -17,7 +18,6 @@ from leadbridge_events.contracts import (
     Stage,
     TouchType,
 )
-from leadbridge_events.envelope import Envelope
 from leadbridge_events.producer import EventProducer
 from leadbridge_events.testing import collect_events
 from leadbridge_scoring import store

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from leadbridge_events.contracts import LeadProfile, Stage
+from leadbridge_contracts.events import LeadProfile, Stage
 from leadbridge_scoring.lifecycle import LeadState
 from leadbridge_scoring.model_file import parse_model
 from leadbridge_scoring.scoring import Activity

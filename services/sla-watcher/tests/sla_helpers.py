@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from leadbridge_events.contracts import FollowUpLogged, FollowUpOutcome, LeadRouted, TouchType
-from leadbridge_events.envelope import Envelope
+from leadbridge_contracts.envelope import Envelope
+from leadbridge_contracts.events import FollowUpLogged, FollowUpOutcome, LeadRouted, TouchType
 from leadbridge_sla_watcher.policies import SlaConfig
 
 

@@ -3,7 +3,7 @@
 import itertools
 from datetime import UTC, datetime, timedelta
 
-from leadbridge_events.contracts import FollowUpOutcome, SlaKind, TouchType
+from leadbridge_contracts.events import FollowUpOutcome, SlaKind, TouchType
 from leadbridge_sla_watcher.announcements import deadline_met, deadlines_set, event_time, met_event_id, set_event_id
 from leadbridge_sla_watcher.business_hours import Calendar
 from leadbridge_sla_watcher.deadlines import Route, Touch, apply_touch, on_route

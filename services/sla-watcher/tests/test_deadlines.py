@@ -3,7 +3,7 @@
 import itertools
 from datetime import UTC, datetime, timedelta
 
-from leadbridge_events.contracts import FollowUpOutcome, SlaKind, TouchType
+from leadbridge_contracts.events import FollowUpOutcome, SlaKind, TouchType
 from leadbridge_sla_watcher.business_hours import Calendar
 from leadbridge_sla_watcher.deadlines import (
     Firing,

@@ -6,9 +6,9 @@ import asyncio
 import time
 
 import pytest
+from leadbridge_contracts.topics import SLA_AT_RISK, SLA_BREACHED, SLA_DEADLINES
 from leadbridge_events.producer import EventProducer
 from leadbridge_events.testing import collect_events
-from leadbridge_events.topics import SLA_AT_RISK, SLA_BREACHED, SLA_DEADLINES
 from leadbridge_sla_watcher import tables
 from leadbridge_sla_watcher.app import Watcher
 from leadbridge_sla_watcher.settings import WatcherSettings

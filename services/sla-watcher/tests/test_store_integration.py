@@ -7,10 +7,10 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from leadbridge_contracts.events import SlaKind
+from leadbridge_contracts.topics import SLA_BREACHED
 from leadbridge_events.consumer import HandlerContext
-from leadbridge_events.contracts import SlaKind
 from leadbridge_events.db import create_schema, make_engine, session_factory
-from leadbridge_events.topics import SLA_BREACHED
 from leadbridge_sla_watcher import tables
 from leadbridge_sla_watcher.deadlines import Status
 from leadbridge_sla_watcher.handlers import bind

@@ -13,8 +13,7 @@ from collections.abc import Iterable
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
-
-from .topics import ALL_TOPICS, Topic
+from leadbridge_contracts.topics import ALL_TOPICS, Topic
 
 
 async def ensure_topics(

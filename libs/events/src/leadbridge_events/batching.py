@@ -20,11 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka.structs import ConsumerRecord
+from leadbridge_contracts.envelope import Envelope
+from leadbridge_contracts.topics import topic_for
 from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncSession
-
-from .envelope import Envelope
-from .topics import topic_for
 
 
 def _channel(outbox: Table) -> str:

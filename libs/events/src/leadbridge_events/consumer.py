@@ -38,18 +38,18 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
+from leadbridge_contracts.envelope import Envelope, UndecodableEvent
+from leadbridge_contracts.topics import DLQ_SUFFIX
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import metrics
 from .batching import BatchContext, BatchHandler, claim_events, stage_events
 from .dlq import dead_letter_headers
-from .envelope import Envelope, UndecodableEvent
 from .failures import OutageBackoff, describe, is_transient
 from .idempotency import claim_event
 from .outbox import add_to_outbox
 from .producer import EventProducer
-from .topics import DLQ_SUFFIX
 
 log = logging.getLogger("leadbridge.consumer")
 

@@ -20,13 +20,13 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
+from leadbridge_contracts.topics import DLQ_SUFFIX
 from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, String, Table, Text, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .logs import redact
 from .outbox import _channel as outbox_channel
 from .producer import EventProducer
-from .topics import DLQ_SUFFIX
 
 DLQ_HEADER_PREFIX = "dlq_"
 

@@ -20,6 +20,8 @@ import asyncio
 import sys
 from datetime import UTC, datetime
 
+from leadbridge_contracts.topics import ALL_TOPICS
+
 from .db import make_engine
 from .dlq import (
     DeadLetter,
@@ -35,7 +37,6 @@ from .dlq import (
 )
 from .producer import EventProducer
 from .settings import BackboneSettings
-from .topics import ALL_TOPICS
 
 
 def _age(seconds: float) -> str:

@@ -21,15 +21,15 @@ import contextlib
 import logging
 from typing import Any
 
+from leadbridge_contracts.envelope import Envelope
+from leadbridge_contracts.topics import topic_for
 from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from . import metrics
-from .envelope import Envelope
 from .failures import describe, is_transient
 from .locks import LockClass, try_session_lock
 from .producer import EventProducer
-from .topics import topic_for
 
 log = logging.getLogger("leadbridge.outbox")
 

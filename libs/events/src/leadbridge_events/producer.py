@@ -9,9 +9,8 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.structs import RecordMetadata
-
-from .envelope import Envelope
-from .topics import topic_for
+from leadbridge_contracts.envelope import Envelope
+from leadbridge_contracts.topics import topic_for
 
 
 class EventProducer:

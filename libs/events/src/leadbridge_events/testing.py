@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
-
-from .envelope import Envelope
+from leadbridge_contracts.envelope import Envelope
 
 if TYPE_CHECKING:
     from .auth import AuthSettings

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from leadbridge_events.contracts import FollowUpOutcome
+from leadbridge_contracts.events import FollowUpOutcome
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from leadbridge_contracts.envelope import Envelope
+from leadbridge_contracts.events import LeadRouted
+from leadbridge_contracts.topics import LEAD_ROUTED, SLA_AT_RISK, SLA_BREACHED
 from leadbridge_events.consumer import Handler, HandlerContext
-from leadbridge_events.contracts import LeadRouted
-from leadbridge_events.envelope import Envelope
-from leadbridge_events.topics import LEAD_ROUTED, SLA_AT_RISK, SLA_BREACHED
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from leadbridge_events.contracts import FollowUpLogged
-from leadbridge_events.envelope import Envelope
+from leadbridge_contracts.envelope import Envelope
+from leadbridge_contracts.events import FollowUpLogged
 from leadbridge_events.failures import is_transient
 from leadbridge_events.idempotency import claim_event
 from leadbridge_events.outbox import add_to_outbox

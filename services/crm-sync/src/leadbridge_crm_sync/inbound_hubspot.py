@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
-from leadbridge_events.contracts import FollowUpLogged, FollowUpOutcome, TouchType
+from leadbridge_contracts.events import FollowUpLogged, FollowUpOutcome, TouchType
 
 _NS = uuid.UUID("3e9b2a71-6c4d-4f1e-9a8b-5d7c0e2f1a93")
 # HubSpot decodes these in the URI before signing (its docs list them); everything else stays encoded

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from defusedxml import ElementTree
-from leadbridge_events.contracts import FollowUpLogged, FollowUpOutcome, TouchType
+from leadbridge_contracts.events import FollowUpLogged, FollowUpOutcome, TouchType
 
 from .config import SalesforceOrg
 

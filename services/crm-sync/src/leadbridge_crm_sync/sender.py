@@ -20,8 +20,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import httpx
-from leadbridge_events.contracts import CrmDeliveryRecorded
-from leadbridge_events.envelope import Envelope
+from leadbridge_contracts.envelope import Envelope
+from leadbridge_contracts.events import CrmDeliveryRecorded
 from leadbridge_events.failures import describe, is_transient
 from leadbridge_events.outbox import add_to_outbox
 from sqlalchemy import delete, func, select, update

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from leadbridge_events.contracts import (
+from leadbridge_contracts.events import (
     CrmDeliveryRecorded,
     EventData,
     FollowUpLogged,

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
-from leadbridge_events.contracts import (
+from leadbridge_contracts.events import (
     EventData,
     FollowUpLogged,
     FollowUpOutcome,

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from leadbridge_contracts.envelope import Envelope
+from leadbridge_contracts.events import LeadActivityRecorded, LeadCaptured, LeadRouted, LeadScored, SlaBreached
+from leadbridge_contracts.topics import ALL_TOPICS, ROSTER
 from leadbridge_events.batching import BatchContext, BatchHandler
 from leadbridge_events.consumer import Handler, HandlerContext
-from leadbridge_events.contracts import LeadActivityRecorded, LeadCaptured, LeadRouted, LeadScored, SlaBreached
-from leadbridge_events.envelope import Envelope
-from leadbridge_events.topics import ALL_TOPICS, ROSTER
 
 from . import store
 from .explain import explain

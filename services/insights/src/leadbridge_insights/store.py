@@ -16,8 +16,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from leadbridge_contracts.envelope import Envelope
 from leadbridge_events.db import add_backbone_tables
-from leadbridge_events.envelope import Envelope
 from sqlalchemy import (
     BigInteger,
     Boolean,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from leadbridge_events.contracts import (
+from leadbridge_contracts.events import (
     ACTOR_MAX,
     AMOUNT_MAX,
     FINAL_OUTCOMES,

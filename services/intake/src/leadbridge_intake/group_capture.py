@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from leadbridge_events.contracts import LeadActivityRecorded, LeadCaptured, LeadProfile
-from leadbridge_events.envelope import Envelope
+from leadbridge_contracts.envelope import Envelope
+from leadbridge_contracts.events import LeadActivityRecorded, LeadCaptured, LeadProfile
+from leadbridge_contracts.topics import topic_for
 from leadbridge_events.locks import LockClass, object_key
 from leadbridge_events.outbox import _channel as outbox_channel
-from leadbridge_events.topics import topic_for
 
 from .capture import SOURCE, CaptureResult, person_lock_names
 from .tables import SCHEMA

@@ -24,7 +24,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from leadbridge_events.contracts import LeadProfile
+from leadbridge_contracts.events import LeadProfile
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from .capture import CaptureResult, capture_in_transaction

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from leadbridge_contracts.envelope import Envelope
+from leadbridge_contracts.events import LeadRouted, LeadScored
+from leadbridge_contracts.topics import LEAD_ROUTED, LEAD_SCORED
 from leadbridge_events.consumer import HandlerContext
-from leadbridge_events.contracts import LeadRouted, LeadScored
-from leadbridge_events.envelope import Envelope
-from leadbridge_events.topics import LEAD_ROUTED, LEAD_SCORED
 from sqlalchemy import update
 
 from .tables import leads

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from leadbridge_events.contracts import (
+from leadbridge_contracts.events import (
     COMPANY_SIZE_MAX,
     EMAIL_MAX,
     FIELD_KEY_MAX,

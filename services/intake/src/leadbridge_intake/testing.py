@@ -112,7 +112,7 @@ def maximal_lead(tag: str) -> dict[str, Any]:
     makes the person unique."""
     import random
 
-    from leadbridge_events.contracts import (
+    from leadbridge_contracts.events import (
         COMPANY_SIZE_MAX,
         FIELD_KEY_MAX,
         FIELD_VALUE_MAX,

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Request
-from leadbridge_events import Envelope
+from leadbridge_contracts import Envelope
 from leadbridge_events.outbox import add_to_outbox
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import select

@@ -13,7 +13,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from leadbridge_events import Envelope, LeadProfile, LeadRouted, LeadScored
+from leadbridge_contracts import Envelope, LeadProfile, LeadRouted, LeadScored
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import fairness, metrics, store

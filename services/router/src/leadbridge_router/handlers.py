@@ -8,11 +8,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from leadbridge_events import Envelope, FollowUpLogged, LeadScored, SlaBreached, Stage
+from leadbridge_contracts import Envelope, FollowUpLogged, LeadScored, SlaBreached, Stage
+from leadbridge_contracts.events import FollowUpOutcome
+from leadbridge_contracts.topics import FOLLOW_UP_LOGGED, LEAD_SCORED, SLA_BREACHED
 from leadbridge_events.batching import BatchContext, BatchHandler
 from leadbridge_events.consumer import Handler, HandlerContext, PoisonEvent
-from leadbridge_events.contracts import FollowUpOutcome
-from leadbridge_events.topics import FOLLOW_UP_LOGGED, LEAD_SCORED, SLA_BREACHED
 
 from . import assigner, metrics, store, waitlist
 from .routing import ASSIGNED, FALLBACK_OWNER, HELD, entry_point, pool_chain

@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from typing import Any
 
-from leadbridge_events import Envelope
-from leadbridge_events.contracts import RosterChanged, RosterRep, RosterTeam
+from leadbridge_contracts import Envelope
+from leadbridge_contracts.events import RosterChanged, RosterRep, RosterTeam
 from leadbridge_events.outbox import add_to_outbox
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession

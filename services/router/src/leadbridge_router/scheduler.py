@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from leadbridge_events import Envelope
+from leadbridge_contracts import Envelope
 from leadbridge_events.outbox import add_to_outbox
 from sqlalchemy.ext.asyncio import async_sessionmaker
 

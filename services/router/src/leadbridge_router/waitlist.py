@@ -15,7 +15,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from leadbridge_events import Envelope
+from leadbridge_contracts import Envelope
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import metrics, store

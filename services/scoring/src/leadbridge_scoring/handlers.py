@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from leadbridge_contracts.envelope import Envelope
+from leadbridge_contracts.events import FollowUpLogged, LeadActivityRecorded, LeadCaptured
+from leadbridge_contracts.topics import FOLLOW_UP_LOGGED, LEAD_CAPTURED
 from leadbridge_events.batching import BatchContext, BatchHandler
 from leadbridge_events.consumer import Handler, HandlerContext, PoisonEvent
-from leadbridge_events.contracts import FollowUpLogged, LeadActivityRecorded, LeadCaptured
-from leadbridge_events.envelope import Envelope
-from leadbridge_events.topics import FOLLOW_UP_LOGGED, LEAD_CAPTURED
 
 from .model import ScoringModel
 from .rescoring import Rescorer

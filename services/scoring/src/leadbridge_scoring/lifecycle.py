@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from leadbridge_events.contracts import Bant, FollowUpOutcome, Stage
+from leadbridge_contracts.events import Bant, FollowUpOutcome, Stage
 
 from .scoring import Activity, Breakdown
 

@@ -11,7 +11,7 @@ import logging
 from dataclasses import replace
 from datetime import datetime
 
-from leadbridge_events.contracts import FollowUpLogged, LeadProfile, LeadScored, MatchedRule, Stage
+from leadbridge_contracts.events import FollowUpLogged, LeadProfile, LeadScored, MatchedRule, Stage
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import metrics, store

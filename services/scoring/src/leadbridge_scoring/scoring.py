@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 
-from leadbridge_events.contracts import LeadProfile, Stage
+from leadbridge_contracts.events import LeadProfile, Stage
 
 from .model import ActivityRule, ProfileRule, ScoringModel
 

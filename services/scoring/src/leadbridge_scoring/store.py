@@ -5,7 +5,7 @@
 - ``activities``: everything the lead did (the capture itself and later activity), the input of scoring.
 
 Text that comes from a lead or from sales (channel, campaign, the stage reason, activity fields) is TEXT:
-the limits are the event contracts' (``leadbridge_events.contracts``), enforced where the data enters.
+the limits are the event contracts' (``leadbridge_contracts.events``), enforced where the data enters.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from leadbridge_events.contracts import LeadProfile, Stage
+from leadbridge_contracts.events import LeadProfile, Stage
 from leadbridge_events.db import add_backbone_tables
 from sqlalchemy import (
     Boolean,

@@ -11,7 +11,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
-from leadbridge_events.contracts import LeadProfile, Stage
+from leadbridge_contracts.events import LeadProfile, Stage
 
 from .lifecycle import LeadState, counted_activities
 from .model import ScoringModel

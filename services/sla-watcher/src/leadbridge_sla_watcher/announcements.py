@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from leadbridge_events.contracts import SlaDeadline, SlaDeadlineMet, SlaDeadlinesSet
+from leadbridge_contracts.events import SlaDeadline, SlaDeadlineMet, SlaDeadlinesSet
 
 from .deadlines import Deadline, Route, RouteResult, Status
 

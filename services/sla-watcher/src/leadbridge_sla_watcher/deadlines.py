@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from leadbridge_events.contracts import FollowUpOutcome, SlaKind, TouchType
+from leadbridge_contracts.events import FollowUpOutcome, SlaKind, TouchType
 
 from .business_hours import Calendar, add_business_minutes, add_wall_minutes
 from .policies import Clock, ResolvedPolicy, TimeLimit

@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+from leadbridge_contracts.envelope import Envelope
+from leadbridge_contracts.events import FollowUpLogged, LeadRouted, SlaKind
+from leadbridge_contracts.topics import FOLLOW_UP_LOGGED, LEAD_ROUTED
 from leadbridge_events.consumer import Handler, HandlerContext
-from leadbridge_events.contracts import FollowUpLogged, LeadRouted, SlaKind
-from leadbridge_events.envelope import Envelope
-from leadbridge_events.topics import FOLLOW_UP_LOGGED, LEAD_ROUTED
 
 from . import metrics, store
 from .announcements import deadline_met, deadlines_set, event_time, met_event_id, set_event_id

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from leadbridge_events.contracts import FollowUpOutcome, SlaKind, TouchType
+from leadbridge_contracts.events import FollowUpOutcome, SlaKind, TouchType
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession

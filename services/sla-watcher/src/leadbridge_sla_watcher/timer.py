@@ -23,10 +23,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from leadbridge_events.contracts import SlaAtRisk, SlaBreached
-from leadbridge_events.envelope import Envelope
+from leadbridge_contracts.envelope import Envelope
+from leadbridge_contracts.events import SlaAtRisk, SlaBreached
+from leadbridge_contracts.topics import topic_for
 from leadbridge_events.failures import describe
-from leadbridge_events.topics import topic_for
 from sqlalchemy import Table, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 

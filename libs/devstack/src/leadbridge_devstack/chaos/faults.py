@@ -34,7 +34,7 @@ class FaultWindow:
 
 def input_topics() -> list[str]:
     """Every topic some service consumes (insights reads them all)."""
-    from leadbridge_events.topics import ALL_TOPICS
+    from leadbridge_contracts.topics import ALL_TOPICS
 
     return [t.name for t in ALL_TOPICS]
 

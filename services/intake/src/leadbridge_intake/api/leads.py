@@ -12,9 +12,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from leadbridge_events.contracts import FollowUpLogged
+from leadbridge_contracts.envelope import Envelope
+from leadbridge_contracts.events import FollowUpLogged
 from leadbridge_events.edge import loads_json
-from leadbridge_events.envelope import Envelope
 from leadbridge_events.outbox import add_to_outbox
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import select, update

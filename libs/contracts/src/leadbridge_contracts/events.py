@@ -7,7 +7,7 @@ Events are facts, named in the past tense. Each data model here is the ``data`` 
 - consumers ignore fields they do not know (``extra="ignore"``);
 - a breaking change is a new model with ``schema_version = 2`` registered beside the old one.
 
-The JSON Schemas in ``libs/events/schemas/`` and the AsyncAPI document are generated from these models
+The JSON Schemas in ``libs/contracts/schemas/`` and the AsyncAPI document are generated from these models
 (``make schemas``); a test fails when the checked-in files are stale.
 """
 

@@ -20,7 +20,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .contracts import EventData, event_model
+from .events import EventData, event_model
 
 TYPE_PREFIX = "io.leadbridge."
 SOURCE_PREFIX = "/leadbridge/"
