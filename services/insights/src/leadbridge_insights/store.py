@@ -104,6 +104,9 @@ FILTERED_BY = ["is_test", "cohort_at", "channel", "campaign", "source", "team", 
 for _duration in ("touch_secs", "route_secs"):
     Index(f"ix_{SCHEMA}_lead_views_{_duration}", lead_views.c[_duration], postgresql_include=FILTERED_BY,
           postgresql_where=text(f"{_duration} IS NOT NULL"))
+# the closed-loop funnel's reasons: an index-only scan of the rejected and lost leads
+Index(f"ix_{SCHEMA}_lead_views_closed", lead_views.c.rejected_reason, lead_views.c.lost_reason,
+      postgresql_include=FILTERED_BY, postgresql_where=text("rejected IS true OR lost IS true"))
 Index(f"ix_{SCHEMA}_lead_views_search", lead_views.c.search, postgresql_using="gin",
       postgresql_ops={"search": "gin_trgm_ops"})
 

@@ -1,6 +1,7 @@
-"""lead_views gets the closed-loop funnel's columns (mql, nurtured, sla_at_risk, touches) and the speed
-histogram's bucket indexes and two partial covering indexes on the durations, so ``/v1/funnel`` and ``/v1/views/speed`` aggregate in SQL; then every lead in
-lead_facts gets its lead_views row (re)computed from its facts.
+"""lead_views gets the closed-loop funnel's columns (mql, nurtured, sla_at_risk, touches), the speed
+histogram's bucket indexes, and partial covering indexes on the two durations and on the closed leads'
+reasons, so ``/v1/funnel`` and ``/v1/views/speed`` aggregate in SQL; then every lead in lead_facts gets
+its lead_views row (re)computed from its facts.
 
 Revision ID: 0004
 Revises: 0003
@@ -34,12 +35,15 @@ def upgrade() -> None:
     for name in ("touch_secs", "route_secs"):  # the speed view's percentiles, by index-only scans
         op.create_index(f"ix_insights_lead_views_{name}", "lead_views", [name], schema=S,
                         postgresql_include=list(FILTERED_BY), postgresql_where=sa.text(f"{name} IS NOT NULL"))
+    op.create_index("ix_insights_lead_views_closed", "lead_views", ["rejected_reason", "lost_reason"], schema=S,
+                    postgresql_include=list(FILTERED_BY), postgresql_where=sa.text("rejected IS true OR lost IS true"))
     from leadbridge_insights.views_backfill import backfill_sync
 
     backfill_sync(op.get_bind())
 
 
 def downgrade() -> None:
+    op.drop_index("ix_insights_lead_views_closed", "lead_views", schema=S)
     for name in ("touch_secs", "route_secs"):
         op.drop_index(f"ix_insights_lead_views_{name}", "lead_views", schema=S)
     for name in ("touches", "sla_at_risk", "nurtured", "mql", "route_bucket", "touch_bucket"):
