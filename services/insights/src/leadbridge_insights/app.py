@@ -86,8 +86,7 @@ def create_app(settings: InsightsSettings | None = None, *, clock: Clock = _utcn
         since, until = _aware(since), _aware(until)
         window = {"by": by, "now": clock(), "limbo_after": timedelta(minutes=settings.limbo_after_minutes),
                   "since": since, "until": until}
-        async with app.state.runtime.engine.connect() as conn:
-            counts, reasons = await funnel_aggregates(conn, **window)
+        counts, reasons = await funnel_aggregates(app.state.runtime.engine, **window)
         return report_from_aggregates(counts, reasons, **window)
 
     return app

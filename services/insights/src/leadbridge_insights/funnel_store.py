@@ -6,27 +6,21 @@ computes from facts (the tests hold the two to the same result).
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, tuple_
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .funnel import DIMENSIONS, NONE_KEY
 from .store import lead_views as lf
-
-
-def _count(cond: Any) -> Any:
-    return func.count().filter(cond)
+from .store import on_own_connection
+from .views_store import Filters, count_where
 
 
 def _window(since: datetime | None, until: datetime | None) -> Any:
-    conds = [lf.c.is_test.is_(False)]
-    if since is not None:
-        conds.append(lf.c.cohort_at >= since)
-    if until is not None:
-        conds.append(lf.c.cohort_at < until)
-    return and_(*conds)
+    return Filters(since=since, until=until).where()  # the views' cohort: no test leads, captured in the window
 
 
 def _key(by: str) -> Any:
@@ -35,28 +29,41 @@ def _key(by: str) -> Any:
     return func.coalesce(func.nullif(lf.c[by], ""), NONE_KEY)  # as ``funnel.dimension_value``: '' is none too
 
 
-async def funnel_aggregates(conn: AsyncConnection, *, by: str, now: datetime, limbo_after: timedelta,
+async def funnel_aggregates(engine: AsyncEngine, *, by: str, now: datetime, limbo_after: timedelta,
                             since: datetime | None = None, until: datetime | None = None
                             ) -> tuple[list[dict[str, Any]], list[tuple[str, str, str, int]]]:
     """Counts per ``by`` value and in total (``is_total``), in one scan; and (key, kind, reason, count) for
-    the rejected and lost reasons per value, in a second scan of the closed leads only."""
+    the rejected and lost reasons per value, from the closed leads' index. The two run concurrently, each on
+    its own pooled connection."""
+
+    return tuple(await asyncio.gather(on_own_connection(engine, _counts, by, now, limbo_after, since, until),
+                                      on_own_connection(engine, _reasons, by, since, until)))
+
+
+async def _counts(conn: AsyncConnection, by: str, now: datetime, limbo_after: timedelta, since: datetime | None,
+                  until: datetime | None) -> list[dict[str, Any]]:
     key = _key(by)
     routed = lf.c.routed.is_(True)
     query = select(
         key.label("key"), func.grouping(key).label("is_total"), func.count().label("captured"),
-        _count(lf.c.mql.is_(True)).label("mql"), _count(lf.c.nurtured.is_(True)).label("nurtured"),
-        _count(routed).label("routed"), _count(and_(routed, lf.c.within_sla.is_(True))).label("first_touch_within_sla"),
-        _count(lf.c.sla_at_risk.is_(True)).label("sla_at_risk"), _count(lf.c.breached.is_(True)).label("sla_breached"),
-        _count(and_(routed, lf.c.touches == 0)).label("touches_0"),
-        _count(and_(routed, lf.c.touches.between(1, 3))).label("touches_1_3"),
-        _count(and_(routed, lf.c.touches >= 4)).label("touches_4"),
-        _count(lf.c.accepted.is_(True)).label("accepted"), _count(lf.c.rejected.is_(True)).label("rejected"),
-        _count(lf.c.qualified.is_(True)).label("qualified"), _count(lf.c.won.is_(True)).label("won"),
+        count_where(lf.c.mql.is_(True)).label("mql"), count_where(lf.c.nurtured.is_(True)).label("nurtured"),
+        count_where(routed).label("routed"), count_where(and_(routed, lf.c.within_sla.is_(True))).label("first_touch_within_sla"),
+        count_where(lf.c.sla_at_risk.is_(True)).label("sla_at_risk"), count_where(lf.c.breached.is_(True)).label("sla_breached"),
+        count_where(and_(routed, lf.c.touches == 0)).label("touches_0"),
+        count_where(and_(routed, lf.c.touches.between(1, 3))).label("touches_1_3"),
+        count_where(and_(routed, lf.c.touches >= 4)).label("touches_4"),
+        count_where(lf.c.accepted.is_(True)).label("accepted"), count_where(lf.c.rejected.is_(True)).label("rejected"),
+        count_where(lf.c.qualified.is_(True)).label("qualified"), count_where(lf.c.won.is_(True)).label("won"),
         func.coalesce(func.sum(lf.c.won_amount).filter(lf.c.won.is_(True)), 0.0).label("won_amount"),
-        _count(lf.c.lost.is_(True)).label("lost"),
-        _count(and_(lf.c.unowned.is_(True), lf.c.cohort_at <= now - limbo_after)).label("limbo"),
+        count_where(lf.c.lost.is_(True)).label("lost"),
+        count_where(and_(lf.c.unowned.is_(True), lf.c.cohort_at <= now - limbo_after)).label("limbo"),
     ).where(_window(since, until)).group_by(func.rollup(key))
-    counts = [dict(r._mapping) for r in (await conn.execute(query)).all()]
+    return [dict(r._mapping) for r in (await conn.execute(query)).all()]
+
+
+async def _reasons(conn: AsyncConnection, by: str, since: datetime | None,
+                   until: datetime | None) -> list[tuple[str, str, str, int]]:
+    key = _key(by)
     rejected, lost = lf.c.rejected_reason, lf.c.lost_reason  # set exactly when rejected / lost
     sets = func.grouping_sets(tuple_(key, rejected), tuple_(key, lost))
     closed = select(key.label("key"), rejected, lost, func.grouping(rejected).label("g_r"), func.count().label("n")
@@ -66,4 +73,4 @@ async def funnel_aggregates(conn: AsyncConnection, *, by: str, now: datetime, li
         kind, why = ("rejected", r.rejected_reason) if r.g_r == 0 else ("lost", r.lost_reason)
         if why is not None:
             reasons.append((r.key, kind, why, r.n))
-    return counts, reasons
+    return reasons

@@ -23,13 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from . import speed
 from .store import lead_views as lf
+from .store import on_own_connection
+from .views_store import NONE_KEY, count_where
 
-NONE_KEY = "(none)"
 MEASURES = {"touch": (lf.c.touch_secs, lf.c.touch_bucket), "route": (lf.c.route_secs, lf.c.route_bucket)}
-
-
-def _count(cond: Any) -> Any:
-    return func.count().filter(cond)
 
 
 def _populations() -> dict[str, Any]:
@@ -39,12 +36,12 @@ def _populations() -> dict[str, Any]:
 
 async def _counts(conn: AsyncConnection, where: Any, by: str) -> dict[str | None, dict[str, int]]:
     key = func.coalesce(lf.c[by], NONE_KEY)
-    measures = [_count(lf.c.within_sla.is_(True)).label("touch_within_sla"),
-                _count(lf.c.breached.is_(True)).label("touch_breached")]
+    measures = [count_where(lf.c.within_sla.is_(True)).label("touch_within_sla"),
+                count_where(lf.c.breached.is_(True)).label("touch_breached")]
     for prefix, owed in _populations().items():
         value, _ = MEASURES[prefix]
-        measures += [_count(owed).label(f"{prefix}_population"), func.count(value).label(f"{prefix}_reached")]
-        measures += [_count(value <= limit).label(f"{prefix}_within_{name}") for name, limit in speed.THRESHOLDS]
+        measures += [count_where(owed).label(f"{prefix}_population"), func.count(value).label(f"{prefix}_reached")]
+        measures += [count_where(value <= limit).label(f"{prefix}_within_{name}") for name, limit in speed.THRESHOLDS]
     query = (select(key.label("key"), lf.c.touch_bucket, lf.c.route_bucket, *measures).where(where)
              .group_by(key, lf.c.touch_bucket, lf.c.route_bucket))
     names = [c.name for c in measures]
@@ -81,13 +78,9 @@ async def speed_groups(engine: AsyncEngine, where: Any, by: str) -> list[dict[st
     """Per ``by`` value and in total (``is_total``): the first-touch and routing aggregates
     ``speed.from_aggregates`` reads."""
 
-    async def on_own_connection(fn: Any, *args: Any) -> Any:
-        async with engine.connect() as conn:
-            return await fn(conn, *args)
-
-    counts, touch, route = await asyncio.gather(on_own_connection(_counts, where, by),
-                                                on_own_connection(_percentiles, where, by, "touch"),
-                                                on_own_connection(_percentiles, where, by, "route"))
+    counts, touch, route = await asyncio.gather(on_own_connection(engine, _counts, where, by),
+                                                on_own_connection(engine, _percentiles, where, by, "touch"),
+                                                on_own_connection(engine, _percentiles, where, by, "route"))
     rows = []
     for key, c in counts.items():
         row = {"key": key, "is_total": key is None, **{f"{p}_h{i}": 0 for p in MEASURES

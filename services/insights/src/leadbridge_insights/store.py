@@ -36,7 +36,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from .facts import LeadFacts
 from .lead_row import row_of
@@ -227,6 +227,13 @@ async def save_roster(session: AsyncSession, changed_at: datetime, data: dict[st
     await session.execute(stmt.on_conflict_do_update(
         index_elements=[roster.c.id], set_={"changed_at": changed_at, "data": data},
         where=roster.c.changed_at <= changed_at))
+
+
+async def on_own_connection(engine: AsyncEngine, query: Any, *args: Any) -> Any:
+    """``await query(conn, *args)`` on a pooled connection of its own: queries of one view gathered this way
+    run concurrently (PostgreSQL runs no ordered-set aggregate or grouping set in parallel workers)."""
+    async with engine.connect() as conn:
+        return await query(conn, *args)
 
 
 async def timeline_of(conn: AsyncConnection, lead_id: str) -> list[dict[str, Any]]:

@@ -46,18 +46,19 @@ class Filters:
         return and_(*conds)
 
 
-def _count(cond: Any) -> Any:
+def count_where(cond: Any) -> Any:
+    """``count(*) FILTER (WHERE cond)``."""
     return func.count().filter(cond)
 
 
 def _measures() -> list[Any]:
-    return [func.count().label("captured"), _count(lf.c.mql_at.is_not(None)).label("mql"),
-            _count(lf.c.routed.is_(True)).label("routed"),
-            _count(and_(lf.c.routed.is_(True), lf.c.first_touch_at.is_not(None))).label("touched"),
-            _count(lf.c.within_sla.is_(True)).label("within_sla"), _count(lf.c.breached.is_(True)).label("breached"),
-            _count(lf.c.accepted.is_(True)).label("accepted"), _count(lf.c.rejected.is_(True)).label("rejected"),
-            _count(lf.c.qualified.is_(True)).label("qualified"), _count(lf.c.won.is_(True)).label("won"),
-            _count(lf.c.lost.is_(True)).label("lost"), func.coalesce(func.sum(lf.c.won_amount), 0).label("won_amount")]
+    return [func.count().label("captured"), count_where(lf.c.mql_at.is_not(None)).label("mql"),
+            count_where(lf.c.routed.is_(True)).label("routed"),
+            count_where(and_(lf.c.routed.is_(True), lf.c.first_touch_at.is_not(None))).label("touched"),
+            count_where(lf.c.within_sla.is_(True)).label("within_sla"), count_where(lf.c.breached.is_(True)).label("breached"),
+            count_where(lf.c.accepted.is_(True)).label("accepted"), count_where(lf.c.rejected.is_(True)).label("rejected"),
+            count_where(lf.c.qualified.is_(True)).label("qualified"), count_where(lf.c.won.is_(True)).label("won"),
+            count_where(lf.c.lost.is_(True)).label("lost"), func.coalesce(func.sum(lf.c.won_amount), 0).label("won_amount")]
 
 
 async def trend_counts(conn: AsyncConnection, f: Filters, unit: str) -> dict[datetime, dict[str, int]]:
