@@ -4,6 +4,7 @@ migration 0004's backfill makes leads stored before ``lead_views`` existed searc
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -12,7 +13,7 @@ import pytest
 from alembic import command
 from leadbridge_events.db import make_engine, session_factory
 from leadbridge_events.migrations import _config, migrate, migrations_dir
-from leadbridge_insights import store
+from leadbridge_insights import store, views_store
 from leadbridge_insights.app import create_app
 from leadbridge_insights.facts import LeadFacts
 from leadbridge_insights.funnel import DIMENSIONS, funnel, report_from_aggregates
@@ -100,7 +101,7 @@ def _speed_reference(leads: list[LeadFacts], by: str, prefix: str) -> dict:
     return {key: summarize(key, d, n) for key, (d, n) in groups.items()}
 
 
-async def test_sql_speed_view_equals_the_pure_summaries(fresh_database_url):
+async def test_speed_funnel_counts_and_options_in_sql_equal_python_over_the_rows(fresh_database_url):
     rng = random.Random(5)
     leads = [generated_lead(i, rng) for i in range(400)]
     engine = make_engine(fresh_database_url)
@@ -123,8 +124,21 @@ async def test_sql_speed_view_equals_the_pure_summaries(fresh_database_url):
                     assert r["p90_seconds"] == pytest.approx(want["p90_seconds"])
         empty = speed_report(await speed_groups(engine, Filters(channel="nowhere").where(), "rep"), "touch")
         assert empty["rows"] == [] and empty["total"]["population"] == 0
+        async with engine.connect() as conn:
+            counts, why = await views_store.funnel_counts(conn, Filters())
+            options = await views_store.dimension_values(conn)
     finally:
         await engine.dispose()
+    rows = [row_of(f) for f in leads if not f.is_test]
+    assert counts["captured"] == len(rows) and counts["mql"] == sum(r["mql_at"] is not None for r in rows)
+    for name in ("routed", "accepted", "rejected", "qualified", "won", "lost", "breached", "within_sla"):
+        assert counts[name] == sum(bool(r[name]) for r in rows), name
+    assert counts["won_amount"] == pytest.approx(sum(r["won_amount"] or 0 for r in rows if r["won_amount"]))
+    for kind in ("rejected", "lost"):
+        assert why[kind] == dict(Counter(r[f"{kind}_reason"] for r in rows if r[kind]))
+    for name in ("channel", "rep"):
+        seen = Counter(getattr(f, name) for f in leads if not f.is_test and getattr(f, name) is not None)
+        assert options[name] == [v for v, _ in sorted(seen.items(), key=lambda kv: (-kv[1], kv[0]))]
     assert expected["total"]["within"]["5m"] and expected["total"]["histogram"][1]
 
 

@@ -32,7 +32,7 @@ def _key(by: str) -> Any:
 async def funnel_aggregates(engine: AsyncEngine, *, by: str, now: datetime, limbo_after: timedelta,
                             since: datetime | None = None, until: datetime | None = None
                             ) -> tuple[list[dict[str, Any]], list[tuple[str, str, str, int]]]:
-    """Counts per ``by`` value and in total (``is_total``), in one scan; and (key, kind, reason, count) for
+    """Counts per ``by`` value (one scan) and in total (``is_total``: their sums); and (key, kind, reason, count) for
     the rejected and lost reasons per value, from the closed leads' index. The two run concurrently, each on
     its own pooled connection."""
 
@@ -45,7 +45,7 @@ async def _counts(conn: AsyncConnection, by: str, now: datetime, limbo_after: ti
     key = _key(by)
     routed = lf.c.routed.is_(True)
     query = select(
-        key.label("key"), func.grouping(key).label("is_total"), func.count().label("captured"),
+        key.label("key"), func.count().label("captured"),
         count_where(lf.c.mql.is_(True)).label("mql"), count_where(lf.c.nurtured.is_(True)).label("nurtured"),
         count_where(routed).label("routed"), count_where(and_(routed, lf.c.within_sla.is_(True))).label("first_touch_within_sla"),
         count_where(lf.c.sla_at_risk.is_(True)).label("sla_at_risk"), count_where(lf.c.breached.is_(True)).label("sla_breached"),
@@ -57,8 +57,11 @@ async def _counts(conn: AsyncConnection, by: str, now: datetime, limbo_after: ti
         func.coalesce(func.sum(lf.c.won_amount).filter(lf.c.won.is_(True)), 0.0).label("won_amount"),
         count_where(lf.c.lost.is_(True)).label("lost"),
         count_where(and_(lf.c.unowned.is_(True), lf.c.cohort_at <= now - limbo_after)).label("limbo"),
-    ).where(_window(since, until)).group_by(func.rollup(key))
-    return [dict(r._mapping) for r in (await conn.execute(query)).all()]
+    ).where(_window(since, until)).group_by(key)
+    rows = [{**r._mapping, "is_total": False} for r in (await conn.execute(query)).all()]
+    names = [c.name for c in query.selected_columns if c.name != "key"]
+    total = {name: sum((r[name] for r in rows), 0) for name in names}  # counts add up exactly
+    return [*rows, {**total, "key": None, "is_total": True}]
 
 
 async def _reasons(conn: AsyncConnection, by: str, since: datetime | None,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select, true, tuple_
+from sqlalchemy import and_, func, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .store import lead_views as lf
@@ -68,21 +68,20 @@ async def trend_counts(conn: AsyncConnection, f: Filters, unit: str) -> dict[dat
 
 
 async def funnel_counts(conn: AsyncConnection, f: Filters) -> tuple[dict[str, Any], dict[str, dict[str, int]]]:
-    """The cohort's counts, and the rejected and lost reasons with their counts, in one scan."""
-    sets = func.grouping_sets(tuple_(), lf.c.rejected_reason, lf.c.lost_reason)
-    query = select(lf.c.rejected_reason, lf.c.lost_reason, func.grouping(lf.c.rejected_reason).label("g_r"),
-                   func.grouping(lf.c.lost_reason).label("g_l"), *_measures()).where(f.where()).group_by(sets)
-    counts: dict[str, Any] = {}
+    """The cohort's counts, and the rejected and lost reasons with their counts, in one scan: grouped by
+    the two reasons (a reason is set exactly when the lead was rejected / lost), then added up here."""
+    query = (select(lf.c.rejected_reason, lf.c.lost_reason, *_measures()).where(f.where())
+             .group_by(lf.c.rejected_reason, lf.c.lost_reason))
+    counts: dict[str, Any] = dict.fromkeys([c.name for c in _measures()], 0)
     why: dict[str, dict[str, int]] = {"rejected": {}, "lost": {}}
     for r in (await conn.execute(query)).all():
-        m = dict(r._mapping)
-        if m["g_r"] and m["g_l"]:
-            counts = {k: v for k, v in m.items() if k not in ("rejected_reason", "lost_reason", "g_r", "g_l")}
-        elif not m["g_r"] and m["rejected_reason"] is not None:
-            why["rejected"][m["rejected_reason"]] = m["rejected"]
-        elif not m["g_l"] and m["lost_reason"] is not None:
-            why["lost"][m["lost_reason"]] = m["lost"]
-    return counts or dict.fromkeys([c.name for c in _measures()], 0), why
+        m = r._mapping
+        for name in counts:
+            counts[name] += m[name]
+        for kind in ("rejected", "lost"):
+            if m[f"{kind}_reason"] is not None:
+                why[kind][m[f"{kind}_reason"]] = why[kind].get(m[f"{kind}_reason"], 0) + m[kind]
+    return counts, why
 
 
 async def load_inputs(conn: AsyncConnection, week_from: datetime) -> dict[str, Any]:
@@ -167,14 +166,15 @@ async def search(conn: AsyncConnection, f: Filters, *, q: str | None, status: st
 
 
 async def dimension_values(conn: AsyncConnection, limit: int = 200) -> dict[str, list[str]]:
-    """The values each filter can take (most common first), for the page's pickers: one scan."""
+    """The values each filter can take (most common first), for the page's pickers: one scan grouped by
+    all five dimensions at once, each one's counts added up here."""
     cols = [lf.c[name] for name in DIMENSIONS]
-    query = (select(*cols, *(func.grouping(c).label(f"g_{c.name}") for c in cols), func.count().label("n"))
-             .where(lf.c.is_test.is_(False)).group_by(func.grouping_sets(*cols)))
-    found: dict[str, list[tuple[int, str]]] = {name: [] for name in DIMENSIONS}
+    query = select(*cols, func.count().label("n")).where(lf.c.is_test.is_(False)).group_by(*cols)
+    found: dict[str, dict[str, int]] = {name: {} for name in DIMENSIONS}
     for r in (await conn.execute(query)).all():
         m = r._mapping
         for name in DIMENSIONS:
-            if m[f"g_{name}"] == 0 and m[name] is not None:
-                found[name].append((-m["n"], m[name]))
-    return {name: [v for _, v in sorted(values)[:limit]] for name, values in found.items()}
+            if m[name] is not None:
+                found[name][m[name]] = found[name].get(m[name], 0) + m["n"]
+    return {name: [v for _, v in sorted((-n, v) for v, n in values.items())[:limit]]
+            for name, values in found.items()}
