@@ -178,7 +178,7 @@ def cpu_seconds(postmaster: int | None) -> float:
     return used
 
 
-async def measure(url: str, rounds: int, only: str | None = None,
+async def measure(url: str, rounds: int, only: str | None = None, skip: str | None = None,
                   postmaster: int | None = None) -> dict[str, tuple[float, float, float]]:
     app = create_app(InsightsSettings(DATABASE_URL=url), clock=lambda: NOW)
     engine = create_async_engine(url, pool_size=5)
@@ -188,7 +188,7 @@ async def measure(url: str, rounds: int, only: str | None = None,
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://insights",
                                      headers=auth_headers()) as client:
             for name, path in VIEWS.items():
-                if only and only not in name:
+                if (only and only not in name) or (skip and skip in name):
                     continue
                 times, cpu = [], 0.0
                 for i in range(rounds + 3):
@@ -213,6 +213,7 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--leads", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--only", help="only the views whose name contains this")
+    parser.add_argument("--skip", help="not the views whose name contains this")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-insights-") as tmp:
         pg = PostgresCluster(data_dir=Path(tmp), port=free_port(), durable=False).start(log=lambda *_: None)
@@ -225,7 +226,7 @@ async def main(argv: list[str] | None = None) -> int:
             print(f"loaded {args.leads} leads into the read model in {time.perf_counter() - started:.1f} s")
             pid = Path(tmp, "pgdata", "postmaster.pid")
             postmaster = int(pid.read_text().split()[0]) if pid.exists() else None
-            figures = await measure(pg.url, args.rounds, args.only, postmaster)
+            figures = await measure(pg.url, args.rounds, args.only, args.skip, postmaster)
         finally:
             pg.stop()
     print(f"views API, {args.leads} leads, {args.rounds} requests each (p50 / p95 / CPU per request, app +"

@@ -3,6 +3,7 @@ migration 0004's backfill makes leads stored before ``lead_views`` existed searc
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import Counter
 from dataclasses import replace
@@ -25,7 +26,7 @@ from leadbridge_insights.speed import summarize
 from leadbridge_insights.speed_store import speed_groups
 from leadbridge_insights.views_backfill import backfill_sync
 from leadbridge_insights.views_store import Filters
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 
 try:  # a manager's bearer token, once the services require one (the authentication issue)
     from leadbridge_events.testing import auth_headers
@@ -186,5 +187,29 @@ async def test_backfill_makes_leads_stored_before_0003_searchable(fresh_database
             assert views_funnel["counts"]["captured"] == 2 and views_funnel["counts"]["won"] == 1
             closed_loop = (await client.get("/v1/funnel", params={"by": "rep"})).json()
             assert {r["key"]: r["won"] for r in closed_loop["rows"]} == {"rep-7": 1, "rep-8": 0}
+    finally:
+        await engine.dispose()
+
+
+async def test_a_views_concurrent_queries_see_one_snapshot(fresh_database_url):
+    """A lead committed while a view's queries run is in none of them (or, later, in all of them)."""
+    engine = make_engine(fresh_database_url)
+    try:
+        await migrate(engine, store.metadata, migrations_dir("leadbridge_insights"))
+
+        async def count(conn) -> int:
+            return (await conn.execute(select(func.count()).select_from(store.lead_views))).scalar_one()
+
+        async def commit_a_lead_then_count(conn) -> int:
+            async with session_factory(engine)() as session, session.begin():
+                await store.save_facts(session, LeadFacts(lead_id="late", captured=True, captured_at=NOW))
+            return await count(conn)
+
+        async def count_later(conn) -> int:
+            await asyncio.sleep(0.3)  # after the commit
+            return await count(conn)
+
+        assert await store.gather_on_one_snapshot(engine, (commit_a_lead_then_count,), (count_later,)) == [0, 0]
+        assert await store.gather_on_one_snapshot(engine, (count,), (count_later,)) == [1, 1]
     finally:
         await engine.dispose()

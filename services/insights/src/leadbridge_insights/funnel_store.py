@@ -6,7 +6,6 @@ computes from facts (the tests hold the two to the same result).
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,8 +13,8 @@ from sqlalchemy import and_, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .funnel import DIMENSIONS, NONE_KEY
+from .store import gather_on_one_snapshot
 from .store import lead_views as lf
-from .store import on_own_connection
 from .views_store import Filters, count_where
 
 
@@ -33,11 +32,12 @@ async def funnel_aggregates(engine: AsyncEngine, *, by: str, now: datetime, limb
                             since: datetime | None = None, until: datetime | None = None
                             ) -> tuple[list[dict[str, Any]], list[tuple[str, str, str, int]]]:
     """Counts per ``by`` value (one scan) and in total (``is_total``: their sums); and (key, kind, reason, count) for
-    the rejected and lost reasons per value, from the closed leads' index. The two run concurrently, each on
-    its own pooled connection."""
+    the rejected and lost reasons per value, from the closed leads' index. The two run concurrently on one
+    snapshot."""
 
-    return tuple(await asyncio.gather(on_own_connection(engine, _counts, by, now, limbo_after, since, until),
-                                      on_own_connection(engine, _reasons, by, since, until)))
+    counts, reasons = await gather_on_one_snapshot(engine, (_counts, by, now, limbo_after, since, until),
+                                                   (_reasons, by, since, until))
+    return counts, reasons
 
 
 async def _counts(conn: AsyncConnection, by: str, now: datetime, limbo_after: timedelta, since: datetime | None,

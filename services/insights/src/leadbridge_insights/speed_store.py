@@ -1,8 +1,8 @@
 """The SQL behind the speed-to-lead view. An adapter: PostgreSQL counts and takes percentiles, and
 ``speed.report_from_aggregates`` shapes them.
 
-Three queries, each on its own pooled connection and run concurrently (PostgreSQL cannot run an
-ordered-set aggregate in parallel workers; this spreads the view over the cores):
+Three queries, run concurrently on one snapshot (``store.gather_on_one_snapshot``; PostgreSQL cannot run
+an ordered-set aggregate in parallel workers, this spreads the view over the cores):
 
 - the counts: one hash aggregate over the filtered leads, grouped by the ``by`` value and the row's two
   histogram buckets (``touch_bucket``, ``route_bucket``: ``speed.bucket_of`` of the durations), with the
@@ -15,15 +15,14 @@ ordered-set aggregate in parallel workers; this spreads the view over the cores)
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from . import speed
+from .store import gather_on_one_snapshot
 from .store import lead_views as lf
-from .store import on_own_connection
 from .views_store import NONE_KEY, count_where
 
 MEASURES = {"touch": (lf.c.touch_secs, lf.c.touch_bucket), "route": (lf.c.route_secs, lf.c.route_bucket)}
@@ -78,9 +77,9 @@ async def speed_groups(engine: AsyncEngine, where: Any, by: str) -> list[dict[st
     """Per ``by`` value and in total (``is_total``): the first-touch and routing aggregates
     ``speed.from_aggregates`` reads."""
 
-    counts, touch, route = await asyncio.gather(on_own_connection(engine, _counts, where, by),
-                                                on_own_connection(engine, _percentiles, where, by, "touch"),
-                                                on_own_connection(engine, _percentiles, where, by, "route"))
+    counts, touch, route = await gather_on_one_snapshot(engine, (_counts, where, by),
+                                                        (_percentiles, where, by, "touch"),
+                                                        (_percentiles, where, by, "route"))
     rows = []
     for key, c in counts.items():
         row = {"key": key, "is_total": key is None, **{f"{p}_h{i}": 0 for p in MEASURES

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -229,11 +230,23 @@ async def save_roster(session: AsyncSession, changed_at: datetime, data: dict[st
         where=roster.c.changed_at <= changed_at))
 
 
-async def on_own_connection(engine: AsyncEngine, query: Any, *args: Any) -> Any:
-    """``await query(conn, *args)`` on a pooled connection of its own: queries of one view gathered this way
-    run concurrently (PostgreSQL runs no ordered-set aggregate or grouping set in parallel workers)."""
-    async with engine.connect() as conn:
-        return await query(conn, *args)
+async def gather_on_one_snapshot(engine: AsyncEngine, *queries: tuple[Any, ...]) -> list[Any]:
+    """Run ``(query, *args)`` tuples (``await query(conn, *args)``) concurrently, each on a pooled connection
+    of its own, all on the first one's snapshot (exported, as parallel pg_dump does): the numbers of one view
+    are of one moment even while events are being projected. PostgreSQL runs no ordered-set aggregate in
+    parallel workers; this spreads a view's queries over the cores."""
+    async with engine.connect() as first:
+        await first.execution_options(isolation_level="REPEATABLE READ")
+        snapshot = (await first.execute(text("SELECT pg_export_snapshot()"))).scalar_one()
+
+        async def on_the_snapshot(query: Any, *args: Any) -> Any:
+            async with engine.connect() as conn:
+                await conn.execution_options(isolation_level="REPEATABLE READ")
+                await conn.execute(text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))  # an id the server made
+                return await query(conn, *args)
+
+        (query, *args), *rest = queries
+        return list(await asyncio.gather(query(first, *args), *(on_the_snapshot(*q) for q in rest)))
 
 
 async def timeline_of(conn: AsyncConnection, lead_id: str) -> list[dict[str, Any]]:
