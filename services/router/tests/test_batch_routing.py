@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 async def test_a_batch_of_leads_respects_caps_and_routes_each_once(fresh_database_url, kafka_bootstrap, unique_name):
     async with running_router(fresh_database_url, kafka_bootstrap, unique_name, batch_size=200) as (runtime, client):
-        assert runtime.runner.batch_handlers  # the router's batch handler is in use
+        assert runtime.runner.handlers["lead-scored"].batch  # the router's batch handler is in use
         resp = await client.post("/roster/import", content=json.dumps(
             always_on_roster({"ann": 3, "bob": 2}, unique_name)))
         assert resp.status_code == 200, resp.text

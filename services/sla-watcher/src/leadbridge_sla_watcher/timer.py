@@ -19,16 +19,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from leadbridge_contracts.envelope import Envelope
 from leadbridge_contracts.events import SlaAtRisk, SlaBreached
-from leadbridge_contracts.topics import topic_for
+from leadbridge_events.clock import Clock, utcnow
 from leadbridge_events.failures import describe
-from sqlalchemy import Table, bindparam, func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from leadbridge_events.transaction import Transactions
+from sqlalchemy import bindparam, func, select, update
 
 from . import metrics, store
 from .deadlines import Deadline, Firing, Status, fire
@@ -39,26 +38,12 @@ SOURCE = "sla-watcher"
 _EVENT_NS = uuid.UUID("5b3c1f0e-8d7a-4b7e-9a51-2f4c6d8e0a11")
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 def firing_event(d: Deadline, firing: Firing, fired_at: datetime) -> Envelope[Any]:
     common = dict(lead_id=d.lead_id, deadline_id=d.id, policy=d.policy, kind=d.kind, assignee_id=d.assignee_id,
                   team=d.team, due_at=d.due_at, fired_at=fired_at, routing_attempt=d.attempt)
     data = SlaAtRisk(**common) if firing == Firing.AT_RISK else SlaBreached(**common, escalate=d.escalate)
     event_id = str(uuid.uuid5(_EVENT_NS, f"{d.id}:{firing.value}"))
     return Envelope.of(data, source=SOURCE, lead_id=d.lead_id, event_id=event_id, time=fired_at)
-
-
-async def _stage(session: AsyncSession, outbox: Table, events: list[Envelope[Any]]) -> None:
-    """Batch version of leadbridge_events.outbox.add_to_outbox: one INSERT, one NOTIFY."""
-    await session.execute(outbox.insert(), [
-        {"event_id": e.id, "topic": topic_for(e.type).name, "key": e.lead_id, "value": e.kafka_value(),
-         "headers": {k: v.decode() for k, v in e.kafka_headers()}} for e in events
-    ])
-    channel = f"outbox_{outbox.schema}".replace("-", "_")
-    await session.execute(text("SELECT pg_notify(:c, '')"), {"c": channel})
 
 
 _MARK = (
@@ -69,10 +54,11 @@ _MARK = (
 
 
 class TimerLoop:
-    def __init__(self, sessions: async_sessionmaker, outbox: Table, *, batch_size: int = 500,
-                 poll_seconds: float = 0.2, clock: Callable[[], datetime] = utcnow) -> None:
-        self._sessions = sessions
-        self._outbox = outbox
+    def __init__(self, transaction: Transactions, *, batch_size: int = 500, poll_seconds: float = 0.2,
+                 clock: Clock = utcnow) -> None:
+        """``transaction``: the runtime's (``ServiceRuntime.transaction``); the events fired go out through its
+        ``emit``, in one outbox insert with the rows' marks."""
+        self._transaction = transaction
         self._batch = batch_size
         self._poll = poll_seconds
         self._clock = clock
@@ -82,7 +68,8 @@ class TimerLoop:
     async def fire_due(self) -> int:
         """Claim and fire one batch of due deadlines; returns how many events were emitted."""
         now = self._clock()
-        async with self._sessions() as session, session.begin():
+        async with self._transaction() as tx:
+            session = tx.session
             rows = (await session.execute(
                 select(deadlines).where(deadlines.c.status == "open", deadlines.c.next_fire_at <= now)
                 .order_by(deadlines.c.next_fire_at).limit(self._batch).with_for_update(skip_locked=True)
@@ -105,7 +92,8 @@ class TimerLoop:
                               "d_at_risk": after.at_risk_fired_at, "d_breach": after.breach_fired_at})
                 fired.append((before.next_fire_at, after, firing))
             if events:
-                await _stage(session, self._outbox, events)
+                for event in events:
+                    await tx.emit(event)
                 await session.execute(_MARK, marks)
             if unreadable:
                 await session.execute(update(deadlines).where(deadlines.c.id.in_([r.id for r, _ in unreadable]))
@@ -129,8 +117,8 @@ class TimerLoop:
         return len(events)
 
     async def seconds_to_next(self) -> float:
-        async with self._sessions() as session:
-            nxt = (await session.execute(
+        async with self._transaction() as tx:
+            nxt = (await tx.session.execute(
                 select(func.min(deadlines.c.next_fire_at)).where(deadlines.c.status == "open")
             )).scalar()
         if nxt is None:
