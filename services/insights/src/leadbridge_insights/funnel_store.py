@@ -31,10 +31,9 @@ def _key(by: str) -> Any:
 async def funnel_aggregates(engine: AsyncEngine, *, by: str, now: datetime, limbo_after: timedelta,
                             since: datetime | None = None, until: datetime | None = None
                             ) -> tuple[list[dict[str, Any]], list[tuple[str, str, str, int]]]:
-    """Counts per ``by`` value (one scan) and in total (``is_total``: their sums); and (key, kind, reason, count) for
-    the rejected and lost reasons per value, from the closed leads' index. The two run concurrently on one
-    snapshot."""
-
+    """Counts per ``by`` value (one scan) and in total (``is_total``: their sums); and (key, kind, reason,
+    count) for the rejected and lost reasons per value, from the closed leads' index. The two run
+    concurrently on one snapshot."""
     counts, reasons = await gather_on_one_snapshot(engine, (_counts, by, now, limbo_after, since, until),
                                                    (_reasons, by, since, until))
     return counts, reasons
