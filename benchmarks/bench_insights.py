@@ -154,7 +154,7 @@ VIEWS = {
     "find_by_email": "/v1/views/leads?q=p4242@",
     "find_by_status": "/v1/views/leads?status=won&page=3",
     "options": "/v1/views/options",
-    "timeline": "/v1/leads/lead-004242/timeline",
+    "timeline": "/v1/leads/lead-000042/timeline",
     "closed_loop_funnel_by_channel": "/v1/funnel?by=channel",
     "closed_loop_funnel_by_rep": "/v1/funnel?by=rep",
     "closed_loop_funnel_window": "/v1/funnel?by=campaign&since=2026-11-01",
@@ -182,7 +182,7 @@ async def measure(url: str, rounds: int, only: str | None = None, skip: str | No
                   postmaster: int | None = None) -> dict[str, tuple[float, float, float]]:
     app = create_app(InsightsSettings(DATABASE_URL=url), clock=lambda: NOW)
     engine = create_async_engine(url, pool_size=5)
-    app.state.runtime = SimpleNamespace(engine=engine)  # the views need only the engine: no Kafka here
+    app.state.wiring._runtime = SimpleNamespace(engine=engine)  # the views need only the engine: no Kafka here
     out = {}
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://insights",

@@ -176,7 +176,7 @@ async def test_backfill_makes_leads_stored_before_0003_searchable(fresh_database
         assert contact == {"lead-from-2025": (None, None, "won"), "lead-with-contact": ("Bo Meyer", "bo@x.example", "routed")}
 
         app = create_app(InsightsSettings(DATABASE_URL=fresh_database_url), clock=lambda: NOW)
-        app.state.runtime = type("Runtime", (), {"engine": engine})()  # the views need only the engine
+        app.state.wiring._runtime = type("Runtime", (), {"engine": engine})()  # the views need only the engine
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://insights",
                                      headers=auth_headers()) as client:
             for params in ({"q": "from-2025"}, {"q": "quigley"}, {"status": "won"}, {"rep": "rep-7"}):
