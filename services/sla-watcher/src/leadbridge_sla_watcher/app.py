@@ -34,7 +34,8 @@ class Watcher:
                                       handlers=bind(self.config), group_id=group_id,
                                       migrations=migrations_dir("leadbridge_sla_watcher"), **runner_options)
         self.timer = TimerLoop(self.runtime.sessions, self.runtime.outbox, batch_size=self.settings.timer_batch_size,
-                               poll_seconds=self.settings.timer_poll_seconds, clock=clock)
+                               poll_seconds=self.settings.timer_poll_seconds, clock=clock,
+                               workers=self.settings.timer_workers)
 
     async def start(self) -> None:
         await self.runtime.start()  # creates the schema first: the timer needs its table

@@ -54,11 +54,12 @@ async def _admin(url: str, sql: str) -> None:
         await conn.close()
 
 
-async def run_size(base_url: str, n: int, due: int, window: float, poll: float) -> dict[str, float]:
+async def run_size(base_url: str, n: int, due: int, window: float, poll: float, batch: int, workers: int
+                   ) -> dict[str, float]:
     name = f"sla_bench_{uuid.uuid4().hex[:10]}"
     await _admin(base_url, f'CREATE DATABASE "{name}"')
     url = base_url.rpartition("/")[0] + "/" + name
-    engine = make_engine(url, pool_size=4, statement_timeout_ms=0)  # bulk loads of a million rows: unbounded
+    engine = make_engine(url, pool_size=max(4, workers + 1), statement_timeout_ms=0)  # bulk loads of a million rows: unbounded
     try:
         await create_schema(engine, tables.metadata)
         started = time.monotonic()
@@ -69,7 +70,7 @@ async def run_size(base_url: str, n: int, due: int, window: float, poll: float) 
         load_seconds = time.monotonic() - started
         async with engine.begin() as conn:  # the ones we time: due over the next `window` seconds
             await conn.execute(_LOAD, {"prefix": "due-", "n": min(due, n), "offset": 1.0, "spread": window})
-        timer = TimerLoop(session_factory(engine), tables.outbox, poll_seconds=poll)
+        timer = TimerLoop(session_factory(engine), tables.outbox, poll_seconds=poll, batch_size=batch, workers=workers)
         timer.lags = []
         peak = _rss_mb()
         task = asyncio.create_task(timer.run())
@@ -90,13 +91,14 @@ async def run_size(base_url: str, n: int, due: int, window: float, poll: float) 
         await _admin(base_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-async def main(sizes: list[int], due: int, window: float, poll: float) -> None:
+async def main(sizes: list[int], due: int, window: float, poll: float, batch: int, workers: int) -> None:
     base = WatcherSettings().database_url
-    print(f"SLA timer benchmark: {due} deadlines due over {window:g}s among N open ones; poll {poll:g}s")
+    print(f"SLA timer benchmark: {due} deadlines due over {window:g}s among N open ones; poll {poll:g}s, "
+          f"batch {batch}, {workers} worker(s)")
     print(f"{'open deadlines':>15} {'fired':>6} {'lag p50 ms':>11} {'lag p99 ms':>11} {'lag max ms':>11} "
           f"{'peak RSS MB':>12} {'load s':>7}")
     for n in sizes:
-        r = await run_size(base, n, due, window, poll)
+        r = await run_size(base, n, due, window, poll, batch, workers)
         print(f"{r['n']:>15,} {r['fired']:>6} {r['p50'] * 1000:>11.1f} {r['p99'] * 1000:>11.1f} "
               f"{r['max'] * 1000:>11.1f} {r['rss']:>12.1f} {r['load']:>7.1f}", flush=True)
         tag = f"sla_{r['n']}_open_{due}_due_in_{window:g}s"
@@ -113,9 +115,13 @@ def cli() -> None:
     parser.add_argument("--window", type=float, default=5.0, help="seconds over which they come due")
     parser.add_argument("--poll", type=float, default=WatcherSettings().timer_poll_seconds,
                         help="timer poll interval (SLA_TIMER_POLL_SECONDS)")
+    parser.add_argument("--batch", type=int, default=WatcherSettings().timer_batch_size,
+                        help="deadlines claimed per transaction (SLA_TIMER_BATCH_SIZE)")
+    parser.add_argument("--workers", type=int, default=WatcherSettings().timer_workers,
+                        help="claiming loops side by side (SLA_TIMER_WORKERS)")
     args = parser.parse_args()
     sizes = [int(float(s)) for s in args.sizes.split(",") if s.strip()]
-    asyncio.run(main(sizes, args.due, args.window, args.poll))
+    asyncio.run(main(sizes, args.due, args.window, args.poll, args.batch, args.workers))
 
 
 if __name__ == "__main__":

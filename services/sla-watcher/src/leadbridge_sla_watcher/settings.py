@@ -20,6 +20,8 @@ class WatcherSettings(BackboneSettings):
     )
     timer_poll_seconds: float = Field(default=0.2, gt=0, le=1, validation_alias="SLA_TIMER_POLL_SECONDS")
     timer_batch_size: int = Field(default=500, ge=1, validation_alias="SLA_TIMER_BATCH_SIZE")
+    timer_workers: int = Field(default=2, ge=1, le=16, validation_alias="SLA_TIMER_WORKERS",
+                               description="Claiming loops side by side: one batch's commit overlaps the next's work.")
     gauge_refresh_seconds: float = Field(default=15, gt=0, validation_alias="SLA_GAUGE_REFRESH_SECONDS")
 
     def sla_config(self) -> SlaConfig:
