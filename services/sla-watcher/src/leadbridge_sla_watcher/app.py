@@ -15,6 +15,7 @@ from leadbridge_events.migrations import migrations_dir
 from leadbridge_events.runtime import ServiceRuntime
 
 from . import gauges, tables
+from .batch_handlers import bind_batch
 from .handlers import bind
 from .policies import SlaConfig
 from .settings import WatcherSettings
@@ -30,6 +31,7 @@ class Watcher:
                  group_id: str | None = None, clock: Callable[[], datetime] = utcnow, **runner_options: Any):
         self.settings = settings or WatcherSettings()
         self.config = config or self.settings.sla_config()
+        runner_options.setdefault("batch_handlers", bind_batch(self.config))
         self.runtime = ServiceRuntime(name=NAME, settings=self.settings, metadata=tables.metadata,
                                       handlers=bind(self.config), group_id=group_id,
                                       migrations=migrations_dir("leadbridge_sla_watcher"), **runner_options)
