@@ -8,9 +8,10 @@ One iteration, in one transaction, three statements whatever the batch size:
                                  ORDER BY next_fire_at LIMIT :batch FOR UPDATE SKIP LOCKED)
        UPDATE deadlines SET <what deadlines.fire does> FROM due WHERE deadlines.id = due.id RETURNING due.*
 
-   it returns the rows as they were before, so the pure ``deadlines.fire`` decides at-risk or breach for
-   each and builds its event (the SQL is ``fire``'s state change written as ``CASE`` expressions; a test
-   runs both over every kind of due row and requires the same result);
+   the SQL is ``fire``'s state change written as ``CASE`` expressions (a test runs both over every kind
+   of due row and requires the same result). It returns the rows as they were before, so the pure
+   ``deadlines.due_firing`` (what ``fire`` fires) decides at-risk or breach for each, and builds its event
+   (which carries no field that ``fire`` changes);
 2. every event into the outbox in one multi-row insert (``stage_events``, one NOTIFY for the relay);
 3. the commit.
 
@@ -43,7 +44,7 @@ from sqlalchemy import Table, TextClause, func, select, text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from . import metrics, store
-from .deadlines import Deadline, Firing, Status, fire
+from .deadlines import Deadline, Firing, Status, due_firing
 from .tables import deadlines
 
 log = logging.getLogger("leadbridge.sla_watcher.timer")
@@ -136,15 +137,15 @@ class TimerLoop:
             unreadable: list[tuple[Any, Exception]] = []
             for row in rows:
                 try:
-                    before = store.from_row(row)
-                    after, firing = fire(before, now)
+                    d = store.from_row(row)
+                    firing = due_firing(d, now)  # what fire(d, now) fires; the claim made its state change
                     if firing is None:
                         continue  # claimed early: the claim put its computed next fire time back
-                    staged.append((firing_event(after, firing, now), None))
+                    staged.append((firing_event(d, firing, now), None))
                 except Exception as exc:  # noqa: BLE001 - this row's own fault: park it, fire the others
                     unreadable.append((row, exc))
                     continue
-                fired.append((row.next_fire_at, after, firing))
+                fired.append((row.next_fire_at, d, firing))
             await stage_events(session, self._outbox, staged)
             if unreadable:
                 await session.execute(_PARK, {"ids": [r.id for r, _ in unreadable],
