@@ -9,13 +9,12 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import asyncpg
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the harness importable
 from leadbridge_events.producer import EventProducer  # noqa: E402
-from leadbridge_events.testing import collect_records  # noqa: E402
+from leadbridge_events.testing import collect_records, lose_connection  # noqa: E402
 from leadbridge_router.batch_routing import BatchRouting  # noqa: E402
 from router_harness import always_on_roster, breached, lead_ids, routed, running_router, scored  # noqa: E402
 
@@ -84,13 +83,7 @@ async def test_a_connection_lost_mid_batch_routes_each_lead_once(fresh_database_
 
     async def flush_after_losing_the_connection(self):
         if not killed and self._assignments:  # decided, nothing written yet: the server drops the session
-            pid = (await self._session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
-            killed.append(pid)
-            admin = await asyncpg.connect(fresh_database_url.replace("postgresql+asyncpg://", "postgresql://"))
-            try:
-                await admin.execute("SELECT pg_terminate_backend($1)", pid)
-            finally:
-                await admin.close()
+            killed.append(await lose_connection(self._session, fresh_database_url))
         await flush(self)
 
     monkeypatch.setattr(BatchRouting, "flush", flush_after_losing_the_connection)

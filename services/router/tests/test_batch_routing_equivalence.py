@@ -5,10 +5,8 @@ closed lead. Against a real PostgreSQL, no Kafka."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 
-import asyncpg
 import pytest
 from leadbridge_contracts import Envelope, LeadProfile, LeadScored, SlaBreached, SlaKind, Stage
 from leadbridge_events.batching import BatchContext
@@ -110,20 +108,6 @@ async def _state(sessions) -> dict:
 def _summary(events: list[Envelope]) -> list[tuple]:
     return [(e.lead_id, e.data.outcome, e.data.assignee_id, e.data.attempt, e.data.pool, e.data.reason)
             for e in events]
-
-
-@pytest.fixture
-async def second_database_url(stack):
-    """Another empty database beside ``fresh_database_url``: the two paths run side by side."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = stack.database_url.replace("postgresql+asyncpg://", "postgresql://")
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        yield f"{stack.database_url.rpartition('/')[0]}/{name}"
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 async def test_a_batch_has_the_effects_of_its_events_one_at_a_time_in_order(fresh_database_url, second_database_url,

@@ -7,14 +7,14 @@ import asyncio
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import pytest
 from leadbridge_contracts.topics import SLA_DEADLINES
 from leadbridge_events.producer import EventProducer
+from leadbridge_events.testing import lose_connection
 from leadbridge_sla_watcher import batch_handlers, tables
 from leadbridge_sla_watcher.app import Watcher
 from leadbridge_sla_watcher.settings import WatcherSettings
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from .sla_helpers import fast_config, new_lead_id, routed, touched
 
@@ -52,13 +52,7 @@ async def test_batches_keep_order_and_survive_a_connection_lost_mid_batch(fresh_
 
     async def save_after_losing_the_connection(session, routing):
         if not killed and routing:  # every routing of the batch decided, nothing of it committed
-            pid = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
-            killed.append(pid)
-            admin = await asyncpg.connect(fresh_database_url.replace("postgresql+asyncpg://", "postgresql://"))
-            try:
-                await admin.execute("SELECT pg_terminate_backend($1)", pid)
-            finally:
-                await admin.close()
+            killed.append(await lose_connection(session, fresh_database_url))
         await save(session, routing)
 
     monkeypatch.setattr(batch_handlers, "_save_routing", save_after_losing_the_connection)

@@ -8,7 +8,6 @@ import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import pytest
 from leadbridge_contracts.envelope import Envelope
 from leadbridge_contracts.events import FollowUpOutcome, LeadRouted, TouchType
@@ -48,18 +47,6 @@ def batches() -> list[list[Envelope]]:
          touched(e, at=T0 + timedelta(minutes=1))],
         [routed(b, at=T0 + timedelta(minutes=10), attempt=2, assignee="rep-3"), nurtured(a, 3)],
     ]
-
-
-@pytest.fixture
-async def second_database_url(stack):
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(stack.database_url.replace("postgresql+asyncpg://", "postgresql://"))
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        yield f"{stack.database_url.rpartition('/')[0]}/{name}"
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 async def _sessions(url: str):
