@@ -6,7 +6,7 @@ export UV_LINK_MODE ?= copy
 .PHONY: lint install helm up down env test test-unit schemas run demo bench bench-routing bench-sla bench-replicas bench-insights vendor-uplot wrk chaos help
 
 help:
-	@echo "make lint   - the quality gate: ruff with the rules in pyproject.toml"
+	@echo "make lint   - the quality gate: ruff, then mypy (strict), both configured in pyproject.toml"
 	@echo "make run    - start Kafka, PostgreSQL and the four services (Ctrl-C stops all)"
 	@echo "make test   - run the whole test suite against a real Kafka broker and PostgreSQL"
 	@echo "make up / make down - start / stop the local Kafka + PostgreSQL only (make up BROKERS=3: a 3-broker cluster)"
@@ -41,6 +41,7 @@ helm:
 
 lint: install
 	$(UV) run ruff check .
+	$(UV) run mypy
 
 test: install helm
 	@$(UV) run leadbridge-devstack check --for test

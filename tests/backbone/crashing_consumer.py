@@ -10,9 +10,11 @@ import os
 import signal
 import sys
 
+from leadbridge_contracts.events import LeadActivityRecorded
 from leadbridge_events.consumer import ConsumerRunner
 from leadbridge_events.db import add_backbone_tables, make_engine, session_factory
 from leadbridge_events.producer import EventProducer
+from leadbridge_events.registry import EventHandlers, on
 from sqlalchemy import Column, Integer, MetaData, String, Table
 
 
@@ -30,7 +32,8 @@ async def main(bootstrap: str, database_url: str, schema: str, topic: str, group
         os.kill(os.getpid(), signal.SIGKILL)
 
     async with EventProducer(bootstrap) as producer:
-        runner = ConsumerRunner(bootstrap_servers=bootstrap, group_id=group, handlers={topic: handler},
+        runner = ConsumerRunner(bootstrap_servers=bootstrap, group_id=group, handlers=EventHandlers(on(LeadActivityRecorded, handler)),
+                                topics=[topic],
                                 sessions=session_factory(engine), processed=processed, outbox=outbox,
                                 producer=producer, on_committed=die)
         await runner.run()

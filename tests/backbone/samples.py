@@ -73,3 +73,10 @@ def samples(lead_id: str) -> list[EventData]:
                                       timezone="Europe/Berlin", working_hours={"mon": ["09:00-17:00"]},
                                       out_of_office=[{"start": "2026-12-24", "end": "2026-12-26", "reason": None}])]),
     ]
+
+
+def activity_handlers(handler, batch=None):
+    """The table of a test consumer on a topic of its own: lead-activity-recorded in, and out (echoes)."""
+    from leadbridge_events.registry import EventHandlers, on
+
+    return EventHandlers(on(LeadActivityRecorded, handler, batch=batch), emits=(LeadActivityRecorded,))

@@ -60,7 +60,7 @@ async def test_batches_keep_order_per_lead_and_apply_each_event_once(
     for e in events[::7]:  # redeliveries, some inside the same batch as the original
         await producer.send(e, topic=topic.name)
     runner = make_runner(backbone, producer, kafka_bootstrap, topic, unique_name, handler, batch_size=50,
-                         batch_handlers={topic.name: batch_handler} if with_batch_handler else None)
+                         batch=batch_handler if with_batch_handler else None)
     task = asyncio.create_task(runner.run())
     await wait_for(lambda: _ge(count_effects(backbone), len(events)))
     await asyncio.sleep(0.5)

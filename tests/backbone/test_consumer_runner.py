@@ -12,7 +12,7 @@ from leadbridge_events.consumer import ConsumerRunner, PoisonEvent
 from leadbridge_events.testing import collect_records
 from sqlalchemy import func, select
 
-from .samples import NOW
+from .samples import NOW, activity_handlers
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,7 @@ def activity(lead_id: str, seq: int, kind: str = "visit") -> Envelope:
 
 def make_runner(backbone, producer, kafka_bootstrap, topic, group, handler, **kw) -> ConsumerRunner:
     return ConsumerRunner(
-        bootstrap_servers=kafka_bootstrap, group_id=group, handlers={topic.name: handler},
+        bootstrap_servers=kafka_bootstrap, group_id=group, handlers=activity_handlers(handler, kw.pop("batch", None)), topics=[topic.name],
         sessions=backbone.sessions, processed=backbone.processed, outbox=backbone.outbox, producer=producer,
         backoff_seconds=0.01, **kw,
     )
@@ -153,3 +153,40 @@ async def test_emit_writes_to_the_outbox_in_the_handler_transaction(
         outbox_rows = (await conn.execute(select(func.count()).select_from(backbone.outbox))).scalar_one()
     assert await count_effects(backbone) == 1
     assert outbox_rows == 1, "the failed handler's emitted event was rolled back with its state change"
+
+
+async def test_an_undeclared_emit_stops_the_runner_with_the_record_uncommitted(
+    backbone, producer, kafka_bootstrap, topic, unique_name
+):
+    """A bug, not the record's fault: no retries, no dead letter; once the table is fixed, it is handled."""
+    from leadbridge_contracts.events import LeadActivityRecorded, LeadScored
+    from leadbridge_events.registry import EventHandlers, on
+    from leadbridge_events.transaction import UndeclaredEmit
+
+    calls = []
+
+    async def handler(event, ctx):
+        calls.append(event.id)
+        await ctx.session.execute(backbone.effects.insert().values(event_id=event.id, lead_id=event.lead_id))
+        await ctx.emit(activity(event.lead_id, 7, kind="derived"), topic="unused-topic")
+
+    def runner_with(emits):
+        return ConsumerRunner(bootstrap_servers=kafka_bootstrap, group_id=unique_name, topics=[topic.name],
+                              handlers=EventHandlers(on(LeadActivityRecorded, handler), emits=emits),
+                              sessions=backbone.sessions, processed=backbone.processed, outbox=backbone.outbox,
+                              producer=producer, backoff_seconds=0.01)
+
+    lead = f"lead-{uuid.uuid4()}"
+    event = activity(lead, 1)
+    await producer.send(event, topic=topic.name)
+    with pytest.raises(UndeclaredEmit, match="lead-activity-recorded"):
+        await asyncio.wait_for(runner_with((LeadScored,)).run(), 30)
+    assert calls == [event.id] and await count_effects(backbone) == 0  # once, rolled back
+    fixed = runner_with((LeadActivityRecorded,))
+    task = asyncio.create_task(fixed.run())
+    await wait_for(lambda: _ge(count_effects(backbone), 1))  # redelivered: its offset was never committed
+    fixed.stop()
+    await task
+    assert calls == [event.id, event.id]
+    with pytest.raises(TimeoutError):  # nothing was dead-lettered
+        await collect_records(kafka_bootstrap, [topic.dlq], until=lambda m: len(m) >= 1, timeout=2.0)

@@ -66,6 +66,10 @@ def test_causation_links_correlation_and_causation_ids():
         (lambda k, v, h: (k, v, [(n, b"9") if n == "ce_schemaversion" else (n, x) for n, x in h]),
          "unknown event type"),
         (lambda k, v, h: (k, None, h), "no value"),
+        (lambda k, v, h: (k, v, [(n, b"2026-12-01T17:00:00") if n == "ce_time" else (n, x) for n, x in h]),
+         "ce_time has no UTC offset"),
+        (lambda k, v, h: (k, v, [(n, b"yesterday") if n == "ce_time" else (n, x) for n, x in h]),
+         "bad envelope attributes: time"),
     ],
 )
 def test_bad_records_are_rejected_with_a_reason(mutate, reason):

@@ -13,6 +13,7 @@ from leadbridge_events import metrics
 from leadbridge_events.consumer import ConsumerRunner
 from sqlalchemy import func, select
 
+from .samples import activity_handlers
 from .test_consumer_runner import activity, count_effects, wait_for
 
 pytestmark = pytest.mark.integration
@@ -39,7 +40,8 @@ async def test_redelivery_after_a_crash_between_db_commit_and_offset_commit(
 
     duplicates = metrics.EVENTS_DUPLICATE.labels(unique_name, topic.name)
     before = duplicates._value.get()
-    runner = ConsumerRunner(bootstrap_servers=kafka_bootstrap, group_id=unique_name, handlers={topic.name: handler},
+    runner = ConsumerRunner(bootstrap_servers=kafka_bootstrap, group_id=unique_name, handlers=activity_handlers(handler),
+                            topics=[topic.name],
                             sessions=backbone.sessions, processed=backbone.processed, outbox=backbone.outbox,
                             producer=producer)
     task = asyncio.create_task(runner.run())

@@ -16,6 +16,7 @@ from leadbridge_events.outbox import OutboxRelay, add_to_outbox
 from leadbridge_events.producer import EventProducer
 from sqlalchemy import func, select
 
+from .samples import activity_handlers
 from .test_consumer_runner import activity, wait_for
 from .test_outbox_parking import parked_rows
 
@@ -90,7 +91,8 @@ async def test_rows_wait_while_kafka_is_down_and_flow_when_it_returns(backbone, 
                                                                    seq=int(event.data.activity_id)))
 
     async with EventProducer(bootstrap) as producer:
-        runner = ConsumerRunner(bootstrap_servers=bootstrap, group_id=unique_name, handlers={topic.name: handler},
+        runner = ConsumerRunner(bootstrap_servers=bootstrap, group_id=unique_name, handlers=activity_handlers(handler),
+                                topics=[topic.name],
                                 sessions=backbone.sessions, processed=backbone.processed, producer=producer)
         task = asyncio.create_task(runner.run())
 

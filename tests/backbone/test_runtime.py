@@ -9,6 +9,7 @@ import pytest
 from leadbridge_events.runtime import ServiceRuntime
 from leadbridge_events.settings import BackboneSettings
 
+from .samples import activity_handlers
 from .test_consumer_runner import activity, count_effects, wait_for
 
 pytestmark = pytest.mark.integration
@@ -36,7 +37,7 @@ async def test_a_crashed_consumer_is_restarted(backbone, producer, kafka_bootstr
 
     settings = BackboneSettings(KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, DATABASE_URL=fresh_database_url)
     runtime = ServiceRuntime(name=unique_name, settings=settings, metadata=backbone.metadata,
-                             handlers={topic.name: handler}, group_id=unique_name, engine=backbone.engine)
+                             handlers=activity_handlers(handler), topics=[topic.name], group_id=unique_name, engine=backbone.engine)
     await runtime.start()
     try:
         await wait_for(lambda: _true(runtime.consumer_failures == 1 and built == 2))

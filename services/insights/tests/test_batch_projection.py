@@ -51,7 +51,7 @@ async def test_batch_projection_equals_one_by_one(fresh_database_url):
         async with sessions() as session, session.begin():
             ctx = BatchContext(session=session, outbox=outbox)
             for e in events:
-                await HANDLERS["lead-captured"](e, ctx.for_event(e))
+                await HANDLERS[e.type].handler(e, ctx.for_event(e))
         expected = await _snapshot(engine)
         async with engine.begin() as conn:
             await conn.execute(text("TRUNCATE insights.timeline, insights.lead_facts"))

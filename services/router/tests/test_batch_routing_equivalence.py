@@ -8,11 +8,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from leadbridge_contracts import Envelope, LeadProfile, LeadScored, SlaBreached, SlaKind, Stage
-from leadbridge_events.batching import BatchContext
-from leadbridge_events.consumer import HandlerContext, PoisonEvent
+from leadbridge_contracts import Envelope, LeadProfile, LeadScored, Stage
 from leadbridge_events.db import make_engine, session_factory
 from leadbridge_events.migrations import migrate, migrations_dir
+from leadbridge_events.transaction import BatchContext, HandlerContext
 from leadbridge_router import db, handlers, roster_io
 from leadbridge_router.batch_routing import on_lead_scored_batch
 from leadbridge_router.roster import Roster
@@ -77,7 +76,7 @@ async def _one_at_a_time(sessions, events: list[Envelope]) -> list[Envelope]:
     emitted = []
     for event in events:
         async with sessions() as s, s.begin():
-            ctx = HandlerContext(session=s, record=None, outbox=db.outbox)
+            ctx = HandlerContext(session=s, outbox=db.outbox, emits=handlers.HANDLERS.emitted_types, clock=lambda: NOW)
             await handlers.on_lead_scored(event, ctx)
             emitted += ctx.emitted
     return emitted
@@ -85,7 +84,7 @@ async def _one_at_a_time(sessions, events: list[Envelope]) -> list[Envelope]:
 
 async def _as_a_batch(sessions, events: list[Envelope]) -> list[Envelope]:
     async with sessions() as s, s.begin():
-        ctx = BatchContext(session=s, outbox=db.outbox)
+        ctx = BatchContext(session=s, outbox=db.outbox, emits=handlers.HANDLERS.emitted_types, clock=lambda: NOW)
         await on_lead_scored_batch(events, ctx)
     return [e for e, _ in ctx.staged]
 
@@ -110,9 +109,7 @@ def _summary(events: list[Envelope]) -> list[tuple]:
             for e in events]
 
 
-async def test_a_batch_has_the_effects_of_its_events_one_at_a_time_in_order(fresh_database_url, second_database_url,
-                                                                             monkeypatch):
-    monkeypatch.setattr(handlers, "clock", lambda: NOW)
+async def test_a_batch_has_the_effects_of_its_events_one_at_a_time_in_order(fresh_database_url, second_database_url):
     one_engine, one = await _database(fresh_database_url)
     batch_engine, batch = await _database(second_database_url)
     try:
@@ -126,14 +123,3 @@ async def test_a_batch_has_the_effects_of_its_events_one_at_a_time_in_order(fres
         await one_engine.dispose()
         await batch_engine.dispose()
     assert outcomes == {"assigned", "fallback_owner", "returned_to_nurture"}  # the batches cover each outcome
-
-
-async def test_a_foreign_event_fails_the_batch_so_that_the_runner_goes_one_by_one(fresh_database_url):
-    engine, sessions = await _database(fresh_database_url)
-    try:
-        breach = SlaBreached(lead_id="lead-x", deadline_id="d-1", policy="standard", kind=SlaKind.FIRST_TOUCH,
-                             due_at=NOW, fired_at=NOW, routing_attempt=1)
-        with pytest.raises(PoisonEvent):
-            await _as_a_batch(sessions, [scored(1), Envelope.of(breach, source="sla-watcher", lead_id="lead-x")])
-    finally:
-        await engine.dispose()

@@ -93,7 +93,7 @@ async def test_a_new_local_day_frees_daily_slots_for_waiting_leads(fresh_databas
         await publish(kafka_bootstrap, follow_up(first, WON, "ann"))
         await lead_status(client, first, until=lambda body: body["status"] == "closed")
         assert (await lead_status(client, second))["waiting_since"] is not None
-        assert await drain_waiting(runtime.sessions, NOW()) == 0
-        assert await drain_waiting(runtime.sessions, NOW() + timedelta(days=1)) == 1  # a new day in Berlin
+        assert await drain_waiting(runtime.transaction, NOW()) == 0
+        assert await drain_waiting(runtime.transaction, NOW() + timedelta(days=1)) == 1  # a new day in Berlin
         later = [e.data for e in await routed(kafka_bootstrap, [second], 2) if e.data.attempt == 2]
         assert later and later[0].assignee_id == "ann"

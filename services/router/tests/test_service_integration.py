@@ -119,7 +119,7 @@ def router_partitions() -> int:
     from leadbridge_contracts.topics import ALL_TOPICS
     from leadbridge_router.handlers import HANDLERS
 
-    return sum(t.partitions for t in ALL_TOPICS if t.name in HANDLERS)
+    return sum(t.partitions for t in ALL_TOPICS if t.name in HANDLERS.topics)
 
 
 async def settled(*consumers, partitions: int | None = None, quiet: float = 3.0) -> None:
@@ -176,19 +176,17 @@ async def test_two_replicas_never_exceed_caps_or_assign_twice(fresh_database_url
             assert emitted == {i: 1 for i in ids}
 
 
-async def test_held_off_hours_lead_is_routed_when_the_shift_starts(fresh_database_url, kafka_bootstrap, unique_name,
-                                                                   monkeypatch):
+async def test_held_off_hours_lead_is_routed_when_the_shift_starts(fresh_database_url, kafka_bootstrap, unique_name):
     from datetime import datetime
 
-    from leadbridge_router import handlers
     from leadbridge_router.scheduler import route_due_held
 
     saturday = datetime(2026, 3, 7, 12, 0, tzinfo=UTC)
-    monkeypatch.setattr(handlers, "clock", lambda: saturday)
     roster = always_on_roster({"ann": None}, unique_name)
     roster["teams"][0]["off_hours"] = "hold"
     roster["reps"][0]["working_hours"] = {"mon": ["09:00-17:00"]}
-    async with running_router(fresh_database_url, kafka_bootstrap, unique_name) as (runtime, client):
+    async with running_router(fresh_database_url, kafka_bootstrap, unique_name, clock=lambda: saturday) as (
+            runtime, client):
         assert (await client.post("/roster/import", content=json.dumps(roster))).status_code == 200
         [lead] = lead_ids(1)
         await publish(kafka_bootstrap, scored(lead, unique_name))
@@ -199,7 +197,7 @@ async def test_held_off_hours_lead_is_routed_when_the_shift_starts(fresh_databas
             await asyncio.sleep(0.1)
         body = status.json()
         assert body["status"] == "held" and body["hold_until"].startswith("2026-03-09T08:00:00")  # 09:00 Berlin
-        assert await route_due_held(runtime.sessions, saturday) == 0  # not due yet
-        assert await route_due_held(runtime.sessions, datetime(2026, 3, 9, 8, 5, tzinfo=UTC)) == 1
+        assert await route_due_held(runtime.transaction, saturday) == 0  # not due yet
+        assert await route_due_held(runtime.transaction, datetime(2026, 3, 9, 8, 5, tzinfo=UTC)) == 1
         [event] = await routed(kafka_bootstrap, [lead], 1)
         assert event.data.assignee_id == "ann" and event.data.attempt == 1 and "shift started" in event.data.reason

@@ -13,8 +13,9 @@ from leadbridge_events.batching import BatchContext
 from leadbridge_events.db import make_engine, session_factory
 from leadbridge_events.migrations import migrate, migrations_dir
 from leadbridge_scoring import store
-from leadbridge_scoring.handlers import batch_handlers_for, handlers_for
+from leadbridge_scoring.handlers import HANDLERS, on_lead_events
 from leadbridge_scoring.model_file import default_model_path, load_model
+from leadbridge_scoring.rescoring import Rescorer
 from sqlalchemy import text
 
 pytestmark = pytest.mark.integration
@@ -50,16 +51,16 @@ async def test_batch_handler_emits_what_one_by_one_emits(fresh_database_url):
     events = _events()
     try:
         await migrate(engine, store.metadata, migrations_dir("leadbridge_scoring"))
-        one = handlers_for(model)["lead-captured"]
+        context = {"outbox": outbox, "emits": HANDLERS.emitted_types, "deps": Rescorer(model)}
         async with sessions() as session, session.begin():
-            expected = BatchContext(session=session, outbox=outbox)
+            expected = BatchContext(session=session, **context)
             for event in events:
-                await one(event, expected.for_event(event))
+                await HANDLERS[event.type].handler(event, expected.for_event(event))
         async with engine.begin() as conn:
             await conn.execute(text("TRUNCATE scoring.activities, scoring.leads CASCADE"))
         async with sessions() as session, session.begin():
-            batched = BatchContext(session=session, outbox=outbox)
-            await batch_handlers_for(model)["lead-captured"](events, batched)
+            batched = BatchContext(session=session, **context)
+            await on_lead_events(events, batched)
     finally:
         await engine.dispose()
     assert len(expected.staged) >= 3

@@ -11,10 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from leadbridge_contracts.envelope import Envelope
 from leadbridge_contracts.events import FollowUpOutcome, LeadRouted, TouchType
-from leadbridge_events.batching import BatchContext, stage_events
-from leadbridge_events.consumer import HandlerContext
 from leadbridge_events.db import create_schema, make_engine, session_factory
-from leadbridge_sla_watcher import batch_handlers, handlers, tables
+from leadbridge_events.transaction import BatchContext, HandlerContext
+from leadbridge_sla_watcher import handlers, tables
 from leadbridge_sla_watcher.policies import SlaConfig
 from sqlalchemy import select
 
@@ -55,23 +54,24 @@ async def _sessions(url: str):
     return engine, session_factory(engine)
 
 
-def _topic(event: Envelope) -> str:
-    return "lead-routed" if event.type == "lead-routed" else "follow-up-logged"
+CONTEXT = dict(outbox=tables.outbox, emits=handlers.HANDLERS.emitted_types, deps=CONFIG)
 
 
 async def _one_at_a_time(sessions, events):
-    bound = handlers.bind(CONFIG)
     for event in events:
         async with sessions() as s, s.begin():
-            await bound[_topic(event)](event, HandlerContext(session=s, record=None, outbox=tables.outbox))
+            ctx = HandlerContext(session=s, **CONTEXT)
+            await handlers.HANDLERS[event.type].handler(event, ctx)
+            await ctx.flush()
 
 
 async def _as_a_batch(sessions, events):
-    bound = batch_handlers.bind_batch(CONFIG)
     async with sessions() as s, s.begin():
-        ctx = BatchContext(session=s, outbox=tables.outbox)
-        await bound[_topic(events[0])](events, ctx)
-        await stage_events(s, tables.outbox, ctx.staged)  # as the runner does after the batch handler
+        ctx = BatchContext(session=s, **CONTEXT)
+        batch = handlers.HANDLERS[events[0].type].batch
+        assert batch is not None
+        await batch(events, ctx)
+        await ctx.flush()  # as the runner does after the batch handler
 
 
 async def _state(sessions) -> dict:
@@ -99,7 +99,6 @@ async def test_batches_have_the_effects_of_their_events_one_at_a_time(fresh_data
             for path, sessions in ((_one_at_a_time, one), (_as_a_batch, batch)):
                 ids = counters[path]
                 monkeypatch.setattr(handlers, "_new_id", lambda: f"d-{next(ids)}")  # noqa: B023
-                monkeypatch.setattr(batch_handlers, "_new_id", lambda: f"d-{next(ids)}")  # noqa: B023
                 await path(sessions, events)
         expected, got = await _state(one), await _state(batch)
     finally:

@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 from leadbridge_contracts.events import SlaKind
 from leadbridge_contracts.topics import SLA_BREACHED
-from leadbridge_events.consumer import HandlerContext
 from leadbridge_events.db import create_schema, make_engine, session_factory
+from leadbridge_events.transaction import HandlerContext, open_transaction
 from leadbridge_sla_watcher import tables
 from leadbridge_sla_watcher.deadlines import Status
-from leadbridge_sla_watcher.handlers import bind
+from leadbridge_sla_watcher.handlers import HANDLERS
 from leadbridge_sla_watcher.timer import TimerLoop
 from sqlalchemy import func, select
 
@@ -32,10 +33,15 @@ async def db(fresh_database_url):
 
 
 async def handle(sessions, config, event):
-    handlers = bind(config)
     async with sessions() as s, s.begin():
-        await handlers[{"lead-routed": "lead-routed", "follow-up-logged": "follow-up-logged"}[event.type]](
-            event, HandlerContext(session=s, record=None, outbox=tables.outbox))
+        ctx = HandlerContext(session=s, record=None, outbox=tables.outbox, emits=HANDLERS.emitted_types, deps=config)
+        await HANDLERS[event.type].handler(event, ctx)
+        await ctx.flush()
+
+
+def transactions(sessions):
+    """What the service gives its timer (``runtime.transaction``), on this test's sessions."""
+    return partial(open_transaction, sessions, tables.outbox, emits=HANDLERS.emitted_types)
 
 
 async def deadlines_of(sessions, lead_id):
@@ -73,7 +79,7 @@ async def test_route_then_timer_fires_at_risk_then_breach_once(db):
     (d,) = await deadlines_of(sessions, lead)
     assert d["kind"] == SlaKind.FIRST_TOUCH and d["next_fire_at"] == T0 + timedelta(seconds=30)
     for t, expected in ((29, 0), (31, 1), (40, 0), (61, 1), (120, 0)):
-        assert await TimerLoop(sessions, tables.outbox, clock=clock_at(T0 + timedelta(seconds=t))).fire_due() == expected
+        assert await TimerLoop(transactions(sessions), clock=clock_at(T0 + timedelta(seconds=t))).fire_due() == expected
     assert await outbox_types(sessions, lead) == ["sla-deadlines-set", "sla-at-risk", "sla-breached"]
     (d,) = await deadlines_of(sessions, lead)
     assert d["status"] == Status.BREACHED and d["next_fire_at"] is None
@@ -86,7 +92,7 @@ async def test_touch_in_time_prevents_breach_and_late_report_is_recorded_not_ret
     await handle(sessions, config, routed(kept, at=T0))
     await handle(sessions, config, routed(late, at=T0))
     await handle(sessions, config, touched(kept, at=T0 + timedelta(seconds=20)))
-    assert await TimerLoop(sessions, tables.outbox, clock=clock_at(T0 + timedelta(minutes=5))).fire_due() == 1
+    assert await TimerLoop(transactions(sessions), clock=clock_at(T0 + timedelta(minutes=5))).fire_due() == 1
     assert await outbox_types(sessions, kept) == ["sla-deadlines-set", "sla-deadline-met"]  # never fired
     assert (await deadlines_of(sessions, kept))[0]["status"] == Status.MET
     # the CRM reports a call that happened in time, after the breach was emitted
@@ -124,8 +130,8 @@ async def test_reroute_restarts_clock_and_stale_route_is_ignored(db):
     announced = await outbox_data(sessions, lead, "sla-deadlines-set")  # the latest
     assert announced["superseded_deadline_ids"] == [first["id"]] and announced["routing_attempt"] == 2
     assert [x["deadline_id"] for x in announced["deadlines"]] == [second["id"]]
-    assert await TimerLoop(sessions, tables.outbox, clock=clock_at(T0 + timedelta(seconds=80))).fire_due() == 0
-    assert await TimerLoop(sessions, tables.outbox, clock=clock_at(T0 + timedelta(seconds=95))).fire_due() == 1
+    assert await TimerLoop(transactions(sessions), clock=clock_at(T0 + timedelta(seconds=80))).fire_due() == 0
+    assert await TimerLoop(transactions(sessions), clock=clock_at(T0 + timedelta(seconds=95))).fire_due() == 1
 
 
 async def test_an_unreadable_row_is_parked_and_reported_and_the_others_still_fire(db):
@@ -142,7 +148,7 @@ async def test_an_unreadable_row_is_parked_and_reported_and_the_others_still_fir
     async with sessions() as s, s.begin():  # a value no code path writes: the row cannot be read
         await s.execute(tables.deadlines.update().where(tables.deadlines.c.lead_id == corrupt).values(kind="bogus"))
     before = unreadable()
-    loop = TimerLoop(sessions, tables.outbox, clock=clock_at(T0 + timedelta(minutes=5)))
+    loop = TimerLoop(transactions(sessions), clock=clock_at(T0 + timedelta(minutes=5)))
     assert await loop.fire_due() == 1  # the readable one fired
     assert await outbox_types(sessions, fine) == ["sla-deadlines-set", "sla-breached"]
     (parked,) = await deadlines_of(sessions, corrupt)
@@ -160,8 +166,8 @@ async def test_two_timer_replicas_never_double_fire(db, fresh_database_url):
     other = make_engine(fresh_database_url, pool_size=2)
     try:
         later = clock_at(T0 + timedelta(hours=1))
-        a = TimerLoop(sessions, tables.outbox, batch_size=20, clock=later)
-        b = TimerLoop(session_factory(other), tables.outbox, batch_size=20, clock=later)
+        a = TimerLoop(transactions(sessions), batch_size=20, clock=later)
+        b = TimerLoop(transactions(session_factory(other)), batch_size=20, clock=later)
 
         async def drain(loop):
             while await loop.fire_due():

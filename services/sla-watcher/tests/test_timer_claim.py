@@ -6,13 +6,16 @@ import asyncio
 import itertools
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 from leadbridge_contracts.events import SlaKind
 from leadbridge_contracts.topics import SLA_BREACHED
 from leadbridge_events.db import create_schema, make_engine, session_factory
+from leadbridge_events.transaction import open_transaction
 from leadbridge_sla_watcher import store, tables
 from leadbridge_sla_watcher.deadlines import Deadline, Firing, Status, fire
+from leadbridge_sla_watcher.handlers import HANDLERS
 from leadbridge_sla_watcher.timer import TimerLoop, claim_sql
 from sqlalchemy import func, select
 
@@ -27,6 +30,10 @@ async def sessions(fresh_database_url):
     await create_schema(engine, tables.metadata)
     yield session_factory(engine)
     await engine.dispose()
+
+
+def transactions(sessions):
+    return partial(open_transaction, sessions, tables.outbox, emits=HANDLERS.emitted_types)
 
 
 def due_rows() -> list[Deadline]:
@@ -68,7 +75,7 @@ async def test_a_row_claimed_early_fires_nothing_and_is_not_claimed_again_at_onc
     async with sessions() as s, s.begin():
         await store.save(s, [early])
         await s.execute(tables.deadlines.update().values(next_fire_at=NOW - S))  # stale: says due
-    loop = TimerLoop(sessions, tables.outbox, clock=lambda: NOW)
+    loop = TimerLoop(transactions(sessions), clock=lambda: NOW)
     assert await loop.fire_due() == 0 and loop.claimed == 1
     assert await loop.fire_due() == 0 and loop.claimed == 0  # its next fire time was put right
 
@@ -78,8 +85,8 @@ async def test_two_replicas_of_two_workers_each_fire_every_due_deadline_once(ses
     async with sessions() as s, s.begin():
         await store.save(s, rows)
     other = make_engine(fresh_database_url, pool_size=3)
-    loops = [TimerLoop(sessions, tables.outbox, batch_size=25, workers=2, clock=lambda: NOW),
-             TimerLoop(session_factory(other), tables.outbox, batch_size=25, workers=2, clock=lambda: NOW)]
+    loops = [TimerLoop(transactions(sessions), batch_size=25, workers=2, clock=lambda: NOW),
+             TimerLoop(transactions(session_factory(other)), batch_size=25, workers=2, clock=lambda: NOW)]
     tasks = [asyncio.create_task(loop.run()) for loop in loops]
     try:
         async with asyncio.timeout(30):

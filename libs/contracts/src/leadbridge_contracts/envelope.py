@@ -47,6 +47,11 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _parametrized(model: type[EventData]) -> type[Envelope[Any]]:
+    """``Envelope[model]`` for a data class known at run time, so pydantic validates and dumps ``data`` as it."""
+    return Envelope[model]  # type: ignore[valid-type]  # a runtime parametrization: mypy only knows static ones
+
+
 class Envelope(BaseModel, Generic[D]):
     """One event: its metadata (the CloudEvents attributes) and its typed data."""
 
@@ -76,7 +81,7 @@ class Envelope(BaseModel, Generic[D]):
         """Wrap ``data`` in an envelope; ``caused_by`` links correlation and causation ids."""
         eid = event_id or new_event_id()
         correlation = (caused_by.correlation_id or caused_by.id) if caused_by else eid
-        return Envelope[type(data)](  # type: ignore[misc]
+        return _parametrized(type(data))(
             id=eid,
             type=data.event_type,
             source=source,
@@ -148,16 +153,19 @@ class Envelope(BaseModel, Generic[D]):
         if not lead_id:
             raise UndecodableEvent("no lead id (ce_leadid, ce_subject or record key)")
         try:
-            return Envelope[model](  # type: ignore[valid-type]
-                id=attrs["ce_id"],
-                type=event_type,
-                source=attrs["ce_source"].removeprefix(SOURCE_PREFIX),
-                time=attrs["ce_time"],
-                lead_id=lead_id,
-                schema_version=version,
-                correlation_id=attrs.get("ce_correlationid"),
-                causation_id=attrs.get("ce_causationid"),
-                data=data,
-            )
+            envelope = _parametrized(model).model_validate({
+                "id": attrs["ce_id"],
+                "type": event_type,
+                "source": attrs["ce_source"].removeprefix(SOURCE_PREFIX),
+                "time": attrs["ce_time"],  # RFC 3339 text, parsed by pydantic
+                "lead_id": lead_id,
+                "schema_version": version,
+                "correlation_id": attrs.get("ce_correlationid"),
+                "causation_id": attrs.get("ce_causationid"),
+                "data": data,
+            })
         except ValidationError as exc:
             raise UndecodableEvent(f"bad envelope attributes: {_errors(exc)}") from exc
+        if envelope.time.utcoffset() is None:  # a naive time would fail later, comparing with aware ones
+            raise UndecodableEvent("ce_time has no UTC offset (RFC 3339 requires one)")
+        return envelope

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
+from typing import Protocol
 
 from . import prerequisites
 from .cluster import KafkaCluster
@@ -24,7 +26,7 @@ KAFKA_CONTROLLER_PORT = KAFKA_PORT + 1
 PG_PORT = int(os.environ.get("LEADBRIDGE_PG_PORT", "15432"))
 
 
-def _brokers_file():
+def _brokers_file() -> Path:
     return state_dir() / "kafka-brokers"
 
 
@@ -48,10 +50,14 @@ def postgres() -> PostgresCluster:
     return PostgresCluster(state_dir() / "postgres", PG_PORT)
 
 
-def up(brokers: int | None = None) -> list:
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+def up(brokers: int | None = None) -> list[Stoppable]:
     """Start whatever is not running yet; returns what this call started (to stop it again)."""
     kafka, pg = broker(brokers), postgres()
-    started: list = []
+    started: list[Stoppable] = []
     if port_open(pg.port):
         print(f"postgres: already listening on {pg.port}")
     else:

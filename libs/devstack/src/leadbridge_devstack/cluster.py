@@ -26,6 +26,7 @@ from pathlib import Path
 
 from .kafka import KafkaBroker, new_cluster_id, replication_for
 from .ports import free_port
+from .progress import Log
 
 
 @dataclass
@@ -73,7 +74,7 @@ class KafkaCluster:
     def min_insync_replicas(self) -> int:
         return replication_for(self.brokers)[1]
 
-    def start(self, log=print, timeout: float = 120.0) -> KafkaCluster:
+    def start(self, log: Log = print, timeout: float = 120.0) -> KafkaCluster:
         """Start every node (all launched first: none finishes starting without a quorum) and wait for all."""
         try:
             for node in self.nodes:
@@ -89,7 +90,7 @@ class KafkaCluster:
         """SIGKILL broker ``index`` (0-based), keeping its data, as a crash or a pulled plug would."""
         self.nodes[index].kill()
 
-    def restart(self, index: int, log=lambda *_: None, timeout: float = 120.0) -> None:
+    def restart(self, index: int, log: Log = lambda *_: None, timeout: float = 120.0) -> None:
         """Start broker ``index`` again on its ports and data (after ``kill`` or ``stop_broker``)."""
         node = self.nodes[index]
         node.stop()  # no-op after kill(); a clean stop if it still runs

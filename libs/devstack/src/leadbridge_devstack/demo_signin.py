@@ -17,7 +17,7 @@ from .ports import free_port
 
 
 class DemoProvider:
-    def __init__(self, process: subprocess.Popen, url: str) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], url: str) -> None:
         self.process, self.url = process, url
 
     def stop(self) -> None:
@@ -57,5 +57,6 @@ def start_provider(log_dir: Path, port: int | None = None, timeout: float = 30.0
 def demo_token(dev_secret: str) -> str:
     """An access token with every scope for the demo user, valid for 12 hours."""
     from leadbridge_events.auth import AuthSettings, mint_dev_token
+    from pydantic import SecretStr
 
-    return mint_dev_token(AuthSettings(dev_secret=dev_secret), subject="demo-admin")
+    return mint_dev_token(AuthSettings(dev_secret=SecretStr(dev_secret)), subject="demo-admin")

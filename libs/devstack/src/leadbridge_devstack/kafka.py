@@ -22,6 +22,7 @@ from pathlib import Path
 from . import pypi_runtimes
 from .paths import cache_dir, repo_root
 from .ports import wait_for_port
+from .progress import Log
 
 MAVEN_CENTRAL = os.environ.get("LEADBRIDGE_MAVEN_URL", "https://repo1.maven.org/maven2")
 KAFKA_VERSION = "4.1.1"
@@ -69,7 +70,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fetch_jars(log=print) -> Path:
+def fetch_jars(log: Log = print) -> Path:
     """Download every pinned jar (once) and verify its checksum. Returns the folder of jars."""
     target = cache_dir() / f"kafka-{KAFKA_VERSION}" / "libs"
     target.mkdir(parents=True, exist_ok=True)
@@ -127,7 +128,7 @@ class KafkaBroker:
     cluster_size: int = 1
     cluster_id: str | None = None  # None: a new random one when the storage is formatted
     heap: str = "768m"
-    _process: subprocess.Popen | None = field(default=None, init=False, repr=False)
+    _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _log_offset: int = field(default=0, init=False, repr=False)
 
     @property
@@ -174,12 +175,12 @@ class KafkaBroker:
             ]
         )
 
-    def start(self, log=print, timeout: float = 90.0) -> KafkaBroker:
+    def start(self, log: Log = print, timeout: float = 90.0) -> KafkaBroker:
         self.launch(log)
         self.await_started(log, timeout)
         return self
 
-    def launch(self, log=print) -> None:
+    def launch(self, log: Log = print) -> None:
         """Format the storage (first start only) and start the JVM, without waiting for it to serve.
 
         A cluster launches every node first: no node finishes starting before a quorum of them is up.
@@ -212,9 +213,11 @@ class KafkaBroker:
         self.pid = self._process.pid
         self.pid_file.write_text(str(self.pid))
 
-    def await_started(self, log=print, timeout: float = 90.0) -> None:
+    def await_started(self, log: Log = print, timeout: float = 90.0) -> None:
         """Wait until the launched node listens and has logged that it started (registered, unfenced)."""
         proc = self._process
+        if proc is None:
+            raise RuntimeError("await_started() before launch()")
         deadline = time.monotonic() + timeout
         try:
             wait_for_port(self.port, timeout, alive=lambda: proc.poll() is None)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from . import pypi_runtimes
 from .ports import wait_for_port
+from .progress import Log
 
 
 class MissingPostgresError(RuntimeError):
@@ -82,7 +83,7 @@ class PostgresCluster:
             entry = pwd.getpwnam("postgres")
             os.chown(path, entry.pw_uid, entry.pw_gid)
 
-    def start(self, log=print, timeout: float = 60.0) -> PostgresCluster:
+    def start(self, log: Log = print, timeout: float = 60.0) -> PostgresCluster:
         bindir = server_bindir()
         prefix = self._run_as()
         pgdata = self.data_dir / "pgdata"

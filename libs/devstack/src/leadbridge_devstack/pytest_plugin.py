@@ -22,7 +22,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +45,7 @@ class Stack:
     bootstrap_servers: str
     database_url: str
     origin: str
-    _cleanup: list = field(default_factory=list)
+    _cleanup: list[Callable[[], object]] = field(default_factory=list)
 
     def close(self) -> None:
         for fn in reversed(self._cleanup):

@@ -8,6 +8,7 @@ SIGKILLs one replica (its partitions move to the others), ``System.replicas("rou
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ SERVICES = (
 class RunningService:
     spec: ServiceSpec
     port: int
-    process: subprocess.Popen
+    process: subprocess.Popen[bytes]
     log_path: Path | None = None
 
     @property
@@ -84,7 +86,7 @@ class System:
         return all(s.process.poll() is None for s in self.services.values())
 
 
-def wait_ready(url: str, process: subprocess.Popen, timeout: float, path: str = "/readyz") -> None:
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float, path: str = "/readyz") -> None:
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
@@ -114,14 +116,15 @@ def start_process(spec: ServiceSpec, name: str, port: int, env: dict[str, str],
                   log_dir: Path | None = None) -> RunningService:
     """Start one process of a service (not waiting for it to be ready)."""
     proc_env = {**os.environ, **env, spec.port_variable: str(port)}
-    out = subprocess.DEVNULL
     log_path = None
-    if log_dir is not None:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = log_dir / f"{name.replace('#', '-')}.log"
-        out = log_path.open("ab")
-    proc = subprocess.Popen([sys.executable, "-m", spec.module], env=proc_env, stdout=out,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    with contextlib.ExitStack() as files:  # the parent's copy of the log file is closed once the child has its own
+        out: int | IO[bytes] = subprocess.DEVNULL
+        if log_dir is not None:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            log_path = log_dir / f"{name.replace('#', '-')}.log"
+            out = files.enter_context(log_path.open("ab"))
+        proc = subprocess.Popen([sys.executable, "-m", spec.module], env=proc_env, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     return RunningService(spec, port, proc, log_path)
 
 

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
 
-from .tokens import (  # noqa: F401
+from .tokens import (
     DEV_ISSUER,
     SCOPES,
     AuthError,
@@ -33,6 +33,14 @@ from .tokens import (  # noqa: F401
     scopes_of,
     signing_key,
 )
+
+# the token names are re-exported: services import everything about authentication from here
+__all__ = [
+    "auth_error_handler", "authenticate", "Authenticator", "AuthError", "AuthSettings", "bearer", "bearer_scheme",
+    "check_scopes", "DEV_ISSUER", "discover", "exempt", "is_public", "known_scopes", "mint_dev_token", "Principal",
+    "protected_app", "public", "require_scopes", "SCOPES", "scopes_by_method", "scopes_of", "signing_key",
+    "TokenSource", "TokenVerifier",
+]
 
 bearer_scheme = HTTPBearer(auto_error=False, description="An OAuth 2.0 access token (JWT) of the issuer.")
 
@@ -49,21 +57,21 @@ class Authenticator:
         self.app_scopes: tuple[str, ...] = ()  # needed by every non-public route of the app
 
     async def principal(self, request: Request) -> Principal:
-        cached = getattr(request.state, "principal", None)
+        cached: Principal | None = getattr(request.state, "principal", None)
         if cached is not None:
-            return cached  # type: ignore[no-any-return]
+            return cached
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
+        principal: Principal | None = None
         if header and scheme.lower() == "bearer" and token.strip():
             principal = await self.verifier.verify(token.strip())
         else:
-            principal = None
             for source in self.sources:
                 principal = await source(request)
                 if principal is not None:
                     break
-            if principal is None:
-                raise AuthError(401, "missing_token", "send an access token as Authorization: Bearer <token>")
+        if principal is None:
+            raise AuthError(401, "missing_token", "send an access token as Authorization: Bearer <token>")
         request.state.principal = principal
         return principal
 
@@ -95,8 +103,9 @@ async def authenticate(request: Request, _token: Any = Depends(bearer_scheme)) -
     """The app-wide dependency: every route needs a valid token unless its endpoint is public."""
     if is_public(request.scope.get("endpoint")):
         return None
-    principal = await request.app.state.authenticator.principal(request)
-    check_scopes(principal, request.app.state.authenticator.app_scopes)
+    authenticator: Authenticator = request.app.state.authenticator
+    principal = await authenticator.principal(request)
+    check_scopes(principal, authenticator.app_scopes)
     return principal
 
 
@@ -105,7 +114,8 @@ def require_scopes(*scopes: str) -> Callable[..., Awaitable[Principal]]:
     known_scopes(scopes)
 
     async def dependency(request: Request, _token: Any = Depends(bearer_scheme)) -> Principal:
-        principal = await request.app.state.authenticator.principal(request)
+        authenticator: Authenticator = request.app.state.authenticator
+        principal = await authenticator.principal(request)
         check_scopes(principal, scopes)
         return principal
 

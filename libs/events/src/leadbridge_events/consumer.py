@@ -1,12 +1,15 @@
-"""The consumer runner every service uses: one handler per topic, at-least-once in, effectively once out.
+"""The consumer runner every service uses: one handler per event type, at-least-once in, effectively once out.
 
-For each record, in partition order:
+It subscribes to the topics of the service's ``EventHandlers`` table (``registry``) and, for each record,
+in partition order:
 
 1. decode and validate it (``Envelope.from_kafka``); a record that cannot be decoded goes straight to
-   ``<topic>.dlq``;
-2. open a database transaction, claim the event id (``processed_events``), run the handler with a
-   ``HandlerContext`` whose ``emit`` writes to the service's outbox in the same transaction, commit;
-   a redelivered event is claimed already and changes nothing;
+   ``<topic>.dlq``; an event of a type the table has no handler for (another service's new event on a
+   shared topic) is skipped -- counted in ``leadbridge_events_ignored_total`` -- in ONE place, ``_ignore``;
+2. open a database transaction, claim the event id (``processed_events``), run the type's handler with a
+   ``HandlerContext`` whose ``emit`` stages events for the service's outbox, write them (one insert), commit;
+   a redelivered event is claimed already and changes nothing; an undeclared emit (``UndeclaredEmit``, a
+   bug) stops the runner with the record uncommitted;
 3. errors are classified by ``failures.classify``: a transient one (the database restarting, out of
    connection slots, a failover, a deadlock, a lock timeout...) pauses the record's partition and retries
    it after a capped backoff, without limit -- it is never dead-lettered. Any other handler error is retried
@@ -16,8 +19,8 @@ For each record, in partition order:
    never for partitions revoked in a rebalance.
 
 With ``batch_size`` > 1 (services: ``CONSUMER_BATCH_SIZE``, 500 by default) steps 1 and 2 take up to that
-many fetched records of a partition at once: one transaction with one multi-row claim, the topic's batch
-handler (``batch_handlers``) or its one-event handler for each, one multi-row outbox insert, one commit, then
+many fetched records of a partition at once: one transaction with one multi-row claim, the types' batch
+handlers (``on(X, h, batch=...)``) or their one-event handlers, one multi-row outbox insert, one commit, then
 the offsets (``batching``). A transient error pauses the partition from the batch's first record; any other
 error makes the runner handle that batch's records one by one as above, so only a faulty record is
 dead-lettered.
@@ -29,10 +32,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -44,37 +47,22 @@ from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import metrics
-from .batching import BatchContext, BatchHandler, claim_events, stage_events
+from .batching import claim_events
+from .clock import Clock, utcnow
 from .dlq import dead_letter_headers
 from .failures import OutageBackoff, describe, is_transient
 from .idempotency import claim_event
-from .outbox import add_to_outbox
 from .producer import EventProducer
+from .registry import EventHandlers, Handler, Handles
+from .transaction import BatchContext, HandlerContext, UndeclaredEmit
+
+__all__ = ["ConsumerRunner", "Handler", "HandlerContext", "PoisonEvent", "UndeclaredEmit"]
 
 log = logging.getLogger("leadbridge.consumer")
 
 
 class PoisonEvent(Exception):
     """Raise from a handler for an event that can never succeed: it is dead-lettered without retries."""
-
-
-@dataclass
-class HandlerContext:
-    """What a handler gets besides the event: its transaction, and a way to emit events atomically."""
-
-    session: AsyncSession
-    record: ConsumerRecord
-    outbox: Table | None = None
-    emitted: list[Envelope[Any]] = field(default_factory=list)
-
-    async def emit(self, event: Envelope[Any], topic: str | None = None) -> None:
-        if self.outbox is None:
-            raise RuntimeError("this consumer has no outbox table; pass outbox= to ConsumerRunner")
-        await add_to_outbox(self.session, self.outbox, event, topic)
-        self.emitted.append(event)
-
-
-Handler = Callable[[Envelope[Any], HandlerContext], Awaitable[None]]
 
 
 class _Transient(Exception):
@@ -95,8 +83,8 @@ class ConsumerRunner:
         *,
         bootstrap_servers: str,
         group_id: str,
-        handlers: Mapping[str, Handler],
-        sessions: async_sessionmaker,
+        handlers: EventHandlers,
+        sessions: async_sessionmaker[AsyncSession],
         processed: Table,
         producer: EventProducer,
         outbox: Table | None = None,
@@ -105,13 +93,18 @@ class ConsumerRunner:
         max_backoff_seconds: float = 10.0,
         auto_offset_reset: str = "earliest",
         on_committed: Callable[[ConsumerRecord], None] | None = None,
-        batch_handlers: Mapping[str, BatchHandler] | None = None,
         batch_size: int = 1,
         batch_wait_ms: int = 200,
+        deps: Any = None,
+        clock: Clock = utcnow,
+        topics: Sequence[str] | None = None,
         **consumer_options: Any,
     ) -> None:
         self.group_id = group_id
-        self.handlers = dict(handlers)
+        self.handlers = handlers
+        self.topics = tuple(topics or handlers.topics)  # ``topics``: only for tests on topics of their own
+        self._deps = deps
+        self._clock = clock
         self._sessions = sessions
         self._processed = processed
         self._outbox = outbox
@@ -120,7 +113,6 @@ class ConsumerRunner:
         self._backoff = backoff_seconds
         self._max_backoff = max_backoff_seconds
         self._on_committed = on_committed
-        self.batch_handlers = dict(batch_handlers or {})
         self._batch_size = max(1, batch_size)  # 1: one transaction per record
         self._batch_wait_ms = batch_wait_ms
         self._consumer = AIOKafkaConsumer(
@@ -145,7 +137,7 @@ class ConsumerRunner:
 
     async def run(self) -> None:
         """Consume until ``stop()``; returns after committing and leaving the group."""
-        self._consumer.subscribe(list(self.handlers), listener=_Listener(self))
+        self._consumer.subscribe(list(self.topics), listener=_Listener(self))
         await self._consumer.start()
         self._started.set()
         try:
@@ -218,14 +210,18 @@ class ConsumerRunner:
         except UndecodableEvent as exc:
             await self._dead_letter(record, "undecodable", str(exc), attempts=0)
             return
-        handler = self.handlers[topic]
+        handles = self.handlers.get(event.type)
+        if handles is None:
+            return self._ignore(event, topic)
         attempt = 0
         backoff = self._backoff
         while True:
             attempt += 1
             started = time.perf_counter()
             try:
-                duplicate = await self._apply(handler, event, record)
+                duplicate = await self._apply(handles.handler, event, record)
+            except UndeclaredEmit:
+                raise  # a bug, not the record's fault: never retried nor dead-lettered (see ``transaction``)
             except PoisonEvent as exc:
                 metrics.EVENTS_FAILED.labels(self.group_id, topic).inc()
                 await self._dead_letter(record, "poison", str(exc), attempts=attempt, event=event)
@@ -259,8 +255,23 @@ class ConsumerRunner:
         async with self._sessions() as session, session.begin():
             if not await claim_event(session, self._processed, self.group_id, event.id):
                 return True
-            await handler(event, HandlerContext(session=session, record=record, outbox=self._outbox))
+            ctx = self._context(HandlerContext, session, record=record)
+            await handler(event, ctx)
+            await ctx.flush()
         return False
+
+    def _context(self, kind: Any, session: Any, **extra: Any) -> Any:
+        return kind(session=session, outbox=self._outbox, emits=self.handlers.emitted_types, clock=self._clock,
+                    service=self.group_id, deps=self._deps, **extra)
+
+    def _ignore(self, event: Envelope[Any], topic: str) -> None:
+        """An event type this service has no handler for: skipped (its offset is committed), and counted.
+
+        Consumers ignore what they do not know (a new event type on a topic they read is additive); a record
+        that cannot be decoded at all is a dead letter instead (``_handle``)."""
+        metrics.EVENTS_IGNORED.labels(self.group_id, topic, event.type).inc()
+        log.debug("event type not handled here; skipped", extra={"event_id": event.id, "topic": topic,
+                                                                  "event_type": event.type})
 
     # -- a batch of one partition's records ----------------------------------------------------------
 
@@ -288,6 +299,8 @@ class ConsumerRunner:
         started = time.perf_counter()
         try:
             duplicates = await self._apply_batch(tp.topic, events, records)
+        except UndeclaredEmit:
+            raise
         except Exception as exc:
             metrics.EVENTS_FAILED.labels(self.group_id, tp.topic).inc()
             transient = is_transient(exc)
@@ -310,26 +323,32 @@ class ConsumerRunner:
 
     async def _apply_batch(self, topic: str, events: list[Envelope[Any]], records: list[ConsumerRecord]) -> int:
         """One transaction: claim, handle, stage the emitted events, commit. Returns the duplicates skipped."""
+        known: list[tuple[Envelope[Any], Handles]] = []
+        for event in events:
+            if (handles := self.handlers.get(event.type)) is None:
+                self._ignore(event, topic)
+            else:
+                known.append((event, handles))
+        if not known:
+            return 0
         async with self._sessions() as session, session.begin():
-            fresh = await claim_events(session, self._processed, self.group_id, [e.id for e in events])
-            todo: list[Envelope[Any]] = []
-            for event in events:
+            fresh = await claim_events(session, self._processed, self.group_id, [e.id for e, _ in known])
+            todo: list[tuple[Envelope[Any], Handles]] = []
+            for event, handles in known:
                 if event.id in fresh:
                     fresh.discard(event.id)  # a repeat inside the batch is a duplicate too
-                    todo.append(event)
-            ctx = BatchContext(session=session, outbox=self._outbox,
-                               records={e.id: r for e, r in zip(events, records, strict=False)})
-            batch_handler = self.batch_handlers.get(topic)
-            if batch_handler is not None:
-                await batch_handler(todo, ctx)
-            else:
-                handler = self.handlers[topic]
-                for event in todo:
-                    await handler(event, ctx.for_event(event))
-            if ctx.staged:
-                assert self._outbox is not None
-                await stage_events(session, self._outbox, ctx.staged)
-        return len(events) - len(todo)
+                    todo.append((event, handles))
+            ctx: BatchContext[Any] = self._context(
+                BatchContext, session, records={e.id: r for e, r in zip(events, records, strict=True)})
+            # consecutive events sharing a batch handler go to it together; the others one by one, in order
+            for batch, run in itertools.groupby(todo, key=lambda item: item[1].batch):
+                if batch is not None:
+                    await batch([e for e, _ in run], ctx)
+                    continue
+                for event, handles in run:
+                    await handles.handler(event, ctx.for_event(event))
+            await ctx.flush()
+        return len(known) - len(todo)
 
     async def _one_by_one(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
         for record in records:
@@ -409,7 +428,7 @@ class ConsumerRunner:
             metrics.CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(max(highwater - position, 0))
 
 
-class _Listener(ConsumerRebalanceListener):
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped: its classes are Any
     def __init__(self, runner: ConsumerRunner) -> None:
         self._runner = runner
 

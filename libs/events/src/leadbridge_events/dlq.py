@@ -17,15 +17,30 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from leadbridge_contracts.topics import DLQ_SUFFIX
-from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, String, Table, Text, func, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    Row,
+    String,
+    Table,
+    Text,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .logs import redact
-from .outbox import _channel as outbox_channel
+from .outbox import notify_channel
 from .producer import EventProducer
 
 DLQ_HEADER_PREFIX = "dlq_"
@@ -87,23 +102,27 @@ class DeadLetter:
     def header(self, name: str) -> str:
         for k, v in self.record.headers or ():
             if k == name:
-                return v.decode(errors="replace")
+                value: bytes = v
+                return value.decode(errors="replace")
         return ""
 
     @property
     def offset(self) -> int:
-        return self.record.offset
+        offset: int = self.record.offset  # aiokafka is untyped
+        return offset
 
     @property
     def source_topic(self) -> str:
-        return self.header("dlq_source_topic") or self.record.topic.removesuffix(DLQ_SUFFIX)
+        topic: str = self.record.topic
+        return self.header("dlq_source_topic") or topic.removesuffix(DLQ_SUFFIX)
 
     @property
     def event_type(self) -> str:
         return self.header("ce_type").removeprefix("io.leadbridge.")
 
     def age_seconds(self, now: datetime) -> float:
-        return max(now.timestamp() - self.record.timestamp / 1000, 0.0)
+        timestamp_ms: int = self.record.timestamp
+        return max(now.timestamp() - timestamp_ms / 1000, 0.0)
 
 
 async def read_dead_letters(bootstrap_servers: str, topic: str) -> list[DeadLetter]:
@@ -186,7 +205,7 @@ def _outbox(schema: str) -> Table:
                  Column("parked_at", DateTime(timezone=True)), Column("park_reason", Text))
 
 
-async def parked_rows(engine: AsyncEngine, schema: str) -> list:
+async def parked_rows(engine: AsyncEngine, schema: str) -> list[Row[*tuple[Any, ...]]]:
     ob = _outbox(schema)
     async with engine.connect() as conn:
         return list((await conn.execute(
@@ -207,5 +226,5 @@ async def republish_parked(engine: AsyncEngine, schema: str, ids: Sequence[int] 
             await conn.execute(DLQ_ACTIONS.insert().values(
                 action="republished", actor=operator(), outbox_schema=schema, outbox_id=row.id,
                 event_id=row.event_id, source_topic=row.topic))
-        await conn.execute(select(func.pg_notify(outbox_channel(schema), "")))  # wake the schema's relay
+        await conn.execute(select(func.pg_notify(notify_channel(schema), "")))  # wake the schema's relay
     return sorted(r.id for r in rows)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from leadbridge_contracts.topics import ALL_TOPICS
@@ -38,6 +39,8 @@ from .dlq import (
 from .producer import EventProducer
 from .settings import BackboneSettings
 
+Output = Callable[[str], object]  # where the tool's lines go: print, or a test's list.append
+
 
 def _age(seconds: float) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
@@ -52,7 +55,7 @@ def _error_kind(letter: DeadLetter) -> str:
 
 
 class Tool:
-    def __init__(self, settings: BackboneSettings, out=print) -> None:
+    def __init__(self, settings: BackboneSettings, out: Output = print) -> None:
         self.bootstrap = settings.kafka_bootstrap_servers
         self.engine = make_engine(settings.database_url, pool_size=1)
         self.out = out
@@ -66,7 +69,7 @@ class Tool:
         rows = [(d, done.get((d.record.partition, d.offset), "")) for d in letters]
         return rows if handled else [(d, status) for d, status in rows if not status]
 
-    async def list(self, topics: list[str], handled: bool) -> int:
+    async def list_letters(self, topics: list[str], handled: bool) -> int:
         now = datetime.now(UTC)
         total = 0
         for topic in topics or [t.name for t in ALL_TOPICS]:
@@ -172,13 +175,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def run(argv: list[str] | None = None, *, settings: BackboneSettings | None = None, out=print) -> int:
+async def run(argv: list[str] | None = None, *, settings: BackboneSettings | None = None,
+              out: Output = print) -> int:
     args = _parser().parse_args(argv)
     tool = Tool(settings or BackboneSettings(), out)
     try:
         await ensure_actions_table(tool.engine)
         if args.command == "list":
-            await tool.list(args.topics, args.handled)
+            await tool.list_letters(args.topics, args.handled)
             return 0
         if args.command == "show":
             return await tool.show(args.topic, args.offset, args.payload)

@@ -77,7 +77,8 @@ class JsonDepthAndNulGuard:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
-            return await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
         headers = dict(scope.get("headers") or [])
         content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         body: bytes | None = None
@@ -97,9 +98,10 @@ class JsonDepthAndNulGuard:
                         "headers": [(b"content-type", b"application/json"),
                                     (b"content-length", str(len(payload)).encode())]})
             await send({"type": "http.response.body", "body": payload})
-            return None
+            return
         if body is None:
-            return await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
         replayed = False
 
         async def replay() -> Any:
@@ -109,4 +111,4 @@ class JsonDepthAndNulGuard:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        return await self.app(scope, replay, send)
+        await self.app(scope, replay, send)

@@ -18,6 +18,7 @@ import functools
 import zlib
 
 from sqlalchemy import TextClause, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 _BASE = 0x4C42_0000
 
@@ -48,14 +49,14 @@ def xact_lock_params(lock: LockClass, names: list[str]) -> tuple[TextClause, dic
     return _xact_lock_statement(len(ordered)), params
 
 
-async def xact_lock(conn, lock: LockClass, *names: str) -> None:
+async def xact_lock(conn: AsyncConnection | AsyncSession, lock: LockClass, *names: str) -> None:
     """Take ``lock`` on ``names`` until the transaction of ``conn`` (a connection or session) ends."""
     if names:
         statement, params = xact_lock_params(lock, list(names))
         await conn.execute(statement, params)
 
 
-async def try_session_lock(conn, lock: LockClass, name: str) -> bool:
+async def try_session_lock(conn: AsyncConnection | AsyncSession, lock: LockClass, name: str) -> bool:
     """Try to take ``lock`` on ``name`` for the life of the session, without waiting."""
     result = await conn.execute(text("SELECT pg_try_advisory_lock(:c, :k)"), {"c": int(lock), "k": object_key(name)})
     return bool(result.scalar())

@@ -11,6 +11,10 @@ EVENTS_CONSUMED = Counter(
 EVENTS_DUPLICATE = Counter(
     "leadbridge_events_duplicate_total", "Redelivered events skipped by the idempotent consumer", ["group", "topic"]
 )
+EVENTS_IGNORED = Counter(
+    "leadbridge_events_ignored_total", "Events of a type the consumer has no handler for, skipped",
+    ["group", "topic", "type"],
+)
 EVENTS_FAILED = Counter(
     "leadbridge_events_failed_total", "Handler attempts that raised (each retry counts)", ["group", "topic"]
 )

@@ -1,7 +1,8 @@
 """The transactional outbox: write an event in the same transaction as the state change, relay it later.
 
-``add_to_outbox(session, outbox_table, event)`` inserts the event row inside the caller's transaction
-(and notifies the relay on commit). ``OutboxRelay`` publishes unsent rows to Kafka in id order, and marks
+``stage_events(session, outbox_table, events)`` inserts the events' rows inside the caller's transaction
+(one multi-row insert, and a NOTIFY for the relay on commit); services reach it through ``ctx.emit`` /
+``runtime.transaction()``. ``OutboxRelay`` publishes unsent rows to Kafka in id order, and marks
 them sent only after the broker acknowledged them: while Kafka is down rows wait; a relay crash between
 publish and mark publishes a row twice, never zero times (consumers dedupe on the event id). One relay
 per schema is active at a time (a PostgreSQL advisory lock), so per-lead order is kept.
@@ -18,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from leadbridge_contracts.envelope import Envelope
@@ -34,28 +37,52 @@ from .producer import EventProducer
 log = logging.getLogger("leadbridge.outbox")
 
 
-def _channel(schema: str) -> str:
+Staged = tuple[Envelope[Any], str | None]  # an event, and its topic when not its type's
+
+
+def notify_channel(schema: str) -> str:
+    """The LISTEN/NOTIFY channel that wakes a schema's relay."""
     return f"outbox_{schema}".replace("-", "_")
 
 
-async def add_to_outbox(session: AsyncSession, outbox: Table, event: Envelope[Any], topic: str | None = None) -> None:
-    """Stage ``event`` for publication, atomically with whatever else ``session``'s transaction does.
+def outbox_row(event: Envelope[Any], topic: str | None = None) -> dict[str, Any]:
+    """The outbox row of ``event``: the one place its topic, key, value and headers are decided."""
+    return {"event_id": event.id, "topic": topic or topic_for(event.type).name, "key": event.lead_id,
+            "value": event.kafka_value(), "headers": {k: v.decode() for k, v in event.kafka_headers()}}
 
-    One round trip: the insert and the relay's wake-up (``pg_notify``, delivered on commit) in one statement.
+
+_STAGE = ("WITH staged AS (INSERT INTO {table} (event_id, topic, key, value, headers) "
+          "SELECT e, t, k, v, CAST(h AS jsonb) FROM unnest(CAST({} AS text[]), CAST({} AS text[]), CAST({} AS text[]), "
+          "CAST({} AS bytea[]), CAST({} AS text[])) WITH ORDINALITY AS x(e, t, k, v, h, n) ORDER BY n RETURNING id) "
+          "SELECT pg_notify({}, '')")
+_PARAMS = ("event_id", "topic", "key", "value", "headers", "channel")
+
+
+async def stage_events(db: AsyncSession | AsyncConnection | Any, outbox: Table,
+                       events: Iterable[Envelope[Any] | Staged]) -> None:
+    """Stage ``events`` for publication, atomically with whatever else ``db``'s transaction does.
+
+    THE way events get into an outbox (consumers, HTTP handlers, timers and schedulers all end here, through
+    ``transaction.Transaction``): one multi-row insert, in order, and the relay's wake-up (``pg_notify``,
+    delivered on commit), in one round trip. An item is an event (published to its type's topic) or an
+    ``(event, topic)`` pair. ``db`` is a SQLAlchemy session or connection, or a plain asyncpg connection
+    (intake's group commit) in a transaction.
     """
-    inserted = (
-        outbox.insert()
-        .values(
-            event_id=event.id,
-            topic=topic or topic_for(event.type).name,
-            key=event.lead_id,
-            value=event.kafka_value(),
-            headers={k: v.decode() for k, v in event.kafka_headers()},
-        )
-        .returning(outbox.c.id)
-        .cte("staged")
-    )
-    await session.execute(select(func.pg_notify(_channel(outbox.schema or "public"), "")).select_from(inserted))
+    rows = [outbox_row(*(item if isinstance(item, tuple) else (item, None))) for item in events]
+    if not rows:
+        return
+    values = [*([r[c] for r in rows] for c in _PARAMS[:4]), [json.dumps(r["headers"]) for r in rows],
+              notify_channel(outbox.schema or "public")]
+    if isinstance(db, AsyncSession | AsyncConnection):
+        sql = _STAGE.format(*(f":{p}" for p in _PARAMS), table=outbox.fullname)
+        await db.execute(text(sql), dict(zip(_PARAMS, values, strict=True)))
+    else:
+        await db.execute(_STAGE.format(*(f"${i}" for i in range(1, 7)), table=outbox.fullname), *values)
+
+
+async def add_to_outbox(session: AsyncSession, outbox: Table, event: Envelope[Any], topic: str | None = None) -> None:
+    """``stage_events`` for one event."""
+    await stage_events(session, outbox, [(event, topic)])
 
 
 class OutboxRelay:
@@ -78,6 +105,10 @@ class OutboxRelay:
         self._last_leader_check = float("-inf")
         self._park_after = park_after_attempts
         self._known_topics: set[str] = set()
+
+    def use_producer(self, producer: EventProducer) -> None:
+        """Publish through ``producer`` from now on (the runtime replaces a producer that never connected)."""
+        self._producer = producer
 
     async def run(self) -> None:
         gauges = asyncio.create_task(self._report_backlog_forever(), name=f"outbox-gauges-{self.schema}")
@@ -130,8 +161,9 @@ class OutboxRelay:
     async def _listen(self, conn: AsyncConnection) -> Any:
         raw = await conn.get_raw_connection()
         driver = raw.driver_connection
+        assert driver is not None  # an open connection always has its asyncpg connection
         driver.add_termination_listener(lambda *_: self._wake.set())  # lost leadership: wake up and see
-        await driver.add_listener(_channel(self.schema), lambda *_: self._wake.set())
+        await driver.add_listener(notify_channel(self.schema), lambda *_: self._wake.set())
         return driver
 
     async def _check_leadership(self, driver: Any) -> None:
@@ -209,7 +241,7 @@ class OutboxRelay:
                 return len(rows)
         return await self._relay_one_by_one(rows)
 
-    async def _relay_one_by_one(self, rows: list[Any]) -> int:
+    async def _relay_one_by_one(self, rows: Sequence[Any]) -> int:
         """Publish ``rows`` one at a time, so the one at fault is found; it is counted, and parked at the limit."""
         sent: list[int] = []
         done = 0
@@ -237,7 +269,7 @@ class OutboxRelay:
     async def _count_failure(self, row: Any, reason: str) -> bool:
         """Count a failed attempt of ``row``; park it once it reaches the limit. True if it was parked."""
         ob = self._outbox
-        attempts = row.attempts + 1
+        attempts: int = row.attempts + 1
         park = attempts >= self._park_after
         async with self._engine.begin() as conn:
             await conn.execute(update(ob).where(ob.c.id == row.id).values(

@@ -1,8 +1,10 @@
 """The backbone wiring of one service process: database, topics, producer, outbox relay, consumer runner.
 
 A service's composition root builds one ``ServiceRuntime`` with its schema's ``MetaData`` (with the
-backbone tables added), its topic->handler map, and its settings; then either uses ``lifespan`` in its
-FastAPI app or ``run_forever()`` for a headless worker. Kafka may be down at start: the relay and the
+backbone tables added), its ``EventHandlers`` table (``registry``: what it consumes and emits), the deps
+its handlers reach through ``ctx.deps``, a clock, and its settings; then either uses ``lifespan`` in its
+FastAPI app or ``run_forever()`` for a headless worker. State written outside a consumer (HTTP handlers,
+timers, schedulers) goes through ``transaction()``, with the same ``emit`` as a handler's. Kafka may be down at start: the relay and the
 runner keep retrying while the HTTP side (e.g. intake) keeps accepting into the outbox.
 """
 
@@ -12,20 +14,24 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Coroutine, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from pathlib import Path
 from typing import Any
 
+from leadbridge_contracts.events import EventData
 from sqlalchemy import MetaData, Table, text
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from .admin import ensure_topics
-from .consumer import ConsumerRunner, Handler
+from .clock import Clock, utcnow
+from .consumer import ConsumerRunner
 from .db import create_schema, make_engine, session_factory
 from .migrations import migrate
 from .outbox import OutboxRelay
 from .producer import EventProducer
+from .registry import EventHandlers
 from .settings import BackboneSettings
+from .transaction import Transaction, UndeclaredEmit, open_transaction
 
 
 def serve_metrics_separately(settings: BackboneSettings) -> Any:
@@ -51,7 +57,10 @@ class ServiceRuntime:
         name: str,
         settings: BackboneSettings,
         metadata: MetaData,
-        handlers: Mapping[str, Handler] | None = None,
+        handlers: EventHandlers | None = None,
+        deps: Any = None,
+        clock: Clock = utcnow,
+        emits: Iterable[type[EventData]] = (),
         group_id: str | None = None,
         engine: AsyncEngine | None = None,
         migrations: Path | None = None,
@@ -60,11 +69,14 @@ class ServiceRuntime:
         self.name = name
         self.settings = settings
         self.metadata = metadata
-        self.handlers = dict(handlers or {})
+        # a service with no consumer still declares what it emits (``emits``); with one, its table does
+        self.handlers = handlers if handlers is not None else EventHandlers(emits=emits)
+        self.deps = deps
+        self.clock = clock
         self.group_id = group_id or name
         self.engine = engine or make_engine(settings.database_url, lock_timeout_ms=settings.db_lock_timeout_ms,
                                             statement_timeout_ms=settings.db_statement_timeout_ms)
-        self.sessions: async_sessionmaker = session_factory(self.engine)
+        self.sessions: async_sessionmaker[AsyncSession] = session_factory(self.engine)
         self.outbox: Table = metadata.tables[f"{metadata.schema}.outbox"]
         self.processed: Table = metadata.tables[f"{metadata.schema}.processed_events"]
         self.producer = EventProducer(settings.kafka_bootstrap_servers, client_id=name)
@@ -103,14 +115,14 @@ class ServiceRuntime:
                 with contextlib.suppress(Exception):
                     await self.producer.stop()
                 self.producer = EventProducer(self.settings.kafka_bootstrap_servers, client_id=self.name)
-                self.relay._producer = self.producer
+                self.relay.use_producer(self.producer)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
-        if self.handlers:
+        if len(self.handlers):
             self.runner = self._new_runner()
         self.kafka_ready.set()
         self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-relay"))
-        if self.handlers:
+        if len(self.handlers):
             self._consumer_task = asyncio.create_task(self._consume_forever(), name=f"{self.name}-consumer")
             self._tasks.append(self._consumer_task)
 
@@ -128,6 +140,8 @@ class ServiceRuntime:
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
             group_id=self.group_id,
             handlers=self.handlers,
+            deps=self.deps,
+            clock=self.clock,
             sessions=self.sessions,
             processed=self.processed,
             outbox=self.outbox,
@@ -148,6 +162,11 @@ class ServiceRuntime:
                 return  # stopped on purpose
             except asyncio.CancelledError:
                 raise
+            except UndeclaredEmit:  # a bug: restarting would only hit it again; /readyz reports the consumer down
+                self.consumer_failures += 1
+                log.critical("consumer stopped: a handler emitted an undeclared event type", exc_info=True,
+                             extra={"group": self.group_id})
+                raise
             except Exception:
                 self.consumer_failures += 1
                 log.exception("consumer crashed; restarting it", extra={"group": self.group_id})
@@ -156,6 +175,14 @@ class ServiceRuntime:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 10.0)
             self.runner = self._new_runner()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """A transaction of this service's database: write state on ``tx.session``, ``await tx.emit(event)``;
+        the emitted events are written to the outbox (one insert) just before the commit, with the state."""
+        async with open_transaction(self.sessions, self.outbox, emits=self.handlers.emitted_types,
+                                    clock=self.clock, service=self.name) as tx:
+            yield tx
 
     async def stop(self) -> None:
         self._stopping = True

@@ -1,32 +1,87 @@
-"""Generate the published contracts from the models: one JSON Schema per event, and an AsyncAPI document.
+"""Generate the published contracts: one JSON Schema per event, and an AsyncAPI 3 document.
+
+The AsyncAPI document's channels and messages come from the models and the topic registry; its operations
+come from the services' own declarations: each service's ``EventHandlers`` table (``registry``), found
+through the ``leadbridge.handlers`` entry point group (``scoring = "leadbridge_scoring.handlers:HANDLERS"``
+in each service's pyproject.toml), so this library imports no service by name. Per service, one
+``receive`` operation per topic it consumes and one ``send`` operation per topic it emits to, each listing
+the event types (messages) concerned and tagged with the service's name.
 
 ``leadbridge-schemas`` (``make schemas``) writes them under ``libs/contracts/schemas/``; ``--check`` exits 1
-when the checked-in files differ from what the models generate (a test runs that check).
+when the checked-in files differ from what the models and declarations generate (a test runs that check).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable, Mapping
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 import yaml
-from leadbridge_contracts.events import EVENT_MODELS
+from leadbridge_contracts.events import EVENT_MODELS, EventData
 from leadbridge_contracts.json_schema import SCHEMA_DIR, headers_schema, render_json_schemas, schema_name
-from leadbridge_contracts.topics import ALL_TOPICS, DLQ_SUFFIX
+from leadbridge_contracts.topics import ALL_TOPICS, DLQ_SUFFIX, topic_for
 
-EMITTERS = {
-    "lead-captured": "intake", "lead-activity-recorded": "intake", "follow-up-logged": "intake and crm-sync",
-    "lead-scored": "scoring", "lead-routed": "router", "sla-at-risk": "sla-watcher", "sla-breached": "sla-watcher",
-    "sla-deadlines-set": "sla-watcher", "sla-deadline-met": "sla-watcher", "crm-delivery-recorded": "crm-sync",
-    "roster-changed": "router",
-}
+from .registry import EventHandlers
+
+ENTRY_POINT_GROUP = "leadbridge.handlers"
 
 
-def asyncapi() -> dict[str, Any]:
+def service_declarations() -> dict[str, EventHandlers]:
+    """Every installed service's table, by service name (the entry point's name), sorted by name."""
+    found = {ep.name: ep.load() for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    if not found:
+        raise RuntimeError(f"no service declares its handlers (entry point group {ENTRY_POINT_GROUP!r}): "
+                           "install the services (make install)")
+    bad = [name for name, table in found.items() if not isinstance(table, EventHandlers)]
+    if bad:
+        raise TypeError(f"entry points of {ENTRY_POINT_GROUP!r} that are not EventHandlers: {bad}")
+    return dict(sorted(found.items()))
+
+
+def _by_topic(models: Iterable[type[EventData]]) -> dict[str, list[str]]:
+    """Topic name -> the message names (model class names) of ``models`` it carries, in the topic's order."""
+    wanted = {m.event_type for m in models}
+    out: dict[str, list[str]] = {}
+    for topic in ALL_TOPICS:
+        names = [EVENT_MODELS[(t, 1)].__name__ for t in topic.event_types if t in wanted]
+        if names:
+            out[topic.name] = names
+    for t in wanted:
+        topic_for(t)  # a type no topic carries is refused already by EventHandlers
+    return out
+
+
+def operations(services: Mapping[str, EventHandlers]) -> dict[str, Any]:
+    """AsyncAPI 3 operations: per service, what it receives (per topic) and what it sends (per topic)."""
+    ops: dict[str, Any] = {}
+    for service, table in services.items():
+        for action, verb, models in (("receive", "receives", table.consumes), ("send", "sends", table.emits)):
+            for topic, names in _by_topic(models).items():
+                ops[f"{service}-{verb}-{topic}"] = {
+                    "action": action,
+                    "channel": {"$ref": f"#/channels/{topic}"},
+                    "summary": f"{service} {verb} {', '.join(names)}" + (
+                        " (consumer group: ignores unknown fields and event types, dedupes on ce_id)"
+                        if action == "receive" else " (through its transactional outbox)"),
+                    "tags": [{"name": service}],
+                    "messages": [{"$ref": f"#/channels/{topic}/messages/{name}"} for name in names],
+                }
+    return ops
+
+
+def _service_summary(table: EventHandlers) -> str:
+    names = [m.event_type for m in table.consumes], [m.event_type for m in table.emits]
+    return f"Receives {', '.join(names[0]) or 'nothing'}; sends {', '.join(names[1]) or 'nothing'}."
+
+
+def asyncapi(services: Mapping[str, EventHandlers] | None = None) -> dict[str, Any]:
+    """The AsyncAPI document; ``services``: the declarations (default: the installed services')."""
+    services = service_declarations() if services is None else services
     channels: dict[str, Any] = {}
-    operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
     for topic in ALL_TOPICS:
         refs = {}
@@ -50,17 +105,6 @@ def asyncapi() -> dict[str, Any]:
             "messages": refs,
             "bindings": {"kafka": {"topic": topic.name, "partitions": topic.partitions}},
         }
-        emitter = EMITTERS[topic.event_types[0]]
-        operations[f"publish-{topic.name}"] = {
-            "action": "send",
-            "channel": {"$ref": f"#/channels/{topic.name}"},
-            "summary": f"Published by {emitter}",
-        }
-        operations[f"consume-{topic.name}"] = {
-            "action": "receive",
-            "channel": {"$ref": f"#/channels/{topic.name}"},
-            "summary": "Any consumer group; ignore unknown fields and headers, dedupe on ce_id",
-        }
     return {
         "asyncapi": "3.0.0",
         "info": {
@@ -69,10 +113,11 @@ def asyncapi() -> dict[str, Any]:
             "description": "Lead lifecycle events over Apache Kafka, CloudEvents 1.0 Kafka protocol binding, "
                            "binary content mode: CloudEvents attributes in ce_* headers, JSON data in the value, "
                            "the lead id as the record key.",
+            "tags": [{"name": service, "description": _service_summary(table)} for service, table in services.items()],
         },
         "defaultContentType": "application/json",
         "channels": channels,
-        "operations": operations,
+        "operations": operations(services),
         "components": {"messages": messages, "schemas": {"CloudEventHeaders": headers_schema()}},
     }
 
@@ -80,7 +125,7 @@ def asyncapi() -> dict[str, Any]:
 def render() -> dict[str, str]:
     """File name -> content of every generated file."""
     files = render_json_schemas()
-    files["asyncapi.yaml"] = "# Generated by `make schemas` from libs/contracts models. Do not edit.\n" + yaml.safe_dump(
+    files["asyncapi.yaml"] = "# Generated by `make schemas` from libs/contracts models and the services' handlers.py. Do not edit.\n" + yaml.safe_dump(
         asyncapi(), sort_keys=False, width=110
     )
     return files

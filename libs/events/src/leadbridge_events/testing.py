@@ -73,9 +73,11 @@ TEST_DEV_SECRET = "leadbridge-test-dev-secret-not-for-production"
 
 def test_auth_settings() -> AuthSettings:
     """Development-mode auth with the test suite's shared secret (the root conftest exports it as AUTH_DEV_SECRET)."""
+    from pydantic import SecretStr
+
     from .auth import AuthSettings
 
-    return AuthSettings(dev_secret=TEST_DEV_SECRET)
+    return AuthSettings(dev_secret=SecretStr(TEST_DEV_SECRET))
 
 
 def test_token(scopes: Iterable[str] | None = None, subject: str = "test-user") -> str:

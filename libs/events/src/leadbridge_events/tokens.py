@@ -170,7 +170,8 @@ def discover(issuer: str) -> dict[str, Any]:
     """The issuer's OpenID Connect discovery document (blocking)."""
     url = issuer.rstrip("/") + "/.well-known/openid-configuration"
     with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - the configured issuer
-        return json.loads(resp.read())
+        document: dict[str, Any] = json.loads(resp.read())
+        return document
 
 
 # -- development tokens ---------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from . import tables
 from .api import admin_router
 from .config import CrmConfig, load_config
-from .handlers import bind
+from .handlers import HANDLERS
 from .hubspot import HubSpotClient
 from .inbound_api import inbound_router
 from .salesforce import SalesforceClient
@@ -49,12 +49,12 @@ def create_app(settings: CrmSyncSettings | None = None, *, config: CrmConfig | N
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         sender_ref: list[Sender] = []
-        runtime = ServiceRuntime(name=NAME, settings=settings, metadata=tables.metadata, handlers=bind(config),
+        runtime = ServiceRuntime(name=NAME, settings=settings, metadata=tables.metadata, handlers=HANDLERS, deps=config, clock=clock,
                                  group_id=group_id or settings.group_id,
                                  migrations=migrations_dir("leadbridge_crm_sync"),
                                  on_committed=lambda record: sender_ref[0].wake() if sender_ref else None,
                                  **runner_options)
-        sender = Sender(runtime.sessions, settings, http, adapters, clock=clock)
+        sender = Sender(runtime.transaction, settings, http, adapters, clock=clock)
         sender_ref.append(sender)
         app.state.runtime, app.state.sender = runtime, sender
         async with runtime.lifespan(app):
@@ -76,7 +76,7 @@ def create_app(settings: CrmSyncSettings | None = None, *, config: CrmConfig | N
             yield session
 
     app.include_router(admin_router(tx, admin_guard(settings), clock, settings.secret_rotation_grace_seconds))
-    inbound = inbound_router(lambda: app.state.runtime.sessions, config, hubspot, clock,
+    inbound = inbound_router(lambda: app.state.runtime.transaction(), config, hubspot, clock,
                              settings.inbound_max_age_seconds)
     exempt(inbound)
     app.include_router(inbound)

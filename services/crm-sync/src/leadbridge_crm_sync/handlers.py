@@ -1,4 +1,6 @@
-"""The topic -> handler map: which events go where, queued in the consumer's transaction.
+"""What crm-sync consumes and emits (``HANDLERS``, at the bottom): which events go where, queued in the
+consumer's transaction. It emits follow-up-logged (inbound CRM webhooks, ``inbound_api``) and
+crm-delivery-recorded (each delivery attempt, ``sender``).
 
 - ``lead-routed``: remember the assignee's CRM user ids (to attribute CRM activity back to the rep); queue
   the event for the team's CRM destinations (assignments only, not returns to nurture) and for every
@@ -7,6 +9,7 @@
 
 The delivery rows are written in the same transaction as the event's processed-id claim (the runner's),
 so a routed lead is queued exactly once per destination, and the offset is committed only after it is.
+The destinations file (``CrmConfig``) reaches the handlers as ``ctx.deps``.
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 from leadbridge_contracts.envelope import Envelope
-from leadbridge_contracts.events import LeadRouted
-from leadbridge_contracts.topics import LEAD_ROUTED, SLA_AT_RISK, SLA_BREACHED
-from leadbridge_events.consumer import Handler, HandlerContext
+from leadbridge_contracts.events import CrmDeliveryRecorded, FollowUpLogged, LeadRouted, SlaAtRisk, SlaBreached
+from leadbridge_events.registry import EventHandlers, on
+from leadbridge_events.transaction import HandlerContext
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,16 +37,22 @@ async def subscribers(session: AsyncSession, event_type: str, team: str | None) 
     return [f"webhook:{r.id}" for r in rows if not r.teams or (team is not None and team in r.teams)]
 
 
-def bind(config: CrmConfig) -> dict[str, Handler]:
-    async def on_lead_routed(event: Envelope[Any], ctx: HandlerContext) -> None:
-        d: LeadRouted = event.data
-        await queue.remember_owner(ctx.session, d.assignee_crm_owner_ids, d.assignee_id)
-        team = d.team or d.pool
-        targets = config.destinations_for_team(team) if d.outcome in ASSIGNED else []
-        targets += await subscribers(ctx.session, event.type, team)
-        await queue.enqueue(ctx.session, event, targets)
+async def on_lead_routed(event: Envelope[LeadRouted], ctx: HandlerContext[CrmConfig]) -> None:
+    d = event.data
+    await queue.remember_owner(ctx.session, d.assignee_crm_owner_ids, d.assignee_id)
+    team = d.team or d.pool
+    targets = ctx.deps.destinations_for_team(team) if d.outcome in ASSIGNED else []
+    targets += await subscribers(ctx.session, event.type, team)
+    await queue.enqueue(ctx.session, event, targets)
 
-    async def on_sla_event(event: Envelope[Any], ctx: HandlerContext) -> None:
-        await queue.enqueue(ctx.session, event, await subscribers(ctx.session, event.type, event.data.team))
 
-    return {LEAD_ROUTED.name: on_lead_routed, SLA_AT_RISK.name: on_sla_event, SLA_BREACHED.name: on_sla_event}
+async def on_sla_event(event: Envelope[Any], ctx: HandlerContext[CrmConfig]) -> None:
+    await queue.enqueue(ctx.session, event, await subscribers(ctx.session, event.type, event.data.team))
+
+
+HANDLERS = EventHandlers(
+    on(LeadRouted, on_lead_routed),
+    on(SlaAtRisk, on_sla_event),
+    on(SlaBreached, on_sla_event),
+    emits=(FollowUpLogged, CrmDeliveryRecorded),
+)

@@ -16,8 +16,8 @@ from leadbridge_contracts.envelope import Envelope
 from leadbridge_contracts.events import FollowUpLogged
 from leadbridge_events.failures import is_transient
 from leadbridge_events.idempotency import claim_event
-from leadbridge_events.outbox import add_to_outbox
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from leadbridge_events.transaction import Transaction, Transactions
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import inbound_hubspot as hs
 from . import inbound_salesforce as sf
@@ -25,21 +25,21 @@ from . import queue
 from .config import CrmConfig
 from .hubspot import HubSpotClient
 from .metrics import INBOUND
-from .tables import outbox, processed_events
+from .tables import processed_events
 
 log = logging.getLogger("leadbridge.crm_sync.inbound")
 SOURCE = "crm-sync"
 UNAVAILABLE = {"Retry-After": "5"}
 
 
-async def _emit(session: AsyncSession, follow_up: FollowUpLogged, crm: str) -> None:
+async def _emit(tx: Transaction, follow_up: FollowUpLogged, crm: str) -> None:
     event = Envelope.of(follow_up, source=SOURCE, lead_id=follow_up.lead_id, time=follow_up.logged_at)
-    await add_to_outbox(session, outbox, event)
+    await tx.emit(event)
     log.info("follow-up from CRM", extra={"lead_id": follow_up.lead_id, "event_id": event.id, "crm": crm,
                                           "follow_up_id": follow_up.follow_up_id})
 
 
-def inbound_router(sessions: Callable[[], async_sessionmaker], config: CrmConfig,
+def inbound_router(transaction: Transactions, config: CrmConfig,
                    hubspot: Mapping[str, HubSpotClient], clock: Callable[[], datetime],
                    max_age_seconds: float) -> APIRouter:
     api = APIRouter(prefix="/v1/inbound", tags=["inbound"])
@@ -71,7 +71,8 @@ def inbound_router(sessions: Callable[[], async_sessionmaker], config: CrmConfig
             return JSONResponse({"error": "HubSpot API unavailable; retry"}, status_code=503, headers=UNAVAILABLE)
         counts = {"accepted": 0, "duplicate": 0, "ignored": len(events) - len(mine)}
         try:
-            async with sessions()() as session, session.begin():
+            async with transaction() as tx:
+                session = tx.session
                 for e in mine:
                     if not await claim_event(session, processed_events, f"hubspot:{name}", str(e["eventId"])):
                         counts["duplicate"] += 1
@@ -81,7 +82,7 @@ def inbound_router(sessions: Callable[[], async_sessionmaker], config: CrmConfig
                     if follow_up is None:
                         counts["ignored"] += 1
                         continue
-                    await _emit(session, follow_up, "hubspot")
+                    await _emit(tx, follow_up, "hubspot")
                     counts["accepted"] += 1
         except Exception as exc:
             if not is_transient(exc):
@@ -106,7 +107,8 @@ def inbound_router(sessions: Callable[[], async_sessionmaker], config: CrmConfig
             return Response(sf.fault("unknown OrganizationId"), status_code=403, media_type="text/xml")
         now, counts = clock(), {"accepted": 0, "duplicate": 0, "ignored": 0}
         try:
-            async with sessions()() as session, session.begin():
+            async with transaction() as tx:
+                session = tx.session
                 for n in message.notifications:
                     if not await claim_event(session, processed_events, f"salesforce:{name}", n.id):
                         counts["duplicate"] += 1
@@ -115,7 +117,7 @@ def inbound_router(sessions: Callable[[], async_sessionmaker], config: CrmConfig
                     if follow_up is None:
                         counts["ignored"] += 1
                         continue
-                    await _emit(session, follow_up, "salesforce")
+                    await _emit(tx, follow_up, "salesforce")
                     counts["accepted"] += 1
         except Exception as exc:
             if not is_transient(exc):

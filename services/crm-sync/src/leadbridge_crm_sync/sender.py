@@ -23,14 +23,14 @@ import httpx
 from leadbridge_contracts.envelope import Envelope
 from leadbridge_contracts.events import CrmDeliveryRecorded
 from leadbridge_events.failures import describe, is_transient
-from leadbridge_events.outbox import add_to_outbox
+from leadbridge_events.transaction import Transaction, Transactions
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import metrics, queue, webhooks
 from .policy import DEAD, DELIVERED, FAILED, SKIPPED, Outcome, next_attempt_at, should_pause
 from .settings import CrmSyncSettings
-from .tables import deliveries, delivery_attempts, destinations, outbox, subscriptions
+from .tables import deliveries, delivery_attempts, destinations, subscriptions
 
 log = logging.getLogger("leadbridge.crm_sync.sender")
 SOURCE = "crm-sync"
@@ -62,10 +62,11 @@ class WebhookAdapter:
 
 
 class Sender:
-    def __init__(self, sessions: async_sessionmaker, settings: CrmSyncSettings, http: httpx.AsyncClient,
+    def __init__(self, transaction: Transactions, settings: CrmSyncSettings, http: httpx.AsyncClient,
                  crm_adapters: Mapping[str, Adapter], *, clock: Callable[[], datetime] = utcnow,
                  rng: random.Random | None = None, concurrency: int = 6) -> None:
-        self._sessions = sessions
+        """``transaction``: the runtime's (``ServiceRuntime.transaction``): each destination's round is one."""
+        self._transaction = transaction
         self._settings = settings
         self._http = http
         self._crm = dict(crm_adapters)
@@ -100,14 +101,14 @@ class Sender:
 
     async def drain_once(self) -> int:
         """One round over every destination with due deliveries; returns how many attempts were made."""
-        async with self._sessions() as session:
-            due = await queue.due_destinations(session, self._clock())
+        async with self._transaction() as tx:
+            due = await queue.due_destinations(tx.session, self._clock())
         counts = await asyncio.gather(*(self._drain(dest) for dest in due))
         return sum(counts)
 
     async def _drain(self, destination: str) -> int:
-        async with self._slots, self._sessions() as session, session.begin():
-            now = self._clock()
+        async with self._slots, self._transaction() as tx:
+            session, now = tx.session, self._clock()
             if await queue.lock_destination(session, destination, now) is None:
                 return 0
             adapter = await self._adapter(session, destination, now)
@@ -121,7 +122,7 @@ class Sender:
             retry_at: list[datetime] = []  # when the deliveries that found the endpoint down are due again
             for d in batch:
                 if d.delivery_id in outcomes:
-                    nxt = await self._record(session, d, outcomes[d.delivery_id], done)
+                    nxt = await self._record(tx, d, outcomes[d.delivery_id], done)
                     if outcomes[d.delivery_id].endpoint_down:
                         retry_at.append(nxt or done)
             await self._update_health(session, destination, list(outcomes.values()), min(retry_at, default=done),
@@ -141,8 +142,9 @@ class Sender:
             log.warning("deliveries queued for an unconfigured destination", extra={"destination": destination})
         return adapter
 
-    async def _record(self, session: AsyncSession, d: queue.Delivery, o: Outcome, now: datetime) -> datetime | None:
+    async def _record(self, tx: Transaction, d: queue.Delivery, o: Outcome, now: datetime) -> datetime | None:
         """Store one attempt's outcome; returns when the delivery is retried (None: it is finished)."""
+        session = tx.session
         attempt = d.attempts + 1
         nxt = None
         if o.ok:
@@ -171,7 +173,7 @@ class Sender:
             delivered_event_type=d.event_type, attempt=attempt, result=result, status_code=o.status_code,
             error=o.error, next_attempt_at=nxt, crm_record_id=o.record_id, recorded_at=now,
         ), source=SOURCE, lead_id=d.lead_id, time=now)
-        await add_to_outbox(session, outbox, event)
+        await tx.emit(event)
         metrics.DELIVERIES.labels(d.destination, result).inc()
         if o.ok:
             metrics.DELIVERY_LAG.labels(d.destination).observe(max((now - d.event_time).total_seconds(), 0.0))

@@ -18,7 +18,7 @@ from leadbridge_events.runtime import ServiceRuntime
 
 from . import signin, store
 from .funnel import funnel
-from .handlers import BATCH_HANDLERS, HANDLERS
+from .handlers import HANDLERS
 from .settings import InsightsSettings
 from .views_api import build_views_router
 
@@ -34,7 +34,6 @@ def _aware(value: datetime | None) -> datetime | None:
 
 
 def build_runtime(settings: InsightsSettings, *, group_id: str | None = None, **runner_options: Any) -> ServiceRuntime:
-    runner_options.setdefault("batch_handlers", BATCH_HANDLERS)
     return ServiceRuntime(name="insights", settings=settings, metadata=store.metadata, handlers=HANDLERS,
                           group_id=group_id or settings.group_id, migrations=migrations_dir("leadbridge_insights"),
                           **runner_options)

@@ -131,8 +131,9 @@ def _with_profile(f: LeadFacts, p: LeadProfile | None, *, authoritative: bool) -
     """Attribution from the capture wins; later snapshots only fill gaps."""
     if p is None:
         return f
-    pick = (lambda old, new: new if new is not None else old) if authoritative else (
-        lambda old, new: old if old is not None else new)
+    def pick(old: str | None, new: str | None) -> str | None:
+        return (new if new is not None else old) if authoritative else (old if old is not None else new)
+
     return replace(f, channel=pick(f.channel, p.channel), campaign=pick(f.campaign, p.campaign),
                    source=pick(f.source, p.source), is_test=f.is_test or p.is_test)
 

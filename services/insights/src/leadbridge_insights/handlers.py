@@ -1,4 +1,4 @@
-"""Insights' topic -> handler map: it listens to every topic and emits nothing.
+"""What insights consumes (``HANDLERS``, at the bottom): every event type, on every topic; it emits nothing.
 
 Each lead event, in the consumer's transaction: explain it (``explain``), append it to the lead's timeline,
 and fold it into the lead's funnel facts (``facts.apply_event``) and their flat row; a breach and a routing
@@ -13,10 +13,21 @@ from __future__ import annotations
 from typing import Any
 
 from leadbridge_contracts.envelope import Envelope
-from leadbridge_contracts.events import LeadActivityRecorded, LeadCaptured, LeadRouted, LeadScored, SlaBreached
-from leadbridge_contracts.topics import ALL_TOPICS, ROSTER
-from leadbridge_events.batching import BatchContext, BatchHandler
-from leadbridge_events.consumer import Handler, HandlerContext
+from leadbridge_contracts.events import (
+    CrmDeliveryRecorded,
+    FollowUpLogged,
+    LeadActivityRecorded,
+    LeadCaptured,
+    LeadRouted,
+    LeadScored,
+    RosterChanged,
+    SlaAtRisk,
+    SlaBreached,
+    SlaDeadlineMet,
+    SlaDeadlinesSet,
+)
+from leadbridge_events.registry import EventHandlers, on
+from leadbridge_events.transaction import BatchContext, HandlerContext
 
 from . import store
 from .explain import explain
@@ -35,7 +46,7 @@ def _contact(data: Any, known: dict[str, str | None]) -> dict[str, str | None]:
     return {k: known.get(k) or seen[k] for k in seen}
 
 
-async def project(event: Envelope[Any], ctx: HandlerContext) -> None:
+async def project(event: Envelope[Any], ctx: HandlerContext[None]) -> None:
     if await store.append_to_timeline(ctx.session, event, explain(event.data)):
         await _fold(event, ctx.session)
 
@@ -53,17 +64,17 @@ async def _fold(event: Envelope[Any], session: Any) -> None:
     EVENTS_PROJECTED.labels(event.type).inc()
 
 
-async def roster_changed(event: Envelope[Any], ctx: HandlerContext) -> None:
+async def roster_changed(event: Envelope[RosterChanged], ctx: HandlerContext[None]) -> None:
     await store.save_roster(ctx.session, event.data.changed_at, event.data.model_dump(mode="json"))
     EVENTS_PROJECTED.labels(event.type).inc()
 
 
-async def roster_changed_many(events: list[Envelope[Any]], ctx: BatchContext) -> None:
+async def roster_changed_many(events: list[Envelope[RosterChanged]], ctx: BatchContext[None]) -> None:
     for event in events:
         await roster_changed(event, ctx.for_event(event))
 
 
-async def project_many(events: list[Envelope[Any]], ctx: BatchContext) -> None:
+async def project_many(events: list[Envelope[Any]], ctx: BatchContext[None]) -> None:
     """``project`` for a batch: the timeline rows in one statement, the leads' facts locked in lead id order
     (concurrent replicas cannot deadlock), then each new event folded in the batch's order (the lead's)."""
     fresh = await store.append_many_to_timeline(ctx.session, [(e, explain(e.data)) for e in events])
@@ -75,6 +86,17 @@ async def project_many(events: list[Envelope[Any]], ctx: BatchContext) -> None:
         await _fold(event, ctx.session)
 
 
-HANDLERS: dict[str, Handler] = {topic.name: project for topic in ALL_TOPICS} | {ROSTER.name: roster_changed}
-BATCH_HANDLERS: dict[str, BatchHandler] = ({topic.name: project_many for topic in ALL_TOPICS}
-                                           | {ROSTER.name: roster_changed_many})
+HANDLERS = EventHandlers(
+    on(LeadCaptured, project, batch=project_many),
+    on(LeadActivityRecorded, project, batch=project_many),
+    on(LeadScored, project, batch=project_many),
+    on(LeadRouted, project, batch=project_many),
+    on(FollowUpLogged, project, batch=project_many),
+    on(SlaAtRisk, project, batch=project_many),
+    on(SlaBreached, project, batch=project_many),
+    on(SlaDeadlinesSet, project, batch=project_many),
+    on(SlaDeadlineMet, project, batch=project_many),
+    on(CrmDeliveryRecorded, project, batch=project_many),
+    on(RosterChanged, roster_changed, batch=roster_changed_many),
+    emits=(),
+)

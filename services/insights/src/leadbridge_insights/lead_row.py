@@ -70,8 +70,8 @@ def live_alert(f: LeadFacts) -> tuple[str, str, datetime, str | None] | None:
         live.append((state != "breached", datetime.fromisoformat(str(due)), str(state), str(kind), assignee))
     if not live:
         return None
-    _, due, state, kind, assignee = min(live, key=lambda a: (a[0], a[1]))
-    return state, kind, due, assignee
+    _, due_at, alert_state, alert_kind, alert_assignee = min(live, key=lambda a: (a[0], a[1]))
+    return alert_state, alert_kind, due_at, alert_assignee
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:

@@ -88,7 +88,7 @@ def rep_load(roster: Mapping[str, Any] | None, *, open_by_rep: Mapping[str, int]
     """One row per rep: most loaded first (open / max_open, then this week / weekly_cap, then open)."""
     reps = {r["id"]: r for r in (roster or {}).get("reps", [])}
     ids = set(reps) | set(open_by_rep) | set(assigned_hourly) | set(breaches_hourly)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for rep_id in sorted(ids):
         rep = reps.get(rep_id)
         start = week_start(rep.get("timezone") if rep else "UTC", now)

@@ -51,15 +51,15 @@ def create_app(settings: IntakeSettings | None = None, *, group_id: str | None =
         engine = make_engine(settings.database_url, pre_ping=False, lock_timeout_ms=settings.db_lock_timeout_ms,
                              statement_timeout_ms=settings.db_statement_timeout_ms)
         runtime = ServiceRuntime(name=SERVICE, settings=settings, metadata=metadata, engine=engine,
-                                 handlers=HANDLERS if consume else None, group_id=group_id,
+                                 handlers=HANDLERS if consume else None, emits=HANDLERS.emits, group_id=group_id,
                                  migrations=migrations_dir("leadbridge_intake"), **runner_options)
         ctx.runtime = app.state.runtime = runtime
-        ctx.fetcher = PlatformFetcher(settings, runtime.sessions, lambda: ctx.clock())
+        ctx.fetcher = PlatformFetcher(settings, runtime.transaction, lambda: ctx.clock())
         try:
             async with runtime.lifespan(app):
                 runtime.spawn(ctx.fetcher.run(), name="intake-fetcher")
                 if settings.group_commit_max > 0:
-                    ctx.captures = GroupCommitter(engine, runtime.sessions,
+                    ctx.captures = GroupCommitter(engine, runtime.transaction,
                                                   window_seconds=settings.group_commit_window_ms / 1000,
                                                   max_group=settings.group_commit_max)
                     runtime.spawn(ctx.captures.run(), name="intake-group-commit")

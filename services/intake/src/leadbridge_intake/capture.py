@@ -15,15 +15,14 @@ from typing import Any
 
 from leadbridge_contracts.envelope import Envelope
 from leadbridge_contracts.events import LeadActivityRecorded, LeadCaptured, LeadProfile
-from leadbridge_contracts.topics import topic_for
 from leadbridge_events.locks import LockClass, xact_lock
-from leadbridge_events.outbox import _channel as outbox_channel
-from sqlalchemy import and_, func, or_, select, update
+from leadbridge_events.transaction import Transaction, Transactions
+from sqlalchemy import and_, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from .tables import activities, leads, outbox, submissions
+from .tables import activities, leads, submissions
 
 SOURCE = "intake"
 
@@ -72,16 +71,14 @@ async def _lock_identities(session: AsyncSession, identities: list[str]) -> None
     await xact_lock(session, LockClass.INTAKE_PERSON, *identities)
 
 
-async def _write_with_event(session: AsyncSession, writes: list[Any], event: Envelope[Any]) -> None:
-    """``writes`` (INSERT/UPDATE statements), the event's outbox row and the relay's NOTIFY, in ONE statement
-    (what ``leadbridge_events.outbox.add_to_outbox`` does in two, plus the writes)."""
-    staged = outbox.insert().values(event_id=event.id, topic=topic_for(event.type).name, key=event.lead_id,
-                                    value=event.kafka_value(),
-                                    headers={k: v.decode() for k, v in event.kafka_headers()})
-    stmt = select(func.pg_notify(outbox_channel(outbox.schema or "public"), ""))
-    for i, write in enumerate([*writes, staged]):
+async def _write_with_event(tx: Transaction, writes: list[Any], event: Envelope[Any]) -> None:
+    """``writes`` (INSERT/UPDATE statements) in ONE statement, and the event emitted with them (the outbox
+    row is written with the transaction's other emits, just before it commits)."""
+    stmt = select(literal(1))
+    for i, write in enumerate(writes):
         stmt = stmt.add_cte(write.cte(f"w{i}"))
-    await session.execute(stmt)
+    await tx.session.execute(stmt)
+    await tx.emit(event)
 
 
 async def _find_repeat(session: AsyncSession, email: str | None, phone: str | None, since: datetime) -> str | None:
@@ -97,7 +94,7 @@ async def _find_repeat(session: AsyncSession, email: str | None, phone: str | No
 
 
 async def capture_lead(
-    session: AsyncSession,
+    tx: Transaction,
     profile: LeadProfile,
     *,
     now: datetime,
@@ -108,6 +105,7 @@ async def capture_lead(
     activity_kind: str = "form_submission",
 ) -> CaptureResult:
     """Inside the caller's transaction: a new lead + LeadCaptured, or an activity + LeadActivityRecorded."""
+    session = tx.session
     new_id = str(uuid.uuid4())
     if dedupe_scope and dedupe_key:
         replay = await claim_or_replay(session, dedupe_scope, dedupe_key, new_id, fingerprint, "captured")
@@ -119,7 +117,7 @@ async def capture_lead(
         await _lock_identities(session, person_lock_names(email, phone))
         repeat_of = await _find_repeat(session, email, phone, now - repeat_window)
     if repeat_of is not None:
-        return await _record_activity(session, repeat_of, profile, now=now, kind=activity_kind,
+        return await _record_activity(tx, repeat_of, profile, now=now, kind=activity_kind,
                                       dedupe_scope=dedupe_scope, dedupe_key=dedupe_key)
     row = leads.insert().values(
         id=new_id, created_at=now, last_activity_at=now, email=email, phone=phone, source=profile.source,
@@ -128,11 +126,11 @@ async def capture_lead(
     )
     event = Envelope.of(LeadCaptured(lead_id=new_id, captured_at=now, profile=profile, dedupe_key=dedupe_key),
                         source=SOURCE, lead_id=new_id, time=now)
-    await _write_with_event(session, [row], event)
+    await _write_with_event(tx, [row], event)
     return CaptureResult(new_id, "captured", event_id=event.id)
 
 
-async def capture_in_transaction(sessions: async_sessionmaker, profile: LeadProfile, **options: Any) -> CaptureResult:
+async def capture_in_transaction(transaction: Transactions, profile: LeadProfile, **options: Any) -> CaptureResult:
     """``capture_lead`` in a transaction of its own, committed when this returns.
 
     The engine does not ping a connection at each checkout (a round trip per request); a pooled connection
@@ -143,9 +141,9 @@ async def capture_in_transaction(sessions: async_sessionmaker, profile: LeadProf
     for attempt in (1, 2):
         committing = False
         try:
-            async with sessions() as session, session.begin():
-                result = await capture_lead(session, profile, **options)
-                committing = True
+            async with transaction() as tx:
+                result = await capture_lead(tx, profile, **options)
+                committing = True  # from here on the outbox insert and the commit: never retried
             return result
         except DBAPIError as exc:
             if attempt == 2 or committing or not exc.connection_invalidated:
@@ -153,7 +151,7 @@ async def capture_in_transaction(sessions: async_sessionmaker, profile: LeadProf
     raise AssertionError("unreachable")
 
 
-async def _record_activity(session: AsyncSession, lead_id: str, profile: LeadProfile, *, now: datetime, kind: str,
+async def _record_activity(tx: Transaction, lead_id: str, profile: LeadProfile, *, now: datetime, kind: str,
                            dedupe_scope: str | None, dedupe_key: str | None) -> CaptureResult:
     activity_id = str(uuid.uuid4())
     writes: list[Any] = []
@@ -170,7 +168,7 @@ async def _record_activity(session: AsyncSession, lead_id: str, profile: LeadPro
                              form_type=profile.form_type, channel=profile.channel, campaign=profile.campaign,
                              profile=profile),
         source=SOURCE, lead_id=lead_id, time=now)
-    await _write_with_event(session, writes, event)
+    await _write_with_event(tx, writes, event)
     return CaptureResult(lead_id, "activity", event_id=event.id, activity_id=activity_id)
 
 

@@ -20,9 +20,10 @@ from urllib.parse import quote
 
 import httpx
 from leadbridge_events.failures import describe, is_transient
+from leadbridge_events.transaction import Transaction, Transactions
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import metrics
 from .capture import CaptureResult, capture_lead
@@ -54,10 +55,11 @@ async def enqueue_fetch(session: AsyncSession, platform: str, platform_lead_id: 
 
 
 class PlatformFetcher:
-    def __init__(self, settings: IntakeSettings, sessions: async_sessionmaker, clock: Callable[[], datetime],
+    def __init__(self, settings: IntakeSettings, transaction: Transactions, clock: Callable[[], datetime],
                  client: httpx.AsyncClient | None = None) -> None:
+        """``transaction``: the runtime's (``ServiceRuntime.transaction``); each row is handled in one."""
         self.settings = settings
-        self.sessions = sessions
+        self.transaction = transaction
         self.clock = clock
         self.client = client or httpx.AsyncClient(timeout=settings.fetch_timeout_seconds)
         self._wake = asyncio.Event()
@@ -95,7 +97,8 @@ class PlatformFetcher:
 
     async def refresh_gauges(self) -> None:
         pf = pending_fetches
-        async with self.sessions() as session:
+        async with self.transaction() as tx:
+            session = tx.session
             pending = dict((await session.execute(select(pf.c.platform, func.count()).where(pf.c.done_at.is_(None))
                                                   .group_by(pf.c.platform))).all())
             quarantined = await count_open(session)
@@ -111,14 +114,14 @@ class PlatformFetcher:
         pf = pending_fetches
         row: dict[str, Any] | None = None
         try:
-            async with self.sessions() as session, session.begin():
-                found = (await session.execute(
+            async with self.transaction() as tx:
+                found = (await tx.session.execute(
                     select(pf).where(pf.c.done_at.is_(None), pf.c.next_attempt_at <= func.now())
                     .order_by(pf.c.next_attempt_at).limit(1).with_for_update(skip_locked=True))).mappings().first()
                 if found is None:
                     return False
                 row = dict(found)
-                await self._handle(session, row)
+                await self._handle(tx, row)
             return True
         except asyncio.CancelledError:
             raise
@@ -127,8 +130,8 @@ class PlatformFetcher:
                 raise  # the database (or the broker) is away: the loop waits, the row keeps its attempts
             log.exception("handling a platform lead failed; kept for a retry",
                           extra={"platform": row["platform"], "platform_lead_id": row["platform_lead_id"]})
-            async with self.sessions() as session, session.begin():
-                await self._retry_later(session, row, exc, error=describe(exc))
+            async with self.transaction() as tx:
+                await self._retry_later(tx.session, row, exc, error=describe(exc))
             return True
 
     async def _retry_later(self, session: AsyncSession, row: dict[str, Any], exc: BaseException, *,
@@ -145,7 +148,8 @@ class PlatformFetcher:
         log.warning("platform fetch failed; retry in %.1fs", wait,
                     extra={"platform": platform, "platform_lead_id": pid, "attempts": attempts})
 
-    async def _handle(self, session: AsyncSession, row: dict[str, Any]) -> None:
+    async def _handle(self, tx: Transaction, row: dict[str, Any]) -> None:
+        session = tx.session
         platform, pid = row["platform"], row["platform_lead_id"]
         where = (pending_fetches.c.platform == platform, pending_fetches.c.platform_lead_id == pid)
         now = self.clock()
@@ -165,7 +169,7 @@ class PlatformFetcher:
             return
         async with session.begin_nested():
             result: CaptureResult = await capture_lead(
-                session, submission.profile(source=platform, is_test=is_test), now=now,
+                tx, submission.profile(source=platform, is_test=is_test), now=now,
                 repeat_window=timedelta(hours=self.settings.repeat_window_hours),
                 dedupe_scope=platform, dedupe_key=pid, activity_kind="form_submission")
             await session.execute(update(pending_fetches).where(*where).values(

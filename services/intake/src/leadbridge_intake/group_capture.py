@@ -25,12 +25,13 @@ from typing import Any
 
 from leadbridge_contracts.envelope import Envelope
 from leadbridge_contracts.events import LeadActivityRecorded, LeadCaptured, LeadProfile
-from leadbridge_contracts.topics import topic_for
 from leadbridge_events.locks import LockClass, object_key
-from leadbridge_events.outbox import _channel as outbox_channel
+from leadbridge_events.outbox import stage_events
+from leadbridge_events.transaction import refuse_undeclared
 
 from .capture import SOURCE, CaptureResult, person_lock_names
-from .tables import SCHEMA
+from .handlers import HANDLERS
+from .tables import SCHEMA, outbox
 
 S = SCHEMA
 
@@ -57,10 +58,6 @@ ACTIVITIES = f"""INSERT INTO {S}.activities (id, lead_id, occurred_at, kind, for
 SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[])"""
 TOUCH = f"""UPDATE {S}.leads l SET last_activity_at = t.at, activity_count = l.activity_count + t.n
 FROM unnest($1::text[], $2::timestamptz[], $3::int[]) AS t(id, at, n) WHERE l.id = t.id"""
-OUTBOX = f"""WITH staged AS (INSERT INTO {S}.outbox (event_id, topic, key, value, headers)
-  SELECT e, t, k, v, h::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[]) AS x(e, t, k, v, h)
-  RETURNING id)
-SELECT pg_notify($6, '')"""
 
 
 @dataclass
@@ -150,9 +147,7 @@ async def capture_group(conn: Any, members: list[Member]) -> list[CaptureResult]
     if activities:
         await conn.execute(ACTIVITIES, *_cols(activities, 7))
         await conn.execute(TOUCH, list(touched), [touched_at[k] for k in touched], list(touched.values()))
-    if events:
-        await conn.execute(OUTBOX, [e.id for e in events], [topic_for(e.type).name for e in events],
-                           [e.lead_id for e in events], [e.kafka_value() for e in events],
-                           [json.dumps({k: v.decode() for k, v in e.kafka_headers()}) for e in events],
-                           outbox_channel(S))
+    for event in events:  # what ctx.emit / tx.emit check on the other paths
+        refuse_undeclared(event, HANDLERS.emitted_types, SOURCE)
+    await stage_events(conn, outbox, events)  # the one outbox insert of every path, on this plain connection
     return [r for r in results if r is not None]

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from leadbridge_contracts.events import LeadProfile
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from leadbridge_events.transaction import Transactions
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .capture import CaptureResult, capture_in_transaction
 from .group_capture import Member, capture_group
@@ -40,10 +41,10 @@ class _Waiting:
 
 
 class GroupCommitter:
-    def __init__(self, engine: AsyncEngine, sessions: async_sessionmaker, *, window_seconds: float = 0.002,
+    def __init__(self, engine: AsyncEngine, transaction: Transactions, *, window_seconds: float = 0.002,
                  max_group: int = 256, max_in_flight: int = 4) -> None:
         self._engine = engine
-        self._sessions = sessions
+        self._transaction = transaction  # ``ServiceRuntime.transaction``: the one-lead path
         self._window = window_seconds
         self._max_group = max_group
         self._slots = asyncio.Semaphore(max_in_flight)
@@ -57,7 +58,7 @@ class GroupCommitter:
     async def capture(self, profile: LeadProfile, **options: Any) -> CaptureResult:
         """Store one capture (see ``capture.capture_lead`` for ``options``); returns once it is durable."""
         if not self._running:
-            return await capture_in_transaction(self._sessions, profile, **options)
+            return await capture_in_transaction(self._transaction, profile, **options)
         waiting = _Waiting(Member(profile, **options))
         self._queue.append(waiting)
         self._queued.set()
@@ -159,7 +160,7 @@ class GroupCommitter:
             m = w.member
             try:
                 result = await capture_in_transaction(
-                    self._sessions, m.profile, now=m.now, repeat_window=m.repeat_window,
+                    self._transaction, m.profile, now=m.now, repeat_window=m.repeat_window,
                     dedupe_scope=m.dedupe_scope, dedupe_key=m.dedupe_key, activity_kind=m.activity_kind)
             except Exception as exc:
                 _settle(w.answer, exc=exc)

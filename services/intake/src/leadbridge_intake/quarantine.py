@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from leadbridge_events.transaction import Transaction
 from pydantic import ValidationError
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -130,13 +131,13 @@ class Reprocessed:
     problem: Unusable | None = None
 
 
-async def reprocess(session: AsyncSession, quarantine_id: str, *, now: datetime, region: str,
+async def reprocess(tx: Transaction, quarantine_id: str, *, now: datetime, region: str,
                     repeat_window: timedelta, corrections: dict[str, str] | None = None) -> Reprocessed | None:
     """Map and validate the stored payload again and capture it (in the caller's transaction); None: no such id.
 
     Idempotent: a released row answers its lead; the capture's dedupe key is the platform id, so even a
     platform redelivery captured meanwhile yields the same lead."""
-    q = quarantined_leads
+    q, session = quarantined_leads, tx.session
     row = (await session.execute(select(q).where(q.c.id == quarantine_id).with_for_update())).first()
     if row is None:
         return None
@@ -151,7 +152,7 @@ async def reprocess(session: AsyncSession, quarantine_id: str, *, now: datetime,
             updated_at=now))
         return Reprocessed(row.id, QUARANTINED, problem=problem)
     result: CaptureResult = await capture_lead(
-        session, submission.profile(source=row.platform, is_test=is_test), now=now, repeat_window=repeat_window,
+        tx, submission.profile(source=row.platform, is_test=is_test), now=now, repeat_window=repeat_window,
         dedupe_scope=row.platform, dedupe_key=row.platform_lead_id, activity_kind="form_submission")
     await session.execute(update(q).where(where).values(
         status=RELEASED, lead_id=result.lead_id, attempts=q.c.attempts + 1, corrections=corrections,

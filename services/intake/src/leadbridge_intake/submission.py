@@ -125,7 +125,8 @@ class LeadSubmission(BaseModel):
     def profile(self, *, source: str | None, default_region: str | None = None, is_test: bool = False) -> LeadProfile:
         return LeadProfile(
             contact=Contact(email=self.email, phone=self.phone, name=self.name),
-            company=self.company, job_title=self.job_title, company_size=self.company_size,  # type: ignore[arg-type]
+            company=self.company, job_title=self.job_title,
+            company_size=self.company_size,  # type: ignore[arg-type]  # _size made it an int (or None)
             industry=self.industry, country=self.country, language=self.language, channel=self.channel,
             campaign=self.campaign, form_type=self.form_type, source=source, consent=self.consent,
             utm=dict(self.utm), custom=dict(self.custom), is_test=is_test,

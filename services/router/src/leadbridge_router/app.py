@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 from leadbridge_events.auth import protected_app, scopes_by_method
+from leadbridge_events.clock import Clock, utcnow
 from leadbridge_events.http import add_operational_routes
 from leadbridge_events.locks import LockClass, xact_lock
 from leadbridge_events.migrations import migrations_dir
@@ -23,45 +24,41 @@ from .settings import RouterSettings
 log = logging.getLogger("leadbridge.router")
 
 
-def build_runtime(settings: RouterSettings, **runner_options: Any) -> ServiceRuntime:
+def build_runtime(settings: RouterSettings, *, clock: Clock = utcnow, **runner_options: Any) -> ServiceRuntime:
     runner_options.setdefault("group_id", settings.group_id)
-    runner_options.setdefault("batch_handlers", handlers.BATCH_HANDLERS)
     return ServiceRuntime(name="router", settings=settings, metadata=db.metadata, handlers=handlers.HANDLERS,
+                          clock=clock,
                           migrations=migrations_dir("leadbridge_router"), **runner_options)
 
 
 async def seed_roster(runtime: ServiceRuntime, path: str) -> None:
     """Import the roster file once, when the database has no teams yet."""
-    async with runtime.sessions() as session, session.begin():
-        await xact_lock(session, LockClass.ROUTER_SEED, "roster")
-        if (await session.execute(select(func.count()).select_from(db.teams))).scalar():
+    async with runtime.transaction() as tx:
+        await xact_lock(tx.session, LockClass.ROUTER_SEED, "roster")
+        if (await tx.session.execute(select(func.count()).select_from(db.teams))).scalar():
             return
         roster = roster_io.parse_roster_text(Path(path).read_text())
-
-        async def no_emit(event: Any) -> None:  # an empty database has no open leads to re-route
-            return None
-
-        await roster_io.save_roster(session, roster, handlers.clock(), no_emit)
+        await roster_io.save_roster(tx.session, roster, tx.now(), tx.emit)  # no open leads yet: nothing re-routed
         log.info("roster imported", extra={"file": path, "teams": len(roster.teams), "reps": len(roster.reps)})
 
 
-def create_app(settings: RouterSettings | None = None, **runner_options: Any) -> FastAPI:
+def create_app(settings: RouterSettings | None = None, *, clock: Clock = utcnow, **runner_options: Any) -> FastAPI:
     settings = settings or RouterSettings()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = build_runtime(settings, **runner_options)  # aiokafka needs the running loop
+        runtime = build_runtime(settings, clock=clock, **runner_options)  # aiokafka needs the running loop
         app.state.runtime = runtime
         async with runtime.lifespan(app):
             if settings.roster_file:
                 await seed_roster(runtime, settings.roster_file)
-            await roster_announcer.announce_at_start(runtime.sessions, handlers.clock())
-            runtime.spawn(scheduler.run_hold_scheduler(runtime.sessions, handlers.clock, settings.hold_poll_seconds),
+            await roster_announcer.announce_at_start(runtime.transaction)
+            runtime.spawn(scheduler.run_hold_scheduler(runtime.transaction, runtime.clock, settings.hold_poll_seconds),
                           name="router-hold-scheduler")
             yield
 
     app = protected_app(settings.auth, title="LeadBridge router", lifespan=lifespan)
-    app.include_router(build_router(lambda: app.state.runtime.sessions(), lambda: handlers.clock()),
+    app.include_router(build_router(lambda: app.state.runtime.transaction()),
                        dependencies=[Depends(scopes_by_method(read="roster:read", write="roster:write"))])
 
     add_operational_routes(app, lambda: app.state.runtime)

@@ -19,9 +19,9 @@ def is_out_of_office(rep: Rep, now: datetime) -> bool:
     local = _local(rep, now)
     for ooo in rep.out_of_office:
         if isinstance(ooo.start, datetime):
-            if ooo.start <= now < ooo.end:  # type: ignore[operator]
+            if ooo.start <= now < ooo.end:
                 return True
-        elif ooo.start <= local.date() <= ooo.end:  # type: ignore[operator]
+        elif ooo.start <= local.date() <= ooo.end:
             return True
     return False
 
@@ -51,7 +51,7 @@ def _candidate_starts(rep: Rep, now: datetime, horizon_days: int) -> list[dateti
                     for d in range(1, horizon_days + 1)]
     else:
         moments += list(_shift_starts(rep, now, horizon_days))
-    return [m.astimezone(now.tzinfo) for m in moments]  # type: ignore[arg-type]
+    return [m.astimezone(now.tzinfo) for m in moments]
 
 
 def _shift_starts(rep: Rep, now: datetime, horizon_days: int) -> Iterable[datetime]:

@@ -27,8 +27,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from leadbridge_contracts import Envelope, LeadScored, Stage
-from leadbridge_events.batching import BatchContext
-from leadbridge_events.consumer import PoisonEvent
+from leadbridge_events.transaction import BatchContext
 from sqlalchemy import case, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -129,12 +128,9 @@ def _needs_recycle(row: Any) -> bool:
     return row is not None and (row.waiting_since is not None or row.status in handlers.OWNED)
 
 
-async def on_lead_scored_batch(events: list[Envelope[Any]], ctx: BatchContext) -> None:
+async def on_lead_scored_batch(events: list[Envelope[LeadScored]], ctx: BatchContext[None]) -> None:
     """lead-scored, a batch in one transaction: the same effects, in the same order, as ``handlers.on_lead_scored``
     for each event (see the module's docstring)."""
-    for event in events:
-        if not isinstance(event.data, LeadScored):
-            raise PoisonEvent(f"unexpected event type {event.type} on lead-scored")  # the runner goes one by one
     session = ctx.session
     rows = await lock_and_read_leads(session, [e.lead_id for e in events])
     roster = await store.load_roster(session)
@@ -143,7 +139,7 @@ async def on_lead_scored_batch(events: list[Envelope[Any]], ctx: BatchContext) -
         if handlers.wants_routing(event.data):
             start = entry_point(roster, assigner.facts_of(event.data))[1]
             pools.update(pool_chain(roster, start) if start else ())
-    batch = BatchRouting(session, roster, await store.lock_pools(session, sorted(pools)), handlers.clock())
+    batch = BatchRouting(session, roster, await store.lock_pools(session, sorted(pools)), ctx.now())
     for event in events:
         data: LeadScored = event.data
         row = rows.get(data.lead_id)

@@ -1,18 +1,18 @@
-"""The router's topic -> handler map: sales-ready leads get routed, SLA breaches get escalated, won/lost
-follow-ups close a lead's assignment (freeing the rep's slot for the capacity waiting list)."""
+"""What the router consumes and emits (``HANDLERS``, at the bottom): sales-ready leads get routed, SLA
+breaches get escalated, won/lost follow-ups close a lead's assignment (freeing the rep's slot for the
+capacity waiting list). It emits lead-routed here, and roster-changed from its roster API.
+
+Time comes from ``ctx.now()`` (the runtime's clock; tests pass one to ``create_app``)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from leadbridge_contracts import Envelope, FollowUpLogged, LeadScored, SlaBreached, Stage
-from leadbridge_contracts.events import FollowUpOutcome
-from leadbridge_contracts.topics import FOLLOW_UP_LOGGED, LEAD_SCORED, SLA_BREACHED
-from leadbridge_events.batching import BatchContext, BatchHandler
-from leadbridge_events.consumer import Handler, HandlerContext, PoisonEvent
+from leadbridge_contracts.events import FollowUpOutcome, LeadRouted, RosterChanged
+from leadbridge_events.registry import EventHandlers, on
+from leadbridge_events.transaction import BatchContext, HandlerContext
 
 from . import assigner, metrics, store, waitlist
 from .routing import ASSIGNED, FALLBACK_OWNER, HELD
@@ -22,22 +22,13 @@ OWNED = (ASSIGNED, FALLBACK_OWNER, HELD)
 CLOSED = "closed"  # won or lost: final, never routed again by any later event
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-clock: Callable[[], datetime] = utcnow
-
-
 def wants_routing(data: LeadScored) -> bool:
     """Route MQLs once when they cross the threshold, and SQLs."""
     return (data.stage == Stage.MQL and data.became_mql) or data.stage == Stage.SQL
 
 
-async def on_lead_scored(event: Envelope[Any], ctx: HandlerContext) -> None:
+async def on_lead_scored(event: Envelope[LeadScored], ctx: HandlerContext[None]) -> None:
     data = event.data
-    if not isinstance(data, LeadScored):
-        raise PoisonEvent(f"unexpected event type {event.type} on lead-scored")
     if not wants_routing(data):
         if data.stage == Stage.NURTURE:
             await recycle(ctx, data, event)
@@ -54,22 +45,22 @@ async def on_lead_scored(event: Envelope[Any], ctx: HandlerContext) -> None:
         log.info("lead already routed; not routing again",
                  extra={"lead_id": data.lead_id, "event_id": event.id, "status": row.status})
         return
-    await assigner.route(ctx.session, ctx.emit, data.lead_id, clock(), lead_row=row, facts=assigner.facts_of(data),
+    await assigner.route(ctx.session, ctx.emit, data.lead_id, ctx.now(), lead_row=row, facts=assigner.facts_of(data),
                          event=data.model_dump(mode="json"), caused_by=event)
 
 
-async def recycle(ctx: HandlerContext, data: LeadScored, event: Envelope[Any]) -> None:
+async def recycle(ctx: HandlerContext[None], data: LeadScored, event: Envelope[Any]) -> None:
     """A routed lead went back to nurture (e.g. sales rejected it): it frees its rep's open slot, and its next
     MQL crossing is routed afresh. A lead waiting for capacity that is no longer sales-ready stops waiting."""
     row = await store.lock_lead(ctx.session, data.lead_id)
     if row is not None and row.waiting_since is not None:
-        await store.update_lead(ctx.session, data.lead_id, waiting_since=None, waiting_pool=None, updated_at=clock())
+        await store.update_lead(ctx.session, data.lead_id, waiting_since=None, waiting_pool=None, updated_at=ctx.now())
         log.info("waiting lead went back to nurture; off the waiting list",
                  extra={"lead_id": data.lead_id, "event_id": event.id})
         return
     if row is None or row.status not in OWNED:
         return
-    now = clock()
+    now = ctx.now()
     rep = await store.release_assignment(ctx.session, data.lead_id, now, "back to nurture", close_outcome="nurture")
     previous = list(row.previous_assignees) + ([row.assignee] if row.assignee else [])
     await store.update_lead(ctx.session, data.lead_id, status="recycled", assignee=None, hold_until=None,
@@ -82,13 +73,11 @@ async def recycle(ctx: HandlerContext, data: LeadScored, event: Envelope[Any]) -
 CLOSING = {FollowUpOutcome.WON: "won", FollowUpOutcome.LOST: "lost"}
 
 
-async def on_follow_up_logged(event: Envelope[Any], ctx: HandlerContext) -> None:
+async def on_follow_up_logged(event: Envelope[FollowUpLogged], ctx: HandlerContext[None]) -> None:
     """Won or lost closes the lead's open assignment: the rep's open slot frees up (the oldest waiting lead
     that fits gets it), and the outcome and its time are recorded. Other follow-ups change nothing here
     (a rejection reaches the router as lead-scored back to nurture, from scoring)."""
     data = event.data
-    if not isinstance(data, FollowUpLogged):
-        raise PoisonEvent(f"unexpected event type {event.type} on follow-up-logged")
     outcome = CLOSING.get(data.outcome) if data.outcome is not None else None
     if outcome is None:
         metrics.SKIPPED.labels("not_a_close").inc()
@@ -99,13 +88,13 @@ async def on_follow_up_logged(event: Envelope[Any], ctx: HandlerContext) -> None
         log.info("close of a lead the router has not routed; recorded so it is never routed",
                  extra={"lead_id": data.lead_id, "event_id": event.id, "outcome": outcome})
         await store.save_lead(ctx.session, data.lead_id, status=CLOSED, closed_outcome=outcome,
-                              closed_at=data.occurred_at, facts={}, event={}, updated_at=clock())
+                              closed_at=data.occurred_at, facts={}, event={}, updated_at=ctx.now())
         metrics.CLOSED.labels(outcome).inc()
         return
     if row.status == CLOSED:
         metrics.SKIPPED.labels("already_closed").inc()
         return
-    now = clock()
+    now = ctx.now()
     rep = None
     if row.status in (ASSIGNED, FALLBACK_OWNER):
         rep = await store.release_assignment(ctx.session, data.lead_id, now, f"closed: {outcome}",
@@ -119,10 +108,8 @@ async def on_follow_up_logged(event: Envelope[Any], ctx: HandlerContext) -> None
     await waitlist.slot_freed(ctx.session, ctx.emit, rep, now, caused_by=event)
 
 
-async def on_sla_breached(event: Envelope[Any], ctx: HandlerContext) -> None:
+async def on_sla_breached(event: Envelope[SlaBreached], ctx: HandlerContext[None]) -> None:
     data = event.data
-    if not isinstance(data, SlaBreached):
-        raise PoisonEvent(f"unexpected event type {event.type} on sla-breached")
     if not data.escalate:
         metrics.SKIPPED.labels("no_escalation").inc()
         return
@@ -135,24 +122,23 @@ async def on_sla_breached(event: Envelope[Any], ctx: HandlerContext) -> None:
                  extra={"lead_id": data.lead_id, "event_id": event.id})
         return
     metrics.ESCALATIONS.labels(data.policy).inc()
-    now = clock()
+    now = ctx.now()
     await assigner.reroute(ctx.session, ctx.emit, row, now, caused_by=event,
                            why=f"escalation: SLA '{data.policy}' ({data.kind}) breached by {row.assignee}",
                            release_reason="sla breached")
     await waitlist.slot_freed(ctx.session, ctx.emit, row.assignee, now, caused_by=event)
 
 
-async def on_lead_scored_batch(events: list[Envelope[Any]], ctx: BatchContext) -> None:
+async def on_lead_scored_batch(events: list[Envelope[LeadScored]], ctx: BatchContext[None]) -> None:
     """lead-scored in batches, with multi-row statements (``batch_routing``)."""
     from .batch_routing import on_lead_scored_batch as route_batch  # it builds on this module
 
     await route_batch(events, ctx)
 
 
-BATCH_HANDLERS: dict[str, BatchHandler] = {LEAD_SCORED.name: on_lead_scored_batch}
-
-HANDLERS: dict[str, Handler] = {
-    LEAD_SCORED.name: on_lead_scored,
-    SLA_BREACHED.name: on_sla_breached,
-    FOLLOW_UP_LOGGED.name: on_follow_up_logged,
-}
+HANDLERS = EventHandlers(
+    on(LeadScored, on_lead_scored, batch=on_lead_scored_batch),
+    on(SlaBreached, on_sla_breached),
+    on(FollowUpLogged, on_follow_up_logged),
+    emits=(LeadRouted, RosterChanged),
+)

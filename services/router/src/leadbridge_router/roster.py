@@ -51,9 +51,10 @@ class OutOfOffice(_Model):
     def _ordered(self) -> OutOfOffice:
         if isinstance(self.start, datetime) != isinstance(self.end, datetime):
             raise ValueError("start and end must both be dates or both be datetimes")
-        if isinstance(self.start, datetime) and (self.start.tzinfo is None or self.end.tzinfo is None):
+        if (isinstance(self.start, datetime) and isinstance(self.end, datetime)
+                and (self.start.tzinfo is None or self.end.tzinfo is None)):
             raise ValueError("out-of-office datetimes need a UTC offset")
-        if self.end < self.start:  # type: ignore[operator]
+        if self.end < self.start:
             raise ValueError("out-of-office end is before its start")
         return self
 

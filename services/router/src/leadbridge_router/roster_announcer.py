@@ -9,12 +9,13 @@ same transaction.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import date, datetime
 from typing import Any
 
 from leadbridge_contracts import Envelope
 from leadbridge_contracts.events import RosterChanged, RosterRep, RosterTeam
-from leadbridge_events.outbox import add_to_outbox
+from leadbridge_events.transaction import Transaction
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -56,8 +57,8 @@ async def announce_if_changed(session: AsyncSession, emit: Callable[[Envelope[An
         await announce(session, emit, now)
 
 
-async def announce_at_start(sessions: Callable[[], Any], now: datetime) -> None:
+async def announce_at_start(transaction: Callable[[], AbstractAsyncContextManager[Transaction]]) -> None:
     """The current roster, once per start (a consumer that came later learns it without a change)."""
-    async with sessions() as session, session.begin():
-        if (await store.load_roster(session)).teams:
-            await announce(session, lambda e: add_to_outbox(session, db.outbox, e), now)
+    async with transaction() as tx:
+        if (await store.load_roster(tx.session)).teams:
+            await announce(tx.session, tx.emit, tx.now())

@@ -13,16 +13,17 @@ from leadbridge_events.migrations import migrations_dir
 from leadbridge_events.runtime import ServiceRuntime
 
 from . import store
-from .handlers import batch_handlers_for, handlers_for
+from .handlers import HANDLERS
 from .model import ScoringModel
 from .model_file import load_model
+from .rescoring import Rescorer
 from .settings import ScoringSettings
 
 
 def build_runtime(settings: ScoringSettings, model: ScoringModel, *, group_id: str | None = None,
                   **runner_options: Any) -> ServiceRuntime:
-    runner_options.setdefault("batch_handlers", batch_handlers_for(model))
-    return ServiceRuntime(name="scoring", settings=settings, metadata=store.metadata, handlers=handlers_for(model),
+    return ServiceRuntime(name="scoring", settings=settings, metadata=store.metadata, handlers=HANDLERS,
+                          deps=Rescorer(model),
                           group_id=group_id or settings.group_id, migrations=migrations_dir("leadbridge_scoring"),
                           **runner_options)
 

@@ -1,10 +1,12 @@
-"""Scoring's topic -> handler map: what it consumes, and what each event does.
+"""What scoring consumes and emits (``HANDLERS``, at the bottom), and what each event does.
 
-    lead-captured      (lead-captured, lead-activity-recorded)  -> store activity, re-score, maybe emit
-    follow-up-logged   (rejected -> nurture, qualified+BANT -> SQL)  -> maybe emit
+    lead-captured            -> store the capture, score, maybe emit lead-scored
+    lead-activity-recorded   -> store the activity, re-score, maybe emit lead-scored
+    follow-up-logged         -> rejected -> nurture, qualified+BANT -> SQL; maybe emit lead-scored
 
 Every change is emitted as lead-scored through ``ctx.emit`` (the outbox, same transaction). Scoring never
-routes: it only states readiness.
+routes: it only states readiness. The handlers reach the scoring model through ``ctx.deps`` (a
+``Rescorer``, built by the composition root from the model file).
 """
 
 from __future__ import annotations
@@ -12,12 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 from leadbridge_contracts.envelope import Envelope
-from leadbridge_contracts.events import FollowUpLogged, LeadActivityRecorded, LeadCaptured
-from leadbridge_contracts.topics import FOLLOW_UP_LOGGED, LEAD_CAPTURED
-from leadbridge_events.batching import BatchContext, BatchHandler
-from leadbridge_events.consumer import Handler, HandlerContext, PoisonEvent
+from leadbridge_contracts.events import FollowUpLogged, LeadActivityRecorded, LeadCaptured, LeadScored
+from leadbridge_events.registry import EventHandlers, on
+from leadbridge_events.transaction import BatchContext, HandlerContext
 
-from .model import ScoringModel
 from .rescoring import Rescorer
 from .scoring import Activity
 
@@ -36,65 +36,61 @@ def recorded_activity(data: LeadActivityRecorded) -> Activity:
                     form_type=data.form_type, channel=data.channel, campaign=data.campaign, asset=data.asset)
 
 
-def handlers_for(model: ScoringModel) -> dict[str, Handler]:
-    rescorer = Rescorer(model)
-
-    async def on_lead_event(event: Envelope[Any], ctx: HandlerContext) -> None:
-        data = event.data
-        if isinstance(data, LeadCaptured):
-            scored = await rescorer.on_activity(ctx.session, data.lead_id, capture_activity(data), data.profile,
-                                                captured=True)
-        elif isinstance(data, LeadActivityRecorded):
-            scored = await rescorer.on_activity(ctx.session, data.lead_id, recorded_activity(data), data.profile,
-                                                captured=False)
-        else:
-            raise PoisonEvent(f"scoring does not handle {event.type} on {LEAD_CAPTURED.name}")
-        if scored is not None:
-            await ctx.emit(Envelope.of(scored, source=SOURCE, lead_id=scored.lead_id, caused_by=event))
-
-    async def on_follow_up(event: Envelope[Any], ctx: HandlerContext) -> None:
-        if not isinstance(event.data, FollowUpLogged):
-            raise PoisonEvent(f"scoring does not handle {event.type} on {FOLLOW_UP_LOGGED.name}")
-        scored = await rescorer.on_follow_up(ctx.session, event.data)
-        if scored is not None:
-            await ctx.emit(Envelope.of(scored, source=SOURCE, lead_id=scored.lead_id, caused_by=event))
-
-    HANDLERS: dict[str, Handler] = {
-        LEAD_CAPTURED.name: on_lead_event,
-        FOLLOW_UP_LOGGED.name: on_follow_up,
-    }
-    return HANDLERS
+async def _emit_scored(ctx: HandlerContext[Rescorer], scored: LeadScored | None, cause: Envelope[Any]) -> None:
+    if scored is not None:
+        await ctx.emit(Envelope.of(scored, source=SOURCE, lead_id=scored.lead_id, caused_by=cause))
 
 
-def batch_handlers_for(model: ScoringModel) -> dict[str, BatchHandler]:
-    """lead-captured in batches: the captures of new leads are scored and stored together (two statements);
-    anything else, and a second event of a lead within the batch, goes through the one-event handler, in
-    order, after the captures before it: per-lead order is kept."""
-    rescorer = Rescorer(model)
-    one = handlers_for(model)[LEAD_CAPTURED.name]
+async def on_lead_captured(event: Envelope[LeadCaptured], ctx: HandlerContext[Rescorer]) -> None:
+    data = event.data
+    await _emit_scored(ctx, await ctx.deps.on_activity(ctx.session, data.lead_id, capture_activity(data),
+                                                       data.profile, captured=True), event)
 
-    async def on_lead_events(events: list[Envelope[Any]], ctx: BatchContext) -> None:
-        waiting: list[tuple[Envelope[Any], LeadCaptured]] = []
 
-        async def flush() -> None:
-            if not waiting:
-                return
-            scored = await rescorer.first_sight_many(
-                ctx.session, [(d.lead_id, capture_activity(d), d.profile) for _, d in waiting])
-            for event, data in waiting:
-                if data.lead_id not in scored:  # scoring knew it already (a replayed capture): the usual path
-                    await one(event, ctx.for_event(event))
-                elif (result := scored[data.lead_id]) is not None:
-                    await ctx.emit(Envelope.of(result, source=SOURCE, lead_id=result.lead_id, caused_by=event))
-            waiting.clear()
+async def on_lead_activity(event: Envelope[LeadActivityRecorded], ctx: HandlerContext[Rescorer]) -> None:
+    data = event.data
+    await _emit_scored(ctx, await ctx.deps.on_activity(ctx.session, data.lead_id, recorded_activity(data),
+                                                       data.profile, captured=False), event)
 
-        for event in events:
-            if isinstance(event.data, LeadCaptured) and all(d.lead_id != event.lead_id for _, d in waiting):
-                waiting.append((event, event.data))
-                continue
-            if any(d.lead_id == event.lead_id for _, d in waiting):
-                await flush()  # this lead's capture first
-            await one(event, ctx.for_event(event))
-        await flush()
 
-    return {LEAD_CAPTURED.name: on_lead_events}
+async def on_follow_up(event: Envelope[FollowUpLogged], ctx: HandlerContext[Rescorer]) -> None:
+    await _emit_scored(ctx, await ctx.deps.on_follow_up(ctx.session, event.data), event)
+
+
+async def on_lead_events(events: list[Envelope[Any]], ctx: BatchContext[Rescorer]) -> None:
+    """lead-captured's events in batches: the captures of new leads are scored and stored together (two
+    statements); anything else, and a second event of a lead within the batch, goes through its one-event
+    handler, in order, after the captures before it: per-lead order is kept."""
+    waiting: list[tuple[Envelope[Any], LeadCaptured]] = []
+
+    async def one(event: Envelope[Any]) -> None:
+        await HANDLERS[event.type].handler(event, ctx.for_event(event))
+
+    async def flush() -> None:
+        if not waiting:
+            return
+        scored = await ctx.deps.first_sight_many(
+            ctx.session, [(d.lead_id, capture_activity(d), d.profile) for _, d in waiting])
+        for event, data in waiting:
+            if data.lead_id not in scored:  # scoring knew it already (a replayed capture): the usual path
+                await one(event)
+            elif (result := scored[data.lead_id]) is not None:
+                await ctx.emit(Envelope.of(result, source=SOURCE, lead_id=result.lead_id, caused_by=event))
+        waiting.clear()
+
+    for event in events:
+        if isinstance(event.data, LeadCaptured) and all(d.lead_id != event.lead_id for _, d in waiting):
+            waiting.append((event, event.data))
+            continue
+        if any(d.lead_id == event.lead_id for _, d in waiting):
+            await flush()  # this lead's capture first
+        await one(event)
+    await flush()
+
+
+HANDLERS = EventHandlers(
+    on(LeadCaptured, on_lead_captured, batch=on_lead_events),
+    on(LeadActivityRecorded, on_lead_activity, batch=on_lead_events),
+    on(FollowUpLogged, on_follow_up),
+    emits=(LeadScored,),
+)

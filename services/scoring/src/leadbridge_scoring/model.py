@@ -127,8 +127,8 @@ class Grades(_Strict):
         *upper, last = bands
         if last.min is not None:
             raise ValueError("the last band is the catch-all: give it no min")
-        mins = [b.min for b in upper]
-        if any(m is None for m in mins):
+        mins = [b.min for b in upper if b.min is not None]
+        if len(mins) < len(upper):
             raise ValueError("every band but the last needs a min")
         if any(a <= b for a, b in pairwise(mins)):
             raise ValueError("bands must be listed from the highest min to the lowest")

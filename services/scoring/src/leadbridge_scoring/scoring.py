@@ -56,7 +56,7 @@ class Breakdown:
     matched: tuple[RuleHit, ...]
     model_version: str
 
-    def signature(self) -> tuple:
+    def signature(self) -> tuple[float, float, float, float, float, str, str]:
         return (self.total, self.fit, self.engagement, self.intent, self.negative, self.grade, self.model_version)
 
 
@@ -66,10 +66,10 @@ def score(profile: LeadProfile, activities: list[Activity], model: ScoringModel,
     ordered = sorted(activities, key=lambda a: (a.occurred_at, a.activity_id))
     for category in CATEGORIES:
         if category in ("fit", "negative"):
-            found = [_profile_hit(r, category, profile) for r in getattr(model, category)]
+            maybe = [_profile_hit(r, category, profile) for r in getattr(model, category)]
         else:
-            found = [_activity_hit(r, category, ordered, model, now) for r in getattr(model, category)]
-        found = [h for h in found if h is not None]
+            maybe = [_activity_hit(r, category, ordered, model, now) for r in getattr(model, category)]
+        found = [h for h in maybe if h is not None]
         raw = round(sum(h.points for h in found), 2)
         capped = _cap(category, raw, model)
         if capped != raw:
@@ -87,7 +87,7 @@ def score(profile: LeadProfile, activities: list[Activity], model: ScoringModel,
 
 
 def _cap(category: str, raw: float, model: ScoringModel) -> float:
-    cap = getattr(model.caps, category)
+    cap: float | None = getattr(model.caps, category)
     if cap is None:
         return raw
     return round(max(raw, -cap), 2) if category == "negative" else round(min(raw, cap), 2)
@@ -155,7 +155,7 @@ def decay_factor(age_days: float, model: ScoringModel) -> float:
         return 0.0
     if model.decay.half_life_days is None:
         return 1.0
-    return 0.5 ** (age_days / model.decay.half_life_days)
+    return float(0.5 ** (age_days / model.decay.half_life_days))
 
 
 def _activity_hit(rule: ActivityRule, category: str, ordered: list[Activity], model: ScoringModel,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from typing import Any
 
 from leadbridge_contracts.events import LeadProfile, Stage
 
@@ -61,7 +62,7 @@ class WhatIfReport:
     def changed(self) -> int:
         return self.to_mql + self.to_nurture
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["as_of"] = self.as_of.isoformat()
         out["changed"] = self.changed

@@ -9,17 +9,17 @@ from typing import Any
 
 from fastapi import FastAPI
 from leadbridge_events.auth import protected_app
+from leadbridge_events.clock import utcnow
 from leadbridge_events.http import add_operational_routes
 from leadbridge_events.logs import configure_logging
 from leadbridge_events.migrations import migrations_dir
 from leadbridge_events.runtime import ServiceRuntime
 
 from . import gauges, tables
-from .batch_handlers import bind_batch
-from .handlers import bind
+from .handlers import HANDLERS
 from .policies import SlaConfig
 from .settings import WatcherSettings
-from .timer import TimerLoop, utcnow
+from .timer import TimerLoop
 
 NAME = "sla-watcher"
 
@@ -31,11 +31,10 @@ class Watcher:
                  group_id: str | None = None, clock: Callable[[], datetime] = utcnow, **runner_options: Any):
         self.settings = settings or WatcherSettings()
         self.config = config or self.settings.sla_config()
-        runner_options.setdefault("batch_handlers", bind_batch(self.config))
         self.runtime = ServiceRuntime(name=NAME, settings=self.settings, metadata=tables.metadata,
-                                      handlers=bind(self.config), group_id=group_id,
+                                      handlers=HANDLERS, deps=self.config, clock=clock, group_id=group_id,
                                       migrations=migrations_dir("leadbridge_sla_watcher"), **runner_options)
-        self.timer = TimerLoop(self.runtime.sessions, self.runtime.outbox, batch_size=self.settings.timer_batch_size,
+        self.timer = TimerLoop(self.runtime.transaction, batch_size=self.settings.timer_batch_size,
                                poll_seconds=self.settings.timer_poll_seconds, clock=clock,
                                workers=self.settings.timer_workers)
 

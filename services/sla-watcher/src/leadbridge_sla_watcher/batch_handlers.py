@@ -15,21 +15,18 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from datetime import UTC, datetime
-from functools import partial
+from datetime import datetime
 from typing import Any
 
 from leadbridge_contracts.envelope import Envelope
 from leadbridge_contracts.events import FollowUpLogged, FollowUpOutcome, LeadRouted, TouchType
-from leadbridge_contracts.topics import FOLLOW_UP_LOGGED, LEAD_ROUTED
-from leadbridge_events.batching import BatchContext, BatchHandler
+from leadbridge_events.transaction import BatchContext
 from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 
 from . import store
 from .announcements import deadlines_set, event_time, set_event_id
 from .deadlines import LIVE, Deadline, Route, Touch, apply_touch, on_route
-from .handlers import SOURCE, _announce_met, _new_id, _observe_first_touch
 from .policies import SlaConfig
 from .tables import deadlines, leads, touches
 
@@ -85,11 +82,10 @@ async def _save_routing(session: Any, routing: dict[str, dict[str, Any]]) -> Non
              "updated": [r["updated_at"] for r in rows]})
 
 
-async def on_lead_routed_batch(events: list[Envelope[Any]], ctx: BatchContext, *, config: SlaConfig) -> None:
-    routed = [e for e in events if e.type == LeadRouted.event_type]
-    if not routed:
-        return
-    now = datetime.now(UTC)
+async def on_lead_routed_batch(events: list[Envelope[LeadRouted]], ctx: BatchContext[SlaConfig]) -> None:
+    from .handlers import SOURCE, _announce_met, _new_id, _observe_first_touch  # its table names this module
+
+    routed, config, now = events, ctx.deps, ctx.now()
     ids = [e.data.lead_id for e in routed]
     rows = await lock_leads(ctx.session, ids, now)
     live = await live_deadlines(ctx.session, ids)
@@ -142,12 +138,12 @@ async def _add_touches(session: Any, events: list[Envelope[Any]]) -> set[int]:
     return {first[(r.lead_id, r.follow_up_id)] for r in await session.execute(stmt)}
 
 
-async def on_follow_up_logged_batch(events: list[Envelope[Any]], ctx: BatchContext, *, config: SlaConfig) -> None:
-    logged = [e for e in events if e.type == FollowUpLogged.event_type]
-    if not logged:
-        return
+async def on_follow_up_logged_batch(events: list[Envelope[FollowUpLogged]], ctx: BatchContext[SlaConfig]) -> None:
+    from .handlers import _announce_met, _observe_first_touch  # its table names this module
+
+    logged = events
     ids = [e.data.lead_id for e in logged]
-    rows = await lock_leads(ctx.session, ids, datetime.now(UTC))
+    rows = await lock_leads(ctx.session, ids, ctx.now())
     new = await _add_touches(ctx.session, logged)
     live = await live_deadlines(ctx.session, [lead for lead, row in rows.items() if row["attempt"] is not None])
     saved: dict[str, Deadline] = {}
@@ -174,9 +170,3 @@ async def on_follow_up_logged_batch(events: list[Envelope[Any]], ctx: BatchConte
         live[f.lead_id] = still_live
         log.info("touch applied", extra={**extra, "deadlines_changed": changed})
     await store.save(ctx.session, saved.values())
-
-
-def bind_batch(config: SlaConfig) -> dict[str, BatchHandler]:
-    """The batch handlers, by topic, with the policy configuration bound in."""
-    return {LEAD_ROUTED.name: partial(on_lead_routed_batch, config=config),
-            FOLLOW_UP_LOGGED.name: partial(on_follow_up_logged_batch, config=config)}

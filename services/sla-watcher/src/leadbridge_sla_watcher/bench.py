@@ -15,12 +15,15 @@ import os
 import statistics
 import time
 import uuid
+from functools import partial
 
 import asyncpg
 from leadbridge_events.db import create_schema, make_engine, session_factory
+from leadbridge_events.transaction import open_transaction
 from sqlalchemy import text
 
 from . import tables
+from .handlers import HANDLERS
 from .settings import WatcherSettings
 from .timer import TimerLoop
 
@@ -95,7 +98,8 @@ async def run_size(base_url: str, n: int, due: int, window: float, poll: float, 
         load_seconds = time.monotonic() - started
         async with engine.begin() as conn:  # the ones we time: due over the next `window` seconds
             await conn.execute(_LOAD, {"prefix": "due-", "n": min(due, n), "offset": 1.0, "spread": window})
-        timer = TimerLoop(session_factory(engine), tables.outbox, poll_seconds=poll, batch_size=batch, workers=workers)
+        transaction = partial(open_transaction, session_factory(engine), tables.outbox, emits=HANDLERS.emitted_types)
+        timer = TimerLoop(transaction, poll_seconds=poll, batch_size=batch, workers=workers)
         timer.lags = []
         peak = _rss_mb()
         cpu, db_cpu = time.process_time(), _cpu_seconds(await _backends(url))

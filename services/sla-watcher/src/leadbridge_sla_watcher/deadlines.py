@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import partial
 
 from leadbridge_contracts.events import FollowUpOutcome, SlaKind, TouchType
 
@@ -122,21 +123,21 @@ def plan_deadlines(route: Route, policy: ResolvedPolicy, calendar: Calendar, new
         return []
     cfg = policy.config
     frac = cfg.at_risk_fraction
-    common = dict(lead_id=route.lead_id, policy=policy.name, attempt=route.attempt, assignee_id=route.assignee_id,
-                  team=route.team, starts_at=route.routed_at, escalate=cfg.escalate)
+    deadline = partial(Deadline, lead_id=route.lead_id, policy=policy.name, attempt=route.attempt,
+                       assignee_id=route.assignee_id, team=route.team, starts_at=route.routed_at, escalate=cfg.escalate)
     out: list[Deadline] = []
     for kind, limit in ((SlaKind.FIRST_TOUCH, cfg.first_touch), (SlaKind.DISPOSITION, cfg.disposition)):
         if limit is None:
             continue
-        out.append(Deadline(
+        out.append(deadline(
             id=new_id(), kind=kind, due_at=_limit_end(route.routed_at, limit, 1.0, calendar),
-            at_risk_at=_limit_end(route.routed_at, limit, frac, calendar) if frac else None, **common,
+            at_risk_at=_limit_end(route.routed_at, limit, frac, calendar) if frac else None,
         ))
     if cfg.cadence is not None:
         span = timedelta(days=cfg.cadence.days)
-        out.append(Deadline(
+        out.append(deadline(
             id=new_id(), kind=SlaKind.CADENCE, due_at=route.routed_at + span, required=cfg.cadence.touches,
-            at_risk_at=route.routed_at + span * frac if frac else None, **common,
+            at_risk_at=route.routed_at + span * frac if frac else None,
         ))
     return out
 

@@ -1,4 +1,5 @@
-"""The topic -> handler map: lead-routed starts or restarts deadlines, follow-up-logged stops/advances them.
+"""What the SLA watcher consumes and emits (``HANDLERS``, at the bottom): lead-routed starts or restarts
+deadlines, follow-up-logged stops/advances them; the timer (``timer``) fires sla-at-risk and sla-breached.
 
 Both announce what they changed on the ``sla-deadlines`` topic, through the outbox in the same transaction:
 ``sla-deadlines-set`` when a routing starts (or supersedes) deadlines, ``sla-deadline-met`` when a touch
@@ -6,24 +7,32 @@ meets one (see ``announcements``).
 
 Each handler runs in the consumer's transaction and first locks the lead's row, so a lead's routing and
 its touches (on two topics) are applied one at a time, and never concurrently with the timer firing one
-of its deadlines (the timer skips locked rows; a handler waits for a row the timer holds).
+of its deadlines (the timer skips locked rows; a handler waits for a row the timer holds). The SLA policy
+configuration reaches the handlers as ``ctx.deps``; time as ``ctx.now()``.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 from leadbridge_contracts.envelope import Envelope
-from leadbridge_contracts.events import FollowUpLogged, LeadRouted, SlaKind
-from leadbridge_contracts.topics import FOLLOW_UP_LOGGED, LEAD_ROUTED
-from leadbridge_events.consumer import Handler, HandlerContext
+from leadbridge_contracts.events import (
+    FollowUpLogged,
+    LeadRouted,
+    SlaAtRisk,
+    SlaBreached,
+    SlaDeadlineMet,
+    SlaDeadlinesSet,
+    SlaKind,
+)
+from leadbridge_events.registry import EventHandlers, on
+from leadbridge_events.transaction import HandlerContext
 
 from . import metrics, store
 from .announcements import deadline_met, deadlines_set, event_time, met_event_id, set_event_id
+from .batch_handlers import on_follow_up_logged_batch, on_lead_routed_batch
 from .deadlines import Deadline, Route, Status, Touch, apply_touch, on_route
 from .policies import SlaConfig
 
@@ -37,7 +46,7 @@ def _new_id() -> str:
     return str(uuid.uuid4())
 
 
-async def _announce_met(ctx: HandlerContext, cause: Envelope[Any], before: Deadline | None, after: Deadline) -> None:
+async def _announce_met(ctx: HandlerContext[SlaConfig], cause: Envelope[Any], before: Deadline | None, after: Deadline) -> None:
     met = deadline_met(before, after)
     if met is not None:
         await ctx.emit(Envelope.of(met, source=SOURCE, lead_id=after.lead_id, caused_by=cause,
@@ -54,11 +63,9 @@ def _observe_first_touch(before: Deadline | None, after: Deadline) -> None:
         metrics.TOUCHES_AFTER_BREACH.labels(after.policy, team, when).inc()
 
 
-async def on_lead_routed(event: Envelope[Any], ctx: HandlerContext, *, config: SlaConfig) -> None:
-    if event.type != LeadRouted.event_type:
-        return
-    r: LeadRouted = event.data
-    lead = await store.lock_lead(ctx.session, r.lead_id, datetime.now(UTC))
+async def on_lead_routed(event: Envelope[LeadRouted], ctx: HandlerContext[SlaConfig]) -> None:
+    r, config = event.data, ctx.deps
+    lead = await store.lock_lead(ctx.session, r.lead_id, ctx.now())
     existing = await store.live_deadlines(ctx.session, r.lead_id)
     touches = await store.lead_touches(ctx.session, r.lead_id)
     policy = config.resolve(r.sla_policy, team=r.team, tier=r.profile.custom.get("tier"), grade=r.grade)
@@ -72,7 +79,7 @@ async def on_lead_routed(event: Envelope[Any], ctx: HandlerContext, *, config: S
         return
     await store.save(ctx.session, result.changed + result.created)
     await store.set_routing(ctx.session, r.lead_id, attempt=r.attempt, assignee_id=r.assignee_id, team=r.team,
-                            policy=policy.name, routed_at=r.routed_at, updated_at=datetime.now(UTC))
+                            policy=policy.name, routed_at=r.routed_at, updated_at=ctx.now())
     announcement = deadlines_set(route, policy.name, result)
     if announcement is not None:
         await ctx.emit(Envelope.of(announcement, source=SOURCE, lead_id=r.lead_id, caused_by=event,
@@ -85,12 +92,10 @@ async def on_lead_routed(event: Envelope[Any], ctx: HandlerContext, *, config: S
                                          "deadlines_superseded": len(result.changed), "outcome": r.outcome})
 
 
-async def on_follow_up_logged(event: Envelope[Any], ctx: HandlerContext, *, config: SlaConfig) -> None:
-    if event.type != FollowUpLogged.event_type:
-        return
-    f: FollowUpLogged = event.data
+async def on_follow_up_logged(event: Envelope[FollowUpLogged], ctx: HandlerContext[SlaConfig]) -> None:
+    f = event.data
     touch = Touch(f.follow_up_id, f.occurred_at, f.touch_type, f.outcome)
-    lead = await store.lock_lead(ctx.session, f.lead_id, datetime.now(UTC))
+    lead = await store.lock_lead(ctx.session, f.lead_id, ctx.now())
     extra = {"lead_id": f.lead_id, "event_id": event.id, "follow_up_id": f.follow_up_id}
     if not await store.add_touch(ctx.session, f.lead_id, touch, f.logged_at):
         log.info("follow-up already recorded", extra=extra)
@@ -109,12 +114,8 @@ async def on_follow_up_logged(event: Envelope[Any], ctx: HandlerContext, *, conf
     log.info("touch applied", extra={**extra, "deadlines_changed": len(changed)})
 
 
-HANDLERS = {
-    LEAD_ROUTED.name: on_lead_routed,
-    FOLLOW_UP_LOGGED.name: on_follow_up_logged,
-}
-
-
-def bind(config: SlaConfig) -> dict[str, Handler]:
-    """HANDLERS with the policy configuration bound in."""
-    return {topic: partial(handler, config=config) for topic, handler in HANDLERS.items()}
+HANDLERS = EventHandlers(
+    on(LeadRouted, on_lead_routed, batch=on_lead_routed_batch),
+    on(FollowUpLogged, on_follow_up_logged, batch=on_follow_up_logged_batch),
+    emits=(SlaDeadlinesSet, SlaDeadlineMet, SlaAtRisk, SlaBreached),  # the last two from the timer
+)

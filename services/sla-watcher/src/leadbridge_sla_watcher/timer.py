@@ -32,16 +32,15 @@ import contextlib
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from leadbridge_contracts.envelope import Envelope
 from leadbridge_contracts.events import SlaAtRisk, SlaBreached
-from leadbridge_events.batching import stage_events
+from leadbridge_events.clock import Clock, utcnow
 from leadbridge_events.failures import describe
+from leadbridge_events.transaction import Transactions
 from sqlalchemy import Table, TextClause, func, select, text
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from . import metrics, store
 from .deadlines import Deadline, Firing, Status, due_firing
@@ -50,10 +49,6 @@ from .tables import deadlines
 log = logging.getLogger("leadbridge.sla_watcher.timer")
 SOURCE = "sla-watcher"
 _EVENT_NS = uuid.UUID("5b3c1f0e-8d7a-4b7e-9a51-2f4c6d8e0a11")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def firing_event(d: Deadline, firing: Firing, fired_at: datetime) -> Envelope[Any]:
@@ -104,11 +99,12 @@ _CLAIM, _PARK = claim_sql(), _park_sql()
 
 
 class TimerLoop:
-    def __init__(self, sessions: async_sessionmaker, outbox: Table, *, batch_size: int = 500,
-                 poll_seconds: float = 0.2, clock: Callable[[], datetime] = utcnow, workers: int = 1) -> None:
-        self._sessions = sessions
+    def __init__(self, transaction: Transactions, *, batch_size: int = 500, poll_seconds: float = 0.2,
+                 clock: Clock = utcnow, workers: int = 1) -> None:
+        """``transaction``: the runtime's (``ServiceRuntime.transaction``); the events fired go out through its
+        ``emit``, in one outbox insert (``stage_events``) before the commit. ``workers``: see ``run``."""
+        self._transaction = transaction
         self._workers = workers
-        self._outbox = outbox
         self._batch = batch_size
         self._poll = poll_seconds
         self._clock = clock
@@ -125,14 +121,15 @@ class TimerLoop:
     async def _fire_batch(self) -> tuple[int, int]:
         """One batch: (rows claimed, events emitted)."""
         now = self._clock()
-        async with self._sessions() as session, session.begin():
+        async with self._transaction() as tx:
+            session = tx.session
             rows = (await session.execute(_CLAIM, {"now": now, "n": self._batch})).all()
             if not rows:
                 return 0, 0
             if len(rows) >= self._batch:
                 self._more.set()  # a full batch: more may be due, wake the other workers
             rows.sort(key=lambda r: (r.next_fire_at, r.id))  # RETURNING has no order: fire in due order
-            staged: list[tuple[Envelope[Any], str | None]] = []
+            staged: list[Envelope[Any]] = []
             fired: list[tuple[datetime, Deadline, Firing]] = []
             unreadable: list[tuple[Any, Exception]] = []
             for row in rows:
@@ -141,12 +138,13 @@ class TimerLoop:
                     firing = due_firing(d, now)  # what fire(d, now) fires; the claim made its state change
                     if firing is None:
                         continue  # claimed early: the claim put its computed next fire time back
-                    staged.append((firing_event(d, firing, now), None))
+                    staged.append(firing_event(d, firing, now))
                 except Exception as exc:  # noqa: BLE001 - this row's own fault: park it, fire the others
                     unreadable.append((row, exc))
                     continue
                 fired.append((row.next_fire_at, d, firing))
-            await stage_events(session, self._outbox, staged)
+            for event in staged:
+                await tx.emit(event)  # staged: one multi-row outbox insert as the transaction ends
             if unreadable:
                 await session.execute(_PARK, {"ids": [r.id for r, _ in unreadable],
                                               "at_risk": [r.at_risk_fired_at for r, _ in unreadable],
@@ -186,8 +184,8 @@ class TimerLoop:
                                               "max_lag_seconds": round(worst, 4)})
 
     async def seconds_to_next(self) -> float:
-        async with self._sessions() as session:
-            nxt = (await session.execute(
+        async with self._transaction() as tx:
+            nxt = (await tx.session.execute(
                 select(func.min(deadlines.c.next_fire_at)).where(deadlines.c.status == "open")
             )).scalar()
         if nxt is None:

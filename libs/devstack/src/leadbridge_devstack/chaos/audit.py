@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from .faults import POISON_KEY, FaultWindow
 from .load import MQL, LoadResult
@@ -41,9 +42,10 @@ class Findings:
     duplicate_routes: int = 0
     unexpected_dead_letters: int = 0
     stuck: int = 0
-    lost_why: Counter = field(default_factory=Counter)
-    stuck_why: Counter = field(default_factory=Counter)
-    dead_letters: Counter = field(default_factory=Counter)  # (group, topic, reason) -> n, besides the poison
+    lost_why: Counter[str] = field(default_factory=Counter)
+    stuck_why: Counter[str] = field(default_factory=Counter)
+    # (group, topic, reason) -> n, besides the poison
+    dead_letters: Counter[tuple[str | None, str | None, str | None]] = field(default_factory=Counter)
     poison_dead_letters: int = 0
     redelivered_records: int = 0
     faults: list[FaultFigures] = field(default_factory=list)
@@ -69,7 +71,7 @@ def _by_lead(records: list[Rec], event_type: str | None = None) -> dict[str, lis
     return out
 
 
-def _skipped(topics: dict[str, list[Rec]], committed: dict[str, dict], processed: dict[str, dict[str, float]],
+def _skipped(topics: dict[str, list[Rec]], committed: dict[str, dict[Any, int]], processed: dict[str, dict[str, float]],
              dlq_sources: set[tuple[str, str, int, int]]) -> list[tuple[str, Rec]]:
     """Events a group committed past without processing or dead-lettering them."""
     out = []
@@ -83,7 +85,8 @@ def _skipped(topics: dict[str, list[Rec]], committed: dict[str, dict], processed
     return out
 
 
-def _final_times(load: LoadResult, scored: dict, routed: dict, deadlines: dict) -> dict[str, float]:
+def _final_times(load: LoadResult, scored: dict[str, list[Rec]], routed: dict[str, list[Rec]],
+                 deadlines: dict[str, list[Rec]]) -> dict[str, float]:
     """Lead id -> when it reached its final state (routed and its SLA deadline set, or nurtured)."""
     out = {}
     for lid, lead in load.accepted.items():
@@ -122,7 +125,7 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(int(q * len(ordered)), len(ordered) - 1)] if ordered else float("nan")
 
 
-def audit(load: LoadResult, windows: list[FaultWindow], topics: dict[str, list[Rec]], committed: dict[str, dict],
+def audit(load: LoadResult, windows: list[FaultWindow], topics: dict[str, list[Rec]], committed: dict[str, dict[Any, int]],
           processed: dict[str, dict[str, float]], views: LeadViews) -> Findings:
     f = Findings(accepted=len(load.accepted))
     scored = _by_lead(topics.get("lead-scored", []), "lead-scored")
@@ -149,7 +152,7 @@ def audit(load: LoadResult, windows: list[FaultWindow], topics: dict[str, list[R
     ids = Counter(r.event_id for r in every if r.event_id)
     f.redelivered_records = sum(n - 1 for n in ids.values() if n > 1)
     for recs in routed.values():
-        per_attempt: dict[int, set[str]] = defaultdict(set)
+        per_attempt: dict[int, set[str | None]] = defaultdict(set)
         for r in recs:
             per_attempt[int((r.value or {}).get("attempt", 1))].add(r.event_id)
         f.duplicate_routes += sum(1 for events in per_attempt.values() if len(events) > 1)
@@ -178,7 +181,7 @@ def audit(load: LoadResult, windows: list[FaultWindow], topics: dict[str, list[R
             if status is not None and status not in want:
                 why.append(f"intake status {status}")
         timeline = views.insights.get(lid)
-        on_topics = {r.event_type for r in of_lead.get(lid, ())}
+        on_topics = {r.event_type for r in of_lead.get(lid, ()) if r.event_type}
         if timeline is None or not on_topics <= set(timeline):
             why.append("insights timeline lacks " + ", ".join(sorted(on_topics - set(timeline or ()))))
         if why:

@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
+from ..progress import Log
 from .audit import Findings, audit
 from .faults import ALL_FAULTS, FaultWindow, run_faults
 from .load import LoadResult, create_api_key, post_leads
@@ -51,18 +52,19 @@ def say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def clock(t0: float):
+def clock(t0: float) -> Log:
     return lambda text: say(f"[{time.time() - t0:6.1f}s] {text}")
 
 
 def default_gap(args: argparse.Namespace, faults: list[str]) -> float:
     """Spread the faults over the posting time (a restart takes a few seconds more than --down)."""
-    posting = args.leads / args.rate
-    busy = args.warmup + len(faults) * (args.down + 4.0)
+    posting: float = args.leads / args.rate
+    busy: float = args.warmup + len(faults) * (args.down + 4.0)
     return max(2.0, (posting - busy) / max(len(faults), 1))
 
 
-async def exercise(stack: ChaosStack, args: argparse.Namespace, log) -> tuple:
+async def exercise(stack: ChaosStack, args: argparse.Namespace, log: Log
+                   ) -> tuple[str, LoadResult, list[FaultWindow], bool]:
     faults = [f.strip() for f in args.faults.split(",") if f.strip()]
     gap = args.gap if args.gap is not None else default_gap(args, faults)
     key = await create_api_key(stack.url("intake"), admin_token())
@@ -87,7 +89,7 @@ async def exercise(stack: ChaosStack, args: argparse.Namespace, log) -> tuple:
     return key, load, windows, quiet
 
 
-async def examine(stack: ChaosStack, key: str, load, windows) -> Findings:
+async def examine(stack: ChaosStack, key: str, load: LoadResult, windows: list[FaultWindow]) -> Findings:
     from .faults import input_topics
 
     bootstrap = stack.brokers.bootstrap_servers
@@ -100,7 +102,7 @@ async def examine(stack: ChaosStack, key: str, load, windows) -> Findings:
     return audit(load, windows, topics, committed, processed, views)
 
 
-def report(f: Findings, load, args: argparse.Namespace) -> None:
+def report(f: Findings, load: LoadResult, args: argparse.Namespace) -> None:
     say(f"\n{'fault':<36} {'down s':>7} {'catch-up s':>10} {'accepted meanwhile':>18}  client errors (retried)")
     for row in f.faults:
         errors = ", ".join(f"{k}: {v}" for k, v in sorted(row.client_errors.items())) or "none"
@@ -122,7 +124,7 @@ def report(f: Findings, load, args: argparse.Namespace) -> None:
         say(f"  rejected: {line}")
 
 
-def write_json(path: Path, f: Findings, load, args: argparse.Namespace) -> None:
+def write_json(path: Path, f: Findings, load: LoadResult, args: argparse.Namespace) -> None:
     data = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "line": f.line(), "ok": f.ok, "cores": os.cpu_count(),
             "faults": [asdict(row) for row in f.faults], "latency": f.latency,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 
+from ..progress import Log
 from .stack import ChaosStack
 
 SERVICE_FAULTS = ("scoring", "router", "sla-watcher", "insights", "intake")
@@ -50,7 +51,7 @@ async def inject_poison(bootstrap: str) -> None:
         await producer.stop()
 
 
-async def strike(stack: ChaosStack, name: str, down: float, log) -> FaultWindow:
+async def strike(stack: ChaosStack, name: str, down: float, log: Log) -> FaultWindow:
     window = FaultWindow(name, time.time())
     log(f"fault: {window.label}")
     try:
@@ -97,7 +98,7 @@ async def caught_up(stack: ChaosStack, threshold: int, timeout: float) -> float:
 
 
 async def run_faults(stack: ChaosStack, names: list[str], *, warmup: float, down: float, gap: float,
-                     settle_threshold: int = 30, settle_timeout: float = 30.0, log=print) -> list[FaultWindow]:
+                     settle_threshold: int = 30, settle_timeout: float = 30.0, log: Log = print) -> list[FaultWindow]:
     """Strike each fault in turn: ``warmup`` seconds of load first; between faults, wait for the backlog to
     drain (at most ``settle_timeout``), then ``gap`` seconds more of load."""
     unknown = set(names) - set(ALL_FAULTS)

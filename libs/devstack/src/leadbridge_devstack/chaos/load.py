@@ -12,7 +12,9 @@ import asyncio
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -24,7 +26,7 @@ def lead_kind(i: int) -> str:
     return NURTURE if i % 5 == 4 else MQL
 
 
-def lead_body(i: int, run: str) -> dict:
+def lead_body(i: int, run: str) -> dict[str, Any]:
     tag = f"{run}-{i}"
     if lead_kind(i) == NURTURE:
         return {"email": f"student.{tag}@gmail.com", "name": "Sam Student", "job_title": "Student",
@@ -105,11 +107,13 @@ async def create_api_key(url: str, admin_token: str) -> str:
         resp = await client.post("/v1/admin/keys", headers={"Authorization": f"Bearer {admin_token}"},
                                  json={"source": "chaos", "scopes": ["leads:write", "leads:read"]})
         resp.raise_for_status()
-        return resp.json()["api_key"]
+        key: str = resp.json()["api_key"]
+        return key
 
 
 async def post_leads(url: str, api_key: str, *, leads: int, rate: float, give_up_after: float = 600.0,
-                     in_flight: int = 32, more=lambda: False, progress=lambda i: None) -> LoadResult:
+                     in_flight: int = 32, more: Callable[[], bool] = lambda: False,
+                     progress: Callable[[int], object] = lambda i: None) -> LoadResult:
     """Post ``leads`` leads at ``rate`` per second, each retried until accepted (or ``give_up_after``), and
     more at the same rate for as long as ``more()`` says so (every fault must strike under load)."""
     run = uuid.uuid4().hex[:8]

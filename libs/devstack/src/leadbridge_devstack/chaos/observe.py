@@ -13,6 +13,9 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import ConsumerRecord
+
+from ..progress import Log
 
 
 @dataclass
@@ -35,7 +38,7 @@ class Rec:
         return ce_type.removeprefix("io.leadbridge.") if ce_type else None
 
 
-def _rec(r) -> Rec:
+def _rec(r: ConsumerRecord) -> Rec:
     headers = {k: v.decode(errors="replace") for k, v in (r.headers or ())}
     try:
         value = json.loads(r.value) if r.value is not None else None
@@ -111,7 +114,7 @@ def _dsn(database_url: str) -> str:
     return database_url.replace("postgresql+asyncpg://", "postgresql://")
 
 
-async def _tables(conn, name: str) -> list[str]:
+async def _tables(conn: asyncpg.Connection, name: str) -> list[str]:
     rows = await conn.fetch("SELECT table_schema FROM information_schema.tables WHERE table_name = $1", name)
     return [r["table_schema"] for r in rows]
 
@@ -139,7 +142,7 @@ async def processed_events(database_url: str) -> dict[str, dict[str, float]]:
 
 
 async def wait_for_quiet(bootstrap: str, database_url: str, *, stall: float, settle: float = 3.0,
-                         log=print) -> tuple[bool, float]:
+                         log: Log = print) -> tuple[bool, float]:
     """Wait until no group lags, no outbox row is unsent, and the topics stop growing for ``settle`` seconds.
     A slow machine only takes longer: it gives up when nothing moved for ``stall`` seconds while work was
     left. Returns (quiet, seconds waited)."""
@@ -172,8 +175,8 @@ async def wait_for_quiet(bootstrap: str, database_url: str, *, stall: float, set
 
 @dataclass
 class LeadViews:
-    intake: dict[str, dict | None] = field(default_factory=dict)  # None: 404
-    router: dict[str, dict | None] = field(default_factory=dict)
+    intake: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # None: 404
+    router: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     insights: dict[str, list[str] | None] = field(default_factory=dict)  # the timeline's event types
     errors: list[str] = field(default_factory=list)
 
@@ -184,7 +187,7 @@ async def lead_views(urls: dict[str, str], api_key: str, lead_ids: list[str], to
     views = LeadViews()
     gate = asyncio.Semaphore(concurrency)
 
-    async def get(client: httpx.AsyncClient, url: str, headers: dict | None = None) -> dict | None:
+    async def get(client: httpx.AsyncClient, url: str, headers: dict[str, str] | None = None) -> dict[str, Any] | None:
         async with gate:
             for _attempt in range(5):
                 try:
@@ -195,7 +198,8 @@ async def lead_views(urls: dict[str, str], api_key: str, lead_ids: list[str], to
                 if resp.status_code == 404:
                     return None
                 if resp.status_code == 200:
-                    return resp.json()
+                    body: dict[str, Any] = resp.json()
+                    return body
                 await asyncio.sleep(0.5)
             views.errors.append(f"GET {url}: no answer")
             return None

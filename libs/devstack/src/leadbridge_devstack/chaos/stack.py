@@ -14,11 +14,16 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..kafka import KafkaBroker
 from ..ports import free_port
 from ..postgres import PostgresCluster
+from ..progress import Log
 from ..system import SERVICES, System, start_system
+
+if TYPE_CHECKING:
+    from ..cluster import KafkaCluster
 
 HERE = Path(__file__).parent
 DEV_SECRET = secrets.token_urlsafe(32)  # this run's development token secret (AUTH_DEV_SECRET)
@@ -28,8 +33,9 @@ def admin_token() -> str:
     """A development token that may create intake API keys and read the router's and insights' views of a lead,
     signed with this run's secret."""
     from leadbridge_events.auth import AuthSettings, mint_dev_token
+    from pydantic import SecretStr
 
-    return mint_dev_token(AuthSettings(dev_secret=DEV_SECRET), ("keys:admin", "roster:read", "insights:read"),
+    return mint_dev_token(AuthSettings(dev_secret=SecretStr(DEV_SECRET)), ("keys:admin", "roster:read", "insights:read"),
                           subject="chaos")
 
 
@@ -54,10 +60,10 @@ class Brokers:
     """The run's Kafka brokers: the devstack's multi-broker cluster where this checkout has one, else one broker."""
 
     nodes: list[KafkaBroker]
-    cluster: object | None = None  # leadbridge_devstack.cluster.KafkaCluster
+    cluster: KafkaCluster | None = None
 
     @staticmethod
-    def cluster_class():
+    def cluster_class() -> type[KafkaCluster] | None:
         try:
             from ..cluster import KafkaCluster
         except ImportError:
@@ -72,7 +78,7 @@ class Brokers:
                 "has no multi-broker cluster yet); run with --brokers 1")
 
     @classmethod
-    def start(cls, count: int, root: Path, log=print) -> Brokers:
+    def start(cls, count: int, root: Path, log: Log = print) -> Brokers:
         cls.check(count)
         cluster_class = cls.cluster_class()
         if cluster_class is not None:
@@ -87,7 +93,7 @@ class Brokers:
     def kill(self, index: int = 0) -> None:
         self.nodes[index].kill()
 
-    def restart(self, index: int = 0, log=print) -> None:
+    def restart(self, index: int = 0, log: Log = print) -> None:
         if self.cluster is not None:
             self.cluster.restart(index, log=log)
         else:
@@ -111,12 +117,12 @@ class ChaosStack:
     system: System = field(default_factory=System)
 
     @classmethod
-    def start(cls, *, brokers: int = 1, root: Path | None = None, log=print) -> ChaosStack:
+    def start(cls, *, brokers: int = 1, root: Path | None = None, log: Log = print) -> ChaosStack:
         Brokers.check(brokers)
         root = root or Path(tempfile.mkdtemp(prefix="leadbridge-chaos-"))
         root.chmod(0o755)  # the unprivileged postgres user must reach it when we run as root
         pg = PostgresCluster(root / "postgres", free_port(), durable=True)
-        started: list = []
+        started: list[PostgresCluster | Brokers] = []
         try:
             pg.start(log=log)
             started.append(pg)

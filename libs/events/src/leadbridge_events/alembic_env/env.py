@@ -6,14 +6,17 @@ service's own schema, so services never touch each other's tables or migration h
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import context
+from sqlalchemy import MetaData
 
 config = context.config
 connection = config.attributes["connection"]
-metadata = config.attributes["target_metadata"]
+metadata: MetaData = config.attributes["target_metadata"]
 
 
-def include_name(name, type_, parent_names):  # only this service's schema
+def include_name(name: str | None, type_: str, parent_names: Any) -> bool:  # only this service's schema
     if type_ == "schema":
         return name == metadata.schema
     return True

@@ -15,7 +15,6 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from leadbridge_contracts.envelope import Envelope
 from leadbridge_contracts.events import FollowUpLogged
 from leadbridge_events.edge import loads_json
-from leadbridge_events.outbox import add_to_outbox
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import select, update
 
@@ -26,7 +25,7 @@ from ..keys import ApiKey
 from ..normalize import is_uuid
 from ..reporting import ANSWER, record_result
 from ..submission import FORM_CONTROL_FIELDS, LeadSubmission, from_flat_fields
-from ..tables import follow_ups, leads, outbox
+from ..tables import follow_ups, leads
 from .auth import require
 from .context import IntakeContext, get_ctx
 from .errors import ApiError, validation_problem
@@ -123,7 +122,7 @@ async def post_lead(request: Request, ctx: IntakeContext = Depends(get_ctx),
     except ValidationError as exc:
         return validation_problem(exc)
     profile = submission.profile(source=key.source)
-    store = ctx.captures.capture if ctx.captures else partial(capture_in_transaction, ctx.runtime.sessions)
+    store = ctx.captures.capture if ctx.captures else partial(capture_in_transaction, ctx.runtime.transaction)
     result = await store(profile, now=ctx.clock(), repeat_window=timedelta(hours=ctx.settings.repeat_window_hours),
                          dedupe_scope=f"key:{key.id}" if idem else None, dedupe_key=idem,
                          fingerprint=fingerprint(content_type, raw) if idem else None)
@@ -178,7 +177,8 @@ async def post_follow_up(lead_id: str, body: FollowUpRequest, request: Request,
     idem = _idempotency_key(request)
     now = ctx.clock()
     follow_up_id = str(uuid.uuid4())
-    async with ctx.runtime.sessions() as session, session.begin():
+    async with ctx.runtime.transaction() as tx:
+        session = tx.session
         lead = (await session.execute(select(leads.c.status, leads.c.final_outcome)
                                       .where(leads.c.id == lead_id).with_for_update())).first()
         if lead is None:
@@ -209,7 +209,7 @@ async def post_follow_up(lead_id: str, body: FollowUpRequest, request: Request,
             lead_id=lead_id, follow_up_id=follow_up_id, touch_type=body.touch_type, actor=body.actor,
             occurred_at=occurred, logged_at=now, outcome=body.outcome, reason=body.reason, bant=body.bant,
             amount=body.amount, note=body.note), source=SOURCE, lead_id=lead_id, time=now)
-        await add_to_outbox(session, outbox, event)
+        await tx.emit(event)
     metrics.FOLLOW_UPS.labels(body.touch_type.value, body.outcome.value if body.outcome else "none").inc()
     log.info("follow-up logged", extra={"lead_id": lead_id, "event_id": event.id, "follow_up_id": follow_up_id})
     return FollowUpAccepted(lead_id=lead_id, follow_up_id=follow_up_id, status="accepted")

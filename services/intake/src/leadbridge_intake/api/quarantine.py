@@ -76,8 +76,8 @@ async def show(quarantine_id: str, ctx: IntakeContext = Depends(get_ctx)) -> Qua
 
 
 async def _reprocess(ctx: IntakeContext, quarantine_id: str, corrections: dict[str, str]) -> q.Reprocessed | None:
-    async with ctx.runtime.sessions() as session, session.begin():
-        return await q.reprocess(session, quarantine_id, now=ctx.clock(), region=ctx.settings.default_phone_region,
+    async with ctx.runtime.transaction() as tx:
+        return await q.reprocess(tx, quarantine_id, now=ctx.clock(), region=ctx.settings.default_phone_region,
                                  repeat_window=timedelta(hours=ctx.settings.repeat_window_hours),
                                  corrections=corrections or None)
 

@@ -144,7 +144,7 @@ async def google_lead(request: Request, ctx: IntakeContext = Depends(get_ctx)) -
         return JSONResponse({"lead_id": None, "status": "quarantined", "quarantine_id": quarantine_id,
                              "reason": row.reason, "is_test": is_test})
     profile = submission.profile(source="google", is_test=is_test)
-    result = await capture_in_transaction(ctx.runtime.sessions, profile, now=ctx.clock(),
+    result = await capture_in_transaction(ctx.runtime.transaction, profile, now=ctx.clock(),
                                           repeat_window=timedelta(hours=ctx.settings.repeat_window_hours),
                                           dedupe_scope="google", dedupe_key=lead_id)
     record_result(result, source="google", channel=profile.channel, dedupe_kind="google_id")
