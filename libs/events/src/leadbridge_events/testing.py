@@ -100,7 +100,7 @@ async def lose_connection(session: Any, database_url: str) -> int:
     import asyncpg
     from sqlalchemy import text
 
-    pid = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    pid: int = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
     admin = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
     try:
         await admin.execute("SELECT pg_terminate_backend($1)", pid)
