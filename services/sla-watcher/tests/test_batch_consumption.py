@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 from leadbridge_contracts.topics import SLA_DEADLINES
 from leadbridge_events.producer import EventProducer
 from leadbridge_events.testing import lose_connection
 from leadbridge_sla_watcher import batch_handlers, tables
-from leadbridge_sla_watcher.app import Watcher
+from leadbridge_sla_watcher.app import SERVICE
 from leadbridge_sla_watcher.settings import WatcherSettings
 from sqlalchemy import select
 
@@ -58,13 +59,12 @@ async def test_batches_keep_order_and_survive_a_connection_lost_mid_batch(fresh_
     monkeypatch.setattr(batch_handlers, "_save_routing", save_after_losing_the_connection)
     settings = WatcherSettings(KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, DATABASE_URL=fresh_database_url,
                                SLA_TIMER_POLL_SECONDS=0.5, CONSUMER_BATCH_SIZE=200)
-    watcher = Watcher(settings, config=fast_config(3600.0, at_risk=None), group_id=unique_name,
-                      auto_offset_reset="latest")
-    await watcher.start()
-    try:
-        await watcher.runtime.kafka_ready.wait()
-        await watcher.runtime.runner.wait_assigned()
-        assert watcher.runtime.runner.handlers["lead-routed"].batch  # the batch handlers are in use
+    async with SERVICE.running(settings, deps=fast_config(3600.0, at_risk=None), group_id=unique_name,
+                               auto_offset_reset="latest") as runtime:
+        watcher = SimpleNamespace(runtime=runtime)
+        await runtime.kafka_ready.wait()
+        await runtime.runner.wait_assigned()
+        assert runtime.runner.handlers["lead-routed"].batch  # the batch handlers are in use
         leads = [new_lead_id() for _ in range(10)]
         t0 = datetime.now(UTC)
         events = []
@@ -83,8 +83,6 @@ async def test_batches_keep_order_and_survive_a_connection_lost_mid_batch(fresh_
         await _until(lambda: _deadlines(watcher, leads), expected)
         await asyncio.sleep(0.5)
         got, announced = sorted(await _deadlines(watcher, leads)), await _announcements(watcher, leads)
-    finally:
-        await watcher.stop()
     assert killed
     assert got == expected
     per_lead = Counter(announced)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from types import SimpleNamespace
 
 import pytest
 from leadbridge_contracts.topics import SLA_AT_RISK, SLA_BREACHED, SLA_DEADLINES
 from leadbridge_events.producer import EventProducer
 from leadbridge_events.testing import collect_events
 from leadbridge_sla_watcher import tables
-from leadbridge_sla_watcher.app import Watcher
+from leadbridge_sla_watcher.app import SERVICE
 from leadbridge_sla_watcher.settings import WatcherSettings
 from sqlalchemy import select
 
@@ -25,9 +27,12 @@ def settings(fresh_database_url, kafka_bootstrap):
                            SLA_TIMER_POLL_SECONDS=0.1, SLA_GAUGE_REFRESH_SECONDS=0.5)
 
 
-async def start(settings, group, config) -> Watcher:
-    watcher = Watcher(settings, config=config, group_id=group, auto_offset_reset="latest")
-    await watcher.start()
+async def start(settings, group, config) -> SimpleNamespace:
+    """The watcher started in-process (timer and gauges included); ``.stop()`` stops it."""
+    stack = contextlib.AsyncExitStack()
+    runtime = await stack.enter_async_context(
+        SERVICE.running(settings, deps=config, group_id=group, auto_offset_reset="latest"))
+    watcher = SimpleNamespace(runtime=runtime, stop=stack.aclose)
     await watcher.runtime.kafka_ready.wait()
     await watcher.runtime.runner.wait_assigned()
     return watcher

@@ -54,6 +54,7 @@ from .failures import OutageBackoff, describe, is_transient
 from .idempotency import claim_event
 from .producer import EventProducer
 from .registry import EventHandlers, Handler, Handles
+from .shutdown import run_to_completion
 from .transaction import BatchContext, HandlerContext, UndeclaredEmit
 
 __all__ = ["ConsumerRunner", "Handler", "HandlerContext", "PoisonEvent", "UndeclaredEmit"]
@@ -166,11 +167,16 @@ class ConsumerRunner:
                             self._outages.forget(tp)
                     await self._commit_pending()
                 await self._report_lag()
+        finally:  # also when cancelled (again): commit what was handled, then leave the group
+            await run_to_completion(self._close())
+
+    async def _close(self) -> None:
+        try:
+            await self._commit_pending()
+        except Exception as exc:  # the broker is away: the next owner redelivers, handlers dedupe
+            log.warning("final offset commit failed: %s", exc, extra={"group": self.group_id})
         finally:
-            try:
-                await self._commit_pending()
-            finally:
-                await self._consumer.stop()
+            await self._consumer.stop()
 
     def stop(self) -> None:
         self._stopping.set()

@@ -17,13 +17,17 @@ import importlib
 import os
 import sys
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import MetaData, text
+from sqlalchemy import Connection, MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .locks import LockClass, xact_lock
@@ -31,18 +35,33 @@ from .locks import LockClass, xact_lock
 ENV_DIR = Path(__file__).with_name("alembic_env")
 MIGRATION_LOCK_TIMEOUT_MS = 300_000
 
-# service -> the module holding its `metadata`; revisions live in the package's `migrations/` folder
-SERVICES: dict[str, str] = {
-    "intake": "leadbridge_intake.tables",
-    "scoring": "leadbridge_scoring.store",
-    "router": "leadbridge_router.db",
-    "sla-watcher": "leadbridge_sla_watcher.tables",
-    "insights": "leadbridge_insights.store",
-    "crm-sync": "leadbridge_crm_sync.tables",
-}
+ENTRY_POINTS = "leadbridge.migrations"  # each service registers its own: name = "package.module:MIGRATIONS"
 
 
-def _config(metadata: MetaData, versions: Path, connection) -> Config:
+@dataclass(frozen=True)
+class Migrations:
+    """A service's schema: its tables, and the package whose ``migrations/`` folder holds the revisions.
+
+    A service registers it in its pyproject.toml, so this module names no service::
+
+        [project.entry-points."leadbridge.migrations"]
+        scoring = "leadbridge_scoring.store:MIGRATIONS"
+    """
+
+    metadata: MetaData
+    package: str
+
+    @property
+    def versions(self) -> Path:
+        return migrations_dir(self.package)
+
+
+def registered() -> list[str]:
+    """The services whose migrations are installed, by name."""
+    return sorted({ep.name for ep in entry_points(group=ENTRY_POINTS)})
+
+
+def _config(metadata: MetaData, versions: Path, connection: Connection) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(ENV_DIR))
     cfg.set_main_option("version_locations", str(versions))
@@ -63,7 +82,7 @@ async def migrate(engine: AsyncEngine, metadata: MetaData, versions: Path) -> No
         await conn.run_sync(lambda sync: command.upgrade(_config(metadata, versions, sync), "head"))
 
 
-async def differences(engine: AsyncEngine, metadata: MetaData) -> list:
+async def differences(engine: AsyncEngine, metadata: MetaData) -> list[Any]:
     """What the models have that the migrated database has not (or the other way round)."""
     async with engine.connect() as conn:
         return await conn.run_sync(
@@ -78,18 +97,23 @@ async def differences(engine: AsyncEngine, metadata: MetaData) -> list:
 
 
 def load(service: str) -> tuple[MetaData, Path]:
-    """A service's MetaData and migrations folder, from its package ``leadbridge_<service>``."""
-    module = importlib.import_module(SERVICES[service])
-    package = SERVICES[service].split(".")[0]
-    return module.metadata, migrations_dir(package)
+    """A service's MetaData and migrations folder, from the entry point it registered."""
+    found = [ep for ep in entry_points(group=ENTRY_POINTS) if ep.name == service]
+    if not found:
+        raise SystemExit(f"no service {service!r} registers migrations (known: {', '.join(registered())})")
+    migrations: Migrations = found[0].load()
+    return migrations.metadata, migrations.versions
 
 
 def migrations_dir(package: str) -> Path:
     """``<package>/migrations/``: where a service keeps its revision files."""
-    return Path(importlib.import_module(package).__file__).parent / "migrations"
+    module_file = importlib.import_module(package).__file__
+    if module_file is None:
+        raise ValueError(f"{package} is not a regular package")
+    return Path(module_file).parent / "migrations"
 
 
-async def _scratch_database(url: str) -> tuple[str, callable]:
+async def _scratch_database(url: str) -> tuple[str, Callable[[], Awaitable[None]]]:
     import asyncpg
 
     name = f"migrations_{uuid.uuid4().hex[:8]}"
@@ -123,7 +147,7 @@ async def _revision(service: str, message: str, url: str) -> None:
 
 async def _check(url: str) -> int:
     failed = 0
-    for service in SERVICES:
+    for service in registered():
         metadata, versions = load(service)
         scratch, drop = await _scratch_database(url)
         engine = create_async_engine(scratch)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import AsyncIterator, Coroutine, Iterable
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,11 @@ from .outbox import OutboxRelay
 from .producer import EventProducer
 from .registry import EventHandlers
 from .settings import BackboneSettings
+from .shutdown import run_to_completion, stop_on_signals
 from .transaction import Transaction, UndeclaredEmit, open_transaction
+
+STOP_GRACE_SECONDS = 15.0  # for the consumer's record in flight, its commit and leaving the group
+TASK_STOP_SECONDS = 10.0  # for every other task once cancelled
 
 
 def serve_metrics_separately(settings: BackboneSettings) -> Any:
@@ -89,15 +92,20 @@ class ServiceRuntime:
         self.consumer_failures = 0
         self._consumer_task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._stop_task: asyncio.Future[None] | None = None
         self._metrics_server: Any = None
 
     async def start(self) -> None:
-        if self.migrations is not None and self.migrations.is_dir():
-            await migrate(self.engine, self.metadata, self.migrations)  # versioned schema changes (Alembic)
-        else:
-            await create_schema(self.engine, self.metadata)
-        self._tasks.append(asyncio.create_task(self._kafka_side(), name=f"{self.name}-kafka"))
-        self._metrics_server = serve_metrics_separately(self.settings)
+        try:
+            if self.migrations is not None and self.migrations.is_dir():
+                await migrate(self.engine, self.metadata, self.migrations)  # versioned schema changes (Alembic)
+            else:
+                await create_schema(self.engine, self.metadata)
+            self._tasks.append(asyncio.create_task(self._kafka_side(), name=f"{self.name}-kafka"))
+            self._metrics_server = serve_metrics_separately(self.settings)
+        except BaseException:  # a failed or cancelled start leaves nothing running behind
+            await self.stop()
+            raise
 
     async def _kafka_side(self) -> None:
         backoff = 0.5
@@ -185,22 +193,35 @@ class ServiceRuntime:
             yield tx
 
     async def stop(self) -> None:
+        """Stop, in order and bounded: the consumer finishes its record in flight, commits and leaves the group
+        (``STOP_GRACE_SECONDS``, then the record is cut off and redelivered to the next owner); then the relay
+        and the service's own tasks are cancelled; then the producer and the database pool are closed.
+
+        Idempotent, and it runs to its end even when the caller is cancelled meanwhile (``shutdown``).
+        """
+        if self._stop_task is None:
+            self._stop_task = asyncio.ensure_future(self._shut_down())
+        await run_to_completion(self._stop_task)
+
+    async def _shut_down(self) -> None:
         self._stopping = True
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
-        if self.runner is not None and self._consumer_task is not None:
+        if self.runner is not None and self._consumer_task is not None and not self._consumer_task.done():
             self.runner.stop()
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(self._consumer_task), timeout=15)
+            _, busy = await asyncio.wait({self._consumer_task}, timeout=STOP_GRACE_SECONDS)
+            if busy:
+                log.warning("consumer still busy after %s s: cancelling its record in flight", STOP_GRACE_SECONDS,
+                            extra={"group": self.group_id})
         for task in self._tasks:
             task.cancel()
         if self._tasks:  # bounded: a task that will not stop must not hang the service's shutdown
-            _, stuck = await asyncio.wait(self._tasks, timeout=10)
+            _, stuck = await asyncio.wait(self._tasks, timeout=TASK_STOP_SECONDS)
             for task in stuck:
-                log.error("task did not stop within 10 s: %s", task.get_name())
+                log.error("task did not stop within %s s: %s", TASK_STOP_SECONDS, task.get_name())
         self._tasks.clear()
         with contextlib.suppress(Exception):
-            await self.producer.stop()
+            await asyncio.wait_for(self.producer.stop(), TASK_STOP_SECONDS)
         await self.engine.dispose()
 
     async def ready(self) -> dict[str, str]:
@@ -223,13 +244,12 @@ class ServiceRuntime:
             await self.stop()
 
     async def run_forever(self) -> None:
-        """Run headless until SIGTERM or SIGINT, then shut down cleanly."""
+        """Run headless until SIGTERM or SIGINT, or until the task running it is cancelled; either way stop
+        cleanly (see ``stop``) and give the process's signal handlers back as they were."""
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await self.start()
-        try:
-            await stop.wait()
-        finally:
-            await self.stop()
+        with stop_on_signals(stop.set):
+            await self.start()
+            try:
+                await stop.wait()
+            finally:
+                await self.stop()

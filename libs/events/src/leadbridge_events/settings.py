@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .tokens import AuthSettings
@@ -42,3 +44,32 @@ class BackboneSettings(BaseSettings):
         if not value.startswith("postgresql+asyncpg://"):
             raise ValueError("DATABASE_URL must be a postgresql:// URL")
         return value
+
+
+class ServiceSettings(BackboneSettings):
+    """One service's settings, in the one style every service uses: subclass it with the service's prefix,
+
+    ``model_config = SettingsConfigDict(env_prefix="SCORING_")``, and plain fields (``port: int = 8002``);
+    ``SCORING_PORT`` then sets ``port``. The backbone's names above (``KAFKA_BOOTSTRAP_SERVERS``,
+    ``DATABASE_URL``, ...) are shared by every service and take no prefix. Values can be passed by field name
+    or by their environment variable's name (``ScoringSettings(SCORING_PORT=9000)``), as the backbone's can.
+    """
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", populate_by_name=True)
+
+    host: str = "0.0.0.0"
+    port: int = Field(default=8000, ge=1, le=65535)
+    group_id: str | None = Field(default=None, description="The consumer group; unset: the service's name.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _environment_names(cls, data: Any) -> Any:
+        """``SCORING_PORT=...`` passed as a keyword sets ``port`` (rather than being ignored as unknown)."""
+        prefix = str(cls.model_config.get("env_prefix") or "")
+        if not prefix or not isinstance(data, dict):
+            return data
+        named = {}
+        for key, value in data.items():
+            field = key[len(prefix):].lower() if isinstance(key, str) and key.upper().startswith(prefix) else None
+            named[field if field in cls.model_fields else key] = value
+        return named

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 from leadbridge_events.db import add_backbone_tables
+from leadbridge_events.migrations import Migrations
 from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -103,3 +104,6 @@ crm_owners = Table(
     Column("rep_id", String(100), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+# registered in pyproject.toml (entry point group "leadbridge.migrations"); the runtime migrates with it too
+MIGRATIONS = Migrations(metadata, "leadbridge_crm_sync")

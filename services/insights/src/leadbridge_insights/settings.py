@@ -1,30 +1,31 @@
-"""Insights' one settings object (environment variables)."""
+"""Insights' one settings object (environment variables ``INSIGHTS_*`` and the shared backbone names)."""
 
 from __future__ import annotations
 
-from leadbridge_events.settings import BackboneSettings
+from leadbridge_events.settings import ServiceSettings
 from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
 
 
-class InsightsSettings(BackboneSettings):
-    host: str = Field(default="0.0.0.0", validation_alias="INSIGHTS_HOST")
-    port: int = Field(default=8005, ge=1, le=65535, validation_alias="INSIGHTS_PORT")
-    group_id: str = Field(default="insights", validation_alias="INSIGHTS_GROUP_ID")
+class InsightsSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="INSIGHTS_")  # INSIGHTS_PORT, INSIGHTS_GROUP_ID, ...
+
+    port: int = Field(default=8005, ge=1, le=65535)
     limbo_after_minutes: float = Field(
-        default=60, gt=0, validation_alias="INSIGHTS_LIMBO_AFTER_MINUTES",
+        default=60, gt=0,
         description="A lead captured this long ago and neither routed nor nurtured counts as lead limbo.",
     )
     # the managers' page signs in through the organisation's OpenID Connect provider (see signin.py)
-    oidc_issuer: str | None = Field(default=None, validation_alias="INSIGHTS_OIDC_ISSUER",
+    oidc_issuer: str | None = Field(default=None,
                                     description="The OpenID Connect provider; unset: the page needs a bearer token.")
-    oidc_client_id: str = Field(default="leadbridge-insights", validation_alias="INSIGHTS_OIDC_CLIENT_ID")
-    oidc_client_secret: SecretStr | None = Field(default=None, validation_alias="INSIGHTS_OIDC_CLIENT_SECRET",
+    oidc_client_id: str = Field(default="leadbridge-insights")
+    oidc_client_secret: SecretStr | None = Field(default=None,
                                                  description="Unset: a public client (PKCE only).")
-    oidc_scopes: str = Field(default="openid", validation_alias="INSIGHTS_OIDC_SCOPES")
-    public_url: str | None = Field(default=None, validation_alias="INSIGHTS_PUBLIC_URL",
+    oidc_scopes: str = Field(default="openid")
+    public_url: str | None = Field(default=None,
                                    description="The page's address as browsers see it (for the redirect URI).")
-    session_secret: SecretStr | None = Field(default=None, min_length=16, validation_alias="INSIGHTS_SESSION_SECRET",
+    session_secret: SecretStr | None = Field(default=None, min_length=16,
                                              description="Signs session cookies; unset: a random one per process.")
-    session_hours: float = Field(default=8, gt=0, le=24 * 7, validation_alias="INSIGHTS_SESSION_HOURS")
-    cookie_secure: bool = Field(default=False, validation_alias="INSIGHTS_COOKIE_SECURE",
+    session_hours: float = Field(default=8, gt=0, le=24 * 7)
+    cookie_secure: bool = Field(default=False,
                                 description="Set behind TLS: cookies only over HTTPS.")

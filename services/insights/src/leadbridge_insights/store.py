@@ -18,6 +18,7 @@ from typing import Any
 
 from leadbridge_contracts.envelope import Envelope
 from leadbridge_events.db import add_backbone_tables
+from leadbridge_events.migrations import Migrations
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -234,3 +235,6 @@ async def facts_in_window(conn: AsyncConnection, since: datetime | None, until: 
     if until is not None:
         query = query.where(lead_facts.c.cohort_at < until)
     return [LeadFacts.from_json(r.facts) for r in (await conn.execute(query)).all()]
+
+# registered in pyproject.toml (entry point group "leadbridge.migrations"); the runtime migrates with it too
+MIGRATIONS = Migrations(metadata, "leadbridge_insights")

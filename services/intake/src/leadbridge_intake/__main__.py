@@ -8,19 +8,18 @@ import asyncio
 import sys
 
 from leadbridge_events.db import make_engine, session_factory
-from leadbridge_events.logs import configure_logging
-from leadbridge_events.migrations import migrate, migrations_dir
+from leadbridge_events.migrations import migrate
 
 from .keys import SCOPES, create_key, list_keys, revoke_key
 from .settings import IntakeSettings
-from .tables import metadata
+from .tables import MIGRATIONS
 
 
 async def _keys(args: argparse.Namespace) -> int:
     settings = IntakeSettings()
     engine = make_engine(settings.database_url, pool_size=1)
     try:
-        await migrate(engine, metadata, migrations_dir("leadbridge_intake"))
+        await migrate(engine, MIGRATIONS.metadata, MIGRATIONS.versions)
         async with session_factory(engine)() as session, session.begin():
             if args.action == "create":
                 secret, key = await create_key(session, args.source, args.scope or None, args.description)
@@ -54,20 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "keys":
         return asyncio.run(_keys(args))
-    import uvicorn
+    from .app import SERVICE
 
-    from .app import create_app
-
-    settings = IntakeSettings()
-    configure_logging("intake")
-    # uvloop and httptools (uvicorn[standard]) are picked up by uvicorn's "auto" defaults
-    options = dict(host=settings.host, port=settings.port, log_config=None, proxy_headers=True,
-                   access_log=False)  # access lines would carry ?api_key= secrets
-    if settings.workers > 1:  # worker processes share the work safely: see README, "Several workers"
-        uvicorn.run("leadbridge_intake.app:app_from_env", factory=True, workers=settings.workers, **options)
-    else:
-        uvicorn.run(create_app(settings), **options)
-    return 0
+    return SERVICE.main()
 
 
 if __name__ == "__main__":

@@ -1,18 +1,18 @@
-"""The intake service's one typed settings object (environment variables, validated at start)."""
+"""The intake service's one typed settings object (environment variables ``INTAKE_*`` and the shared backbone
+names, validated at start)."""
 
 from __future__ import annotations
 
-from leadbridge_events.settings import BackboneSettings
+from leadbridge_events.settings import ServiceSettings
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 
-class IntakeSettings(BackboneSettings):
+class IntakeSettings(ServiceSettings):
     """Everything intake reads from its environment. Pass values by field name in tests."""
 
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", populate_by_name=True, env_prefix="INTAKE_")
+    model_config = SettingsConfigDict(env_prefix="INTAKE_")  # INTAKE_PORT, INTAKE_WORKERS, ...
 
-    host: str = "0.0.0.0"
     port: int = Field(default=8001, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64, description=(
         "uvicorn worker processes. 1 by default: on a small machine shared with the other services and the "

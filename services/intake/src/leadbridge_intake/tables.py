@@ -4,6 +4,7 @@ pending platform fetches, quarantined platform leads, plus the backbone's outbox
 from __future__ import annotations
 
 from leadbridge_events.db import add_backbone_tables
+from leadbridge_events.migrations import Migrations
 from sqlalchemy import (
                         Boolean,
                         Column,
@@ -128,3 +129,6 @@ quarantined_leads = Table(
 Index("ix_intake_quarantined_status", quarantined_leads.c.status, quarantined_leads.c.received_at)
 
 outbox, processed_events = add_backbone_tables(metadata)
+
+# registered in pyproject.toml (entry point group "leadbridge.migrations"); the runtime migrates with it too
+MIGRATIONS = Migrations(metadata, "leadbridge_intake")

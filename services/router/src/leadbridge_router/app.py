@@ -1,19 +1,15 @@
-"""Composition root: settings, runtime (Kafka consumer + outbox relay), the roster API, the hold scheduler."""
+"""Composition root: the router service -- its consumer and outbox relay, the roster API, the hold scheduler."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI
-from leadbridge_events.auth import protected_app, scopes_by_method
-from leadbridge_events.clock import Clock, utcnow
-from leadbridge_events.http import add_operational_routes
+from fastapi import APIRouter, Depends
+from leadbridge_events.auth import scopes_by_method
+from leadbridge_events.bootstrap import Service, Wiring
 from leadbridge_events.locks import LockClass, xact_lock
-from leadbridge_events.migrations import migrations_dir
 from leadbridge_events.runtime import ServiceRuntime
 from sqlalchemy import func, select
 
@@ -22,13 +18,6 @@ from .api import build_router
 from .settings import RouterSettings
 
 log = logging.getLogger("leadbridge.router")
-
-
-def build_runtime(settings: RouterSettings, *, clock: Clock = utcnow, **runner_options: Any) -> ServiceRuntime:
-    runner_options.setdefault("group_id", settings.group_id)
-    return ServiceRuntime(name="router", settings=settings, metadata=db.metadata, handlers=handlers.HANDLERS,
-                          clock=clock,
-                          migrations=migrations_dir("leadbridge_router"), **runner_options)
 
 
 async def seed_roster(runtime: ServiceRuntime, path: str) -> None:
@@ -42,25 +31,26 @@ async def seed_roster(runtime: ServiceRuntime, path: str) -> None:
         log.info("roster imported", extra={"file": path, "teams": len(roster.teams), "reps": len(roster.reps)})
 
 
-def create_app(settings: RouterSettings | None = None, *, clock: Clock = utcnow, **runner_options: Any) -> FastAPI:
-    settings = settings or RouterSettings()
+async def roster_at_start(runtime: ServiceRuntime, deps: Any) -> None:
+    """The roster file seeded (first start only), and the roster announced to the services that keep a copy."""
+    if runtime.settings.roster_file:
+        await seed_roster(runtime, runtime.settings.roster_file)
+    await roster_announcer.announce_at_start(runtime.transaction)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = build_runtime(settings, clock=clock, **runner_options)  # aiokafka needs the running loop
-        app.state.runtime = runtime
-        async with runtime.lifespan(app):
-            if settings.roster_file:
-                await seed_roster(runtime, settings.roster_file)
-            await roster_announcer.announce_at_start(runtime.transaction)
-            runtime.spawn(scheduler.run_hold_scheduler(runtime.transaction, runtime.clock, settings.hold_poll_seconds),
-                          name="router-hold-scheduler")
-            yield
 
-    app = protected_app(settings.auth, title="LeadBridge router", lifespan=lifespan)
-    app.include_router(build_router(lambda: app.state.runtime.transaction()),
-                       dependencies=[Depends(scopes_by_method(read="roster:read", write="roster:write"))])
+async def hold_scheduler(runtime: ServiceRuntime, deps: Any) -> None:
+    await scheduler.run_hold_scheduler(runtime.transaction, runtime.clock, runtime.settings.hold_poll_seconds)
 
-    add_operational_routes(app, lambda: app.state.runtime)
 
-    return app
+def roster_api(wiring: Wiring) -> APIRouter:
+    api = APIRouter(dependencies=[Depends(scopes_by_method(read="roster:read", write="roster:write"))])
+    api.include_router(build_router(lambda: wiring.runtime.transaction()))
+    return api
+
+
+SERVICE = Service(
+    name="router", settings=RouterSettings, metadata=db.metadata, migrations=db.MIGRATIONS,
+    handlers=handlers.HANDLERS,
+    on_start=(roster_at_start,), tasks=(hold_scheduler,), routers=(roster_api,),
+)
+create_app = SERVICE.create_app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from leadbridge_events.db import add_backbone_tables
+from leadbridge_events.migrations import Migrations
 from sqlalchemy import BigInteger, Column, DateTime, Float, Index, Integer, MetaData, String, Table, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -95,3 +96,6 @@ leads = Table(
 Index("ix_router_leads_held", leads.c.hold_until, postgresql_where=leads.c.status == "held")
 Index("ix_router_leads_waiting", leads.c.waiting_pool, leads.c.waiting_since,
       postgresql_where=leads.c.waiting_since.isnot(None))
+
+# registered in pyproject.toml (entry point group "leadbridge.migrations"); the runtime migrates with it too
+MIGRATIONS = Migrations(metadata, "leadbridge_router")

@@ -1,17 +1,17 @@
-"""The router's one typed settings object (environment variables)."""
+"""The router's one typed settings object (environment variables ``ROUTER_*`` and the shared backbone names)."""
 
 from __future__ import annotations
 
-from leadbridge_events.settings import BackboneSettings
+from leadbridge_events.settings import ServiceSettings
 from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
 
-class RouterSettings(BackboneSettings):
-    port: int = Field(default=8003, validation_alias="ROUTER_PORT")
-    host: str = Field(default="0.0.0.0", validation_alias="ROUTER_HOST")
-    group_id: str = Field(default="router", validation_alias="ROUTER_GROUP_ID")
+class RouterSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="ROUTER_")  # ROUTER_PORT, ROUTER_GROUP_ID, ...
+
+    port: int = Field(default=8003, ge=1, le=65535)
     roster_file: str | None = Field(
-        default=None, validation_alias="ROUTER_ROSTER_FILE",
-        description="YAML/JSON roster imported at start when the database has no teams yet.",
+        default=None, description="YAML/JSON roster imported at start when the database has no teams yet.",
     )
-    hold_poll_seconds: float = Field(default=30.0, gt=0, validation_alias="ROUTER_HOLD_POLL_SECONDS")
+    hold_poll_seconds: float = Field(default=30.0, gt=0)

@@ -6,8 +6,6 @@ import argparse
 import asyncio
 import sys
 
-from leadbridge_events.logs import configure_logging
-
 from .model_file import ModelError, load_model
 from .settings import ScoringSettings
 
@@ -15,7 +13,7 @@ from .settings import ScoringSettings
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m leadbridge_scoring", description="LeadBridge scoring service")
     sub = parser.add_subparsers(dest="command")
-    sub.add_parser("serve", help="run the service (the default)")
+    sub.add_parser("serve", help="run the service (the default; leadbridge_events.bootstrap)")
     check = sub.add_parser("check-model", help="validate a scoring model file")
     check.add_argument("path")
     whatif = sub.add_parser("what-if", help="compare a proposed model with the current one over stored leads")
@@ -30,27 +28,17 @@ def main(argv: list[str] | None = None) -> int:
             model = load_model(args.path)
             print(f"ok: {args.path} (version {model.version})")
             return 0
-        settings = ScoringSettings()
         if args.command == "what-if":
             from .whatif_cli import run_what_if
 
-            return asyncio.run(run_what_if(settings, args.model, baseline=args.baseline, as_of=args.as_of,
+            return asyncio.run(run_what_if(ScoringSettings(), args.model, baseline=args.baseline, as_of=args.as_of,
                                            as_json=args.json))
-        return serve(settings)
+        from .app import SERVICE
+
+        return SERVICE.main()
     except ModelError as exc:
         print(exc, file=sys.stderr)
         return 2
-
-
-def serve(settings: ScoringSettings) -> int:
-    import uvicorn
-
-    from .app import create_app
-
-    configure_logging("scoring")
-    app = create_app(settings)  # raises ModelError on a bad model: nothing starts
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None)
-    return 0
 
 
 if __name__ == "__main__":

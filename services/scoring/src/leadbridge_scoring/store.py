@@ -16,6 +16,7 @@ from typing import Any
 
 from leadbridge_contracts.events import LeadProfile, Stage
 from leadbridge_events.db import add_backbone_tables
+from leadbridge_events.migrations import Migrations
 from sqlalchemy import (
     Boolean,
     Column,
@@ -211,3 +212,6 @@ async def all_leads(conn: AsyncConnection) -> list[StoredLead]:
     rows = (await conn.execute(select(leads).order_by(leads.c.captured_at))).all()
     return [StoredLead(r.lead_id, LeadProfile.model_validate(r.profile), _state(r), acts.get(r.lead_id, []),
                        r.channel, r.campaign, r.last_signature) for r in rows]
+
+# registered in pyproject.toml (entry point group "leadbridge.migrations"); the runtime migrates with it too
+MIGRATIONS = Migrations(metadata, "leadbridge_scoring")

@@ -8,6 +8,7 @@ are open, and memory stays flat: nothing is held in process memory between polls
 from __future__ import annotations
 
 from leadbridge_events.db import add_backbone_tables
+from leadbridge_events.migrations import Migrations
 from sqlalchemy import Boolean, Column, DateTime, Index, Integer, MetaData, String, Table, text
 
 SCHEMA = "sla_watcher"
@@ -67,3 +68,6 @@ touches = Table(
 )
 
 outbox, processed_events = add_backbone_tables(metadata)
+
+# registered in pyproject.toml (entry point group "leadbridge.migrations"); the runtime migrates with it too
+MIGRATIONS = Migrations(metadata, "leadbridge_sla_watcher")
