@@ -58,6 +58,31 @@ async def table(page, table_id: str) -> list[list[str]]:
         .map(tr => [...tr.children].map(td => td.textContent.trim()))""", table_id)
 
 
+# every form control has an accessible name; every visible text's contrast with the background it is drawn
+# on is at least 4.5:1 (WCAG AA; the background: the nearest ancestor's opaque colour)
+A11Y_PROBLEMS = """() => {
+  const rgb = c => (c.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => [r, g, b].map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; })
+    .reduce((s, v, i) => s + v * [0.2126, 0.7152, 0.0722][i], 0);
+  const background = el => { for (; el; el = el.parentElement) { const c = rgb(getComputedStyle(el).backgroundColor);
+    if (c.length === 3 || c[3] === 1) return c; } return [255, 255, 255]; };
+  const out = [];
+  for (const el of document.querySelectorAll('input, select, textarea, button')) {
+    if (el.type === 'hidden' || !el.offsetParent) continue;
+    const named = (el.labels && el.labels.length) || el.getAttribute('aria-label') || el.getAttribute('aria-labelledby')
+      || (el.tagName === 'BUTTON' && el.textContent.trim()) || el.title;
+    if (!named) out.push(`unlabelled ${el.tagName.toLowerCase()} ${el.name || el.id || el.className}`);
+  }
+  for (const el of document.querySelectorAll('body *')) {
+    if (!el.offsetParent || ![...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim())) continue;
+    const [a, b] = [lum(rgb(getComputedStyle(el).color)), lum(background(el))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < 4.5) out.push(`contrast ${ratio.toFixed(2)} of ${el.tagName.toLowerCase()}.${el.className}: ${el.textContent.trim().slice(0, 30)}`);
+  }
+  return out;
+}"""
+
+
 async def loads(page, n: int) -> None:
     await page.wait_for_function(f"Number(document.body.dataset.loads || 0) >= {n}", timeout=20000)
 
@@ -134,6 +159,7 @@ async def test_the_page_draws_every_view_filters_searches_and_exports(settings, 
                 risk = await table(page, "t-risk")
                 assert [r[0] for r in risk] == [extra.at_risk] and risk[0][4:] == ["at risk", "overdue 62 min"]
                 await page.screenshot(path=str(ARTIFACTS / "insights-1400x900.png"), full_page=True)
+                assert await page.evaluate(A11Y_PROBLEMS) == []  # labels and contrast, with every view drawn
 
                 # filters change the numbers, and the URL carries them (a shared link shows the same)
                 await page.select_option("select[name=rep]", f"{unique_name}-rep-1")

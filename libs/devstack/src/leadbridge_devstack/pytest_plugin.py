@@ -167,9 +167,8 @@ def kafka_bootstrap(stack: Stack) -> str:
     return stack.bootstrap_servers
 
 
-@pytest.fixture
-def fresh_database_url(stack: Stack) -> Iterator[str]:
-    """A new, empty database on the test server for one test; dropped afterwards."""
+def _throwaway_database(stack: Stack) -> Iterator[str]:
+    """A new, empty database on the test server; dropped afterwards."""
     import asyncpg
 
     base = stack.database_url
@@ -205,6 +204,18 @@ def fresh_database_url(stack: Stack) -> Iterator[str]:
     head, _, _ = base.rpartition("/")
     yield f"{head}/{name}"
     sync(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def fresh_database_url(stack: Stack) -> Iterator[str]:
+    """A new, empty database on the test server for one test; dropped afterwards."""
+    yield from _throwaway_database(stack)
+
+
+@pytest.fixture
+def second_database_url(stack: Stack) -> Iterator[str]:
+    """Another new, empty database beside ``fresh_database_url`` (e.g. two code paths run side by side)."""
+    yield from _throwaway_database(stack)
 
 
 @pytest.fixture

@@ -179,7 +179,7 @@ class ServiceRuntime:
                 self.consumer_failures += 1
                 log.exception("consumer crashed; restarting it", extra={"group": self.group_id})
             if self._stopping:
-                return
+                return  # type: ignore[unreachable]  # stop() sets it while the runner ran: mypy cannot see that
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 10.0)
             self.runner = self._new_runner()

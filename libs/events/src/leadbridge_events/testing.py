@@ -112,3 +112,18 @@ def auth_headers(scopes: Iterable[str] | None = None) -> dict[str, str]:
 
 
 test_auth_settings.__test__ = test_token.__test__ = False  # type: ignore[attr-defined]  # not pytest tests
+
+
+async def lose_connection(session: Any, database_url: str) -> int:
+    """The server ends ``session``'s connection (``pg_terminate_backend``), as a restart would: what the
+    session's transaction did is gone and its next statement fails. Returns the backend's pid."""
+    import asyncpg
+    from sqlalchemy import text
+
+    pid: int = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    admin = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await admin.execute("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await admin.close()
+    return pid

@@ -104,7 +104,7 @@ class BatchContext(Transaction, Generic[Deps]):
     """What a batch handler gets: the batch's transaction, each event's record, the deps, ``emit``."""
 
     records: dict[str, ConsumerRecord] = field(default_factory=dict)  # event id -> its record
-    deps: Deps = None  # type: ignore[assignment]
+    deps: Deps = None  # type: ignore[assignment]  # None only for a service without dependencies
 
     def for_event(self, event: Envelope[Any]) -> HandlerContext[Deps]:
         """A one-event context inside this batch: same transaction, its emits join the batch's outbox insert."""

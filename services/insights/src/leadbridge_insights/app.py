@@ -12,7 +12,8 @@ from fastapi.staticfiles import StaticFiles
 from leadbridge_events.bootstrap import Service, Wiring
 
 from . import signin, store
-from .funnel import funnel
+from .funnel import report_from_aggregates
+from .funnel_store import funnel_aggregates
 from .handlers import HANDLERS
 from .settings import InsightsSettings
 from .views_api import build_views_router
@@ -59,10 +60,10 @@ def reports(wiring: Wiring) -> APIRouter:
     ) -> dict[str, Any]:
         """The closed-loop funnel of the leads captured in [since, until), one row per ``by`` value."""
         since, until = _aware(since), _aware(until)
-        async with wiring.runtime.engine.connect() as conn:
-            leads = await store.facts_in_window(conn, since, until)
-        return funnel(leads, by=by, now=wiring.now(),
-                      limbo_after=timedelta(minutes=wiring.settings.limbo_after_minutes), since=since, until=until)
+        window = {"by": by, "now": wiring.now(), "since": since, "until": until,
+                  "limbo_after": timedelta(minutes=wiring.settings.limbo_after_minutes)}
+        counts, reasons = await funnel_aggregates(wiring.runtime.engine, **window)
+        return report_from_aggregates(counts, reasons, **window)
 
     return router
 

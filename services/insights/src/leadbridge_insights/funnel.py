@@ -123,3 +123,37 @@ def funnel(leads: Iterable[LeadFacts], *, by: str, now: datetime, limbo_after: t
         "limbo_after_minutes": limbo_after.total_seconds() / 60,
         "rows": [r.as_dict() for r in ordered], "total": total.as_dict(),
     }
+
+
+def _row_from(a: dict[str, Any], key: str, reasons: dict[str, Counter[str]]) -> FunnelRow:
+    counts = {name: int(a[name]) for name in ("captured", "mql", "nurtured", "routed", "first_touch_within_sla",
+                                              "sla_at_risk", "sla_breached", "accepted", "rejected", "qualified",
+                                              "won", "lost", "limbo")}
+    touches = Counter({"0": int(a["touches_0"]), "1-3": int(a["touches_1_3"]), "4+": int(a["touches_4"])})
+    return FunnelRow(key=key, **counts, touches=touches, won_amount=float(a["won_amount"]),
+                     rejected_reasons=reasons.get("rejected", Counter()), lost_reasons=reasons.get("lost", Counter()))
+
+
+def report_from_aggregates(counts: Iterable[dict[str, Any]], reasons: Iterable[tuple[str, str, str, int]], *,
+                           by: str, now: datetime, limbo_after: timedelta, since: datetime | None = None,
+                           until: datetime | None = None) -> dict[str, Any]:
+    """``funnel``'s report from counts made in SQL (``funnel_store.funnel_aggregates``): per ``by`` value and
+    total (``is_total``) rows of counts, and (key, "rejected"|"lost", reason, count) tuples."""
+    by_key: dict[str, dict[str, Counter[str]]] = {}
+    everything: dict[str, Counter[str]] = {"rejected": Counter(), "lost": Counter()}
+    for key, kind, reason, n in sorted(reasons, key=lambda r: (r[0], r[1], r[2])):  # ties: by reason name
+        by_key.setdefault(key, {}).setdefault(kind, Counter())[reason] += n
+        everything[kind][reason] += n
+    rows, total = [], FunnelRow(key="total")
+    for a in counts:
+        if a["is_total"]:
+            total = _row_from(a, "total", everything)
+        else:
+            rows.append(_row_from(a, a["key"], by_key.get(a["key"], {})))
+    rows.sort(key=lambda r: (-r.captured, r.key))
+    return {
+        "by": by, "now": now.isoformat(), "since": since.isoformat() if since else None,
+        "until": until.isoformat() if until else None,
+        "limbo_after_minutes": limbo_after.total_seconds() / 60,
+        "rows": [r.as_dict() for r in rows], "total": total.as_dict(),
+    }

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from .facts import LeadFacts
+from .speed import bucket_of
 
 STATUSES = ("won", "lost", "rejected", "qualified", "accepted", "touched", "routed", "waiting", "nurture", "mql",
             "captured")
@@ -78,16 +79,24 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
     return None if start is None or end is None else max(0.0, (end - start).total_seconds())
 
 
+def _bucket(seconds: float | None) -> int | None:
+    return None if seconds is None else bucket_of(seconds)
+
+
 def row_of(f: LeadFacts) -> dict[str, Any]:
-    """The lead_facts columns derived from the facts (the JSON facts are stored beside them)."""
+    """The lead_views columns derived from the facts (the JSON facts are stored beside them in lead_facts)."""
     cohort = f.captured_at or f.first_seen_at
     alert = live_alert(f)
+    touch_secs = _seconds(cohort, f.first_touch_at) if f.routed else None
+    route_secs = _seconds(cohort, f.routed_at)
     return {
         "channel": f.channel, "campaign": f.campaign, "source": f.source, "team": f.team, "rep": f.rep,
         "rep_name": f.rep_name, "status": status_of(f), "mql_at": f.mql_at, "routed_at": f.routed_at,
         "assigned_at": f.assigned_at if f.routed else None, "first_touch_at": f.first_touch_at,
-        "touch_secs": _seconds(cohort, f.first_touch_at) if f.routed else None,
-        "route_secs": _seconds(cohort, f.routed_at), "routed": f.routed,
+        "touch_secs": touch_secs, "route_secs": route_secs, "routed": f.routed,
+        "touch_bucket": _bucket(touch_secs), "route_bucket": _bucket(route_secs),
+        # the closed-loop funnel's own columns (``funnel``'s definitions)
+        "mql": f.mql, "nurtured": f.nurtured, "sla_at_risk": f.sla_at_risk, "touches": f.touches,
         "within_sla": f.routed and f.first_touch_within_sla,
         "breached": f.sla_breached, "accepted": f.accepted, "rejected": f.rejected,
         "rejected_reason": (f.rejected_reason or "unspecified") if f.rejected else None, "qualified": f.qualified,

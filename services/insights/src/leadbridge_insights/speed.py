@@ -65,7 +65,7 @@ def summarize(key: str, durations: Sequence[float], population: int) -> dict[str
 
 
 def from_aggregates(key: str, a: dict[str, Any], prefix: str) -> dict[str, Any]:
-    """The same summary as ``summarize``, from aggregates computed in SQL (``views_store.speed_groups``:
+    """The same summary as ``summarize``, from aggregates computed in SQL (``speed_store.speed_groups``:
     population, reached, median, p90, within_<threshold> counts, h<i> histogram counts)."""
     population = max(int(a[f"{prefix}_population"]), int(a[f"{prefix}_reached"]))
     sla = {}

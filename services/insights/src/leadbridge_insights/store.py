@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +29,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -36,7 +38,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from .facts import LeadFacts
 from .lead_row import row_of
@@ -84,6 +86,9 @@ lead_views = Table(
     *(Column(name, DateTime(timezone=True)) for name in ("mql_at", "routed_at", "assigned_at", "first_touch_at",
                                                          "waiting_since", "alert_due_at")),
     Column("touch_secs", Float), Column("route_secs", Float), Column("won_amount", Float),
+    Column("touch_bucket", SmallInteger, doc="speed.BUCKETS index of touch_secs"),
+    Column("route_bucket", SmallInteger, doc="speed.BUCKETS index of route_secs"),
+    *(Column(name, Boolean) for name in ("mql", "nurtured", "sla_at_risk")), Column("touches", Integer),
     *(Column(name, Boolean) for name in ("routed", "within_sla", "breached", "accepted", "rejected", "qualified",
                                          "won", "lost", "is_open", "unowned")),
     # free text from CRMs and forms: TEXT, so no value the contracts accept can fail the projection
@@ -96,6 +101,14 @@ Index(f"ix_{SCHEMA}_lead_views_assigned", lead_views.c.assigned_at)
 Index(f"ix_{SCHEMA}_lead_views_unowned", lead_views.c.cohort_at, postgresql_where=text("unowned"))
 Index(f"ix_{SCHEMA}_lead_views_waiting", lead_views.c.waiting_pool, postgresql_where=text("waiting_pool IS NOT NULL"))
 Index(f"ix_{SCHEMA}_lead_views_alert", lead_views.c.alert_due_at, postgresql_where=text("alert_state IS NOT NULL"))
+# the speed view's percentiles: index-only scans of a duration in value order, whatever the filters
+FILTERED_BY = ["is_test", "cohort_at", "channel", "campaign", "source", "team", "rep"]
+for _duration in ("touch_secs", "route_secs"):
+    Index(f"ix_{SCHEMA}_lead_views_{_duration}", lead_views.c[_duration], postgresql_include=FILTERED_BY,
+          postgresql_where=text(f"{_duration} IS NOT NULL"))
+# the closed-loop funnel's reasons: an index-only scan of the rejected and lost leads
+Index(f"ix_{SCHEMA}_lead_views_closed", lead_views.c.rejected_reason, lead_views.c.lost_reason,
+      postgresql_include=FILTERED_BY, postgresql_where=text("rejected IS true OR lost IS true"))
 Index(f"ix_{SCHEMA}_lead_views_search", lead_views.c.search, postgresql_using="gin",
       postgresql_ops={"search": "gin_trgm_ops"})
 
@@ -216,6 +229,25 @@ async def save_roster(session: AsyncSession, changed_at: datetime, data: dict[st
     await session.execute(stmt.on_conflict_do_update(
         index_elements=[roster.c.id], set_={"changed_at": changed_at, "data": data},
         where=roster.c.changed_at <= changed_at))
+
+
+async def gather_on_one_snapshot(engine: AsyncEngine, *queries: tuple[Any, ...]) -> list[Any]:
+    """Run ``(query, *args)`` tuples (``await query(conn, *args)``) concurrently, each on a pooled connection
+    of its own, all on the first one's snapshot (exported, as parallel pg_dump does): the numbers of one view
+    are of one moment even while events are being projected. PostgreSQL runs no ordered-set aggregate in
+    parallel workers; this spreads a view's queries over the cores."""
+    async with engine.connect() as first:
+        await first.execution_options(isolation_level="REPEATABLE READ")
+        snapshot = (await first.execute(text("SELECT pg_export_snapshot()"))).scalar_one()
+
+        async def on_the_snapshot(query: Any, *args: Any) -> Any:
+            async with engine.connect() as conn:
+                await conn.execution_options(isolation_level="REPEATABLE READ")
+                await conn.execute(text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))  # an id the server made
+                return await query(conn, *args)
+
+        (query, *args), *rest = queries
+        return list(await asyncio.gather(query(first, *args), *(on_the_snapshot(*q) for q in rest)))
 
 
 async def timeline_of(conn: AsyncConnection, lead_id: str) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
-from . import load, speed, stages, trends, views_store
+from . import load, speed, speed_store, stages, trends, views_store
 from . import views_models as m
 from .lead_row import STATUSES
 from .views_store import Filters
@@ -59,8 +59,7 @@ def build_views_router(engine: Callable[[], Any], clock: Callable[[], datetime],
         """Median, p90 and the share within 5 minutes / 1 hour / 24 hours, with a histogram, per ``by`` value
         and in total. First touch: over routed leads (never touched = missed every threshold). Routed: over
         sales-ready leads (MQL or routed)."""
-        async with engine().connect() as conn:
-            groups = await views_store.speed_groups(conn, f, by)
+        groups = await speed_store.speed_groups(engine(), f.where(), by)
         touch = speed.report_from_aggregates(groups, "touch")
         route = speed.report_from_aggregates(groups, "route")
         return {"by": by, "filters": echo(f), "first_touch": touch, "routed": route}

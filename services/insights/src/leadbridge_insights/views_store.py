@@ -9,10 +9,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, text, true, tuple_
+from sqlalchemy import and_, func, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from . import speed
 from .store import lead_views as lf
 from .store import pool_overflows, roster, sla_breaches
 
@@ -47,48 +46,19 @@ class Filters:
         return and_(*conds)
 
 
-def _count(cond: Any) -> Any:
+def count_where(cond: Any) -> Any:
+    """``count(*) FILTER (WHERE cond)``."""
     return func.count().filter(cond)
 
 
-def _speed_measures(prefix: str, value: Any, owed: Any) -> list[Any]:
-    """Aggregates of one duration column: the population owed the step, how many got there, median, p90,
-    how many within each threshold, and the histogram (the edges of ``speed.EDGES``)."""
-    out = [_count(owed).label(f"{prefix}_population"), func.count(value).label(f"{prefix}_reached"),
-           func.percentile_cont(0.5).within_group(value).label(f"{prefix}_median"),
-           func.percentile_cont(0.9).within_group(value).label(f"{prefix}_p90")]
-    out += [_count(value <= limit).label(f"{prefix}_within_{name}") for name, limit in speed.THRESHOLDS]
-    edges = (None, *speed.EDGES, None)
-    for i in range(len(speed.BUCKETS)):
-        low, high = edges[i], edges[i + 1]
-        cond = and_(value.is_not(None), *([value >= low] if low is not None else []),
-                    *([value < high] if high is not None else []))
-        out.append(_count(cond).label(f"{prefix}_h{i}"))
-    return out
-
-
-async def speed_groups(conn: AsyncConnection, f: Filters, by: str) -> list[dict[str, Any]]:
-    """Per ``by`` value and in total (key None): the first-touch and routing aggregates, in one scan.
-    First touch is owed by routed leads; routing by sales-ready ones (MQL or routed)."""
-    key = func.coalesce(lf.c[by], NONE_KEY)
-    query = select(key.label("key"), func.grouping(key).label("is_total"),
-                   _count(lf.c.within_sla.is_(True)).label("touch_within_sla"),
-                   _count(lf.c.breached.is_(True)).label("touch_breached"),
-                   *_speed_measures("touch", lf.c.touch_secs, lf.c.routed.is_(True)),
-                   *_speed_measures("route", lf.c.route_secs, or_(lf.c.mql_at.is_not(None), lf.c.routed.is_(True)))
-                   ).where(f.where()).group_by(func.rollup(key))
-    await conn.execute(text("SET LOCAL work_mem = '64MB'"))  # the percentiles' sorts stay in memory
-    return [dict(r._mapping) for r in (await conn.execute(query)).all()]
-
-
 def _measures() -> list[Any]:
-    return [func.count().label("captured"), _count(lf.c.mql_at.is_not(None)).label("mql"),
-            _count(lf.c.routed.is_(True)).label("routed"),
-            _count(and_(lf.c.routed.is_(True), lf.c.first_touch_at.is_not(None))).label("touched"),
-            _count(lf.c.within_sla.is_(True)).label("within_sla"), _count(lf.c.breached.is_(True)).label("breached"),
-            _count(lf.c.accepted.is_(True)).label("accepted"), _count(lf.c.rejected.is_(True)).label("rejected"),
-            _count(lf.c.qualified.is_(True)).label("qualified"), _count(lf.c.won.is_(True)).label("won"),
-            _count(lf.c.lost.is_(True)).label("lost"), func.coalesce(func.sum(lf.c.won_amount), 0).label("won_amount")]
+    return [func.count().label("captured"), count_where(lf.c.mql_at.is_not(None)).label("mql"),
+            count_where(lf.c.routed.is_(True)).label("routed"),
+            count_where(and_(lf.c.routed.is_(True), lf.c.first_touch_at.is_not(None))).label("touched"),
+            count_where(lf.c.within_sla.is_(True)).label("within_sla"), count_where(lf.c.breached.is_(True)).label("breached"),
+            count_where(lf.c.accepted.is_(True)).label("accepted"), count_where(lf.c.rejected.is_(True)).label("rejected"),
+            count_where(lf.c.qualified.is_(True)).label("qualified"), count_where(lf.c.won.is_(True)).label("won"),
+            count_where(lf.c.lost.is_(True)).label("lost"), func.coalesce(func.sum(lf.c.won_amount), 0).label("won_amount")]
 
 
 async def trend_counts(conn: AsyncConnection, f: Filters, unit: str) -> dict[datetime, dict[str, int]]:
@@ -98,21 +68,20 @@ async def trend_counts(conn: AsyncConnection, f: Filters, unit: str) -> dict[dat
 
 
 async def funnel_counts(conn: AsyncConnection, f: Filters) -> tuple[dict[str, Any], dict[str, dict[str, int]]]:
-    """The cohort's counts, and the rejected and lost reasons with their counts, in one scan."""
-    sets = func.grouping_sets(tuple_(), lf.c.rejected_reason, lf.c.lost_reason)
-    query = select(lf.c.rejected_reason, lf.c.lost_reason, func.grouping(lf.c.rejected_reason).label("g_r"),
-                   func.grouping(lf.c.lost_reason).label("g_l"), *_measures()).where(f.where()).group_by(sets)
-    counts: dict[str, Any] = {}
+    """The cohort's counts, and the rejected and lost reasons with their counts, in one scan: grouped by
+    the two reasons (a reason is set exactly when the lead was rejected / lost), then added up here."""
+    query = (select(lf.c.rejected_reason, lf.c.lost_reason, *_measures()).where(f.where())
+             .group_by(lf.c.rejected_reason, lf.c.lost_reason))
+    counts: dict[str, Any] = dict.fromkeys([c.name for c in _measures()], 0)
     why: dict[str, dict[str, int]] = {"rejected": {}, "lost": {}}
     for r in (await conn.execute(query)).all():
-        m = dict(r._mapping)
-        if m["g_r"] and m["g_l"]:
-            counts = {k: v for k, v in m.items() if k not in ("rejected_reason", "lost_reason", "g_r", "g_l")}
-        elif not m["g_r"] and m["rejected_reason"] is not None:
-            why["rejected"][m["rejected_reason"]] = m["rejected"]
-        elif not m["g_l"] and m["lost_reason"] is not None:
-            why["lost"][m["lost_reason"]] = m["lost"]
-    return counts or dict.fromkeys([c.name for c in _measures()], 0), why
+        m = r._mapping
+        for name in counts:
+            counts[name] += m[name]
+        for kind in ("rejected", "lost"):
+            if m[f"{kind}_reason"] is not None:
+                why[kind][m[f"{kind}_reason"]] = why[kind].get(m[f"{kind}_reason"], 0) + m[kind]
+    return counts, why
 
 
 async def load_inputs(conn: AsyncConnection, week_from: datetime) -> dict[str, Any]:
@@ -197,14 +166,15 @@ async def search(conn: AsyncConnection, f: Filters, *, q: str | None, status: st
 
 
 async def dimension_values(conn: AsyncConnection, limit: int = 200) -> dict[str, list[str]]:
-    """The values each filter can take (most common first), for the page's pickers: one scan."""
+    """The values each filter can take (most common first), for the page's pickers: one scan grouped by
+    all five dimensions at once, each one's counts added up here."""
     cols = [lf.c[name] for name in DIMENSIONS]
-    query = (select(*cols, *(func.grouping(c).label(f"g_{c.name}") for c in cols), func.count().label("n"))
-             .where(lf.c.is_test.is_(False)).group_by(func.grouping_sets(*cols)))
-    found: dict[str, list[tuple[int, str]]] = {name: [] for name in DIMENSIONS}
+    query = select(*cols, func.count().label("n")).where(lf.c.is_test.is_(False)).group_by(*cols)
+    found: dict[str, dict[str, int]] = {name: {} for name in DIMENSIONS}
     for r in (await conn.execute(query)).all():
         m = r._mapping
         for name in DIMENSIONS:
-            if m[f"g_{name}"] == 0 and m[name] is not None:
-                found[name].append((-m["n"], m[name]))
-    return {name: [v for _, v in sorted(values)[:limit]] for name, values in found.items()}
+            if m[name] is not None:
+                found[name][m[name]] = found[name].get(m[name], 0) + m["n"]
+    return {name: [v for _, v in sorted((-n, v) for v, n in values.items())[:limit]]
+            for name, values in found.items()}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +17,7 @@ from leadbridge_contracts import Envelope, LeadProfile, LeadRouted, LeadScored
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import fairness, metrics, store
+from .fairness import PoolState
 from .roster import Roster
 from .routing import ASSIGNED, FALLBACK_OWNER, HELD, NURTURE, Decision, decide, entry_point, pool_chain
 from .rules import LeadFacts
@@ -62,16 +63,45 @@ async def route(
     return decision
 
 
+@dataclass(frozen=True)
+class Applied:
+    """What applying a decision writes and emits: the lead's row, its new assignment, the pool's new state."""
+
+    lead: dict[str, Any]  # the lead row's values (every column but lead_id, the same keys for every outcome)
+    assignment: dict[str, Any] | None = None
+    pool_state: tuple[str, PoolState, str] | None = None  # (pool, its state after the assignment, rep id)
+    event: Envelope[Any] | None = None  # the lead-routed to emit (none for a hold)
+
+
 async def apply(session: AsyncSession, emit: Emit, roster: Roster, d: Decision, states: dict, lead_id: str,
                 now: datetime, *, lead_row: Any, facts: LeadFacts, event: dict[str, Any],
                 caused_by: Envelope[Any] | None, start: str | None) -> None:
-    """Persist decision ``d`` about a lead whose row (and pools) are locked, and emit its LeadRouted.
+    """Persist decision ``d`` about a lead whose row (and pools) are locked, and emit its LeadRouted."""
+    applied = plan(roster, d, states, lead_id, now, lead_row=lead_row, facts=facts, event=event,
+                   caused_by=caused_by, start=start)
+    if applied is None:
+        return
+    writes = []  # one round trip for the pool's counters, the assignment and the lead (all rows locked)
+    if applied.pool_state is not None:
+        writes += store.pool_state_writes(*applied.pool_state)
+    if applied.assignment is not None:
+        writes.append(store.assignment_insert(**applied.assignment))
+    writes.append(store.lead_upsert(lead_id, **applied.lead))
+    await store.execute_together(session, writes)
+    if applied.event is not None:
+        await emit(applied.event)
+
+
+def plan(roster: Roster, d: Decision, states: dict, lead_id: str, now: datetime, *, lead_row: Any,
+         facts: LeadFacts, event: dict[str, Any], caused_by: Envelope[Any] | None, start: str | None
+         ) -> Applied | None:
+    """What persisting decision ``d`` writes and emits (``apply`` one at a time, ``batch_routing`` many).
     ``start`` is the pool routing started from: a lead returned to nurture for capacity waits there.
     A closed (won/lost) lead is never routed again, whichever path got here: nothing is written or emitted."""
     if lead_row is not None and lead_row.status == "closed":
         metrics.SKIPPED.labels("already_closed").inc()
         log.warning("refused to route a closed lead", extra={"lead_id": lead_id, "outcome": d.outcome})
-        return
+        return None
     previous = list(lead_row.previous_assignees) if lead_row is not None else []
     attempt = (lead_row.attempt if lead_row is not None else 0) + (0 if d.outcome == HELD else 1)
     for pool in d.overflowed:
@@ -84,20 +114,15 @@ async def apply(session: AsyncSession, emit: Emit, roster: Roster, d: Decision, 
                   waiting_since=since if waits else None, waiting_pool=start if waits else None,
                   closed_outcome=None, closed_at=None)
     if d.outcome == HELD:
-        await store.save_lead(session, lead_id, assignee=None, hold_until=d.hold_until, **common)
         log.info("lead held until shift start", extra={"lead_id": lead_id, "pool": d.pool})
-        return
-    writes = []  # one round trip for the pool's counters, the assignment and the lead (all rows locked)
+        return Applied(lead=dict(assignee=None, hold_until=d.hold_until, **common))
+    assignment = pool_state = None
     if d.outcome in (ASSIGNED, FALLBACK_OWNER):
         assert d.rep_id and d.pool
         if d.outcome == ASSIGNED:
-            rep = roster.rep(d.rep_id)
-            new_state = fairness.record(states[d.pool], rep, now)
-            writes += store.pool_state_writes(d.pool, new_state, d.rep_id)
-        writes.append(store.assignment_insert(lead_id=lead_id, rep_id=d.rep_id, pool=d.pool, rule=d.rule,
-                                              outcome=d.outcome, attempt=attempt, assigned_at=now))
-    writes.append(store.lead_upsert(lead_id, assignee=d.rep_id, hold_until=None, **common))
-    await store.execute_together(session, writes)
+            pool_state = (d.pool, fairness.record(states[d.pool], roster.rep(d.rep_id), now), d.rep_id)
+        assignment = dict(lead_id=lead_id, rep_id=d.rep_id, pool=d.pool, rule=d.rule, outcome=d.outcome,
+                          attempt=attempt, assigned_at=now)
     rep = roster.rep(d.rep_id) if d.rep_id else None
     data = LeadRouted(
         lead_id=lead_id, routed_at=now, outcome=d.outcome, assignee_id=d.rep_id,
@@ -109,9 +134,11 @@ async def apply(session: AsyncSession, emit: Emit, roster: Roster, d: Decision, 
         score=event.get("score"), grade=event.get("grade"),
         profile=LeadProfile.model_validate(event.get("profile") or {}),
     )
-    await emit(Envelope.of(data, source=SOURCE, lead_id=lead_id, caused_by=caused_by, time=now))
     log.info("lead routed", extra={"lead_id": lead_id, "outcome": d.outcome, "rule": d.rule, "pool": d.pool,
                                    "assignee_id": d.rep_id, "attempt": attempt})
+    return Applied(lead=dict(assignee=d.rep_id, hold_until=None, **common), assignment=assignment,
+                   pool_state=pool_state,
+                   event=Envelope.of(data, source=SOURCE, lead_id=lead_id, caused_by=caused_by, time=now))
 
 
 async def reroute(session: AsyncSession, emit: Emit, lead_row: Any, now: datetime, *, why: str,

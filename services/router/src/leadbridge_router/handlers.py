@@ -15,7 +15,7 @@ from leadbridge_events.registry import EventHandlers, on
 from leadbridge_events.transaction import BatchContext, HandlerContext
 
 from . import assigner, metrics, store, waitlist
-from .routing import ASSIGNED, FALLBACK_OWNER, HELD, entry_point, pool_chain
+from .routing import ASSIGNED, FALLBACK_OWNER, HELD
 
 log = logging.getLogger("leadbridge.router")
 OWNED = (ASSIGNED, FALLBACK_OWNER, HELD)
@@ -130,22 +130,10 @@ async def on_sla_breached(event: Envelope[SlaBreached], ctx: HandlerContext[None
 
 
 async def on_lead_scored_batch(events: list[Envelope[LeadScored]], ctx: BatchContext[None]) -> None:
-    """lead-scored in batches, in one transaction: first every lead row of the batch (in lead id order), then
-    every pool the batch's routings may need (in name order) are locked, all at once; then each event is
-    routed in order as on its own (each routing changes the loads the next one sees). Taking the locks in
-    the one fixed order every path uses (lead, then pools by name) keeps replicas free of deadlocks, however
-    many leads and pools a batch holds."""
-    wanted = [e.data for e in events if wants_routing(e.data)]
-    await store.lock_leads(ctx.session, [e.lead_id for e in events])
-    if wanted:
-        roster = await store.load_roster(ctx.session)
-        pools: set[str] = set()
-        for data in wanted:
-            start = entry_point(roster, assigner.facts_of(data))[1]
-            pools.update(pool_chain(roster, start) if start else ())
-        await store.lock_pools(ctx.session, sorted(pools))
-    for event in events:
-        await on_lead_scored(event, ctx.for_event(event))
+    """lead-scored in batches, with multi-row statements (``batch_routing``)."""
+    from .batch_routing import on_lead_scored_batch as route_batch  # it builds on this module
+
+    await route_batch(events, ctx)
 
 
 HANDLERS = EventHandlers(

@@ -16,7 +16,8 @@ async def fire_due_deadlines(runtime: ServiceRuntime, config: SlaConfig) -> None
     settings = runtime.settings
     assert isinstance(settings, WatcherSettings)
     await TimerLoop(runtime.transaction, batch_size=settings.timer_batch_size,
-                    poll_seconds=settings.timer_poll_seconds, clock=runtime.clock).run()
+                    poll_seconds=settings.timer_poll_seconds, clock=runtime.clock,
+                    workers=settings.timer_workers).run()
 
 
 async def refresh_gauges(runtime: ServiceRuntime, config: SlaConfig) -> None:

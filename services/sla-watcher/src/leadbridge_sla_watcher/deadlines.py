@@ -198,11 +198,19 @@ def apply_touch(d: Deadline, touch: Touch) -> Deadline:
 # -- firing ---------------------------------------------------------------------------------------
 
 
-def fire(d: Deadline, now: datetime) -> tuple[Deadline, Firing | None]:
-    """Fire what is due at ``now``: an at-risk warning, or the breach. (None if nothing is due.)"""
+def due_firing(d: Deadline, now: datetime) -> Firing | None:
+    """What ``fire`` fires at ``now``: the at-risk warning, the breach, or nothing (None)."""
     due = d.next_fire_at
     if due is None or now < due:
+        return None
+    return Firing.BREACH if now >= d.due_at else Firing.AT_RISK
+
+
+def fire(d: Deadline, now: datetime) -> tuple[Deadline, Firing | None]:
+    """Fire what is due at ``now``: an at-risk warning, or the breach. (None if nothing is due.)"""
+    firing = due_firing(d, now)
+    if firing is None:
         return d, None
-    if now >= d.due_at:
+    if firing == Firing.BREACH:
         return replace(d, status=Status.BREACHED, breach_fired_at=now), Firing.BREACH
     return replace(d, at_risk_fired_at=now), Firing.AT_RISK

@@ -32,6 +32,7 @@ from leadbridge_events.transaction import HandlerContext
 
 from . import metrics, store
 from .announcements import deadline_met, deadlines_set, event_time, met_event_id, set_event_id
+from .batch_handlers import on_follow_up_logged_batch, on_lead_routed_batch
 from .deadlines import Deadline, Route, Status, Touch, apply_touch, on_route
 from .policies import SlaConfig
 
@@ -114,7 +115,7 @@ async def on_follow_up_logged(event: Envelope[FollowUpLogged], ctx: HandlerConte
 
 
 HANDLERS = EventHandlers(
-    on(LeadRouted, on_lead_routed),
-    on(FollowUpLogged, on_follow_up_logged),
+    on(LeadRouted, on_lead_routed, batch=on_lead_routed_batch),
+    on(FollowUpLogged, on_follow_up_logged, batch=on_follow_up_logged_batch),
     emits=(SlaDeadlinesSet, SlaDeadlineMet, SlaAtRisk, SlaBreached),  # the last two from the timer
 )

@@ -24,6 +24,8 @@ class WatcherSettings(ServiceSettings):
     )
     timer_poll_seconds: float = Field(default=0.2, gt=0, le=1)
     timer_batch_size: int = Field(default=500, ge=1)
+    timer_workers: int = Field(default=2, ge=1, le=16,
+                               description="Claiming loops side by side: one batch's commit overlaps the next's work.")
     gauge_refresh_seconds: float = Field(default=15, gt=0)
 
     def sla_config(self) -> SlaConfig:

@@ -1,0 +1,166 @@
+"""lead-scored in batches: a batch's routings decided in memory, written with a handful of multi-row statements.
+
+In the batch's one transaction (the consumer runner's):
+
+1. every lead row of the batch is read and locked in one statement (lead id order), the roster read once,
+   then every pool the batch's routings may need is locked in one statement (name order): the one fixed
+   order every path takes (lead, then pools by name), so replicas never deadlock however many leads and
+   pools a batch holds;
+2. the pools' states and their reps' loads are read once (two statements); then each event is decided in
+   order by the same pure ``routing.decide`` as on its own, and its effect (``assigner.plan``) is applied
+   to the in-memory states and loads and lead rows, so each routing sees the ones before it: caps hold
+   exactly, per-lead order is kept;
+3. the writes go out in one round trip: one multi-row upsert of the leads, one multi-row insert of the
+   assignments, one of the reps' counters, one update of the pools' virtual times. The lead-routed events
+   are emitted in order (the runner's one outbox insert).
+
+An event this path does not decide -- a routed lead sent back to nurture, or one waiting for capacity that
+stops waiting (``handlers.recycle``: releases an assignment, may route a waiting lead) -- first has what is
+pending written, then runs as on its own, and the states are read again after it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from types import SimpleNamespace
+from typing import Any
+
+from leadbridge_contracts import Envelope, LeadScored, Stage
+from leadbridge_events.transaction import BatchContext
+from sqlalchemy import case, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from . import assigner, db, handlers, metrics, store
+from .availability import RepLoad
+from .fairness import PoolState
+from .roster import Roster
+from .routing import decide, entry_point, pool_chain
+
+log = logging.getLogger("leadbridge.router")
+
+
+async def lock_and_read_leads(session: AsyncSession, lead_ids: list[str]) -> dict[str, Any]:
+    """The batch's lead rows (those that exist), locked in lead id order, in one statement."""
+    if not lead_ids:
+        return {}
+    rows = await session.execute(select(db.leads).where(db.leads.c.lead_id.in_(sorted(set(lead_ids))))
+                                 .order_by(db.leads.c.lead_id).with_for_update())
+    return {r.lead_id: SimpleNamespace(**r._mapping) for r in rows}
+
+
+class BatchRouting:
+    """The routings of one batch, decided in memory over its locked pools, written in one round trip."""
+
+    def __init__(self, session: AsyncSession, roster: Roster, vtimes: dict[str, float], now: datetime) -> None:
+        self._session = session
+        self._roster = roster
+        self._vtimes = vtimes
+        self._now = now
+        self._states: dict[str, PoolState] | None = None
+        self._flushed = False
+        self._loads: dict[str, RepLoad] = {}
+        self._leads: dict[str, dict[str, Any]] = {}
+        self._assignments: list[dict[str, Any]] = []
+        self._counters: dict[tuple[str, str], dict[str, Any]] = {}
+
+    async def _load(self) -> dict[str, PoolState]:
+        if self._states is None:
+            if self._flushed:  # written meanwhile (by this batch, or a one-event path): the vtimes again
+                self._vtimes = await store.lock_pools(self._session, sorted(self._vtimes))
+            self._states = await store.load_pool_states(self._session, self._vtimes)
+            members = [r for p in self._vtimes for r in self._roster.members(p)]
+            self._loads = await store.open_loads(self._session, members, self._now)
+        return self._states
+
+    async def route(self, lead_row: Any, data: LeadScored, caused_by: Envelope[Any]) -> tuple[Any, Any]:
+        """Decide one lead (as ``assigner.route`` does) and apply it in memory: (the lead's new row, event)."""
+        states = await self._load()
+        facts = assigner.facts_of(data)
+        start = entry_point(self._roster, facts)[1]
+        decision = decide(self._roster, facts, states, self._loads, self._now)
+        applied = assigner.plan(self._roster, decision, states, data.lead_id, self._now, lead_row=lead_row,
+                                facts=facts, event=data.model_dump(mode="json"), caused_by=caused_by, start=start)
+        if applied is None:
+            return lead_row, None
+        if applied.pool_state is not None:
+            pool, state, rep_id = applied.pool_state
+            states[pool] = state
+            c = state.counter(rep_id)
+            self._counters[(pool, rep_id)] = {"pool": pool, "rep_id": rep_id, "pass": c.pass_,
+                                              "assigned": c.assigned, "last_assigned_at": c.last_assigned_at}
+        if applied.assignment is not None:
+            self._assignments.append(applied.assignment)
+            rep = applied.assignment["rep_id"]
+            load = self._loads.get(rep, RepLoad())
+            self._loads[rep] = RepLoad(load.assigned_at + (self._now,), load.open_count + 1)
+        self._leads[data.lead_id] = {"lead_id": data.lead_id, **applied.lead}
+        base = vars(lead_row) if lead_row is not None else {}
+        return SimpleNamespace(**{**base, "lead_id": data.lead_id, **applied.lead}), applied.event
+
+    async def flush(self) -> None:
+        """Write what is pending (one round trip), and forget the states: they are read again when needed."""
+        writes: list[Any] = []
+        if self._states is not None and self._counters:
+            pools = sorted({p for p, _ in self._counters})
+            vtime = case({p: self._states[p].vtime for p in pools}, value=db.pool_state.c.pool)
+            writes.append(update(db.pool_state).where(db.pool_state.c.pool.in_(pools)).values(vtime=vtime))
+            counters = insert(db.rep_counters).values(list(self._counters.values()))
+            writes.append(counters.on_conflict_do_update(
+                index_elements=["pool", "rep_id"],
+                set_={c: counters.excluded[c] for c in ("pass", "assigned", "last_assigned_at")}))
+        if self._assignments:
+            writes.append(insert(db.assignments).values(self._assignments))
+        if self._leads:
+            leads = insert(db.leads).values(list(self._leads.values()))
+            columns = next(iter(self._leads.values())).keys() - {"lead_id"}
+            writes.append(leads.on_conflict_do_update(index_elements=[db.leads.c.lead_id],
+                                                      set_={c: leads.excluded[c] for c in columns}))
+        if writes:
+            await store.execute_together(self._session, writes)
+        self._states, self._loads, self._leads, self._assignments, self._counters = None, {}, {}, [], {}
+        self._flushed = True
+
+
+def _needs_recycle(row: Any) -> bool:
+    """``handlers.recycle`` changes something only for a lead that waits for capacity or is owned."""
+    return row is not None and (row.waiting_since is not None or row.status in handlers.OWNED)
+
+
+async def on_lead_scored_batch(events: list[Envelope[LeadScored]], ctx: BatchContext[None]) -> None:
+    """lead-scored, a batch in one transaction: the same effects, in the same order, as ``handlers.on_lead_scored``
+    for each event (see the module's docstring)."""
+    session = ctx.session
+    rows = await lock_and_read_leads(session, [e.lead_id for e in events])
+    roster = await store.load_roster(session)
+    pools: set[str] = set()
+    for event in events:
+        if handlers.wants_routing(event.data):
+            start = entry_point(roster, assigner.facts_of(event.data))[1]
+            pools.update(pool_chain(roster, start) if start else ())
+    batch = BatchRouting(session, roster, await store.lock_pools(session, sorted(pools)), ctx.now())
+    for event in events:
+        data: LeadScored = event.data
+        row = rows.get(data.lead_id)
+        if not handlers.wants_routing(data):
+            if data.stage == Stage.NURTURE and _needs_recycle(row):
+                await batch.flush()  # the one-event path reads what the batch wrote so far
+                await handlers.recycle(ctx.for_event(event), data, event)
+                rows = await lock_and_read_leads(session, [e.lead_id for e in events])  # held already: fresh
+            metrics.SKIPPED.labels("not_sales_ready").inc()
+            continue
+        if row is not None and row.status == handlers.CLOSED:
+            metrics.SKIPPED.labels("already_closed").inc()
+            log.info("lead is closed; not routing it again",
+                     extra={"lead_id": data.lead_id, "event_id": event.id, "outcome": row.closed_outcome})
+            continue
+        if row is not None and row.status in handlers.OWNED:
+            metrics.SKIPPED.labels("already_owned").inc()
+            log.info("lead already routed; not routing again",
+                     extra={"lead_id": data.lead_id, "event_id": event.id, "status": row.status})
+            continue
+        rows[data.lead_id], routed = await batch.route(row, data, event)
+        if routed is not None:
+            await ctx.emit(routed)
+    await batch.flush()
