@@ -307,10 +307,14 @@ def batch_spans(records: list[Any], events: list[Any], group: str) -> Iterator[N
 
 
 class TraceIdsInLogs(logging.Filter):
-    """Adds ``trace_id`` and ``span_id`` (hex, as trace back ends show them) to a log record made inside a span."""
+    """Adds ``trace_id`` and ``span_id`` (hex, as trace back ends show them) to a log record made inside a span,
+    or (batch handlers) logged with the ``event_id`` of an event whose span the batch holds."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         ctx = trace.get_current_span().get_span_context()
+        if not ctx.is_valid and isinstance(event_id := getattr(record, "event_id", None), str):
+            span = _spans_by_event.get().get(event_id)
+            ctx = span.get_span_context() if span is not None else ctx
         if ctx.is_valid:
             record.trace_id = format(ctx.trace_id, "032x")
             record.span_id = format(ctx.span_id, "016x")
