@@ -25,7 +25,7 @@ import contextvars
 import logging
 import os
 import types
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -228,7 +228,7 @@ def _end(spans: Iterable[Span], exc: BaseException | None) -> None:
 
 
 @contextlib.contextmanager
-def publish_spans(rows: list[Any], schema: str) -> Iterator[Any]:
+def publish_spans(rows: Sequence[Any], schema: str) -> Iterator[Any]:
     """A ``send <topic>`` span per outbox row (child of the row's traceparent) while the rows are sent;
     yields ``headers(row)``: the Kafka headers to send the row with (the send span's traceparent in)."""
     if _tracer is None:
