@@ -15,7 +15,7 @@ help:
 	@echo "make demo   - post a realistic mix of leads to a running system (make run) and print the outcome"
 	@echo "make bench  - intake throughput and capture->routed latency beside raw Kafka/PostgreSQL rates"
 	@echo "make bench-routing / make bench-sla - routing fairness and SLA timer benchmarks"
-	@echo "make chaos  - crash every part of a system of its own under load, then count lost leads (ARGS=\"--leads 500\")"
+	@echo "make chaos  - crash every part of a system of its own under load, then count lost leads (ARGS=\"--leads 500\"; ARGS=\"--brokers 3\": on a 3-broker cluster)"
 	@echo "make bench-insights - the managers' views API with 100,000 leads in the read model (p50/p95 per view)"
 	@echo "make vendor-uplot - re-fetch insights' vendored uPlot at its pinned version and check its integrity"
 	@echo "make bench-replicas - pipeline throughput with 1 and 2 processes per service on a 3-broker cluster"

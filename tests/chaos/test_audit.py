@@ -27,7 +27,8 @@ def healthy(lead: str, kind: str, t: float) -> list[Rec]:
     return out
 
 
-def run(records: list[Rec], kinds: dict[str, str], *, committed=None, processed=None, views=None, errors=()):
+def run(records: list[Rec], kinds: dict[str, str], *, committed=None, processed=None, views=None, errors=(),
+        windows=None):
     topics: dict[str, list[Rec]] = {}
     for r in records:
         topics.setdefault(r.topic, []).append(r)
@@ -39,7 +40,7 @@ def run(records: list[Rec], kinds: dict[str, str], *, committed=None, processed=
             views.intake[lid] = {"status": "routed" if kind == MQL else "nurture"}
             views.router[lid] = {"status": "assigned"} if kind == MQL else None
             views.insights[lid] = sorted({r.event_type for r in records if r.key == lid and r.event_type})
-    windows = [FaultWindow("postgres", 0.5, 2.0), FaultWindow("poison", 3.0, 3.1)]
+    windows = windows or [FaultWindow("postgres", 0.5, 2.0), FaultWindow("poison", 3.0, 3.1)]
     return audit(load, windows, topics, committed or {}, processed or {}, views)
 
 
@@ -98,3 +99,14 @@ def test_client_errors_and_catch_up_are_counted_per_fault():
     postgres, poison = f.faults
     assert postgres.client_errors == {"503": 2} and poison.client_errors == {"conn": 1}
     assert abs(postgres.catch_up - 0.6) < 1e-6
+
+
+def test_a_client_error_after_one_broker_of_a_cluster_died_fails_the_run():
+    records, kinds = healthy("a", MQL, 1.0), {"a": MQL}
+    cluster_kill = [FaultWindow("kafka", 0.5, 2.0, target=" 2 of 3"), FaultWindow("poison", 3.0, 3.1)]
+    calm = run(records, kinds, windows=cluster_kill, errors=[ClientError(3.05, "conn")])  # after the next fault
+    assert calm.ok and calm.line().endswith("stuck=0 broker_kill_client_errors=0")
+    noticed = run(records, kinds, windows=cluster_kill, errors=[ClientError(0.7, "timeout")])
+    assert noticed.broker_kill_client_errors == 1 and not noticed.ok
+    single = run(records, kinds, windows=[FaultWindow("kafka", 0.5, 2.0)], errors=[ClientError(0.7, "conn")])
+    assert single.ok and "broker_kill" not in single.line(), "one broker down is an outage, waited out"

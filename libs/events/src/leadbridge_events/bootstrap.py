@@ -44,6 +44,7 @@ from .registry import EventHandlers
 from .runtime import ServiceRuntime
 from .settings import ServiceSettings
 from .shutdown import exit_zero_after_signals, stop_on_signals
+from .tracing import instrument_app
 
 Task = Callable[[ServiceRuntime, Any], Coroutine[Any, Any, None]]
 Hook = Callable[[ServiceRuntime, Any], Awaitable[None]]
@@ -164,7 +165,7 @@ class Service:
         app = protected_app(wiring.settings.auth, scopes=self.scopes, lifespan=lifespan,
                             **{"title": f"LeadBridge {self.name}", **self.app_options})
         app.state.wiring, app.state.deps = wiring, wiring.deps
-        # app-wide instrumentation every service should get (e.g. OpenTelemetry's) goes here, once for all
+        instrument_app(app)  # a span per HTTP request, when tracing is on (tracing.py)
         if self.customize is not None:
             self.customize(app, wiring)
         if self.operational_routes:
@@ -189,7 +190,7 @@ class Service:
         """``python -m <package>``: logs, settings, then the app until SIGTERM. Returns the exit code."""
         import uvicorn
 
-        configure_logging(self.name)
+        configure_logging(self.name)  # and tracing, if the OTEL_* variables turn it on (before the app is built)
         cannot_start: tuple[type[Exception], ...] = (ValueError, *self.startup_errors)  # ValidationError too
         try:
             settings = self.settings()
@@ -197,7 +198,6 @@ class Service:
         except cannot_start as exc:  # bad settings or files: say which, exit 2
             print(f"{self.name} cannot start: {exc}", file=sys.stderr)
             return 2
-        # process-wide set-up that needs the settings (e.g. tracing) goes here, before the server starts
         options: dict[str, Any] = {"host": settings.host, "port": settings.port, "log_config": None,
                                    **(self.serve_options(settings) if callable(self.serve_options)
                                       else self.serve_options)}

@@ -55,6 +55,7 @@ from .idempotency import claim_event
 from .producer import EventProducer
 from .registry import EventHandlers, Handler, Handles
 from .shutdown import run_to_completion
+from .tracing import batch_spans, handling, span_of
 from .transaction import BatchContext, HandlerContext, UndeclaredEmit
 
 __all__ = ["ConsumerRunner", "Handler", "HandlerContext", "PoisonEvent", "UndeclaredEmit"]
@@ -225,7 +226,8 @@ class ConsumerRunner:
             attempt += 1
             started = time.perf_counter()
             try:
-                duplicate = await self._apply(handles.handler, event, record)
+                with handling(record, event, self.group_id):  # a span, child of the record's traceparent
+                    duplicate = await self._apply(handles.handler, event, record)
             except UndeclaredEmit:
                 raise  # a bug, not the record's fault: never retried nor dead-lettered (see ``transaction``)
             except PoisonEvent as exc:
@@ -304,7 +306,8 @@ class ConsumerRunner:
             return await self._one_by_one(tp, records)
         started = time.perf_counter()
         try:
-            duplicates = await self._apply_batch(tp.topic, events, records)
+            with batch_spans(records, events, self.group_id):  # a span per record, children of their traceparents
+                duplicates = await self._apply_batch(tp.topic, events, records)
         except UndeclaredEmit:
             raise
         except Exception as exc:
@@ -352,7 +355,8 @@ class ConsumerRunner:
                     await batch([e for e, _ in run], ctx)
                     continue
                 for event, handles in run:
-                    await handles.handler(event, ctx.for_event(event))
+                    with span_of(event):  # the handler's logs and emits in the event's own span
+                        await handles.handler(event, ctx.for_event(event))
             await ctx.flush()
         return len(known) - len(todo)
 

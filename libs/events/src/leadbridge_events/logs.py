@@ -9,6 +9,8 @@ import sys
 
 from pythonjsonlogger.json import JsonFormatter
 
+from .tracing import TraceIdsInLogs, configure_tracing
+
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 _PHONE = re.compile(r"\+\d[\d ()./-]{6,}\d|\(?\b\d{3}\)?[ .-]\d{3}[ .-]\d{4}\b")  # international, or US-style
 
@@ -20,7 +22,9 @@ def redact(text: str) -> str:
 
 
 def configure_logging(service: str, level: str | None = None) -> None:
+    """JSON lines on stderr (with ``trace_id``/``span_id`` inside a span), and tracing if OTEL_* turn it on."""
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(TraceIdsInLogs())
     handler.setFormatter(
         JsonFormatter(
             "%(asctime)s %(levelname)s %(name)s %(message)s",
@@ -35,3 +39,4 @@ def configure_logging(service: str, level: str | None = None) -> None:
     # httpx and httpcore log every request URL at INFO: URLs can carry tokens and identifiers
     for chatty in ("httpx", "httpcore"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
+    configure_tracing(service)  # off unless the OTEL_* variables say otherwise (tracing.py)

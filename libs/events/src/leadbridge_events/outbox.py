@@ -33,6 +33,7 @@ from . import metrics
 from .failures import describe, is_transient
 from .locks import LockClass, try_session_lock
 from .producer import EventProducer
+from .tracing import outbox_headers, publish_spans
 
 log = logging.getLogger("leadbridge.outbox")
 
@@ -48,7 +49,7 @@ def notify_channel(schema: str) -> str:
 def outbox_row(event: Envelope[Any], topic: str | None = None) -> dict[str, Any]:
     """The outbox row of ``event``: the one place its topic, key, value and headers are decided."""
     return {"event_id": event.id, "topic": topic or topic_for(event.type).name, "key": event.lead_id,
-            "value": event.kafka_value(), "headers": {k: v.decode() for k, v in event.kafka_headers()}}
+            "value": event.kafka_value(), "headers": outbox_headers(event)}  # + the span's traceparent (tracing.py)
 
 
 _STAGE = ("WITH staged AS (INSERT INTO {table} (event_id, topic, key, value, headers) "
@@ -229,7 +230,8 @@ class OutboxRelay:
             self._known_topics = await self._producer.topics()  # raises while Kafka is away: rows wait
         if not {r.topic for r in rows} - self._known_topics:
             try:
-                await self._producer.send_many_raw((r.topic, r.key.encode(), r.value, _headers(r)) for r in rows)
+                with publish_spans(rows, self.schema) as headers:
+                    await self._producer.send_many_raw((r.topic, r.key.encode(), r.value, headers(r)) for r in rows)
             except Exception as exc:
                 if is_transient(exc):
                     self._known_topics = set()  # a topic deleted meanwhile looks like a timeout: look again
@@ -251,7 +253,8 @@ class OutboxRelay:
                     fault = f"unknown topic {r.topic!r}"
                 else:
                     try:
-                        await self._producer.send_raw(r.topic, r.value, key=r.key.encode(), headers=_headers(r))
+                        with publish_spans([r], self.schema) as headers:
+                            await self._producer.send_raw(r.topic, r.value, key=r.key.encode(), headers=headers(r))
                         sent.append(r.id)
                         done += 1
                         continue
@@ -304,8 +307,3 @@ class OutboxRelay:
 
 class RowNotPublished(Exception):
     """An outbox row failed for its own sake and is not parked yet: the relay retries the pass after a backoff."""
-
-
-def _headers(row: Any) -> list[tuple[str, bytes]]:
-    return [(k, v.encode()) for k, v in row.headers.items()]
-

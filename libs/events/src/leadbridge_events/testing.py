@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer
@@ -12,6 +13,8 @@ from aiokafka.structs import ConsumerRecord
 from leadbridge_contracts.envelope import Envelope
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
     from .auth import AuthSettings
 
 
@@ -64,6 +67,23 @@ async def collect_events(
     records = await collect_records(bootstrap_servers, topics, match=match, until=lambda m: len(m) >= count,
                                     timeout=timeout)
     return [Envelope.from_kafka(r.key, r.value, r.headers) for r in records]
+
+
+@contextlib.contextmanager
+def recorded_spans() -> Iterator[InMemorySpanExporter]:
+    """Tracing on for the block, every finished span kept in memory (``exporter.get_finished_spans()``).
+
+    Create the apps inside the block: an app is instrumented when it is built, if tracing is on then."""
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from . import tracing
+
+    exporter = InMemorySpanExporter()
+    tracing.configure_tracing("test", exporter=exporter)
+    try:
+        yield exporter
+    finally:
+        tracing.shutdown()
 
 
 # -- tokens for tests ------------------------------------------------------------------------------

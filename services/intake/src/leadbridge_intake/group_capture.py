@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,6 +27,7 @@ from leadbridge_contracts.envelope import Envelope
 from leadbridge_contracts.events import LeadActivityRecorded, LeadCaptured, LeadProfile
 from leadbridge_events.locks import LockClass, object_key
 from leadbridge_events.outbox import stage_events
+from leadbridge_events.tracing import current_context, staged_as
 from leadbridge_events.transaction import refuse_undeclared
 
 from .capture import SOURCE, CaptureResult, person_lock_names
@@ -71,6 +72,7 @@ class Member:
     dedupe_key: str | None = None
     fingerprint: str | None = None  # of the request body an Idempotency-Key came with
     activity_kind: str = "form_submission"
+    trace: dict[str, str] = field(default_factory=current_context)  # the request's span, for its event's row
 
     @property
     def claim(self) -> tuple[str, str] | None:
@@ -118,6 +120,7 @@ async def capture_group(conn: Any, members: list[Member]) -> list[CaptureResult]
     touched: Counter[str] = Counter()
     touched_at: dict[str, datetime] = {}
     events: list[Envelope[Any]] = []
+    traces: dict[str, dict[str, str]] = {}
     for i in live:
         m, p = members[i], members[i].profile
         if i in repeat_of:
@@ -140,6 +143,7 @@ async def capture_group(conn: Any, members: list[Member]) -> list[CaptureResult]
                                 source=SOURCE, lead_id=lead_id, time=m.now)
             results[i] = CaptureResult(lead_id, "captured", event_id=event.id)
         events.append(event)
+        traces[event.id] = m.trace
     if leads:
         await conn.execute(NEW_LEADS, *_cols(leads, 9))
     if reclaims:
@@ -149,5 +153,6 @@ async def capture_group(conn: Any, members: list[Member]) -> list[CaptureResult]
         await conn.execute(TOUCH, list(touched), [touched_at[k] for k in touched], list(touched.values()))
     for event in events:  # what ctx.emit / tx.emit check on the other paths
         refuse_undeclared(event, HANDLERS.emitted_types, SOURCE)
-    await stage_events(conn, outbox, events)  # the one outbox insert of every path, on this plain connection
+    with staged_as(traces):  # each row with its own request's traceparent
+        await stage_events(conn, outbox, events)  # the one outbox insert of every path, on this plain connection
     return [r for r in results if r is not None]

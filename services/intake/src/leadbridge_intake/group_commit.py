@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from leadbridge_contracts.events import LeadProfile
+from leadbridge_events.tracing import resumed
 from leadbridge_events.transaction import Transactions
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -159,9 +160,10 @@ class GroupCommitter:
         async def one(w: _Waiting) -> None:
             m = w.member
             try:
-                result = await capture_in_transaction(
-                    self._transaction, m.profile, now=m.now, repeat_window=m.repeat_window,
-                    dedupe_scope=m.dedupe_scope, dedupe_key=m.dedupe_key, activity_kind=m.activity_kind)
+                with resumed(m.trace):  # its event's row carries the request's trace
+                    result = await capture_in_transaction(
+                        self._transaction, m.profile, now=m.now, repeat_window=m.repeat_window,
+                        dedupe_scope=m.dedupe_scope, dedupe_key=m.dedupe_key, activity_kind=m.activity_kind)
             except Exception as exc:
                 _settle(w.answer, exc=exc)
             else:

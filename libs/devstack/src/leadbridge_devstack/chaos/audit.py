@@ -52,15 +52,19 @@ class Findings:
     latency: dict[str, float] = field(default_factory=dict)
     examples: list[str] = field(default_factory=list)
     quiet: bool = True
+    # client errors from the kill of one broker of a cluster until the next fault (None: no such fault)
+    broker_kill_client_errors: int | None = None
 
     @property
     def ok(self) -> bool:
-        return not (self.lost or self.duplicate_routes or self.unexpected_dead_letters or self.stuck)
+        return not (self.lost or self.duplicate_routes or self.unexpected_dead_letters or self.stuck
+                    or self.broker_kill_client_errors)
 
     def line(self) -> str:
         return (f"chaos: accepted={self.accepted} final={self.final} lost={self.lost} "
                 f"duplicate_routes={self.duplicate_routes} unexpected_dead_letters={self.unexpected_dead_letters} "
-                f"stuck={self.stuck}")
+                f"stuck={self.stuck}" + ("" if self.broker_kill_client_errors is None
+                                         else f" broker_kill_client_errors={self.broker_kill_client_errors}"))
 
 
 def _by_lead(records: list[Rec], event_type: str | None = None) -> dict[str, list[Rec]]:
@@ -199,6 +203,9 @@ def audit(load: LoadResult, windows: list[FaultWindow], topics: dict[str, list[R
     published = {r.event_id: r.ts for r in every if r.event_id}
     poison_dead_at = [r.ts for r in dead if r.key == POISON]
     f.faults = _fault_figures(windows, load, final_at, processed, published, poison_dead_at)
+    broker_kills = [row for row, w in zip(f.faults, windows, strict=True) if w.name == "kafka" and w.target]
+    if broker_kills:  # one broker of a cluster: clients must not notice at all
+        f.broker_kill_client_errors = sum(sum(row.client_errors.values()) for row in broker_kills)
     latencies = [final_at[lid] - a.accepted_at for lid, a in load.accepted.items() if lid in final_at]
     f.latency = {"p50": _pct(latencies, 0.5), "p99": _pct(latencies, 0.99), "max": max(latencies, default=0.0)}
     return f

@@ -26,7 +26,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="make chaos", description=__doc__.splitlines()[0])
     parser.add_argument("--leads", type=int, default=3000, help="leads to post (default 3000)")
     parser.add_argument("--rate", type=float, default=40.0, help="leads per second (default 40)")
-    parser.add_argument("--brokers", type=int, default=1, help="Kafka brokers (default 1)")
+    parser.add_argument("--brokers", type=int, default=1,
+                        help="Kafka brokers (default 1); 3: a cluster, and the broker fault is a failover")
     parser.add_argument("--faults", default=",".join(ALL_FAULTS),
                         help=f"comma-separated, in order (default: {','.join(ALL_FAULTS)})")
     parser.add_argument("--down", type=float, default=5.0, help="seconds a crashed part stays down (default 5)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
@@ -26,10 +27,11 @@ class FaultWindow:
     started: float  # epoch seconds: the kill (or the injection)
     restored: float = 0.0  # epoch seconds: back up (or injected)
     error: str | None = None
+    target: str = ""  # which one, where there are several (the broker of a cluster)
 
     @property
     def label(self) -> str:
-        return {"kafka": "kill -9 Kafka broker", "postgres": "PostgreSQL stop -m immediate",
+        return {"kafka": f"kill -9 Kafka broker{self.target}", "postgres": "PostgreSQL stop -m immediate",
                 "poison": "poison record on each input topic"}.get(self.name, f"kill -9 {self.name}")
 
 
@@ -51,18 +53,40 @@ async def inject_poison(bootstrap: str) -> None:
         await producer.stop()
 
 
+async def busiest_broker(stack: ChaosStack) -> tuple[int, int, int]:
+    """(index, partitions led, fewest replicas of a partition) of the broker leading the most partitions of
+    the input topics: killing it moves the most leaderships while the load runs."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.brokers.bootstrap_servers)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(input_topics())
+    finally:
+        await admin.close()
+    led = Counter(p["leader"] for d in described for p in d["partitions"])
+    node, count = max(led.items(), key=lambda kv: (kv[1], -kv[0]))
+    replicas = min(len(p["replicas"]) for d in described for p in d["partitions"])
+    return node - 1, count, replicas  # node ids are 1..N (cluster.py)
+
+
 async def strike(stack: ChaosStack, name: str, down: float, log: Log) -> FaultWindow:
     window = FaultWindow(name, time.time())
-    log(f"fault: {window.label}")
+    log(f"fault: {window.label}")  # a cluster's broker: named once it is chosen
     try:
         if name in SERVICE_FAULTS:
             await asyncio.to_thread(stack.kill_service, name)
             await asyncio.sleep(down)
             await asyncio.to_thread(stack.restart_service, name)
         elif name == "kafka":
-            await asyncio.to_thread(stack.brokers.kill)
+            victim = 0
+            if len(stack.brokers.nodes) > 1:  # a cluster: one broker dies, the others take over its partitions
+                victim, count, replicas = await busiest_broker(stack)
+                window.target = f" {victim + 1} of {len(stack.brokers.nodes)}"
+                log(f"  broker {victim + 1} leads {count} partitions of the input topics ({replicas}+ replicas each)")
+            await asyncio.to_thread(stack.brokers.kill, victim)
             await asyncio.sleep(down)
-            await asyncio.to_thread(stack.brokers.restart, 0, lambda *_: None)
+            await asyncio.to_thread(stack.brokers.restart, victim, lambda *_: None)
         elif name == "postgres":
             await asyncio.to_thread(stack.kill_postgres)
             await asyncio.sleep(down)
