@@ -25,7 +25,6 @@ from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 
 from . import store
-from .announcements import deadlines_set, event_time, set_event_id
 from .deadlines import LIVE, Deadline, Route, Touch, apply_touch, on_route
 from .policies import SlaConfig
 from .tables import deadlines, leads, touches
@@ -83,7 +82,7 @@ async def _save_routing(session: Any, routing: dict[str, dict[str, Any]]) -> Non
 
 
 async def on_lead_routed_batch(events: list[Envelope[LeadRouted]], ctx: BatchContext[SlaConfig]) -> None:
-    from .handlers import SOURCE, _announce_met, _new_id, _observe_first_touch  # its table names this module
+    from .handlers import _new_id, announce_started  # its table names this module
 
     routed, config, now = events, ctx.deps, ctx.now()
     ids = [e.data.lead_id for e in routed]
@@ -110,16 +109,7 @@ async def on_lead_routed_batch(events: list[Envelope[LeadRouted]], ctx: BatchCon
         attempts[r.lead_id] = r.attempt
         routing[r.lead_id] = dict(attempt=r.attempt, assignee_id=r.assignee_id, team=r.team, policy=policy.name,
                                   routed_at=r.routed_at, updated_at=now)
-        announcement = deadlines_set(route, policy.name, result)
-        if announcement is not None:
-            await ctx.emit(Envelope.of(announcement, source=SOURCE, lead_id=r.lead_id, caused_by=event,
-                                       event_id=set_event_id(r.lead_id, r.attempt),
-                                       time=event_time(announcement, event.time)))
-        for d in result.created:
-            _observe_first_touch(None, d)
-            await _announce_met(ctx, event, None, d)  # met by a touch that arrived before the routing
-        log.info("deadlines started", extra={**extra, "deadlines_created": len(result.created),
-                                             "deadlines_superseded": len(result.changed), "outcome": r.outcome})
+        await announce_started(ctx, event, route, policy.name, result, extra)
     await store.save(ctx.session, saved.values())
     await _save_routing(ctx.session, routing)
 

@@ -33,7 +33,7 @@ from leadbridge_events.transaction import HandlerContext
 from . import metrics, store
 from .announcements import deadline_met, deadlines_set, event_time, met_event_id, set_event_id
 from .batch_handlers import on_follow_up_logged_batch, on_lead_routed_batch
-from .deadlines import Deadline, Route, Status, Touch, apply_touch, on_route
+from .deadlines import Deadline, Route, RouteResult, Status, Touch, apply_touch, on_route
 from .policies import SlaConfig
 
 log = logging.getLogger("leadbridge.sla_watcher")
@@ -80,7 +80,15 @@ async def on_lead_routed(event: Envelope[LeadRouted], ctx: HandlerContext[SlaCon
     await store.save(ctx.session, result.changed + result.created)
     await store.set_routing(ctx.session, r.lead_id, attempt=r.attempt, assignee_id=r.assignee_id, team=r.team,
                             policy=policy.name, routed_at=r.routed_at, updated_at=ctx.now())
-    announcement = deadlines_set(route, policy.name, result)
+    await announce_started(ctx, event, route, policy.name, result, extra)
+
+
+async def announce_started(ctx: HandlerContext[SlaConfig], event: Envelope[LeadRouted], route: Route, policy: str,
+                           result: RouteResult, extra: dict[str, Any]) -> None:
+    """What a routing that started deadlines announces (one event and batch paths alike): the deadlines set,
+    and each deadline already met by a touch that arrived before the routing."""
+    r = event.data
+    announcement = deadlines_set(route, policy, result)
     if announcement is not None:
         await ctx.emit(Envelope.of(announcement, source=SOURCE, lead_id=r.lead_id, caused_by=event,
                                    event_id=set_event_id(r.lead_id, r.attempt),
