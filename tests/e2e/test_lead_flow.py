@@ -142,6 +142,27 @@ async def timeline(system, lead_id, want: set[str], timeout=30.0) -> list[dict]:
             await asyncio.sleep(0.3)
 
 
+async def test_an_idle_keep_alive_connection_outlives_the_clients_own_expiry(system):
+    """A client (httpx, a platform's sender) keeps an idle connection 5 s; the server must keep it longer, or
+    a request sent as the server closes it gets a reset (seen as 1-5 'conn' errors per `make chaos` run)."""
+    host, port = system.url("intake").removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    request = f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    try:
+        for _ in range(2):
+            writer.write(request)
+            await writer.drain()
+            status = await asyncio.wait_for(reader.readline(), 10)
+            assert status.startswith(b"HTTP/1.1 200"), status
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            await reader.readexactly(length)
+            await asyncio.sleep(6)  # idle past the clients' 5 s (and uvicorn's default 5 s keep-alive)
+    finally:
+        writer.close()
+
+
 async def test_an_untouched_lead_is_scored_routed_breached_and_escalated(system, api_key, kafka_bootstrap):
     lead_id = await post_lead(system, api_key)
     first = (await routed(kafka_bootstrap, lead_id))[0]

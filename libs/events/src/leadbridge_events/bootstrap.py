@@ -199,6 +199,7 @@ class Service:
             print(f"{self.name} cannot start: {exc}", file=sys.stderr)
             return 2
         options: dict[str, Any] = {"host": settings.host, "port": settings.port, "log_config": None,
+                                   "timeout_keep_alive": settings.http_keep_alive_seconds,
                                    **(self.serve_options(settings) if callable(self.serve_options)
                                       else self.serve_options)}
         with exit_zero_after_signals():

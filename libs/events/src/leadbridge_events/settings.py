@@ -35,6 +35,10 @@ class BackboneSettings(BaseSettings):
     # every pooled connection: how long a statement may wait for a lock, and run, before it is cancelled (0: no limit)
     db_lock_timeout_ms: int = Field(default=10_000, ge=0, validation_alias="DB_LOCK_TIMEOUT_MS")
     db_statement_timeout_ms: int = Field(default=30_000, ge=0, validation_alias="DB_STATEMENT_TIMEOUT_MS")
+    # how long an idle HTTP keep-alive connection stays open. Longer than what clients and load balancers keep
+    # theirs (httpx and most clients 5 s, AWS ALB 60 s): with equal timeouts a client reuses a connection the
+    # server is closing at that instant, and sees a reset (uvicorn's own default is 5 s)
+    http_keep_alive_seconds: int = Field(default=75, ge=1, le=3600, validation_alias="HTTP_KEEP_ALIVE_SECONDS")
 
     @field_validator("database_url")
     @classmethod
