@@ -122,6 +122,11 @@ class ConsumerRunner:
             group_id=group_id,
             enable_auto_commit=False,
             auto_offset_reset=auto_offset_reset,
+            # aiokafka resets a newly assigned partition without a committed offset (auto_offset_reset) by
+            # asking the leader it knows, and on NotLeaderForPartition only retries, without refreshing its
+            # metadata: after a broker failover that loops until the periodic refresh (5 min by default;
+            # seen in test_replicas as 12 leads unscored for 2+ min). A 10 s refresh bounds it.
+            metadata_max_age_ms=consumer_options.pop("metadata_max_age_ms", 10_000),
             **consumer_options,
         )
         self._lock = asyncio.Lock()  # held while a record is in flight; the rebalance listener waits for it
