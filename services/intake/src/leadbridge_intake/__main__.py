@@ -53,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "keys":
         return asyncio.run(_keys(args))
-    from .app import SERVICE
+    from .app import SERVICE, SERVING
 
+    SERVING["tune_gc"] = True
     return SERVICE.main()
 
 
