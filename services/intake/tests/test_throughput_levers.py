@@ -3,12 +3,13 @@ rate-limit shares, and one statement for the row, its outbox event and the NOTIF
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import asyncpg
 import pytest
 from leadbridge_intake.app import create_app
-from leadbridge_intake.keys import ApiKey, KeyCache
+from leadbridge_intake.keys import ApiKey, KeyCache, find_key_cached
 from leadbridge_intake.tables import leads, outbox
 from leadbridge_intake.testing import ADMIN, make_settings, new_key, running
 from sqlalchemy import func, select
@@ -26,6 +27,32 @@ def test_key_cache_expires_and_forgets():
     off = KeyCache(0)
     off.put("h", key, now=1.0)
     assert off.get("h", 1.0) is None
+
+
+async def test_concurrent_misses_of_one_key_share_one_lookup():
+    """When a busy key's entry expires, every request in flight misses at once: one look-up answers them all
+    (before, each opened a session of its own, past the pool's size, every ``api_key_cache_seconds``)."""
+    lookups = 0
+    row = type("Row", (), {"id": "lb_1", "source": "web", "scopes": "leads:write", "revoked_at": None})()
+
+    class Session:
+        async def __aenter__(self):
+            return self
+
+        async def __aexit__(self, *exc):
+            return False
+
+        async def execute(self, _statement):
+            nonlocal lookups
+            lookups += 1
+            await asyncio.sleep(0.01)
+            return type("Result", (), {"first": lambda self: row})()
+
+    cache = KeyCache(5)
+    keys = await asyncio.gather(*(find_key_cached(Session, cache, "lb_secret", 1.0) for _ in range(32)))
+    assert lookups == 1 and {k.id for k in keys} == {"lb_1"} and not cache.pending
+    await find_key_cached(Session, cache, "lb_secret", 6.0)  # expired: looked up again
+    assert lookups == 2
 
 
 def test_workers_share_the_rate_limit():

@@ -16,6 +16,7 @@ from leadbridge_events.runtime import ServiceRuntime
 from .api import admin, leads, ops, quarantine, webhooks
 from .api.context import IntakeContext
 from .api.errors import ApiError, api_error_handler, document_problem_bodies, request_validation_handler
+from .fast_path import install as install_fast_path
 from .fetcher import PlatformFetcher
 from .group_commit import GroupCommitter
 from .handlers import HANDLERS
@@ -88,6 +89,7 @@ def http_edge(app: FastAPI, wiring: Wiring) -> None:
                        allow_methods=["POST", "GET", "OPTIONS"],
                        allow_headers=["Content-Type", "X-API-Key", "Authorization", "Idempotency-Key"],
                        expose_headers=["Location", "Retry-After", "Idempotent-Replayed"])
+    install_fast_path(app, wiring.settings.max_body_bytes)  # JSON POST /v1/leads without the layers above
 
 
 def serving(settings: IntakeSettings) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """Group commit at intake: concurrent captures gathered for a millisecond or two, stored in ONE transaction.
 
 A durable commit (an fsync of the WAL) costs the same for one row or a hundred, and so does a round trip;
-so ``GroupCommitter.capture`` queues the request and a background loop takes whatever has queued up after
-``window_seconds`` (at most ``max_group``), and stores the group with ``group_capture.capture_group`` on a
+so ``GroupCommitter.capture`` queues the request and a background loop takes whatever has queued up (at
+most ``max_group``), and stores the group with ``group_capture.capture_group`` on a
 plain asyncpg connection of the service's pool. Each request still answers only after the transaction
 holding its own lead has committed.
 
@@ -12,7 +12,9 @@ holding its own lead has committed.
   member by member on the one-lead path (``capture_in_transaction``): each request gets its own answer,
   and one bad lead fails only itself. A failure DURING the commit may have committed: every member gets
   the error (a 5xx), as the one-lead path does, rather than being stored twice.
-- Up to ``max_in_flight`` groups commit at once; while they do, the next group gathers.
+- Up to ``max_in_flight`` groups commit at once; while one does, the next group gathers for
+  ``window_seconds``. When none is committing, a capture is not held back: it commits at once (an idle
+  service adds no wait to a lone request; under load, groups form while the previous ones commit).
 - When the loop is not running (before start-up, after shutdown) captures go the one-lead path.
 """
 
@@ -71,7 +73,8 @@ class GroupCommitter:
         try:
             while True:
                 await self._queued.wait()
-                await asyncio.sleep(self._window)  # let concurrent requests join
+                if self._groups:  # a group is committing: let concurrent requests join the next one
+                    await asyncio.sleep(self._window)
                 await self._slots.acquire()
                 group = self._take()
                 if not self._queue:
@@ -130,10 +133,14 @@ class GroupCommitter:
                         raise
                     committing = True
                     await tx.commit()
+                    self._committed(group, results)  # answered at once, not after the pool took the connection
                 except BaseException:
                     await sa_conn.invalidate()  # never hand a connection in an unknown state back to the pool
                     raise
         except Exception as exc:
+            if self._answered(group):  # committed and answered; then giving the connection back failed
+                log.warning("connection not returned after a group commit (%s)", type(exc).__name__)
+                return
             if committing:
                 log.error("group commit failed while committing; its %d captures fail", len(group),
                           extra={"error": type(exc).__name__})
@@ -145,12 +152,20 @@ class GroupCommitter:
             await self._one_by_one(group)
             return
         except BaseException as exc:  # cancelled (shutdown) before the commit: store them one by one
+            if self._answered(group):
+                raise
             if not committing:
                 await self._one_by_one(group)
                 return
             for w in group:
                 _settle(w.answer, exc=exc)
             raise
+
+    @staticmethod
+    def _answered(group: list[_Waiting]) -> bool:
+        return all(w.answer.done() for w in group)
+
+    def _committed(self, group: list[_Waiting], results: list[CaptureResult]) -> None:
         self.groups_committed += 1
         self.largest_group = max(self.largest_group, len(group))
         for w, result in zip(group, results, strict=False):

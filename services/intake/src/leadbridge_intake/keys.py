@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -67,6 +68,7 @@ class KeyCache:
         self._entries: dict[str, tuple[float, ApiKey]] = {}
         self._unknown: dict[str, float] = {}
         self._max_keys = max_keys
+        self.pending: dict[str, asyncio.Future[ApiKey | None]] = {}  # look-ups in flight, by secret hash
 
     def known_unknown(self, key_hash: str, now: float) -> bool:
         until = self._unknown.get(key_hash)
@@ -103,26 +105,37 @@ class KeyCache:
 
 async def find_key_cached(session_factory, cache: KeyCache, secret: str,  # type: ignore[no-untyped-def]
                           now: float) -> ApiKey | None:
-    """``find_key`` through ``cache``: a database session is opened only on a miss."""
+    """``find_key`` through ``cache``: a database session is opened only on a miss, and once for all the
+    concurrent misses of one key (when a busy key's entry expires, every request in flight misses at once:
+    without this, each opened a session of its own, past the pool's size)."""
     key_hash = hash_api_key(secret)
     if cache.known_unknown(key_hash, now):
         return None
     key = cache.get(key_hash, now)
-    if key is None:
-        for attempt in (1, 2):  # a read: retried once on a new connection if a pooled one was found dead
-            try:
-                async with session_factory() as session:
-                    row = (await session.execute(select(api_keys).where(api_keys.c.key_hash == key_hash))).first()
-                break
-            except DBAPIError as exc:
-                if attempt == 2 or not exc.connection_invalidated:
-                    raise
-        key = _row(row) if row else None
-        if key is not None:
-            cache.put(key_hash, key, now)
-        else:
-            cache.put_unknown(key_hash, now)
+    if key is not None:
+        return key
+    lookup = cache.pending.get(key_hash)
+    if lookup is None:
+        lookup = cache.pending[key_hash] = asyncio.ensure_future(_look_up(session_factory, key_hash))
+        lookup.add_done_callback(lambda _: cache.pending.pop(key_hash, None))
+    key = await asyncio.shield(lookup)  # one caller gone away does not cancel the others' look-up
+    if key is not None:
+        cache.put(key_hash, key, now)
+    else:
+        cache.put_unknown(key_hash, now)
     return key
+
+
+async def _look_up(session_factory, key_hash: str) -> ApiKey | None:  # type: ignore[no-untyped-def]
+    for attempt in (1, 2):  # a read: retried once on a new connection if a pooled one was found dead
+        try:
+            async with session_factory() as session:
+                row = (await session.execute(select(api_keys).where(api_keys.c.key_hash == key_hash))).first()
+            return _row(row) if row else None
+        except DBAPIError as exc:
+            if attempt == 2 or not exc.connection_invalidated:
+                raise
+    raise AssertionError("unreachable")
 
 
 async def list_keys(session: AsyncSession) -> list[ApiKey]:

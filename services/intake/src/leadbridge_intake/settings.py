@@ -38,7 +38,8 @@ class IntakeSettings(ServiceSettings):
                                        description="Same email/phone within this window: activity, not a new lead.")
     # group commit: concurrent captures share one transaction (one durable commit) - see group_commit.py
     group_commit_window_ms: float = Field(default=2.0, ge=0, le=100, description=(
-        "How long the first capture of a group waits for others to join it (milliseconds)."))
+        "While a group is committing, how long the next group gathers captures (milliseconds); when none is, "
+        "a capture commits at once."))
     group_commit_max: int = Field(default=256, ge=0, le=10000, description=(
         "Most captures in one transaction; 0 turns group commit off (one transaction per capture)."))
     default_phone_region: str = Field(default="US", description="Region for phone numbers without a country code.")

@@ -109,8 +109,12 @@ def _parse_body(ctx: IntakeContext, content_type: str, raw: bytes) -> tuple[dict
 async def post_lead(request: Request, ctx: IntakeContext = Depends(get_ctx),
                     key: ApiKey = Depends(require("leads:write"))) -> Response:
     """Capture a lead. 202 with its id; a repeat person answers with the existing lead's id."""
+    return await accept_lead(request, ctx, key, await request.body())
+
+
+async def accept_lead(request: Request, ctx: IntakeContext, key: ApiKey, raw: bytes) -> Response:
+    """``POST /v1/leads`` once authenticated, for the routed endpoint and the fast path (fast_path.py) alike."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    raw = await request.body()
     data, form = _parse_body(ctx, content_type, raw)
     idem = _idempotency_key(request)
     if form is not None and form.get(ctx.settings.honeypot_field):
