@@ -1,7 +1,8 @@
 """Load generators for `make bench`, each reporting its own CPU use (so it is seen not to be the bottleneck).
 
 ``wrk_post_leads`` drives intake with Debian's compiled ``wrk`` and ``lead.lua`` (a new person per request);
-``CpuMeter`` reads any process's CPU time from /proc, to print CPU per lead for each service.
+``CpuMeter`` reads any process's CPU time from /proc (with its worker processes), to print CPU per lead for
+each service.
 """
 
 from __future__ import annotations
@@ -60,6 +61,29 @@ def cpu_seconds(pid: int) -> float:
     return sum(int(f) for f in fields[11:15]) / TICKS  # utime stime cutime cstime
 
 
+def descendants(pid: int) -> list[int]:
+    """The live processes under ``pid`` (e.g. uvicorn's worker processes with ``INTAKE_WORKERS=2``)."""
+    found: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
+        return found
+    for task in tasks:
+        try:
+            children = [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        for child in children:
+            found += [child, *descendants(child)]
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """``cpu_seconds`` of ``pid`` and of every live process under it (a worker process's CPU is not in its
+    parent's ``cutime`` until it has exited)."""
+    return sum(cpu_seconds(p) for p in (pid, *descendants(pid)))
+
+
 def peak_rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -79,9 +103,9 @@ class CpuMeter:
         self.used: dict[str, float] = {}
 
     def start(self) -> CpuMeter:
-        self._start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self._start = {name: tree_cpu_seconds(pid) for name, pid in self.pids.items()}
         return self
 
     def stop(self) -> dict[str, float]:
-        self.used = {name: cpu_seconds(pid) - self._start[name] for name, pid in self.pids.items()}
+        self.used = {name: tree_cpu_seconds(pid) - self._start[name] for name, pid in self.pids.items()}
         return self.used
