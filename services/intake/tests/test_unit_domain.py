@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import random
 
 import pytest
 from leadbridge_contracts.events import FollowUpOutcome
@@ -17,6 +18,7 @@ from leadbridge_intake.normalize import (
     normalize_token,
     parse_bool,
     parse_company_size,
+    validated_email,
 )
 from leadbridge_intake.ratelimit import RateLimiter, retry_after_header
 from leadbridge_intake.signatures import (
@@ -37,6 +39,37 @@ from pydantic import ValidationError
                                           ("  a@b.io ", "a@b.io")])
 def test_email_normalized(raw, expected):
     assert normalize_email(raw) == expected
+
+
+def _outcome(normalize, raw):
+    try:
+        return normalize(raw)
+    except InvalidValue as exc:
+        return ("invalid", str(exc))
+
+
+def test_plain_address_shortcut_answers_as_email_validator():
+    """normalize_email's shortcut for plain ASCII addresses gives email-validator's answer, valid or not."""
+    rnd = random.Random(16)
+    pieces = ["a", "Z", "0", "9", "-", "--", ".", "..", "_", "+", "!", "'", "`", "~", "@", "xn--", "ab--", " ", "é",
+              "ü", "\"", "(", "[", "]", ":", ",", "com", "io", "local", "test", "arpa", "localhost", "onion",
+              "invalid", "123", "x" * 63, "y" * 64, "ä.com", "ＡＢ", "\u3002"]
+    corpus = ["Jane.Roe@Example.com", "vp-1x2@company-1x2.example", "a@b.io", "a@b.c", "a@b.c1", "a@1.io", "a@-b.io",
+              "a@b-.io", "a@b..io", ".a@b.io", "a.@b.io", "a@b.io.", "a@localhost", "a@x.local", "a@x.test",
+              "a@test", "a@onion.io", "a@x.arpa", "postmaster@x.io", "POSTMASTER@X.IO", "a@xn--bcher-kva.de",
+              "a@ab--cd.io", "a@abc--d.io", "x" * 64 + "@b.io", "x" * 65 + "@b.io", "a@" + "b" * 63 + ".io",
+              "a@" + "b" * 64 + ".io", "a@" + ".".join(["c" * 63] * 4) + ".io", "a@" + ".".join(["c" * 60] * 4) + ".io",
+              "a@" + ".".join(["c" * 61] * 4) + ".io"]
+    for _ in range(4000):
+        local = "".join(rnd.choice(pieces[:16]) for _ in range(rnd.randint(1, 4)))
+        labels = ["".join(rnd.choice(pieces) for _ in range(rnd.randint(1, 3))) for _ in range(rnd.randint(1, 3))]
+        corpus.append(f"{local}@{'.'.join(labels)}")
+        corpus.append(f"{local}@{labels[0]}.{rnd.choice(['com', 'io', 'de', 'c0m', 'x-y'])}")
+    plain = 0
+    for raw in filter(None, (c.strip() for c in corpus)):  # normalize_email strips; validated_email does not
+        assert _outcome(normalize_email, raw) == _outcome(validated_email, raw), raw
+        plain += not isinstance(_outcome(validated_email, raw), tuple)
+    assert plain > 500  # the generated addresses are valid often enough to test the shortcut
 
 
 @pytest.mark.parametrize("raw", ["nope", "a@", "@b.com", "a b@c.com"])
