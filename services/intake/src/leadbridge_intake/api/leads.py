@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import uuid
 from datetime import timedelta
@@ -14,7 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from leadbridge_contracts.envelope import Envelope
 from leadbridge_contracts.events import FollowUpLogged
-from leadbridge_events.edge import loads_json
+from leadbridge_events.edge import MAX_JSON_DEPTH, loads_json
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import select, update
 
@@ -94,7 +95,9 @@ def _parse_body(ctx: IntakeContext, content_type: str, raw: bytes) -> tuple[dict
         return from_flat_fields(fields, ignore=ignore), fields
     if content_type in ("application/json", "") or content_type.endswith("+json"):
         try:
-            data = loads_json(raw or b"null")
+            # fewer brackets than the depth limit cannot nest deeper: json.loads alone, no depth scan
+            shallow = raw.count(b"{") + raw.count(b"[") <= MAX_JSON_DEPTH
+            data = json.loads(raw) if raw and shallow else loads_json(raw or b"null")
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise ApiError(400, "bad_json", f"the body is not valid JSON: {exc}") from None
         if not isinstance(data, dict):
