@@ -28,11 +28,10 @@ from typing import Any
 
 from leadbridge_contracts import Envelope, LeadScored, Stage
 from leadbridge_events.transaction import BatchContext
-from sqlalchemy import case, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from . import assigner, db, handlers, metrics, store
+from . import assigner, batch_store, db, handlers, metrics, store
 from .availability import RepLoad
 from .fairness import PoolState
 from .roster import Roster
@@ -101,26 +100,16 @@ class BatchRouting:
 
     async def flush(self) -> None:
         """Write what is pending (one round trip), and forget the states: they are read again when needed."""
-        writes: list[Any] = []
-        if self._states is not None and self._counters:
-            pools = sorted({p for p, _ in self._counters})
-            vtime = case({p: self._states[p].vtime for p in pools}, value=db.pool_state.c.pool)
-            writes.append(update(db.pool_state).where(db.pool_state.c.pool.in_(pools)).values(vtime=vtime))
-            counters = insert(db.rep_counters).values(list(self._counters.values()))
-            writes.append(counters.on_conflict_do_update(
-                index_elements=["pool", "rep_id"],
-                set_={c: counters.excluded[c] for c in ("pass", "assigned", "last_assigned_at")}))
-        if self._assignments:
-            writes.append(insert(db.assignments).values(self._assignments))
-        if self._leads:
-            leads = insert(db.leads).values(list(self._leads.values()))
-            columns = next(iter(self._leads.values())).keys() - {"lead_id"}
-            writes.append(leads.on_conflict_do_update(index_elements=[db.leads.c.lead_id],
-                                                      set_={c: leads.excluded[c] for c in columns}))
-        if writes:
-            await store.execute_together(self._session, writes)
+        if self._counters or self._assignments or self._leads:
+            await batch_store.write_routings(self._session, self._pool_vtimes(), list(self._counters.values()),
+                                       self._assignments, list(self._leads.values()))
         self._states, self._loads, self._leads, self._assignments, self._counters = None, {}, {}, [], {}
         self._flushed = True
+
+    def _pool_vtimes(self) -> dict[str, float]:
+        if self._states is None:
+            return {}
+        return {p: self._states[p].vtime for p in sorted({p for p, _ in self._counters})}
 
 
 def _needs_recycle(row: Any) -> bool:
