@@ -33,9 +33,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import assigner, batch_store, db, handlers, metrics, store
 from .availability import RepLoad
+from .batch_store import JsonText
 from .fairness import PoolState
 from .roster import Roster
 from .routing import decide, entry_point, pool_chain
+from .rules import LeadFacts
 
 log = logging.getLogger("leadbridge.router")
 
@@ -73,14 +75,15 @@ class BatchRouting:
             self._loads = await store.open_loads(self._session, members, self._now)
         return self._states
 
-    async def route(self, lead_row: Any, data: LeadScored, caused_by: Envelope[Any]) -> tuple[Any, Any]:
-        """Decide one lead (as ``assigner.route`` does) and apply it in memory: (the lead's new row, event)."""
+    async def route(self, lead_row: Any, data: LeadScored, caused_by: Envelope[Any], facts: LeadFacts,
+                    start: str | None) -> tuple[Any, Any]:
+        """Decide one lead (as ``assigner.route`` does) and apply it in memory: (the lead's new row, event).
+        ``facts`` and ``start`` are ``assigner.facts_of(data)`` and its entry pool."""
         states = await self._load()
-        facts = assigner.facts_of(data)
-        start = entry_point(self._roster, facts)[1]
         decision = decide(self._roster, facts, states, self._loads, self._now)
+        snapshot = JsonText(data.model_dump_json())  # stored as the lead's event: the JSON of model_dump
         applied = assigner.plan(self._roster, decision, states, data.lead_id, self._now, lead_row=lead_row,
-                                facts=facts, event=data.model_dump(mode="json"), caused_by=caused_by, start=start)
+                                facts=facts, event=snapshot, caused_by=caused_by, start=start, scored=data)
         if applied is None:
             return lead_row, None
         if applied.pool_state is not None:
@@ -124,9 +127,12 @@ async def on_lead_scored_batch(events: list[Envelope[LeadScored]], ctx: BatchCon
     rows = await lock_and_read_leads(session, [e.lead_id for e in events])
     roster = await store.load_roster(session)
     pools: set[str] = set()
+    entries: dict[str, tuple[LeadFacts, str | None]] = {}  # event id -> its facts and entry pool
     for event in events:
         if handlers.wants_routing(event.data):
-            start = entry_point(roster, assigner.facts_of(event.data))[1]
+            facts = assigner.facts_of(event.data)
+            start = entry_point(roster, facts)[1]
+            entries[event.id] = facts, start
             pools.update(pool_chain(roster, start) if start else ())
     batch = BatchRouting(session, roster, await store.lock_pools(session, sorted(pools)), ctx.now())
     for event in events:
@@ -149,7 +155,7 @@ async def on_lead_scored_batch(events: list[Envelope[LeadScored]], ctx: BatchCon
             log.info("lead already routed; not routing again",
                      extra={"lead_id": data.lead_id, "event_id": event.id, "status": row.status})
             continue
-        rows[data.lead_id], routed = await batch.route(row, data, event)
+        rows[data.lead_id], routed = await batch.route(row, data, event, *entries[event.id])
         if routed is not None:
             await ctx.emit(routed)
     await batch.flush()
