@@ -22,6 +22,7 @@ pending written, then runs as on its own, and the states are read again after it
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
@@ -65,6 +66,7 @@ class BatchRouting:
         self._leads: dict[str, dict[str, Any]] = {}
         self._assignments: list[dict[str, Any]] = []
         self._counters: dict[tuple[str, str], dict[str, Any]] = {}
+        self.outcomes: Counter[str] = Counter()  # the batch's routings by outcome (its INFO log line)
 
     async def _load(self) -> dict[str, PoolState]:
         if self._states is None:
@@ -83,9 +85,11 @@ class BatchRouting:
         decision = decide(self._roster, facts, states, self._loads, self._now)
         snapshot = JsonText(data.model_dump_json())  # stored as the lead's event: the JSON of model_dump
         applied = assigner.plan(self._roster, decision, states, data.lead_id, self._now, lead_row=lead_row,
-                                facts=facts, event=snapshot, caused_by=caused_by, start=start, scored=data)
+                                facts=facts, event=snapshot, caused_by=caused_by, start=start, scored=data,
+                                log_level=logging.DEBUG)
         if applied is None:
             return lead_row, None
+        self.outcomes[decision.outcome] += 1
         if applied.pool_state is not None:
             pool, state, rep_id = applied.pool_state
             states[pool] = state
@@ -159,3 +163,5 @@ async def on_lead_scored_batch(events: list[Envelope[LeadScored]], ctx: BatchCon
         if routed is not None:
             await ctx.emit(routed)
     await batch.flush()
+    if batch.outcomes:
+        log.info("leads routed", extra={"leads": sum(batch.outcomes.values()), "outcomes": dict(batch.outcomes)})
