@@ -12,6 +12,7 @@ import logging
 from collections import Counter
 from dataclasses import replace
 from datetime import datetime
+from functools import lru_cache
 
 from leadbridge_contracts.events import FollowUpLogged, LeadProfile, LeadScored, MatchedRule, Stage
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -37,6 +38,13 @@ def merge_profile(old: LeadProfile, new: LeadProfile | None) -> LeadProfile:
     return LeadProfile.model_validate(base)
 
 
+@lru_cache(maxsize=4096)
+def _matched(rule: str, category: str, points: float, explanation: str) -> MatchedRule:
+    """A rule hit as the event states it. Frozen, so one instance serves every lead with the same hit (most
+    leads share most hits): validated once, not once per lead."""
+    return MatchedRule(rule=rule, category=category, points=points, explanation=explanation)
+
+
 def build_event(lead_id: str, profile: LeadProfile, breakdown: Breakdown, transition: Transition,
                 now: datetime) -> LeadScored:
     return LeadScored(
@@ -44,8 +52,7 @@ def build_event(lead_id: str, profile: LeadProfile, breakdown: Breakdown, transi
         engagement=breakdown.engagement, intent=breakdown.intent, negative=breakdown.negative,
         grade=breakdown.grade, stage=transition.state.stage, previous_stage=transition.previous_stage,
         became_mql=transition.became_mql, reason=transition.state.reason,
-        matched_rules=[MatchedRule(rule=h.rule, category=h.category, points=h.points, explanation=h.explanation)
-                       for h in breakdown.matched],
+        matched_rules=[_matched(h.rule, h.category, h.points, h.explanation) for h in breakdown.matched],
         model_version=breakdown.model_version, profile=profile,
     )
 
