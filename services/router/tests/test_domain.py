@@ -248,3 +248,17 @@ def test_removing_a_rep_resets_nothing_for_the_others():
     assert Counter(got) == {"gil": 6, "neo": 3}  # 2:1, as the weights say
     assert after.counters["gus"] == state.counters["gus"]  # gus's history is kept for when he returns
     assert after.counters["gil"].assigned > before["gil"].assigned
+
+
+def test_roster_lookups_follow_the_roster_a_copy_with_new_lists_is_looked_up_afresh():
+    r = roster()
+    assert [m.id for m in r.members("de")] == ["anna", "bert"] and r.rep("gil").weight == 2 and r.team("nope") is None
+    r.members("de").clear()  # callers get their own list
+    assert [m.id for m in r.members("de")] == ["anna", "bert"]
+    moved = r.model_copy(update={"reps": [rep.model_copy(update={"team": "general"}) if rep.id == "anna" else rep
+                                          for rep in r.reps if rep.id != "gus"]})
+    assert [m.id for m in moved.members("de")] == ["bert"] and moved.rep("gus") is None
+    assert [m.id for m in moved.members("general")] == ["anna", "gil"]
+    assert [m.id for m in r.members("general")] == ["gil", "gus"] and r.rep("gus") is not None  # the original
+    dupes = Roster.model_construct(teams=r.teams, reps=[*r.reps, r.reps[0].model_copy(update={"weight": 9})])
+    assert dupes.rep("anna") is r.reps[0]  # the first of duplicate ids, as a scan finds it

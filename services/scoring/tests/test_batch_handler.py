@@ -1,5 +1,6 @@
-"""Scoring's batch handler says exactly what the one-event handler says, event by event, in the same order:
-new captures scored together, a lead's later activity after its capture, a replayed capture of a known lead."""
+"""Scoring's batch handler says exactly what the one-event handler says, event by event, in the same order,
+and stores the same leads and activities: new captures scored together (one multi-row statement), a lead's
+later activity after its capture, a replayed capture of a known lead."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from leadbridge_scoring import store
 from leadbridge_scoring.handlers import HANDLERS, on_lead_events
 from leadbridge_scoring.model_file import default_model_path, load_model
 from leadbridge_scoring.rescoring import Rescorer
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 pytestmark = pytest.mark.integration
 T0 = datetime.now(UTC) - timedelta(hours=1)
@@ -39,6 +40,15 @@ def _events() -> list[Envelope]:
     return [cap[a], cap[b], pricing, cap[c], replay]
 
 
+async def _stored(sessions) -> dict[str, list[tuple]]:
+    leads = [c for c in store.leads.c if c.name != "updated_at"]
+    async with sessions() as session:
+        rows = (await session.execute(select(*leads).order_by(store.leads.c.lead_id))).all()
+        acts = (await session.execute(select(store.activities).order_by(store.activities.c.lead_id,
+                                                                        store.activities.c.activity_id))).all()
+    return {"leads": [tuple(r) for r in rows], "activities": [tuple(r) for r in acts]}
+
+
 def _said(staged) -> list[tuple]:
     return [(e.lead_id, e.data.stage.value, e.data.score, e.data.became_mql) for e, _ in staged]
 
@@ -56,13 +66,18 @@ async def test_batch_handler_emits_what_one_by_one_emits(fresh_database_url):
             expected = BatchContext(session=session, **context)
             for event in events:
                 await HANDLERS[event.type].handler(event, expected.for_event(event))
+        expected_rows = await _stored(sessions)
         async with engine.begin() as conn:
             await conn.execute(text("TRUNCATE scoring.activities, scoring.leads CASCADE"))
         async with sessions() as session, session.begin():
             batched = BatchContext(session=session, **context)
             await on_lead_events(events, batched)
+        batched_rows = await _stored(sessions)
     finally:
         await engine.dispose()
     assert len(expected.staged) >= 3
     assert _said(batched.staged) == _said(expected.staged)
     assert [e.causation_id for e, _ in batched.staged] == [e.causation_id for e, _ in expected.staged]
+    assert [e.data for e, _ in batched.staged] == [e.data for e, _ in expected.staged]
+    assert batched_rows == expected_rows
+    assert len(batched_rows["leads"]) == 3 and len(batched_rows["activities"]) == 4

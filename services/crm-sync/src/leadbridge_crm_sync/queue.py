@@ -8,13 +8,14 @@ and never send the same delivery concurrently.
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from leadbridge_contracts.envelope import Envelope
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import and_, exists, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -71,6 +72,46 @@ async def enqueue(session: AsyncSession, event: Envelope[Any], targets: list[str
     return result.rowcount or 0
 
 
+def payload_json(event: Envelope[Any]) -> str:
+    """``payload_of(event)`` as JSON text, its data serialized by pydantic (the same JSON, less CPU)."""
+    head = json.dumps({"id": event.id, "type": event.type, "source": event.source, "time": event.time.isoformat(),
+                       "lead_id": event.lead_id, "correlation_id": event.correlation_id,
+                       "causation_id": event.causation_id})
+    return f'{{"event": {head}, "data": {event.data.model_dump_json()}}}'
+
+
+_ENQUEUE_MANY = text(f"""
+WITH targets AS (
+    INSERT INTO {destinations.fullname} (id, kind)
+    SELECT * FROM unnest(CAST(:dest_id AS text[]), CAST(:dest_kind AS text[]))
+    ON CONFLICT (id) DO NOTHING
+)
+INSERT INTO {deliveries.fullname} (delivery_id, destination, lead_id, event_id, event_type, event_time, payload)
+SELECT d.delivery_id, d.destination, d.lead_id, d.event_id, d.event_type, d.event_time, CAST(d.payload AS jsonb)
+FROM unnest(CAST(:delivery_id AS text[]), CAST(:destination AS text[]), CAST(:lead_id AS text[]),
+            CAST(:event_id AS text[]), CAST(:event_type AS text[]), CAST(:event_time AS timestamptz[]),
+            CAST(:payload AS text[]))
+    WITH ORDINALITY AS d(delivery_id, destination, lead_id, event_id, event_type, event_time, payload, ord)
+ORDER BY d.ord
+ON CONFLICT (delivery_id) DO NOTHING
+""")
+
+
+async def enqueue_many(session: AsyncSession, queued: list[tuple[Envelope[Any], list[str]]]) -> None:
+    """``enqueue`` for many events, in their order, in one statement (a constant one: prepared once)."""
+    rows = [(event, t) for event, targets in queued for t in targets]
+    if not rows:
+        return
+    payloads = {event.id: payload_json(event) for event, targets in queued if targets}
+    kinds = {t: kind_of(t) for _, t in rows}
+    await session.execute(_ENQUEUE_MANY, {
+        "dest_id": list(kinds), "dest_kind": list(kinds.values()),
+        "delivery_id": [delivery_id(t, e.id) for e, t in rows], "destination": [t for _, t in rows],
+        "lead_id": [e.lead_id for e, _ in rows], "event_id": [e.id for e, _ in rows],
+        "event_type": [e.type for e, _ in rows], "event_time": [e.time for e, _ in rows],
+        "payload": [payloads[e.id] for e, _ in rows]})
+
+
 async def due_destinations(session: AsyncSession, now: datetime, limit: int = 50) -> list[str]:
     d, x = deliveries, destinations
     rows = await session.execute(
@@ -114,6 +155,17 @@ async def remember_owner(session: AsyncSession, owner_ids: dict[str, str], rep_i
         await session.execute(stmt.on_conflict_do_update(
             index_elements=[crm_owners.c.crm, crm_owners.c.owner_id],
             set_={"rep_id": stmt.excluded.rep_id, "updated_at": func.now()}))
+
+
+async def remember_owners(session: AsyncSession, owners: dict[tuple[str, str], str]) -> None:
+    """``remember_owner`` for many (crm, owner id) -> rep (each key once: the batch's last word) in one statement."""
+    if not owners:
+        return
+    stmt = insert(crm_owners).values([{"crm": crm, "owner_id": owner, "rep_id": rep}
+                                      for (crm, owner), rep in owners.items()])
+    await session.execute(stmt.on_conflict_do_update(
+        index_elements=[crm_owners.c.crm, crm_owners.c.owner_id],
+        set_={"rep_id": stmt.excluded.rep_id, "updated_at": func.now()}))
 
 
 async def rep_for_owner(session: AsyncSession, crm: str, owner_id: str | None) -> str | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +25,14 @@ from .rules import LeadFacts
 log = logging.getLogger("leadbridge.router")
 SOURCE = "router"
 Emit = Callable[[Envelope[Any]], Awaitable[None]]
+
+
+_FACT_FIELDS = tuple(f.name for f in fields(LeadFacts))
+
+
+def facts_dict(facts: LeadFacts) -> dict[str, Any]:
+    """``dataclasses.asdict(facts)`` (its fields are plain values), without its recursion."""
+    return {name: getattr(facts, name) for name in _FACT_FIELDS}
 
 
 def facts_of(data: LeadScored) -> LeadFacts:
@@ -93,11 +101,15 @@ async def apply(session: AsyncSession, emit: Emit, roster: Roster, d: Decision, 
 
 
 def plan(roster: Roster, d: Decision, states: dict, lead_id: str, now: datetime, *, lead_row: Any,
-         facts: LeadFacts, event: dict[str, Any], caused_by: Envelope[Any] | None, start: str | None
-         ) -> Applied | None:
+         facts: LeadFacts, event: Any, caused_by: Envelope[Any] | None, start: str | None,
+         scored: LeadScored | None = None, log_level: int = logging.INFO) -> Applied | None:
     """What persisting decision ``d`` writes and emits (``apply`` one at a time, ``batch_routing`` many).
     ``start`` is the pool routing started from: a lead returned to nurture for capacity waits there.
-    A closed (won/lost) lead is never routed again, whichever path got here: nothing is written or emitted."""
+    A closed (won/lost) lead is never routed again, whichever path got here: nothing is written or emitted.
+    ``event`` is the lead-scored data stored with the lead (its JSON dict); with ``scored`` (that data as
+    the model, ``batch_routing``) it may be its JSON text instead, and the score, grade and profile of the
+    lead-routed come from the model rather than from re-validating the dict. ``log_level``: of the line
+    about the lead (``batch_routing`` logs one INFO line per batch, each lead at DEBUG)."""
     if lead_row is not None and lead_row.status == "closed":
         metrics.SKIPPED.labels("already_closed").inc()
         log.warning("refused to route a closed lead", extra={"lead_id": lead_id, "outcome": d.outcome})
@@ -109,12 +121,12 @@ def plan(roster: Roster, d: Decision, states: dict, lead_id: str, now: datetime,
     metrics.ROUTED.labels(d.outcome).inc()
     waits = d.outcome == NURTURE and d.reason_code == "capacity" and start is not None
     since = getattr(lead_row, "waiting_since", None) or now
-    common = dict(status=d.outcome, attempt=attempt, rule=d.rule, pool=d.pool, facts=asdict(facts), event=event,
+    common = dict(status=d.outcome, attempt=attempt, rule=d.rule, pool=d.pool, facts=facts_dict(facts), event=event,
                   reason=d.reason, updated_at=now, previous_assignees=previous,
                   waiting_since=since if waits else None, waiting_pool=start if waits else None,
                   closed_outcome=None, closed_at=None)
     if d.outcome == HELD:
-        log.info("lead held until shift start", extra={"lead_id": lead_id, "pool": d.pool})
+        log.log(log_level, "lead held until shift start", extra={"lead_id": lead_id, "pool": d.pool})
         return Applied(lead=dict(assignee=None, hold_until=d.hold_until, **common))
     assignment = pool_state = None
     if d.outcome in (ASSIGNED, FALLBACK_OWNER):
@@ -131,10 +143,11 @@ def plan(roster: Roster, d: Decision, states: dict, lead_id: str, now: datetime,
         overflowed_from=list(d.overflowed),
         assignee_timezone=rep.timezone if rep else None,
         assignee_crm_owner_ids=dict(rep.crm_owner_ids) if rep else {},
-        score=event.get("score"), grade=event.get("grade"),
-        profile=LeadProfile.model_validate(event.get("profile") or {}),
+        score=scored.score if scored is not None else event.get("score"),
+        grade=scored.grade if scored is not None else event.get("grade"),
+        profile=scored.profile if scored is not None else LeadProfile.model_validate(event.get("profile") or {}),
     )
-    log.info("lead routed", extra={"lead_id": lead_id, "outcome": d.outcome, "rule": d.rule, "pool": d.pool,
+    log.log(log_level, "lead routed", extra={"lead_id": lead_id, "outcome": d.outcome, "rule": d.rule, "pool": d.pool,
                                    "assignee_id": d.rep_id, "attempt": attempt})
     return Applied(lead=dict(assignee=d.rep_id, hold_until=None, **common), assignment=assignment,
                    pool_state=pool_state,

@@ -16,6 +16,8 @@ def _local(rep: Rep, now: datetime) -> datetime:
 
 
 def is_out_of_office(rep: Rep, now: datetime) -> bool:
+    if not rep.out_of_office:
+        return False
     local = _local(rep, now)
     for ooo in rep.out_of_office:
         if isinstance(ooo.start, datetime):
@@ -132,6 +134,8 @@ def unavailable_reason(rep: Rep, load: RepLoad | Iterable[datetime], now: dateti
         return "out of office"
     if rep.max_open is not None and load.open_count >= rep.max_open:
         return f"at max open leads ({load.open_count}/{rep.max_open})"
+    if rep.daily_cap is None and rep.weekly_cap is None:
+        return "off shift" if check_shift and not is_on_shift(rep, now) else None
     daily, weekly = cap_usage(rep, load.assigned_at, now)
     if rep.daily_cap is not None and daily >= rep.daily_cap:
         return f"at daily cap ({daily}/{rep.daily_cap})"

@@ -22,21 +22,23 @@ pending written, then runs as on its own, and the states are read again after it
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
 from leadbridge_contracts import Envelope, LeadScored, Stage
 from leadbridge_events.transaction import BatchContext
-from sqlalchemy import case, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from . import assigner, db, handlers, metrics, store
+from . import assigner, batch_store, db, handlers, metrics, store
 from .availability import RepLoad
+from .batch_store import JsonText
 from .fairness import PoolState
 from .roster import Roster
 from .routing import decide, entry_point, pool_chain
+from .rules import LeadFacts
 
 log = logging.getLogger("leadbridge.router")
 
@@ -64,6 +66,7 @@ class BatchRouting:
         self._leads: dict[str, dict[str, Any]] = {}
         self._assignments: list[dict[str, Any]] = []
         self._counters: dict[tuple[str, str], dict[str, Any]] = {}
+        self.outcomes: Counter[str] = Counter()  # the batch's routings by outcome (its INFO log line)
 
     async def _load(self) -> dict[str, PoolState]:
         if self._states is None:
@@ -74,16 +77,19 @@ class BatchRouting:
             self._loads = await store.open_loads(self._session, members, self._now)
         return self._states
 
-    async def route(self, lead_row: Any, data: LeadScored, caused_by: Envelope[Any]) -> tuple[Any, Any]:
-        """Decide one lead (as ``assigner.route`` does) and apply it in memory: (the lead's new row, event)."""
+    async def route(self, lead_row: Any, data: LeadScored, caused_by: Envelope[Any], facts: LeadFacts,
+                    start: str | None) -> tuple[Any, Any]:
+        """Decide one lead (as ``assigner.route`` does) and apply it in memory: (the lead's new row, event).
+        ``facts`` and ``start`` are ``assigner.facts_of(data)`` and its entry pool."""
         states = await self._load()
-        facts = assigner.facts_of(data)
-        start = entry_point(self._roster, facts)[1]
         decision = decide(self._roster, facts, states, self._loads, self._now)
+        snapshot = JsonText(data.model_dump_json())  # stored as the lead's event: the JSON of model_dump
         applied = assigner.plan(self._roster, decision, states, data.lead_id, self._now, lead_row=lead_row,
-                                facts=facts, event=data.model_dump(mode="json"), caused_by=caused_by, start=start)
+                                facts=facts, event=snapshot, caused_by=caused_by, start=start, scored=data,
+                                log_level=logging.DEBUG)
         if applied is None:
             return lead_row, None
+        self.outcomes[decision.outcome] += 1
         if applied.pool_state is not None:
             pool, state, rep_id = applied.pool_state
             states[pool] = state
@@ -101,26 +107,16 @@ class BatchRouting:
 
     async def flush(self) -> None:
         """Write what is pending (one round trip), and forget the states: they are read again when needed."""
-        writes: list[Any] = []
-        if self._states is not None and self._counters:
-            pools = sorted({p for p, _ in self._counters})
-            vtime = case({p: self._states[p].vtime for p in pools}, value=db.pool_state.c.pool)
-            writes.append(update(db.pool_state).where(db.pool_state.c.pool.in_(pools)).values(vtime=vtime))
-            counters = insert(db.rep_counters).values(list(self._counters.values()))
-            writes.append(counters.on_conflict_do_update(
-                index_elements=["pool", "rep_id"],
-                set_={c: counters.excluded[c] for c in ("pass", "assigned", "last_assigned_at")}))
-        if self._assignments:
-            writes.append(insert(db.assignments).values(self._assignments))
-        if self._leads:
-            leads = insert(db.leads).values(list(self._leads.values()))
-            columns = next(iter(self._leads.values())).keys() - {"lead_id"}
-            writes.append(leads.on_conflict_do_update(index_elements=[db.leads.c.lead_id],
-                                                      set_={c: leads.excluded[c] for c in columns}))
-        if writes:
-            await store.execute_together(self._session, writes)
+        if self._counters or self._assignments or self._leads:
+            await batch_store.write_routings(self._session, self._pool_vtimes(), list(self._counters.values()),
+                                       self._assignments, list(self._leads.values()))
         self._states, self._loads, self._leads, self._assignments, self._counters = None, {}, {}, [], {}
         self._flushed = True
+
+    def _pool_vtimes(self) -> dict[str, float]:
+        if self._states is None:
+            return {}
+        return {p: self._states[p].vtime for p in sorted({p for p, _ in self._counters})}
 
 
 def _needs_recycle(row: Any) -> bool:
@@ -135,9 +131,12 @@ async def on_lead_scored_batch(events: list[Envelope[LeadScored]], ctx: BatchCon
     rows = await lock_and_read_leads(session, [e.lead_id for e in events])
     roster = await store.load_roster(session)
     pools: set[str] = set()
+    entries: dict[str, tuple[LeadFacts, str | None]] = {}  # event id -> its facts and entry pool
     for event in events:
         if handlers.wants_routing(event.data):
-            start = entry_point(roster, assigner.facts_of(event.data))[1]
+            facts = assigner.facts_of(event.data)
+            start = entry_point(roster, facts)[1]
+            entries[event.id] = facts, start
             pools.update(pool_chain(roster, start) if start else ())
     batch = BatchRouting(session, roster, await store.lock_pools(session, sorted(pools)), ctx.now())
     for event in events:
@@ -160,7 +159,9 @@ async def on_lead_scored_batch(events: list[Envelope[LeadScored]], ctx: BatchCon
             log.info("lead already routed; not routing again",
                      extra={"lead_id": data.lead_id, "event_id": event.id, "status": row.status})
             continue
-        rows[data.lead_id], routed = await batch.route(row, data, event)
+        rows[data.lead_id], routed = await batch.route(row, data, event, *entries[event.id])
         if routed is not None:
             await ctx.emit(routed)
     await batch.flush()
+    if batch.outcomes:
+        log.info("leads routed", extra={"leads": sum(batch.outcomes.values()), "outcomes": dict(batch.outcomes)})

@@ -7,6 +7,7 @@ policy and one SLA policy. Rules send a lead to a team, optionally narrowing whi
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import date, datetime, time
 from enum import StrEnum
 from functools import lru_cache
@@ -218,13 +219,48 @@ class Roster(_Model):
         return self
 
     def team(self, team_id: str) -> Team | None:
-        return next((t for t in self.teams if t.id == team_id), None)
+        return _index(self).teams.get(team_id)
 
     def rep(self, rep_id: str) -> Rep | None:
-        return next((r for r in self.reps if r.id == rep_id), None)
+        return _index(self).reps.get(rep_id)
 
     def members(self, team_id: str) -> list[Rep]:
-        return [r for r in self.reps if r.team == team_id]
+        return list(_index(self).members.get(team_id, ()))
+
+
+@dataclass(frozen=True)
+class _Index:
+    """A roster's teams and reps by id, and each team's members (in roster order), for lookups in O(1)."""
+
+    teams_list: list[Team]
+    reps_list: list[Rep]
+    teams: dict[str, Team]
+    reps: dict[str, Rep]
+    members: dict[str, list[Rep]]
+
+
+_INDEXES: dict[tuple[int, int], _Index] = {}  # by the ids of a roster's lists, which the entry keeps alive
+
+
+def _index(roster: Roster) -> _Index:
+    """The lookups of ``roster``'s current lists (a roster is frozen, but ``model_copy(update=...)`` makes one
+    with new lists: those get an index of their own). The first of duplicate ids wins, as a scan would."""
+    key = (id(roster.teams), id(roster.reps))
+    found = _INDEXES.get(key)
+    if found is not None and found.teams_list is roster.teams and found.reps_list is roster.reps:
+        return found
+    teams: dict[str, Team] = {}
+    for t in roster.teams:
+        teams.setdefault(t.id, t)
+    reps: dict[str, Rep] = {}
+    members: dict[str, list[Rep]] = {}
+    for r in roster.reps:
+        reps.setdefault(r.id, r)
+        members.setdefault(r.team, []).append(r)
+    if len(_INDEXES) >= 32:
+        _INDEXES.clear()
+    _INDEXES[key] = index = _Index(roster.teams, roster.reps, teams, reps, members)
+    return index
 
 
 def load_roster(data: dict[str, Any]) -> Roster:

@@ -61,7 +61,7 @@ async def on_lead_events(events: list[Envelope[Any]], ctx: BatchContext[Rescorer
     """lead-captured's events in batches: the captures of new leads are scored and stored together (two
     statements); anything else, and a second event of a lead within the batch, goes through its one-event
     handler, in order, after the captures before it: per-lead order is kept."""
-    waiting: list[tuple[Envelope[Any], LeadCaptured]] = []
+    waiting: dict[str, tuple[Envelope[Any], LeadCaptured]] = {}  # lead id -> its capture, in batch order
 
     async def one(event: Envelope[Any]) -> None:
         await HANDLERS[event.type].handler(event, ctx.for_event(event))
@@ -70,8 +70,8 @@ async def on_lead_events(events: list[Envelope[Any]], ctx: BatchContext[Rescorer
         if not waiting:
             return
         scored = await ctx.deps.first_sight_many(
-            ctx.session, [(d.lead_id, capture_activity(d), d.profile) for _, d in waiting])
-        for event, data in waiting:
+            ctx.session, [(d.lead_id, capture_activity(d), d.profile) for _, d in waiting.values()])
+        for event, data in waiting.values():
             if data.lead_id not in scored:  # scoring knew it already (a replayed capture): the usual path
                 await one(event)
             elif (result := scored[data.lead_id]) is not None:
@@ -79,10 +79,10 @@ async def on_lead_events(events: list[Envelope[Any]], ctx: BatchContext[Rescorer
         waiting.clear()
 
     for event in events:
-        if isinstance(event.data, LeadCaptured) and all(d.lead_id != event.lead_id for _, d in waiting):
-            waiting.append((event, event.data))
+        if isinstance(event.data, LeadCaptured) and event.data.lead_id not in waiting:
+            waiting[event.data.lead_id] = (event, event.data)
             continue
-        if any(d.lead_id == event.lead_id for _, d in waiting):
+        if event.lead_id in waiting or event.data.lead_id in waiting:
             await flush()  # this lead's capture first
         await one(event)
     await flush()

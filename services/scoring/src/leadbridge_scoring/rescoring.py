@@ -7,9 +7,12 @@ row locked, so handling is ordered and idempotent per lead.
 
 from __future__ import annotations
 
+import json
 import logging
+from collections import Counter
 from dataclasses import replace
 from datetime import datetime
+from functools import lru_cache
 
 from leadbridge_contracts.events import FollowUpLogged, LeadProfile, LeadScored, MatchedRule, Stage
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,6 +38,13 @@ def merge_profile(old: LeadProfile, new: LeadProfile | None) -> LeadProfile:
     return LeadProfile.model_validate(base)
 
 
+@lru_cache(maxsize=4096)
+def _matched(rule: str, category: str, points: float, explanation: str) -> MatchedRule:
+    """A rule hit as the event states it. Frozen, so one instance serves every lead with the same hit (most
+    leads share most hits): validated once, not once per lead."""
+    return MatchedRule(rule=rule, category=category, points=points, explanation=explanation)
+
+
 def build_event(lead_id: str, profile: LeadProfile, breakdown: Breakdown, transition: Transition,
                 now: datetime) -> LeadScored:
     return LeadScored(
@@ -42,8 +52,7 @@ def build_event(lead_id: str, profile: LeadProfile, breakdown: Breakdown, transi
         engagement=breakdown.engagement, intent=breakdown.intent, negative=breakdown.negative,
         grade=breakdown.grade, stage=transition.state.stage, previous_stage=transition.previous_stage,
         became_mql=transition.became_mql, reason=transition.state.reason,
-        matched_rules=[MatchedRule(rule=h.rule, category=h.category, points=h.points, explanation=h.explanation)
-                       for h in breakdown.matched],
+        matched_rules=[_matched(h.rule, h.category, h.points, h.explanation) for h in breakdown.matched],
         model_version=breakdown.model_version, profile=profile,
     )
 
@@ -97,23 +106,29 @@ class Rescorer:
 
     async def first_sight_many(self, session: AsyncSession,
                                captures: list[tuple[str, Activity, LeadProfile]]) -> dict[str, LeadScored | None]:
-        """``_first_sight`` for many new leads (distinct ids) in two statements. The result holds the leads
+        """``_first_sight`` for many new leads (distinct ids) in one statement. The result holds the leads
         stored (with their event, or None when there is nothing to say); a lead missing from it existed
-        already: the caller handles it one by one (``on_activity``)."""
-        rows: list[dict] = []
+        already: the caller handles it one by one (``on_activity``). Metrics and the INFO log line are per
+        batch here (each lead at DEBUG)."""
+        new: list[store.NewLead] = []
         decided: dict[str, tuple[LeadProfile, Breakdown, Transition, datetime]] = {}
         for lead_id, activity, profile in captures:
             breakdown = score(profile, [activity], self.model, activity.occurred_at)
             transition = after_scoring(None, breakdown, threshold=self.model.mql_threshold, is_test=profile.is_test)
             state = transition.state
-            rows.append(dict(lead_id=lead_id, profile=profile.model_dump(mode="json"), channel=profile.channel,
-                             campaign=profile.campaign, captured_at=activity.occurred_at, stage=state.stage.value,
-                             mql_emitted=state.mql_emitted, reason=state.reason, recycled_at=state.recycled_at,
-                             score=breakdown.total, grade=breakdown.grade, model_version=breakdown.model_version,
-                             last_signature=[*breakdown.signature(), state.stage.value, state.reason]))
+            new.append(store.NewLead(
+                lead_id, profile.model_dump_json(), profile.channel, profile.campaign, activity.occurred_at, state,
+                breakdown.total, breakdown.grade, breakdown.model_version,
+                json.dumps([*breakdown.signature(), state.stage.value, state.reason]), activity))
             decided[lead_id] = (profile, breakdown, transition, activity.occurred_at)
-        stored = await store.insert_scored_leads(session, rows, {lead_id: a for lead_id, a, _ in captures})
-        return {lead_id: self._scored(lead_id, *decided[lead_id]) for lead_id in decided if lead_id in stored}
+        stored = await store.insert_scored_leads(session, new)
+        results = {lead_id: self._scored(lead_id, *decided[lead_id], count=False)
+                   for lead_id in decided if lead_id in stored}
+        _count([decided[lead_id][1:3] for lead_id in results])
+        if results:
+            log.info("leads scored", extra={"leads": len(results),
+                                            "became_mql": sum(decided[i][2].became_mql for i in results)})
+        return results
 
     async def on_follow_up(self, session: AsyncSession, follow_up: FollowUpLogged) -> LeadScored | None:
         lead = await store.load_lead(session, follow_up.lead_id)
@@ -152,12 +167,26 @@ class Rescorer:
         return self._scored(lead.lead_id, lead.profile, breakdown, transition, now)
 
     def _scored(self, lead_id: str, profile: LeadProfile, breakdown: Breakdown, transition: Transition,
-                now: datetime) -> LeadScored:
+                now: datetime, *, count: bool = True) -> LeadScored:
+        """The lead-scored event; with ``count`` its metrics and INFO log line too (else the caller's, per batch)."""
         state = transition.state
-        metrics.LEADS_SCORED.labels(state.stage.value).inc()
-        metrics.SCORES.observe(breakdown.total)
-        if transition.became_mql:
-            metrics.BECAME_MQL.inc()
-        log.info("lead scored", extra={"lead_id": lead_id, "score": breakdown.total, "stage": state.stage.value,
-                                       "became_mql": transition.became_mql})
+        if count:
+            _count([(breakdown, transition)])
+            log.info("lead scored", extra={"lead_id": lead_id, "score": breakdown.total, "stage": state.stage.value,
+                                           "became_mql": transition.became_mql})
+        elif log.isEnabledFor(logging.DEBUG):
+            log.debug("lead scored", extra={"lead_id": lead_id, "score": breakdown.total, "stage": state.stage.value,
+                                            "became_mql": transition.became_mql})
         return build_event(lead_id, profile, breakdown, transition, now)
+
+
+def _count(scored: list[tuple[Breakdown, Transition]]) -> None:
+    """The metrics of scored leads (per stage, not per lead)."""
+    stages = Counter(t.state.stage.value for _, t in scored)
+    for stage, n in stages.items():
+        metrics.LEADS_SCORED.labels(stage).inc(n)
+    for breakdown, _ in scored:
+        metrics.SCORES.observe(breakdown.total)
+    mqls = sum(t.became_mql for _, t in scored)
+    if mqls:
+        metrics.BECAME_MQL.inc(mqls)

@@ -63,13 +63,13 @@ class Breakdown:
 def score(profile: LeadProfile, activities: list[Activity], model: ScoringModel, now: datetime) -> Breakdown:
     hits: list[RuleHit] = []
     totals: dict[str, float] = {}
-    ordered = sorted(activities, key=lambda a: (a.occurred_at, a.activity_id))
+    ordered = sorted(activities, key=lambda a: (a.occurred_at, a.activity_id)) if len(activities) > 1 else activities
     for category in CATEGORIES:
         if category in ("fit", "negative"):
-            maybe = [_profile_hit(r, category, profile) for r in getattr(model, category)]
+            found = [h for r in getattr(model, category) if (h := _profile_hit(r, category, profile)) is not None]
         else:
-            maybe = [_activity_hit(r, category, ordered, model, now) for r in getattr(model, category)]
-        found = [h for h in maybe if h is not None]
+            found = [h for r in getattr(model, category)
+                     if (h := _activity_hit(r, category, ordered, model, now)) is not None]
         raw = round(sum(h.points for h in found), 2)
         capped = _cap(category, raw, model)
         if capped != raw:
@@ -136,12 +136,13 @@ def _profile_hit(rule: ProfileRule, category: str, profile: LeadProfile) -> Rule
 # -- activity rules (engagement, intent) ---------------------------------------------------------
 
 
-def _selects(rule: ActivityRule, activity: Activity) -> bool:
-    def among(value: str | None, allowed: list[str] | None) -> bool:
-        return allowed is None or (value is not None and value.lower() in allowed)
+def _among(value: str | None, allowed: list[str] | None) -> bool:
+    return allowed is None or (value is not None and value.lower() in allowed)
 
-    if not (among(activity.kind, rule.kind) and among(activity.form_type, rule.form_type)
-            and among(activity.channel, rule.channel)):
+
+def _selects(rule: ActivityRule, activity: Activity) -> bool:
+    if not (_among(activity.kind, rule.kind) and _among(activity.form_type, rule.form_type)
+            and _among(activity.channel, rule.channel)):
         return False
     if rule.asset_contains is not None:
         return activity.asset is not None and _matches_words(activity.asset, rule.asset_contains) is not None
@@ -160,7 +161,8 @@ def decay_factor(age_days: float, model: ScoringModel) -> float:
 
 def _activity_hit(rule: ActivityRule, category: str, ordered: list[Activity], model: ScoringModel,
                   now: datetime) -> RuleHit | None:
-    matching = [a for i, a in enumerate(ordered) if _selects(rule, a) and _after_ok(rule, ordered[:i], model)]
+    matching = [a for i, a in enumerate(ordered)
+                if _selects(rule, a) and (not rule.after or _after_ok(rule, ordered[:i], model))]
     if not matching:
         return None
     counted = matching[-rule.max_times:]  # the most recent ones
@@ -183,5 +185,7 @@ def _activity_hit(rule: ActivityRule, category: str, ordered: list[Activity], mo
 def _after_ok(rule: ActivityRule, earlier: list[Activity], model: ScoringModel) -> bool:
     if not rule.after:
         return True
+    if not earlier:
+        return False
     rules = {r.id: r for r in (*model.engagement, *model.intent)}
     return any(_selects(rules[rid], a) for rid in rule.after for a in earlier)

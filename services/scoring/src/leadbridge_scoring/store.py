@@ -30,6 +30,7 @@ from sqlalchemy import (
     func,
     literal,
     select,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -135,21 +136,76 @@ async def insert_scored_lead(session: AsyncSession, lead_id: str, profile: LeadP
     return (await session.execute(stmt)).first() is not None
 
 
-async def insert_scored_leads(session: AsyncSession, rows: list[dict[str, Any]],
-                              first_activities: dict[str, Activity]) -> set[str]:
-    """Many ``insert_scored_lead``s in two statements (whatever their number): the ids of the leads stored;
+_LEAD_COLUMNS = (("lead_id", "text"), ("profile", "jsonb"), ("channel", "text"), ("campaign", "text"),
+                 ("captured_at", "timestamptz"), ("stage", "text"), ("mql_emitted", "boolean"), ("reason", "text"),
+                 ("recycled_at", "timestamptz"), ("score", "float8"), ("grade", "text"), ("model_version", "text"),
+                 ("last_signature", "jsonb"))
+_ACTIVITY_COLUMNS = (("lead_id", "text"), ("activity_id", "text"), ("occurred_at", "timestamptz"), ("kind", "text"),
+                     ("form_type", "text"), ("channel", "text"), ("campaign", "text"), ("asset", "text"))
+
+
+def _unnest(prefix: str, columns: tuple[tuple[str, str], ...]) -> str:
+    arrays = ", ".join(f"CAST(:{prefix}{name} AS {'text' if kind == 'jsonb' else kind}[])" for name, kind in columns)
+    return f"unnest({arrays}) WITH ORDINALITY AS {prefix}({', '.join(n for n, _ in columns)}, ord)"
+
+
+def _select(prefix: str, columns: tuple[tuple[str, str], ...]) -> str:
+    return ", ".join(f"CAST({prefix}.{n} AS jsonb)" if k == "jsonb" else f"{prefix}.{n}" for n, k in columns)
+
+
+# One constant statement (prepared once per connection, whatever the batch's size): the new leads, then the
+# first activity of each lead actually inserted (the activities' foreign key is checked at the statement's end).
+_INSERT_SCORED_LEADS = text(f"""
+WITH new AS (
+    INSERT INTO {leads.fullname} ({", ".join(n for n, _ in _LEAD_COLUMNS)})
+    SELECT {_select("l", _LEAD_COLUMNS)} FROM {_unnest("l", _LEAD_COLUMNS)} ORDER BY l.ord
+    ON CONFLICT (lead_id) DO NOTHING
+    RETURNING lead_id
+), first_activities AS (
+    INSERT INTO {activities.fullname} ({", ".join(n for n, _ in _ACTIVITY_COLUMNS)})
+    SELECT {_select("a", _ACTIVITY_COLUMNS)} FROM {_unnest("a", _ACTIVITY_COLUMNS)}
+    JOIN new ON new.lead_id = a.lead_id ORDER BY a.ord
+    ON CONFLICT DO NOTHING
+)
+SELECT lead_id FROM new
+""")
+
+
+@dataclass(frozen=True)
+class NewLead:
+    """A lead scoring has not seen, scored: its row of ``leads`` (``profile`` and ``last_signature`` as JSON
+    text) and its first activity."""
+
+    lead_id: str
+    profile_json: str
+    channel: str | None
+    campaign: str | None
+    captured_at: datetime
+    state: LeadState
+    score: float
+    grade: str
+    model_version: str
+    signature_json: str
+    activity: Activity
+
+
+async def insert_scored_leads(session: AsyncSession, new: list[NewLead]) -> set[str]:
+    """Many ``insert_scored_lead``s in one statement (whatever their number): the ids of the leads stored;
     a lead that exists already is left alone (its caller takes the locking path), as is its activity."""
-    if not rows:
+    if not new:
         return set()
-    inserted = set((await session.execute(
-        insert(leads).on_conflict_do_nothing(index_elements=[leads.c.lead_id]).returning(leads.c.lead_id), rows,
-    )).scalars())
-    acts = [{"lead_id": lead_id, "activity_id": a.activity_id, "occurred_at": a.occurred_at, "kind": a.kind,
-             "form_type": a.form_type, "channel": a.channel, "campaign": a.campaign, "asset": a.asset}
-            for lead_id, a in first_activities.items() if lead_id in inserted]
-    if acts:
-        await session.execute(insert(activities).on_conflict_do_nothing(), acts)
-    return inserted
+    params: dict[str, list[Any]] = {
+        "llead_id": [n.lead_id for n in new], "lprofile": [n.profile_json for n in new],
+        "lchannel": [n.channel for n in new], "lcampaign": [n.campaign for n in new],
+        "lcaptured_at": [n.captured_at for n in new], "lstage": [n.state.stage.value for n in new],
+        "lmql_emitted": [n.state.mql_emitted for n in new], "lreason": [n.state.reason for n in new],
+        "lrecycled_at": [n.state.recycled_at for n in new], "lscore": [n.score for n in new],
+        "lgrade": [n.grade for n in new], "lmodel_version": [n.model_version for n in new],
+        "llast_signature": [n.signature_json for n in new], "alead_id": [n.lead_id for n in new],
+    }
+    for name, _ in _ACTIVITY_COLUMNS[1:]:
+        params[f"a{name}"] = [getattr(n.activity, name) for n in new]
+    return set((await session.execute(_INSERT_SCORED_LEADS, params)).scalars())
 
 
 async def update_profile(session: AsyncSession, lead_id: str, profile: LeadProfile) -> None:
