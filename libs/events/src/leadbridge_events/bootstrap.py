@@ -24,7 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import sys
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -65,6 +67,24 @@ class Wiring:
 
     def now(self) -> datetime:
         return self.clock()
+
+
+# Serving processes (``main()``, a uvicorn worker's ``app_from_env()``) tune the collector once started; tests,
+# which build many apps in one process, do not. Young generation every 20,000 allocations instead of 700.
+SERVING_GC_THRESHOLD = (20_000, 20, 20)
+_SERVING = threading.Event()
+
+
+def tune_gc_for_serving() -> None:
+    """Everything alive once a service has started (modules, models, schemas, compiled SQL, the app, its clients)
+    never becomes garbage: move it out of the cyclic collector's reach (``gc.freeze``) and make young
+    collections rarer. A batch or a request allocates many short-lived objects; with the defaults, collections
+    over the ~140,000-160,000 long-lived objects took 11% of intake's CPU under wrk and ~15% of scoring's and
+    the router's during a drain (py-spy; process CPU per lead 0.92 -> 0.63 ms for intake, 0.258 -> 0.219 ms
+    for scoring, 0.378 -> 0.322 ms for the router)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*SERVING_GC_THRESHOLD)
 
 
 @dataclass(frozen=True)
@@ -135,6 +155,8 @@ class Service:
             async with runtime.lifespan():
                 for hook in self.on_start:
                     await hook(runtime, wiring.deps)
+                if _SERVING.is_set():
+                    tune_gc_for_serving()
                 for task in self.tasks:
                     runtime.spawn(task(runtime, wiring.deps), name=f"{self.name}-{task.__name__}")
                 yield runtime
@@ -176,6 +198,7 @@ class Service:
 
     def app_from_env(self) -> FastAPI:
         """The app of one uvicorn worker process (``serve_options``: ``workers`` and ``factory``)."""
+        _SERVING.set()
         configure_logging(self.name)
         return self.create_app()
 
@@ -190,6 +213,7 @@ class Service:
         """``python -m <package>``: logs, settings, then the app until SIGTERM. Returns the exit code."""
         import uvicorn
 
+        _SERVING.set()  # a serving process: tune the garbage collector once started
         configure_logging(self.name)  # and tracing, if the OTEL_* variables turn it on (before the app is built)
         cannot_start: tuple[type[Exception], ...] = (ValueError, *self.startup_errors)  # ValidationError too
         try:

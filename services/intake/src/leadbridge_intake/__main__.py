@@ -53,9 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "keys":
         return asyncio.run(_keys(args))
-    from .app import SERVICE, SERVING
+    from .app import SERVICE
 
-    SERVING["tune_gc"] = True
     return SERVICE.main()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from typing import Any
 
 from fastapi import FastAPI
@@ -50,23 +49,6 @@ async def start_workers(runtime: ServiceRuntime, ctx: IntakeContext) -> None:
         runtime.spawn(ctx.captures.run(), name="intake-group-commit")
 
 
-# a serving process (``python -m leadbridge_intake``, a uvicorn worker) tunes the garbage collector at start;
-# tests, which build many apps in one process, do not
-SERVING = {"tune_gc": False}
-GC_THRESHOLD = (20_000, 20, 20)
-
-
-async def tune_gc(_runtime: ServiceRuntime, _ctx: IntakeContext) -> None:
-    """Everything built at start (modules, models, the app, the clients) moved out of the collector's reach
-    (``gc.freeze``), and young collections made rarer: under load, full collections over those ~160,000
-    long-lived objects took 11% of intake's CPU (a py-spy profile and gc callbacks under wrk)."""
-    if not SERVING["tune_gc"]:
-        return
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLD)
-
-
 async def close_fetcher(runtime: ServiceRuntime, ctx: IntakeContext) -> None:
     if ctx.fetcher is not None:
         await ctx.fetcher.close()
@@ -101,7 +83,7 @@ def serving(settings: IntakeSettings) -> dict[str, Any]:
 
 SERVICE = Service(
     name="intake", settings=IntakeSettings, metadata=metadata, migrations=MIGRATIONS, handlers=HANDLERS,
-    deps=build_context, on_start=(start_workers, tune_gc), on_stop=(close_fetcher,),
+    deps=build_context, on_start=(start_workers,), on_stop=(close_fetcher,),
     routers=(leads.router, webhooks.router, admin.router, quarantine.router, ops.router),
     customize=http_edge, operational_routes=False,  # ops.py: ready while the database is, Kafka or not
     # no pre-ping: it costs a round trip per request; a dead pooled connection (database restarted) is
@@ -112,7 +94,6 @@ SERVICE = Service(
 )
 def app_from_env() -> FastAPI:
     """One uvicorn worker process's app (INTAKE_WORKERS > 1)."""
-    SERVING["tune_gc"] = True
     return SERVICE.app_from_env()
 
 
