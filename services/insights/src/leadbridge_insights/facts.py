@@ -137,11 +137,11 @@ def _with_profile(f: LeadFacts, p: LeadProfile | None, *, authoritative: bool) -
     def pick(old: str | None, new: str | None) -> str | None:
         return (new if new is not None else old) if authoritative else (old if old is not None else new)
 
-    changes = {"channel": pick(f.channel, p.channel), "campaign": pick(f.campaign, p.campaign),
-               "source": pick(f.source, p.source), "is_test": f.is_test or p.is_test}
-    if all(getattr(f, k) == v for k, v in changes.items()):
+    channel, campaign, source = pick(f.channel, p.channel), pick(f.campaign, p.campaign), pick(f.source, p.source)
+    is_test = f.is_test or p.is_test
+    if (channel, campaign, source, is_test) == (f.channel, f.campaign, f.source, f.is_test):
         return f  # nothing new: no copy of the 40 fields
-    return replace(f, **changes)
+    return replace(f, channel=channel, campaign=campaign, source=source, is_test=is_test)
 
 
 def _set_stage(f: LeadFacts, stage: str, at: datetime) -> LeadFacts:
