@@ -78,7 +78,7 @@ bench-sla: install
 	$(UV) run python benchmarks/stack.py -- $(UV) run python -m leadbridge_sla_watcher.bench $(BENCH_ARGS)
 	@echo "Monday 09:00: 100,000 deadlines due in the same second"
 	$(UV) run python benchmarks/stack.py -- $(UV) run python -m leadbridge_sla_watcher.bench \
-	  --sizes 100000 --due 100000 --window 1
+	  --sizes 100000 --due 100000 --window 1 --monday
 
 bench-insights: install
 	$(UV) run python benchmarks/bench_insights.py

@@ -7,7 +7,7 @@ their own timestamp, and touches are counted by follow-up id (a replay under a n
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
@@ -97,7 +97,7 @@ class LeadFacts:
         return self.first_touch_due_at is None or self.first_touch_at <= self.first_touch_due_at
 
     def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = {name: getattr(self, name) for name in _NAMES}  # every field is a scalar but the three below
         for name in _TIMES:
             if out[name] is not None:
                 out[name] = out[name].isoformat()
@@ -108,8 +108,7 @@ class LeadFacts:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> LeadFacts:
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in raw.items() if k in known}
+        values = {k: v for k, v in raw.items() if k in _KNOWN}
         for name in _TIMES:
             if values.get(name) is not None:
                 values[name] = datetime.fromisoformat(values[name])
@@ -117,6 +116,10 @@ class LeadFacts:
         values["resolved_deadlines"] = tuple(values.get("resolved_deadlines") or ())
         values["sla_alerts"] = tuple(tuple(a) for a in values.get("sla_alerts") or ())
         return cls(**values)
+
+
+_NAMES = tuple(f.name for f in fields(LeadFacts))
+_KNOWN = frozenset(_NAMES)
 
 
 def _min(a: datetime | None, b: datetime | None) -> datetime | None:
@@ -134,8 +137,11 @@ def _with_profile(f: LeadFacts, p: LeadProfile | None, *, authoritative: bool) -
     def pick(old: str | None, new: str | None) -> str | None:
         return (new if new is not None else old) if authoritative else (old if old is not None else new)
 
-    return replace(f, channel=pick(f.channel, p.channel), campaign=pick(f.campaign, p.campaign),
-                   source=pick(f.source, p.source), is_test=f.is_test or p.is_test)
+    channel, campaign, source = pick(f.channel, p.channel), pick(f.campaign, p.campaign), pick(f.source, p.source)
+    is_test = f.is_test or p.is_test
+    if (channel, campaign, source, is_test) == (f.channel, f.campaign, f.source, f.is_test):
+        return f  # nothing new: no copy of the 40 fields
+    return replace(f, channel=channel, campaign=campaign, source=source, is_test=is_test)
 
 
 def _set_stage(f: LeadFacts, stage: str, at: datetime) -> LeadFacts:
@@ -144,7 +150,8 @@ def _set_stage(f: LeadFacts, stage: str, at: datetime) -> LeadFacts:
 
 def apply_event(facts: LeadFacts, data: EventData, time: datetime) -> LeadFacts:
     """The facts after one more event (``time``: when it happened, the envelope time)."""
-    f = replace(facts, first_seen_at=_min(facts.first_seen_at, time))
+    first_seen = _min(facts.first_seen_at, time)
+    f = facts if first_seen == facts.first_seen_at else replace(facts, first_seen_at=first_seen)
     if isinstance(data, LeadCaptured):
         f = replace(_with_profile(f, data.profile, authoritative=True), captured=True,
                     captured_at=_min(f.captured_at, data.captured_at))

@@ -10,6 +10,8 @@ second guard.
 
 from __future__ import annotations
 
+from collections import Counter
+from datetime import datetime
 from typing import Any
 
 from leadbridge_contracts.envelope import Envelope
@@ -29,7 +31,7 @@ from leadbridge_contracts.events import (
 from leadbridge_events.registry import EventHandlers, on
 from leadbridge_events.transaction import BatchContext, HandlerContext
 
-from . import store
+from . import batch_store, store
 from .explain import explain
 from .facts import apply_event
 from .metrics import EVENTS_PROJECTED
@@ -59,9 +61,14 @@ async def _fold(event: Envelope[Any], session: Any) -> None:
     if isinstance(data, SlaBreached):
         await store.record_breach(session, event.id, event.lead_id, data)
     elif isinstance(data, LeadRouted):
-        pools = data.overflowed_from or ([data.pool] if data.reason_code == "capacity" and data.pool else [])
-        await store.record_overflows(session, event.id, event.lead_id, pools, data.outcome, data.routed_at)
+        await store.record_overflows(session, event.id, event.lead_id, _overflowed(data), data.outcome,
+                                     data.routed_at)
     EVENTS_PROJECTED.labels(event.type).inc()
+
+
+def _overflowed(data: LeadRouted) -> list[str]:
+    """The pools a routing overflowed from (a capacity return to nurture names its pool alone)."""
+    return data.overflowed_from or ([data.pool] if data.reason_code == "capacity" and data.pool else [])
 
 
 async def roster_changed(event: Envelope[RosterChanged], ctx: HandlerContext[None]) -> None:
@@ -75,15 +82,34 @@ async def roster_changed_many(events: list[Envelope[RosterChanged]], ctx: BatchC
 
 
 async def project_many(events: list[Envelope[Any]], ctx: BatchContext[None]) -> None:
-    """``project`` for a batch: the timeline rows in one statement, the leads' facts locked in lead id order
-    (concurrent replicas cannot deadlock), then each new event folded in the batch's order (the lead's)."""
-    fresh = await store.append_many_to_timeline(ctx.session, [(e, explain(e.data)) for e in events])
-    todo = [e for e in events if e.id in fresh]
+    """``project`` for a batch, in five statements whatever its size: the timeline rows; the leads' facts and
+    contact, locked in lead id order (concurrent replicas cannot deadlock); then each new event folded in
+    the batch's order (the lead's) into that state in memory (``facts.apply_event``, as ``project`` does);
+    then one row per lead into ``lead_facts`` and ``lead_views``, and the batch's breach and overflow rows."""
+    fresh = await batch_store.append_timeline(ctx.session, [(e, explain(e.data)) for e in events])
+    first: dict[str, Envelope[Any]] = {}
+    for e in events:
+        if e.id in fresh:
+            first.setdefault(e.id, e)  # an event twice in the batch is folded once, as one by one
+    todo = list(first.values())
     if not todo:
         return
-    await store.load_many_facts_for_update(ctx.session, [e.lead_id for e in todo])
+    state = await batch_store.load_for_update(ctx.session, [e.lead_id for e in todo])
+    breaches: list[tuple[str, str, Any]] = []
+    overflows: list[tuple[str, str, list[str], str, datetime]] = []
     for event in todo:
-        await _fold(event, ctx.session)
+        facts, contact = state[event.lead_id]
+        state[event.lead_id] = apply_event(facts, event.data, event.time), _contact(event.data, contact)
+        data = event.data
+        if isinstance(data, SlaBreached):
+            breaches.append((event.id, event.lead_id, data))
+        elif isinstance(data, LeadRouted):
+            overflows.append((event.id, event.lead_id, _overflowed(data), data.outcome, data.routed_at))
+    await batch_store.save(ctx.session, list(state.values()))
+    await batch_store.record_breaches(ctx.session, breaches)
+    await batch_store.record_overflows(ctx.session, overflows)
+    for event_type, n in Counter(e.type for e in todo).items():
+        EVENTS_PROJECTED.labels(event_type).inc(n)
 
 
 HANDLERS = EventHandlers(

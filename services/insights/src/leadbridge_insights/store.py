@@ -158,28 +158,6 @@ async def append_to_timeline(session: AsyncSession, event: Envelope[Any], explan
     return bool(result.rowcount)
 
 
-async def append_many_to_timeline(session: AsyncSession, entries: list[tuple[Envelope[Any], str]]) -> set[str]:
-    """``append_to_timeline`` for many events in one statement: the ids of those not there already."""
-    if not entries:
-        return set()
-    rows = [dict(event_id=e.id, lead_id=e.lead_id, event_type=e.type, source=e.source, occurred_at=e.time,
-                 correlation_id=e.correlation_id, causation_id=e.causation_id, explanation=explanation,
-                 data=_without_contact(e.data.model_dump(mode="json"))) for e, explanation in entries]
-    stmt = insert(timeline).on_conflict_do_nothing(index_elements=[timeline.c.event_id]).returning(timeline.c.event_id)
-    return set((await session.execute(stmt, rows)).scalars())
-
-
-async def load_many_facts_for_update(session: AsyncSession, lead_ids: list[str]) -> dict[str, LeadFacts]:
-    """Many leads' facts, locked in lead id order (a fixed order: concurrent replicas cannot deadlock)."""
-    ordered = sorted(set(lead_ids))
-    rows = (await session.execute(
-        select(lead_facts.c.lead_id, lead_facts.c.facts).where(lead_facts.c.lead_id.in_(ordered))
-        .order_by(lead_facts.c.lead_id).with_for_update()
-    )).all()
-    found = {r.lead_id: LeadFacts.from_json(r.facts) for r in rows}
-    return {lead_id: found.get(lead_id) or LeadFacts(lead_id=lead_id) for lead_id in ordered}
-
-
 CONTACT = ("name", "email", "company")
 
 

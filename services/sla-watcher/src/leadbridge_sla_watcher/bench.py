@@ -124,10 +124,11 @@ async def run_size(base_url: str, n: int, due: int, window: float, poll: float, 
         await _admin(base_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-async def main(sizes: list[int], due: int, window: float, poll: float, batch: int, workers: int) -> None:
+async def main(sizes: list[int], due: int, window: float, poll: float, batch: int, workers: int,
+               monday: bool = False) -> None:
     base = WatcherSettings().database_url
     print(f"SLA timer benchmark: {due} deadlines due over {window:g}s among N open ones; poll {poll:g}s, "
-          f"batch {batch}, {workers} worker(s)")
+          f"batch {batch}, {workers} worker(s); load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     print(f"{'open deadlines':>15} {'fired':>6} {'lag p50 ms':>11} {'lag p99 ms':>11} {'lag max ms':>11} "
           f"{'peak RSS MB':>12} {'load s':>7}")
     for n in sizes:
@@ -139,6 +140,12 @@ async def main(sizes: list[int], due: int, window: float, poll: float, batch: in
               f"bench: {tag}_fire_rate={r['fired'] / (window + r['max']):.0f} events/s\n"
               f"bench: {tag}_timer_cpu_per_firing={r['cpu_us']:.0f} us\n"
               f"bench: {tag}_postgres_cpu_per_firing={r['db_cpu_us']:.0f} us", flush=True)
+        if monday:  # the issue's names for the Monday 09:00 case (target: all within 10 s, >= 10,000 events/s)
+            print(f"bench: sla_monday_all_fired={r['max']:.1f} s\n"
+                  f"bench: sla_breach_events_rate={r['fired'] / (window + r['max']):.0f} events/s\n"
+                  f"bench: sla_monday_cpu_per_firing={r['cpu_us'] + r['db_cpu_us']:.0f} us "
+                  f"(timer {r['cpu_us']:.0f} + postgres {r['db_cpu_us']:.0f}; load average {os.getloadavg()[0]:.2f})",
+                  flush=True)
 
 
 def cli() -> None:
@@ -154,9 +161,11 @@ def cli() -> None:
                         help="deadlines claimed per transaction (SLA_TIMER_BATCH_SIZE)")
     parser.add_argument("--workers", type=int, default=WatcherSettings().timer_workers,
                         help="claiming loops side by side (SLA_TIMER_WORKERS)")
+    parser.add_argument("--monday", action="store_true",
+                        help="also print the Monday 09:00 figures (sla_monday_all_fired, sla_breach_events_rate)")
     args = parser.parse_args()
     sizes = [int(float(s)) for s in args.sizes.split(",") if s.strip()]
-    asyncio.run(main(sizes, args.due, args.window, args.poll, args.batch, args.workers))
+    asyncio.run(main(sizes, args.due, args.window, args.poll, args.batch, args.workers, args.monday))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +30,22 @@ def from_row(row: Any) -> Deadline:
     values = {name: m[name] for name in _FIELDS}
     values["kind"], values["status"] = SlaKind(m["kind"]), Status(m["status"])
     return Deadline(**values)
+
+
+CLAIMED = (*(f.name for f in fields(Deadline)), "next_fire_at")
+"""The columns the timer's claim returns, in this order: the ``Deadline``'s fields, then the stored fire time."""
+_KIND_AT, _STATUS_AT = CLAIMED.index("kind"), CLAIMED.index("status")
+_KINDS, _STATUSES = {k.value: k for k in SlaKind}, {s.value: s for s in Status}
+
+
+def from_claimed(row: Sequence[Any]) -> Deadline:
+    """``from_row`` of a row of the columns ``CLAIMED``, by position (the timer reads 100,000 a second). A value
+    no code path writes raises ``ValueError``, as ``from_row`` does."""
+    values = list(row[:-1])
+    kind, status = values[_KIND_AT], values[_STATUS_AT]
+    values[_KIND_AT] = _KINDS.get(kind) or SlaKind(kind)
+    values[_STATUS_AT] = _STATUSES.get(status) or Status(status)
+    return Deadline(*values)
 
 
 async def lock_lead(session: AsyncSession, lead_id: str, now: datetime) -> Any:
