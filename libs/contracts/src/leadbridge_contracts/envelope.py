@@ -144,7 +144,10 @@ class Envelope(BaseModel, Generic[D]):
     def from_kafka(key: bytes | None, value: bytes | None, headers: Any) -> Envelope[Any]:
         """Decode and validate one record; raises UndecodableEvent with the reason."""
         try:
-            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in (headers or ())}
+            try:
+                attrs = {k: v.decode() for k, v in headers}  # what a Kafka record has: bytes
+            except (AttributeError, TypeError):  # a str or None value (tests, other clients); no headers
+                attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in (headers or ())}
         except UnicodeDecodeError as exc:
             raise UndecodableEvent(f"header is not UTF-8: {exc}") from exc
         missing = [h for h in ("ce_id", "ce_type", "ce_source", "ce_time") if h not in attrs]
