@@ -10,7 +10,9 @@ outbox insert, commit, offsets, metrics, spans (tracing off).
 It prints this process's CPU time per event (``runner_cpu_per_event``: ``time.process_time`` over the
 consumption, the Kafka client's own work included), the PostgreSQL backends' CPU per event, and the
 wall-clock rate (which depends on the machine's load; compare CPU, not rates). ``--rounds`` repeats the
-consumption on fresh topics and groups and prints the median. Profile it with py-spy::
+consumption on fresh topics and groups and prints the median. ``--rate N``: instead of a backlog, another
+process publishes N events/s while the runner consumes, as in a live pipeline, where each fetch returns a
+few records of many partitions. Profile it with py-spy::
 
     uv run --with py-spy py-spy record -o runner.svg -- python benchmarks/bench_runner.py
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import multiprocessing
 import os
 import statistics
 import sys
@@ -78,6 +81,30 @@ def postgres_cpu(postmaster: int | None) -> float:
     return total
 
 
+async def produce(producer: EventProducer, topic: str, n: int, leads: int, rate: float) -> None:
+    """``n`` lead-captured events on ``topic``: all at once (``rate`` 0), or ``rate`` per second in 10 ms ticks."""
+    events = [Envelope.of(LeadCaptured(lead_id=f"lead-{i}", captured_at=NOW, profile=PROFILE, dedupe_key=f"k-{i}"),
+                          source="intake", lead_id=f"lead-{i % leads}") for i in range(n)]
+    records = [(topic, e.kafka_key(), e.kafka_value(), e.kafka_headers()) for e in events]
+    if not rate:
+        await producer.send_many_raw(records)
+        return
+    started, sent = time.perf_counter(), 0
+    while sent < n:
+        due = min(n, int((time.perf_counter() - started) * rate) + 1)
+        await asyncio.gather(*(producer.send_raw(t, v, key=k, headers=h) for t, k, v, h in records[sent:due]))
+        sent = due
+        await asyncio.sleep(0.01)
+
+
+def produce_in_process(bootstrap: str, topic: str, n: int, leads: int, rate: float) -> None:
+    async def run() -> None:
+        async with EventProducer(bootstrap) as producer:
+            await produce(producer, topic, n, leads, rate)
+
+    asyncio.run(run())
+
+
 async def one_round(database_url: str, bootstrap: str, postmaster: int | None, args: argparse.Namespace) -> tuple[float, float, float]:
     name = f"bench_runner_{uuid.uuid4().hex[:8]}"
     metadata = MetaData(schema=name)
@@ -86,10 +113,10 @@ async def one_round(database_url: str, bootstrap: str, postmaster: int | None, a
     await create_schema(engine, metadata)
     topic = Topic(f"{name}-captured", ("lead-captured",), partitions=args.partitions)
     await ensure_topics(bootstrap, [topic])
-    events = [Envelope.of(LeadCaptured(lead_id=f"lead-{i}", captured_at=NOW, profile=PROFILE, dedupe_key=f"k-{i}"),
-                          source="intake", lead_id=f"lead-{i % args.leads}") for i in range(args.events)]
+    feeder = None
     async with EventProducer(bootstrap) as producer:
-        await producer.send_many_raw((topic.name, e.kafka_key(), e.kafka_value(), e.kafka_headers()) for e in events)
+        if not args.rate:  # a backlog: everything is in Kafka before the runner starts
+            await produce(producer, topic.name, args.events, args.leads, 0)
 
         async def one(event: Envelope[Any], ctx: Any) -> None:
             await batch([event], ctx)
@@ -119,11 +146,18 @@ async def one_round(database_url: str, bootstrap: str, postmaster: int | None, a
             batch_size=args.batch_size, batch_wait_ms=args.batch_wait_ms, on_committed=on_committed)
         pg_before, cpu_before, wall_before = postgres_cpu(postmaster), time.process_time(), time.perf_counter()
         task = asyncio.create_task(runner.run())
+        if args.rate:  # a steady stream, published by another process (its CPU is not the runner's)
+            await runner.wait_assigned()
+            feeder = multiprocessing.get_context("spawn").Process(
+                target=produce_in_process, args=(bootstrap, topic.name, args.events, args.leads, args.rate))
+            feeder.start()
         await asyncio.wait_for(done.wait(), timeout=600)
         cpu, wall, pg = (time.process_time() - cpu_before, time.perf_counter() - wall_before,
                          postgres_cpu(postmaster) - pg_before)
         runner.stop()
         await task
+    if feeder is not None:
+        feeder.join()
     async with engine.connect() as conn:
         rows = (await conn.execute(select(func.count()).select_from(outbox))).scalar_one()
         claimed = (await conn.execute(select(func.count()).select_from(processed))).scalar_one()
@@ -141,9 +175,10 @@ async def main_async(args: argparse.Namespace) -> None:
                   f"(load average {os.getloadavg()[0]:.1f})", flush=True)
             results.append((cpu_us, pg_us, rate))
         cpu_us, pg_us, rate = (statistics.median(r[k] for r in results) for k in range(3))
-        print(f"bench: runner_cpu_per_event={cpu_us:.0f} us")
-        print(f"bench: runner_postgres_cpu_per_event={pg_us:.0f} us")
-        print(f"bench: runner_events={rate:.0f} events/s")
+        mode = f"stream{args.rate:.0f}_" if args.rate else ""  # e.g. runner_stream500_cpu_per_event
+        print(f"bench: runner_{mode}cpu_per_event={cpu_us:.0f} us")
+        print(f"bench: runner_{mode}postgres_cpu_per_event={pg_us:.0f} us")
+        print(f"bench: runner_{mode}events={rate:.0f} events/s")
         print(f"bench: runner_load_average={os.getloadavg()[0]:.1f}")
 
 
@@ -155,6 +190,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--batch-wait-ms", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rate", type=float, default=0,
+                        help="events/s published while the runner consumes (by another process); 0: a backlog first")
     parser.add_argument("--no-emit", dest="emit", action="store_false")
     asyncio.run(main_async(parser.parse_args()))
 
