@@ -143,7 +143,9 @@ async def one_round(database_url: str, bootstrap: str, postmaster: int | None, a
             bootstrap_servers=bootstrap, group_id=name, topics=[topic.name],
             handlers=EventHandlers(on(LeadCaptured, one, batch=batch), emits=(LeadScored,)),
             sessions=session_factory(engine), processed=processed, outbox=outbox, producer=producer,
-            batch_size=args.batch_size, batch_wait_ms=args.batch_wait_ms, on_committed=on_committed)
+            batch_size=args.batch_size, batch_wait_ms=args.batch_wait_ms, on_committed=on_committed,
+            **({"fetch_min_bytes": args.fetch_min_bytes, "fetch_max_wait_ms": args.fetch_max_wait_ms}
+               if args.fetch_min_bytes > 1 else {}))
         pg_before, cpu_before, wall_before = postgres_cpu(postmaster), time.process_time(), time.perf_counter()
         task = asyncio.create_task(runner.run())
         if args.rate:  # a steady stream, published by another process (its CPU is not the runner's)
@@ -192,6 +194,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rate", type=float, default=0,
                         help="events/s published while the runner consumes (by another process); 0: a backlog first")
+    parser.add_argument("--fetch-min-bytes", type=int, default=1,
+                        help="the consumer's fetch_min_bytes (the broker holds a fetch until that much is there...)")
+    parser.add_argument("--fetch-max-wait-ms", type=int, default=500, help="(... or this long has passed)")
     parser.add_argument("--no-emit", dest="emit", action="store_false")
     asyncio.run(main_async(parser.parse_args()))
 

@@ -19,12 +19,13 @@ once, after its last batch (``RunnerStats`` counts fetches, batch transactions a
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
-from sqlalchemy import Table, text
+from sqlalchemy import Table, TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .registry import BatchHandler
@@ -75,8 +76,13 @@ async def claim_events(session: AsyncSession, processed: Table, consumer: str, e
     """The ids of ``event_ids`` this consumer had not processed yet (now claimed in this transaction)."""
     if not event_ids:
         return set()
-    rows = await session.execute(text(
-        f"INSERT INTO {processed.fullname} (consumer, event_id) SELECT :consumer, e "
-        "FROM unnest(CAST(:ids AS text[])) AS e ON CONFLICT DO NOTHING RETURNING event_id"),
-        {"consumer": consumer, "ids": list(dict.fromkeys(event_ids))})
+    rows = await session.execute(_claim_statement(processed.fullname),
+                                 {"consumer": consumer, "ids": list(dict.fromkeys(event_ids))})
     return set(rows.scalars())
+
+
+@functools.lru_cache(maxsize=256)
+def _claim_statement(table: str) -> TextClause:
+    """The multi-row claim of a ``processed_events`` table, parsed once (``text()`` parses it each time)."""
+    return text(f"INSERT INTO {table} (consumer, event_id) SELECT :consumer, e "
+                "FROM unnest(CAST(:ids AS text[])) AS e ON CONFLICT DO NOTHING RETURNING event_id")

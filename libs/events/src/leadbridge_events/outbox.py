@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 from leadbridge_contracts.envelope import Envelope
 from leadbridge_contracts.topics import topic_for
 from pydantic import TypeAdapter
-from sqlalchemy import Table, func, select, text, update
+from sqlalchemy import Table, TextClause, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from . import metrics
@@ -77,10 +78,15 @@ async def stage_events(db: AsyncSession | AsyncConnection | Any, outbox: Table,
     values = [*([r[c] for r in rows] for c in _PARAMS[:4]), [_HEADERS.dump_json(r["headers"]).decode() for r in rows],
               notify_channel(outbox.schema or "public")]
     if isinstance(db, AsyncSession | AsyncConnection):
-        sql = _STAGE.format(*(f":{p}" for p in _PARAMS), table=outbox.fullname)
-        await db.execute(text(sql), dict(zip(_PARAMS, values, strict=True)))
+        await db.execute(_stage_statement(outbox.fullname), dict(zip(_PARAMS, values, strict=True)))
     else:
         await db.execute(_STAGE.format(*(f"${i}" for i in range(1, 7)), table=outbox.fullname), *values)
+
+
+@functools.lru_cache(maxsize=256)
+def _stage_statement(table: str) -> TextClause:
+    """``_STAGE`` for SQLAlchemy, parsed once per outbox table (``text()`` parses its bind parameters each time)."""
+    return text(_STAGE.format(*(f":{p}" for p in _PARAMS), table=table))
 
 
 async def add_to_outbox(session: AsyncSession, outbox: Table, event: Envelope[Any], topic: str | None = None) -> None:
