@@ -10,6 +10,7 @@ import uuid
 
 import asyncpg
 import pytest
+from aiokafka.partitioner import murmur2
 from leadbridge_events.consumer import PoisonEvent
 from leadbridge_events.db import create_schema
 from leadbridge_events.testing import collect_records
@@ -28,6 +29,22 @@ async def _publish_interleaved(producer, topic, leads: list[str], per_lead: int)
     return events
 
 
+def leads_on_partitions(topic, partitions: int, per_partition: int = 1) -> list[str]:
+    """Lead ids whose records land on ``partitions`` different partitions of ``topic``, ``per_partition`` each
+    (the producer's partitioner: murmur2 of the key), so that one fetch returns several partitions."""
+    found: dict[int, list[str]] = {}
+    while sum(len(v) for v in found.values()) < partitions * per_partition:
+        lead = f"lead-{uuid.uuid4()}"
+        p = (murmur2(lead.encode()) & 0x7FFFFFFF) % topic.partitions
+        if len(found.get(p, [])) < per_partition and (p in found or len(found) < partitions):
+            found.setdefault(p, []).append(lead)
+    return [lead for leads in found.values() for lead in leads]
+
+
+def partition_of(topic, lead: str) -> int:
+    return (murmur2(lead.encode()) & 0x7FFFFFFF) % topic.partitions
+
+
 async def _effects_by_lead(backbone) -> dict[str, list[int]]:
     async with backbone.engine.connect() as conn:
         rows = (await conn.execute(select(backbone.effects.c.lead_id, backbone.effects.c.seq)
@@ -42,6 +59,7 @@ async def _effects_by_lead(backbone) -> dict[str, list[int]]:
 async def test_batches_keep_order_per_lead_and_apply_each_event_once(
         backbone, producer, kafka_bootstrap, topic, unique_name, with_batch_handler):
     batch_sizes: list[int] = []
+    partitions_per_batch: list[int] = []
 
     async def handler(event, ctx):
         await ctx.session.execute(backbone.effects.insert().values(event_id=event.id, lead_id=event.lead_id,
@@ -50,12 +68,13 @@ async def test_batches_keep_order_per_lead_and_apply_each_event_once(
 
     async def batch_handler(events, ctx):
         batch_sizes.append(len(events))
+        partitions_per_batch.append(len({ctx.records[e.id].partition for e in events}))
         await ctx.session.execute(backbone.effects.insert(), [
             {"event_id": e.id, "lead_id": e.lead_id, "seq": int(e.data.activity_id)} for e in events])
         for e in events:
             await ctx.emit(activity(e.lead_id, int(e.data.activity_id), kind="echo"), topic=topic.name + "-out")
 
-    leads = [f"lead-{uuid.uuid4()}" for _ in range(6)]
+    leads = leads_on_partitions(topic, 3, per_partition=2)  # every fetch returns records of several partitions
     events = await _publish_interleaved(producer, topic, leads, per_lead=20)
     for e in events[::7]:  # redeliveries, some inside the same batch as the original
         await producer.send(e, topic=topic.name)
@@ -77,30 +96,78 @@ async def test_batches_keep_order_per_lead_and_apply_each_event_once(
         assert seqs == list(range(20))  # in the outbox in the order handled
     if with_batch_handler:
         assert max(batch_sizes) > 1
+        assert max(partitions_per_batch) > 1  # one transaction for the partitions of a fetch, not one each
 
 
 async def test_a_poison_record_in_a_batch_is_dead_lettered_alone(backbone, producer, kafka_bootstrap, topic,
                                                                   unique_name):
+    """Good records of two partitions and one poison record in one batch: only the poison one is dead-lettered,
+    every other one applied once, in order."""
     async def handler(event, ctx):
         if event.data.kind == "poison":
             raise PoisonEvent("never applicable")
         await ctx.session.execute(backbone.effects.insert().values(event_id=event.id, lead_id=event.lead_id,
                                                                    seq=int(event.data.activity_id)))
 
-    lead = f"lead-{uuid.uuid4()}"
-    events = [activity(lead, i, kind="poison" if i == 5 else "visit") for i in range(12)]
+    poisoned, other = leads_on_partitions(topic, 2)
+    events = [activity(lead, i, kind="poison" if lead == poisoned and i == 5 else "visit")
+              for i in range(12) for lead in (poisoned, other)]
     await producer.send_many_raw((topic.name, e.lead_id.encode(), e.kafka_value(), e.kafka_headers()) for e in events)
     runner = make_runner(backbone, producer, kafka_bootstrap, topic, unique_name, handler, batch_size=100)
     task = asyncio.create_task(runner.run())
-    dead = await collect_records(kafka_bootstrap, [topic.dlq], match=lambda r: r.key == lead.encode(),
+    dead = await collect_records(kafka_bootstrap, [topic.dlq], match=lambda r: r.key in (poisoned.encode(),
+                                                                                           other.encode()),
                                  until=lambda m: len(m) >= 1)
-    await wait_for(lambda: _ge(count_effects(backbone), 11))
+    await wait_for(lambda: _ge(count_effects(backbone), 23))
     await asyncio.sleep(0.3)
     runner.stop()
     await task
     assert [dict(r.headers)["dlq_reason"] for r in dead] == [b"poison"]
-    assert dict(dead[0].headers)["ce_id"] == events[5].id.encode()
-    assert (await _effects_by_lead(backbone))[lead] == [i for i in range(12) if i != 5]
+    assert dict(dead[0].headers)["ce_id"] == events[10].id.encode()
+    assert await _effects_by_lead(backbone) == {poisoned: [i for i in range(12) if i != 5], other: list(range(12))}
+    assert await dead_letters(kafka_bootstrap, topic.dlq) == 1
+
+
+async def test_a_fetch_across_partitions_is_one_transaction_and_one_offset_commit(
+        backbone, producer, kafka_bootstrap, topic, unique_name):
+    seen: list[set[int]] = []
+
+    async def batch_handler(events, ctx):
+        seen.append({ctx.records[e.id].partition for e in events})
+        await ctx.session.execute(backbone.effects.insert(), [
+            {"event_id": e.id, "lead_id": e.lead_id, "seq": int(e.data.activity_id)} for e in events])
+
+    async def handler(event, ctx):
+        raise AssertionError("the batch handler handles every event here")
+
+    leads = leads_on_partitions(topic, 4, per_partition=3)
+    events = await _publish_interleaved(producer, topic, leads, per_lead=25)  # 300 records, all partitions
+    runner = make_runner(backbone, producer, kafka_bootstrap, topic, unique_name, handler, batch=batch_handler,
+                         batch_size=1000)
+    task = asyncio.create_task(runner.run())
+    await wait_for(lambda: _ge(count_effects(backbone), len(events)))
+    runner.stop()
+    await task
+    assert await _effects_by_lead(backbone) == {lead: list(range(25)) for lead in leads}
+    assert max(len(partitions) for partitions in seen) > 1  # a batch handler call spans partitions
+    stats = runner.stats
+    # a fetch (at most 1,000 records here) is one batch transaction and one offset commit, whatever its partitions
+    assert stats.transactions == len(seen) <= stats.fetches
+    assert 1 <= stats.commits <= stats.fetches
+    committed = await _committed_offsets(kafka_bootstrap, unique_name, topic)
+    assert sum(committed.values()) == len(events)  # every partition's offset committed, to its end
+    assert {p for p, off in committed.items() if off} == {partition_of(topic, lead) for lead in leads}
+
+
+async def _committed_offsets(kafka_bootstrap: str, group: str, topic) -> dict[int, int]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return {p: (await consumer.committed(TopicPartition(topic.name, p))) or 0 for p in range(topic.partitions)}
+    finally:
+        await consumer.stop()
 
 
 async def test_a_connection_lost_mid_batch_is_retried_to_exactly_one_effect(
@@ -147,7 +214,7 @@ async def test_a_postgres_restart_mid_batch_applies_every_event_once(own_postgre
             crash.append(asyncio.create_task(asyncio.to_thread(_crash_and_restart, own_postgres)))
             await asyncio.sleep(0.5)
 
-    leads = [f"lead-{uuid.uuid4()}" for _ in range(5)]
+    leads = leads_on_partitions(topic, 3, per_partition=2)  # the crashed batch spans partitions: each one waits
     events = await _publish_interleaved(producer, topic, leads, per_lead=10)
     runner = make_runner(bb, producer, kafka_bootstrap, topic, unique_name, handler, batch_size=100,
                          max_backoff_seconds=0.5)

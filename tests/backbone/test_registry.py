@@ -89,6 +89,6 @@ async def test_an_event_type_without_a_handler_is_skipped_and_counted_once_on_bo
     before = ignored._value.get()
     await runner._handle(_record(scored))  # the one-record path
     assert ignored._value.get() == before + 1
-    assert await runner._apply_batch("lead-scored", [scored, scored], [_record(scored), _record(scored, 1)]) == 0
+    assert await runner._apply_batch([scored, scored], [_record(scored), _record(scored, 1)]) == {}
     assert ignored._value.get() == before + 3  # the batch path: each event once, no transaction opened
     assert runner.topics == ("sla-breached",) and breached.type in runner.handlers

@@ -19,11 +19,11 @@ in partition order:
    never for partitions revoked in a rebalance.
 
 With ``batch_size`` > 1 (services: ``CONSUMER_BATCH_SIZE``, 500 by default) steps 1 and 2 take up to that
-many fetched records of a partition at once: one transaction with one multi-row claim, the types' batch
-handlers (``on(X, h, batch=...)``) or their one-event handlers, one multi-row outbox insert, one commit, then
-the offsets (``batching``). A transient error pauses the partition from the batch's first record; any other
-error makes the runner handle that batch's records one by one as above, so only a faulty record is
-dead-lettered.
+many fetched records at once, of every partition the fetch returned (each partition's in offset order): one
+transaction with one multi-row claim, the types' batch handlers (``on(X, h, batch=...)``) or their one-event
+handlers, one multi-row outbox insert, one commit (``batching``). A transient error pauses every partition of
+the batch from its first record in it; any other error makes the runner handle that batch's records one by
+one as above, so only a faulty record is dead-lettered. Either way the offsets are committed once per fetch.
 
 ``stop()`` (wired to SIGTERM by the service) finishes the current record, commits, and leaves the group.
 """
@@ -47,7 +47,7 @@ from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import metrics
-from .batching import claim_events
+from .batching import Chunk, RunnerStats, chunks, claim_events, topics_of
 from .clock import Clock, utcnow
 from .dlq import dead_letter_headers
 from .failures import OutageBackoff, describe, is_transient
@@ -72,11 +72,11 @@ class _Transient(Exception):
 
 
 class _TransientAt(Exception):
-    """A batch hit an outage: pause its partition and fetch it again from ``offset`` after a backoff."""
+    """A batch hit an outage: pause each of its partitions and fetch them again from ``offsets`` after a backoff."""
 
-    def __init__(self, offset: int) -> None:
-        super().__init__(offset)
-        self.offset = offset
+    def __init__(self, offsets: dict[TopicPartition, int]) -> None:
+        super().__init__(offsets)
+        self.offsets = offsets
 
 
 class ConsumerRunner:
@@ -139,6 +139,7 @@ class ConsumerRunner:
         self._started = asyncio.Event()
         self._last_lag = 0.0
         self._outages: OutageBackoff[TopicPartition] = OutageBackoff(backoff_seconds, max_backoff_seconds)
+        self.stats = RunnerStats()  # fetches, batch transactions, offset commits (tests, benchmarks)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -150,28 +151,17 @@ class ConsumerRunner:
         try:
             while not self._stopping.is_set():
                 self._resume_due()
-                batches = await self._consumer.getmany(timeout_ms=self._batch_wait_ms,
+                fetched = await self._consumer.getmany(timeout_ms=self._batch_wait_ms,
                                                        max_records=max(500, self._batch_size))
                 fetched_in = self._revocations
-                for tp, records in batches.items():
-                    if self._batch_size > 1:
-                        await self._run_batches(tp, records, fetched_in)
-                        await self._commit_pending()
-                        continue
-                    for record in records:
-                        if self._stopping.is_set():
-                            break
-                        async with self._lock:
-                            if self._revocations != fetched_in or tp not in self._owned:
-                                break  # revoked meanwhile: the (new) owner refetches from the committed offset
-                            try:
-                                await self._handle(record)
-                            except _Transient:
-                                self._pause(tp, record.offset)  # not committed: fetched again after a backoff
-                                break
-                            self._pending[tp] = record.offset + 1
-                            self._outages.forget(tp)
-                    await self._commit_pending()
+                if fetched:
+                    self.stats.fetches += 1
+                if self._batch_size > 1:
+                    await self._run_fetch(fetched, fetched_in)
+                else:
+                    for tp, records in fetched.items():
+                        await self._run_records(tp, records, fetched_in)
+                await self._commit_pending()  # once per fetch, for every partition it advanced
                 await self._report_lag()
         finally:  # also when cancelled (again): commit what was handled, then leave the group
             await run_to_completion(self._close())
@@ -202,6 +192,21 @@ class ConsumerRunner:
 
     # -- one record ------------------------------------------------------------------------------
 
+    async def _run_records(self, tp: TopicPartition, records: list[ConsumerRecord], fetched_in: int) -> None:
+        for record in records:
+            if self._stopping.is_set():
+                return
+            async with self._lock:
+                if self._revocations != fetched_in or tp not in self._owned:
+                    return  # revoked meanwhile: the (new) owner refetches from the committed offset
+                try:
+                    await self._handle(record)
+                except _Transient:
+                    self._pause(tp, record.offset)  # not committed: fetched again after a backoff
+                    return
+                self._pending[tp] = record.offset + 1
+                self._outages.forget(tp)
+
     def _pause(self, tp: TopicPartition, offset: int) -> None:
         """Wait out an outage without spinning or leaving the group: rewind, pause, resume after a backoff."""
         with contextlib.suppress(IllegalStateError):  # unassigned meanwhile: the next owner refetches it
@@ -213,7 +218,7 @@ class ConsumerRunner:
         for tp in self._outages.due():
             if tp in self._owned:
                 self._consumer.resume(tp)
-        metrics.CONSUMER_PAUSED.labels(self.group_id).set(len(self._outages))
+        metrics.child(metrics.CONSUMER_PAUSED, self.group_id).set(len(self._outages))
 
     async def _handle(self, record: ConsumerRecord) -> None:
         topic = record.topic
@@ -236,11 +241,11 @@ class ConsumerRunner:
             except UndeclaredEmit:
                 raise  # a bug, not the record's fault: never retried nor dead-lettered (see ``transaction``)
             except PoisonEvent as exc:
-                metrics.EVENTS_FAILED.labels(self.group_id, topic).inc()
+                metrics.child(metrics.EVENTS_FAILED, self.group_id, topic).inc()
                 await self._dead_letter(record, "poison", str(exc), attempts=attempt, event=event)
                 return
             except Exception as exc:
-                metrics.EVENTS_FAILED.labels(self.group_id, topic).inc()
+                metrics.child(metrics.EVENTS_FAILED, self.group_id, topic).inc()
                 transient = is_transient(exc)
                 log.warning(
                     "handler failed (attempt %d): %s", attempt, describe(exc),
@@ -255,10 +260,10 @@ class ConsumerRunner:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
                 continue
-            metrics.HANDLER_SECONDS.labels(self.group_id, topic).observe(time.perf_counter() - started)
-            metrics.EVENTS_CONSUMED.labels(self.group_id, topic).inc()
+            metrics.child(metrics.HANDLER_SECONDS, self.group_id, topic).observe(time.perf_counter() - started)
+            metrics.child(metrics.EVENTS_CONSUMED, self.group_id, topic).inc()
             if duplicate:
-                metrics.EVENTS_DUPLICATE.labels(self.group_id, topic).inc()
+                metrics.child(metrics.EVENTS_DUPLICATE, self.group_id, topic).inc()
             if self._on_committed:
                 self._on_committed(record)
             return
@@ -282,76 +287,91 @@ class ConsumerRunner:
 
         Consumers ignore what they do not know (a new event type on a topic they read is additive); a record
         that cannot be decoded at all is a dead letter instead (``_handle``)."""
-        metrics.EVENTS_IGNORED.labels(self.group_id, topic, event.type).inc()
+        metrics.child(metrics.EVENTS_IGNORED, self.group_id, topic, event.type).inc()
         log.debug("event type not handled here; skipped", extra={"event_id": event.id, "topic": topic,
                                                                   "event_type": event.type})
 
-    # -- a batch of one partition's records ----------------------------------------------------------
+    # -- a fetch, in batches across its partitions -------------------------------------------------------
 
-    async def _run_batches(self, tp: TopicPartition, records: list[ConsumerRecord], fetched_in: int) -> None:
-        for start in range(0, len(records), self._batch_size):
-            chunk = records[start:start + self._batch_size]
+    async def _run_fetch(self, fetched: dict[TopicPartition, list[ConsumerRecord]], fetched_in: int) -> None:
+        """Every partition's records of one fetch, ``batch_size`` at most per transaction (``batching.chunks``)."""
+        stalled: set[TopicPartition] = set()  # paused by an outage in this fetch: their later records wait too
+        for chunk in chunks(fetched, self._batch_size):
             if self._stopping.is_set():
                 return
             async with self._lock:
-                if self._revocations != fetched_in or tp not in self._owned:
-                    return  # revoked meanwhile: the (new) owner refetches from the committed offset
+                if self._revocations != fetched_in:
+                    return  # revoked meanwhile: the (new) owners refetch from the committed offsets
+                chunk = [(tp, part) for tp, part in chunk if tp in self._owned and tp not in stalled]
+                if not chunk:
+                    continue
                 try:
-                    await self._handle_batch(tp, chunk)
+                    await self._handle_batch(chunk)
                 except _TransientAt as outage:
-                    self._pause(tp, outage.offset)  # not committed from there on: fetched again after a backoff
-                    return
-                self._outages.forget(tp)
+                    for tp, offset in outage.offsets.items():  # not committed from there on: fetched again later
+                        self._pause(tp, offset)
+                    stalled.update(outage.offsets)
+                    continue
+                for tp, _ in chunk:
+                    self._outages.forget(tp)
 
-    async def _handle_batch(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
-        """All of ``records`` in one transaction; on a record's fault, each record on its own instead."""
+    async def _handle_batch(self, chunk: Chunk) -> None:
+        """All of ``chunk``'s records in one transaction; on a record's fault, each record on its own instead."""
+        records = [r for _, part in chunk for r in part]
         try:
             events = [Envelope.from_kafka(r.key, r.value, r.headers) for r in records]
         except UndecodableEvent:
-            return await self._one_by_one(tp, records)
+            return await self._one_by_one(chunk)
         started = time.perf_counter()
         try:
             with batch_spans(records, events, self.group_id):  # a span per record, children of their traceparents
-                duplicates = await self._apply_batch(tp.topic, events, records)
+                duplicates = await self._apply_batch(events, records)
         except UndeclaredEmit:
             raise
         except Exception as exc:
-            metrics.EVENTS_FAILED.labels(self.group_id, tp.topic).inc()
+            for topic in topics_of(chunk):
+                metrics.child(metrics.EVENTS_FAILED, self.group_id, topic).inc()
             transient = is_transient(exc)
             log.warning("batch of %d failed: %s", len(records), describe(exc),
-                        extra={"topic": tp.topic, "partition": tp.partition, "offset": records[0].offset,
+                        extra={"partitions": {f"{tp.topic}:{tp.partition}": part[0].offset for tp, part in chunk},
                                "transient": transient})
             if transient:  # an outage: the whole batch waits, nothing of it was committed
-                raise _TransientAt(records[0].offset) from exc
-            return await self._one_by_one(tp, records)  # so that only the faulty record is dead-lettered
-        elapsed = time.perf_counter() - started
-        for _ in records:
-            metrics.HANDLER_SECONDS.labels(self.group_id, tp.topic).observe(elapsed / len(records))
-        metrics.EVENTS_CONSUMED.labels(self.group_id, tp.topic).inc(len(records))
-        if duplicates:
-            metrics.EVENTS_DUPLICATE.labels(self.group_id, tp.topic).inc(duplicates)
-        self._pending[tp] = records[-1].offset + 1
+                raise _TransientAt({tp: part[0].offset for tp, part in chunk}) from exc
+            return await self._one_by_one(chunk)  # so that only the faulty record is dead-lettered
+        self.stats.transactions += 1
+        per_event = (time.perf_counter() - started) / len(records)
+        for topic, n in topics_of(chunk).items():
+            metrics.observe_many(metrics.child(metrics.HANDLER_SECONDS, self.group_id, topic), per_event, n)
+            metrics.child(metrics.EVENTS_CONSUMED, self.group_id, topic).inc(n)
+        for topic, n in duplicates.items():
+            metrics.child(metrics.EVENTS_DUPLICATE, self.group_id, topic).inc(n)
+        for tp, part in chunk:
+            self._pending[tp] = part[-1].offset + 1
         if self._on_committed:
             for record in records:
                 self._on_committed(record)
 
-    async def _apply_batch(self, topic: str, events: list[Envelope[Any]], records: list[ConsumerRecord]) -> int:
-        """One transaction: claim, handle, stage the emitted events, commit. Returns the duplicates skipped."""
-        known: list[tuple[Envelope[Any], Handles]] = []
-        for event in events:
+    async def _apply_batch(self, events: list[Envelope[Any]], records: list[ConsumerRecord]) -> dict[str, int]:
+        """One transaction: claim, handle, stage the emitted events, commit. Returns the duplicates skipped,
+        per topic."""
+        known: list[tuple[Envelope[Any], Handles, ConsumerRecord]] = []
+        for event, record in zip(events, records, strict=True):
             if (handles := self.handlers.get(event.type)) is None:
-                self._ignore(event, topic)
+                self._ignore(event, record.topic)
             else:
-                known.append((event, handles))
+                known.append((event, handles, record))
         if not known:
-            return 0
+            return {}
+        duplicates: dict[str, int] = {}
         async with self._sessions() as session, session.begin():
-            fresh = await claim_events(session, self._processed, self.group_id, [e.id for e, _ in known])
+            fresh = await claim_events(session, self._processed, self.group_id, [e.id for e, _, _ in known])
             todo: list[tuple[Envelope[Any], Handles]] = []
-            for event, handles in known:
+            for event, handles, record in known:
                 if event.id in fresh:
                     fresh.discard(event.id)  # a repeat inside the batch is a duplicate too
                     todo.append((event, handles))
+                else:
+                    duplicates[record.topic] = duplicates.get(record.topic, 0) + 1
             ctx: BatchContext[Any] = self._context(
                 BatchContext, session, records={e.id: r for e, r in zip(events, records, strict=True)})
             # consecutive events sharing a batch handler go to it together; the others one by one, in order
@@ -363,15 +383,16 @@ class ConsumerRunner:
                     with span_of(event):  # the handler's logs and emits in the event's own span
                         await handles.handler(event, ctx.for_event(event))
             await ctx.flush()
-        return len(known) - len(todo)
+        return duplicates
 
-    async def _one_by_one(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
-        for record in records:
-            try:
-                await self._handle(record)
-            except _Transient as exc:
-                raise _TransientAt(record.offset) from exc
-            self._pending[tp] = record.offset + 1
+    async def _one_by_one(self, chunk: Chunk) -> None:
+        for i, (tp, part) in enumerate(chunk):
+            for record in part:
+                try:
+                    await self._handle(record)
+                except _Transient as exc:  # this partition from this record, the batch's later ones from their first
+                    raise _TransientAt({tp: record.offset} | {t: p[0].offset for t, p in chunk[i + 1:]}) from exc
+                self._pending[tp] = record.offset + 1
 
     async def _dead_letter(self, record: ConsumerRecord, reason: str, error: str, *, attempts: int,
                            event: Envelope[Any] | None = None) -> None:
@@ -386,7 +407,7 @@ class ConsumerRunner:
                 log.error("dead-letter publish failed, retrying: %s", exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
-        metrics.EVENTS_DEAD_LETTERED.labels(self.group_id, record.topic, reason).inc()
+        metrics.child(metrics.EVENTS_DEAD_LETTERED, self.group_id, record.topic, reason).inc()
         log.error(
             "record dead-lettered", extra={
                 "topic": record.topic, "partition": record.partition, "offset": record.offset,
@@ -404,6 +425,7 @@ class ConsumerRunner:
             return
         try:
             await self._consumer.commit(offsets)
+            self.stats.commits += 1
         except CommitFailedError as exc:  # rebalanced meanwhile: the new owner redelivers, handlers dedupe
             log.warning("offset commit failed after a rebalance: %s", exc)
         for tp, committed in offsets.items():

@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Table
+import functools
+from typing import Any
+
+from sqlalchemy import Table, bindparam
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import ReturningInsert
+
+
+@functools.lru_cache(maxsize=256)
+def _claim(processed: Table) -> ReturningInsert[Any]:
+    """The claim statement of a ``processed_events`` table, built once (building it costs more than running it)."""
+    return (
+        insert(processed)
+        .values(consumer=bindparam("claim_consumer"), event_id=bindparam("claim_event_id"))
+        .on_conflict_do_nothing()
+        .returning(processed.c.event_id)
+    )
 
 
 async def claim_event(session: AsyncSession, processed: Table, consumer: str, event_id: str) -> bool:
@@ -13,10 +28,5 @@ async def claim_event(session: AsyncSession, processed: Table, consumer: str, ev
     A concurrent duplicate blocks on the primary key until the first transaction ends, then sees the
     conflict: so a redelivered event changes nothing, even under races.
     """
-    stmt = (
-        insert(processed)
-        .values(consumer=consumer, event_id=event_id)
-        .on_conflict_do_nothing()
-        .returning(processed.c.event_id)
-    )
-    return (await session.execute(stmt)).first() is not None
+    result = await session.execute(_claim(processed), {"claim_consumer": consumer, "claim_event_id": event_id})
+    return result.first() is not None

@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import functools
 import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from leadbridge_contracts.envelope import Envelope
 from leadbridge_contracts.topics import topic_for
-from sqlalchemy import Table, func, select, text, update
+from pydantic import TypeAdapter
+from sqlalchemy import Table, TextClause, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from . import metrics
@@ -52,6 +53,7 @@ def outbox_row(event: Envelope[Any], topic: str | None = None) -> dict[str, Any]
             "value": event.kafka_value(), "headers": outbox_headers(event)}  # + the span's traceparent (tracing.py)
 
 
+_HEADERS = TypeAdapter(dict[str, str])
 _STAGE = ("WITH staged AS (INSERT INTO {table} (event_id, topic, key, value, headers) "
           "SELECT e, t, k, v, CAST(h AS jsonb) FROM unnest(CAST({} AS text[]), CAST({} AS text[]), CAST({} AS text[]), "
           "CAST({} AS bytea[]), CAST({} AS text[])) WITH ORDINALITY AS x(e, t, k, v, h, n) ORDER BY n RETURNING id) "
@@ -72,13 +74,19 @@ async def stage_events(db: AsyncSession | AsyncConnection | Any, outbox: Table,
     rows = [outbox_row(*(item if isinstance(item, tuple) else (item, None))) for item in events]
     if not rows:
         return
-    values = [*([r[c] for r in rows] for c in _PARAMS[:4]), [json.dumps(r["headers"]) for r in rows],
+    # the headers as JSON text for jsonb, by pydantic's encoder: ~5x json.dumps (jsonb stores the same value)
+    values = [*([r[c] for r in rows] for c in _PARAMS[:4]), [_HEADERS.dump_json(r["headers"]).decode() for r in rows],
               notify_channel(outbox.schema or "public")]
     if isinstance(db, AsyncSession | AsyncConnection):
-        sql = _STAGE.format(*(f":{p}" for p in _PARAMS), table=outbox.fullname)
-        await db.execute(text(sql), dict(zip(_PARAMS, values, strict=True)))
+        await db.execute(_stage_statement(outbox.fullname), dict(zip(_PARAMS, values, strict=True)))
     else:
         await db.execute(_STAGE.format(*(f"${i}" for i in range(1, 7)), table=outbox.fullname), *values)
+
+
+@functools.lru_cache(maxsize=256)
+def _stage_statement(table: str) -> TextClause:
+    """``_STAGE`` for SQLAlchemy, parsed once per outbox table (``text()`` parses its bind parameters each time)."""
+    return text(_STAGE.format(*(f":{p}" for p in _PARAMS), table=table))
 
 
 async def add_to_outbox(session: AsyncSession, outbox: Table, event: Envelope[Any], topic: str | None = None) -> None:

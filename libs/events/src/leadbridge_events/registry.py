@@ -54,7 +54,8 @@ def on(event: type[E], handler: Callable[[Envelope[E], HandlerContext[Any]], Awa
        batch: Callable[[list[Envelope[E]], BatchContext[Any]], Awaitable[None]] | None = None) -> Handles:
     """``event`` is handled by ``handler`` (and, when the runner consumes in batches, by ``batch``).
 
-    A batch handler gets the consecutive events of one partition that share it, in order, in one transaction.
+    A batch handler gets the consecutive events of a fetched batch that share it (from one or more partitions,
+    each partition's in order: a lead's events are all on one partition), in one transaction.
     """
     return Handles(event, handler, batch)
 

@@ -169,7 +169,7 @@ def _inject(span: Span | None = None) -> dict[str, str]:
 def outbox_headers(event: Any) -> dict[str, str]:
     """The outbox row's ``headers`` for ``event``: its CloudEvents headers, plus the traceparent of its span:
     the one ``staged_as`` gave it, else (batch path) the span of the event that caused it, else the current one."""
-    headers = {k: v.decode() for k, v in event.kafka_headers()}
+    headers: dict[str, str] = event.ce_headers()
     if _tracer is None:
         return headers
     spans = _spans_by_event.get()
@@ -264,12 +264,16 @@ def _process_span(record: Any, event: Any, group: str) -> Span:
                     "leadbridge.event_type": event.type})
 
 
-@contextlib.contextmanager
-def handling(record: Any, event: Any, group: str) -> Iterator[None]:
+_OFF: contextlib.AbstractContextManager[None] = contextlib.nullcontext()  # what the span helpers are when off
+
+
+def handling(record: Any, event: Any, group: str) -> contextlib.AbstractContextManager[None]:
     """Run one event's handler in a ``process <topic>`` span, a child of the record's traceparent."""
-    if _tracer is None:
-        yield
-        return
+    return _OFF if _tracer is None else _handling(record, event, group)
+
+
+@contextlib.contextmanager
+def _handling(record: Any, event: Any, group: str) -> Iterator[None]:
     span = _process_span(record, event, group)
     with trace.use_span(span, end_on_exit=True, record_exception=True, set_status_on_exception=True):
         yield
@@ -277,17 +281,21 @@ def handling(record: Any, event: Any, group: str) -> Iterator[None]:
 
 def span_of(event: Any) -> contextlib.AbstractContextManager[Any]:
     """Inside ``batch_spans``: make ``event``'s span the current one (its handler's logs and emits carry it)."""
+    if _tracer is None:
+        return _OFF
     span = _spans_by_event.get().get(event.id)
     return trace.use_span(span, end_on_exit=False) if span is not None else contextlib.nullcontext()
 
 
-@contextlib.contextmanager
-def batch_spans(records: list[Any], events: list[Any], group: str) -> Iterator[None]:
+def batch_spans(records: list[Any], events: list[Any], group: str) -> contextlib.AbstractContextManager[None]:
     """For a batch handled in one transaction: a ``process`` span per record, ended with the batch; an
     event staged meanwhile carries the span of the event that caused it (``causation_id``)."""
-    if _tracer is None:
-        yield
-        return
+    return _OFF if _tracer is None else _batch_spans(records, events, group)
+
+
+@contextlib.contextmanager
+def _batch_spans(records: list[Any], events: list[Any], group: str) -> Iterator[None]:
+    assert _tracer is not None
     spans = {e.id: _process_span(r, e, group) for r, e in zip(records, events, strict=False)}
     for span in spans.values():
         span.set_attribute("messaging.batch.message_count", len(records))
