@@ -35,10 +35,15 @@ DEFAULT_LOCK_TIMEOUT_MS = 10_000
 DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
 
 
-def make_engine(database_url: str, *, pool_size: int = 10, max_overflow: int = 10, pre_ping: bool = True,
+def make_engine(database_url: str, *, pool_size: int = 10, max_overflow: int = 10, pre_ping: bool = False,
                 lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS,
                 statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS) -> AsyncEngine:
-    """An engine whose errors hide bound parameters and whose sessions never wait without bound."""
+    """An engine whose errors hide bound parameters and whose sessions never wait without bound.
+
+    No pre-ping by default: it costs a round trip on every session checkout (~23% of a consumer batch's CPU
+    with small fetches, 8% of crm-sync's). A pooled connection found dead (the database restarted) raises a
+    disconnect error once; SQLAlchemy then invalidates the whole pool, and the caller's failure is transient
+    (``failures.is_transient``): the consumer pauses and retries, an API answers 503 with Retry-After."""
     server_settings = {"lock_timeout": str(lock_timeout_ms), "statement_timeout": str(statement_timeout_ms)}
     return create_async_engine(database_url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=pre_ping,
                                hide_parameters=True, connect_args={"server_settings": server_settings})

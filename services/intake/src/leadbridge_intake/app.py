@@ -86,9 +86,7 @@ SERVICE = Service(
     deps=build_context, on_start=(start_workers,), on_stop=(close_fetcher,),
     routers=(leads.router, webhooks.router, admin.router, quarantine.router, ops.router),
     customize=http_edge, operational_routes=False,  # ops.py: ready while the database is, Kafka or not
-    # no pre-ping: it costs a round trip per request; a dead pooled connection (database restarted) is
-    # handled by capture_in_transaction's retry and the pool's invalidation instead
-    engine_options={"pre_ping": False}, serve_options=serving,
+    serve_options=serving,  # engine without pre-ping (db.make_engine): capture_in_transaction retries a dead connection
     app_options={"edge_guard": False, "title": "LeadBridge intake", "version": "1.0.0",
                  "description": "Every lead from every channel, accepted once, never lost."},
 )
