@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 export UV_LINK_MODE ?= copy
 
-.PHONY: lint install helm up down env test test-unit schemas run demo bench bench-routing bench-sla bench-replicas bench-insights vendor-uplot wrk chaos help
+.PHONY: lint install helm up down env test test-unit schemas run demo bench bench-routing bench-sla bench-replicas bench-runner bench-insights vendor-uplot wrk chaos help
 
 help:
 	@echo "make lint   - the quality gate: ruff, then mypy (strict), both configured in pyproject.toml"
@@ -15,6 +15,7 @@ help:
 	@echo "make demo   - post a realistic mix of leads to a running system (make run) and print the outcome"
 	@echo "make bench  - intake throughput and capture->routed latency beside raw Kafka/PostgreSQL rates"
 	@echo "make bench-routing / make bench-sla - routing fairness and SLA timer benchmarks"
+	@echo "make bench-runner - the consumer runner's own CPU per event (decode, claim, outbox, commit, offsets)"
 	@echo "make chaos  - crash every part of a system of its own under load, then count lost leads (ARGS=\"--leads 500\"; ARGS=\"--brokers 3\": on a 3-broker cluster)"
 	@echo "make bench-insights - the managers' views API with 100,000 leads in the read model (p50/p95 per view)"
 	@echo "make vendor-uplot - re-fetch insights' vendored uPlot at its pinned version and check its integrity"
@@ -70,6 +71,9 @@ bench: install wrk
 
 bench-replicas: install
 	$(UV) run python benchmarks/bench_replicas.py
+
+bench-runner: install
+	$(UV) run python benchmarks/bench_runner.py $(BENCH_ARGS)
 
 bench-routing: install
 	$(UV) run python -m leadbridge_router.bench
