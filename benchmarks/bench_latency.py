@@ -197,7 +197,7 @@ async def relay_alone(pg_url: str, bootstrap: str, rates: list[float], seconds: 
                 async with RecordTimes(bootstrap, (LEAD_CAPTURED,)) as rec:
                     started = time.perf_counter()
 
-                    async def commit_one(i: int) -> None:
+                    async def commit_one(i: int, committed: dict[str, float] = committed) -> None:
                         lead = str(uuid.uuid4())
                         event = Envelope.of(LeadCaptured(lead_id=lead, captured_at=datetime.now(UTC), profile=profile),
                                             source="bench", lead_id=lead)
