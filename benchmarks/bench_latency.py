@@ -43,6 +43,7 @@ from leadbridge_contracts.topics import LEAD_CAPTURED, LEAD_ROUTED, LEAD_SCORED
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_system import ALL, start  # noqa: E402
+from loadgen import CpuMeter  # noqa: E402
 from probes import lead_body, pct  # noqa: E402
 from raw_rates import plain_dsn  # noqa: E402
 from stack import DURABLE, durable_postgres, kafka_broker  # noqa: E402
@@ -141,13 +142,16 @@ def hops_of(lead: str, posted: tuple[float, float], rec: RecordTimes,
     return dict(zip(HOPS, [posted[1] - posted[0], *diffs, t[-1] - t[0]], strict=True))
 
 
-async def measure(url: str, key: str, bootstrap: str, dsn: str, rate: float, seconds: float) -> None:
+async def measure(url: str, key: str, bootstrap: str, dsn: str, rate: float, seconds: float,
+                  pids: dict[str, int]) -> None:
     load = os.getloadavg()[0]
+    meter = CpuMeter(pids).start()
     async with RecordTimes(bootstrap) as rec:
         posted = await post_at(url, key, rate, seconds)
         deadline = time.time() + 30
         while time.time() < deadline and sum(("lead-routed", lead) in rec.seen for lead in posted) < len(posted):
             await asyncio.sleep(0.1)
+    used = meter.stop()
     ob = await outbox_times(dsn, list(posted))
     per: dict[str, list[float]] = defaultdict(list)
     complete = 0
@@ -164,6 +168,9 @@ async def measure(url: str, key: str, bootstrap: str, dsn: str, rate: float, sec
     for name in HOPS:
         for q in (0.50, 0.99):
             print(f"bench: hop_{name}_at_{tag}_p{int(q * 100)}={pct(per[name], q):.1f} ms", flush=True)
+    for name, cpu in used.items():  # CPU per lead: what the neighbours on the machine change least
+        print(f"bench: hop_cpu_per_lead_{name.replace('-', '_')}_at_{tag}={cpu * 1000 / max(len(posted), 1):.2f} ms",
+              flush=True)
 
 
 async def relay_alone(pg_url: str, bootstrap: str, rates: list[float], seconds: float, repeat: int) -> None:
@@ -243,10 +250,11 @@ async def run(args: argparse.Namespace) -> None:
         system, key, database_url = await start_with_url(pg.url, bootstrap, tuple(args.only.split(",")))
         try:
             url = system.url("intake")
-            await measure(url, key, bootstrap, plain_dsn(database_url), 5, 2)  # warm-up of every hop
+            pids = {name: svc.process.pid for name, svc in system.services.items()}
+            await measure(url, key, bootstrap, plain_dsn(database_url), 5, 2, pids)  # warm-up of every hop
             for _ in range(args.repeat):
                 for rate in (float(r) for r in args.rates.split(",")):
-                    await measure(url, key, bootstrap, plain_dsn(database_url), rate, args.seconds)
+                    await measure(url, key, bootstrap, plain_dsn(database_url), rate, args.seconds, pids)
         finally:
             system.stop()
 
