@@ -36,10 +36,9 @@ class GatedProducer(EventProducer):
         return [asyncio.ensure_future(gated(f)) for f in futures]
 
 
-async def write(backbone, topic, lead, seqs):
-    events = [activity(lead, s) for s in seqs]
-    for e in events:
-        async with backbone.sessions() as session, session.begin():
+async def write(backbone, topic, events):
+    async with backbone.sessions() as session, session.begin():  # one commit: the relay finds them all at once
+        for e in events:
             await add_to_outbox(session, backbone.outbox, e, topic=topic.name)
     return events
 
@@ -53,13 +52,13 @@ async def test_batches_in_flight_are_sent_once_in_order_and_marked_only_after_th
     relay = OutboxRelay(backbone.engine, backbone.outbox, producer, batch_size=4, max_in_flight_batches=3)
     task = asyncio.create_task(relay.run())
     try:
-        events = [e for lead in leads for e in await write(backbone, topic, lead, range(5))]  # 15 rows
+        events = await write(backbone, topic, [activity(lead, s) for lead in leads for s in range(5)])  # 15 rows
 
         async def three_batches_handed():
             return len(producer.handed) >= 12
 
         await wait_for(three_batches_handed)
-        await write(backbone, topic, leads[0], range(5, 7))  # NOTIFYs while three batches are in flight
+        await write(backbone, topic, [activity(leads[0], s) for s in range(5, 7)])  # a NOTIFY while three batches are in flight
         await asyncio.sleep(0.5)
         assert len(producer.handed) == 12, "no more than max_in_flight_batches batches in flight"
         assert len(set(producer.handed)) == 12, "a row in flight is never handed to the producer again"
