@@ -18,11 +18,12 @@ No head-of-line blocking: a row that fails for its own sake -- a record larger t
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from leadbridge_contracts.envelope import Envelope
 from leadbridge_contracts.topics import topic_for
@@ -33,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from . import metrics
 from .failures import describe, is_transient
 from .locks import LockClass, try_session_lock
-from .producer import EventProducer
+from .producer import EventProducer, acknowledged
 from .tracing import outbox_headers, publish_spans
 
 log = logging.getLogger("leadbridge.outbox")
@@ -95,11 +96,20 @@ async def add_to_outbox(session: AsyncSession, outbox: Table, event: Envelope[An
 
 
 class OutboxRelay:
-    """Publishes a schema's outbox to Kafka. Run ``run()`` as a background task; cancel to stop."""
+    """Publishes a schema's outbox to Kafka. Run ``run()`` as a background task; cancel to stop.
+
+    Pipelined: a pass selects the unsent rows not already in flight (id order, on the leader session: one
+    round trip), hands them to the producer without awaiting the broker, and goes on to the next NOTIFY while a
+    task of its own awaits the batch's acknowledgements and then marks it sent. Up to ``max_in_flight_batches``
+    batches are in flight; the producer keeps their order per partition. Rows are marked sent only after the
+    broker acknowledged them, in a commit that need not wait for its WAL flush (``synchronous_commit=off``:
+    a mark lost in a database crash republishes the rows, which consumers dedupe). Any failure lets every
+    batch in flight land, then the next pass is a serial one (``relay_once``: row by row on a record fault).
+    """
 
     def __init__(self, engine: AsyncEngine, outbox: Table, producer: EventProducer, *, batch_size: int = 500,
                  poll_interval: float = 1.0, retry_backoff: float = 0.5, max_backoff: float = 5.0,
-                 coalesce_seconds: float = 0.002, park_after_attempts: int = 5) -> None:
+                 coalesce_seconds: float = 0.0, park_after_attempts: int = 5, max_in_flight_batches: int = 4) -> None:
         self._engine = engine
         self._outbox = outbox
         self._producer = producer
@@ -110,10 +120,17 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self.schema = outbox.schema or "public"
         self.is_leader = False
-        self._coalesce = coalesce_seconds
+        self._coalesce = coalesce_seconds  # a pause after a NOTIFY, for a burst to share a batch (0: none)
         self._last_leader_check = float("-inf")
         self._park_after = park_after_attempts
         self._known_topics: set[str] = set()
+        self._max_flights = max(1, max_in_flight_batches)
+        self._flights: collections.deque[tuple[list[int], asyncio.Task[None]]] = collections.deque()
+        self._flying: set[int] = set()  # ids of the rows in flight: handed to the producer, not marked yet
+        self._serial = False  # after a failure: the next pass is relay_once's (fault handling, parking)
+        self._on_leader = asyncio.Lock()  # one statement at a time on the leader session: passes and marks
+        self._select = (f"SELECT id, topic, key, value, headers, attempts FROM {outbox.fullname} WHERE sent_at "
+                        "IS NULL AND parked_at IS NULL AND NOT id = ANY($1::bigint[]) ORDER BY id LIMIT $2")
 
     def use_producer(self, producer: EventProducer) -> None:
         """Publish through ``producer`` from now on (the runtime replaces a producer that never connected)."""
@@ -185,35 +202,115 @@ class OutboxRelay:
             raise ConnectionError("outbox relay lost its leader connection")
         now = asyncio.get_running_loop().time()
         if now - self._last_leader_check >= 1.0:
-            async with asyncio.timeout(10.0):
+            async with self._on_leader, asyncio.timeout(10.0):
                 await driver.fetchval("SELECT 1")
             self._last_leader_check = now
 
     async def _relay_forever(self, driver: Any) -> None:
         backoff = self._backoff
-        while True:
-            await self._check_leadership(driver)  # never relay without the lock: one active relay per schema
-            self._wake.clear()  # before reading: a NOTIFY (or a lost connection) from now on is not missed
-            try:
-                sent = await self.relay_once()
-                backoff = self._backoff
-            except (asyncio.CancelledError, KeyboardInterrupt):
-                raise
-            except Exception as exc:  # Kafka down or slow: keep the rows, try again
-                metrics.OUTBOX_PUBLISH_ERRORS.labels(self.schema).inc()
-                log.warning("outbox publish failed, will retry: %s", exc, extra={"schema": self.schema})
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self._max_backoff)
-                continue
-            if sent < self._batch:
-                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
-                # arrives as the event fires, and the relay would then outlive its service's shutdown
+        try:
+            while True:
+                await self._check_leadership(driver)  # never relay without the lock: one active relay per schema
+                self._wake.clear()  # before reading: a NOTIFY (or a lost connection) from now on is not missed
                 try:
-                    async with asyncio.timeout(self._poll):
-                        await self._wake.wait()
-                    await asyncio.sleep(self._coalesce)  # let a burst of commits share one batch
-                except TimeoutError:
-                    pass
+                    sent = await (self.relay_once() if self._serial else self._relay_pipelined(driver))
+                    self._serial = False
+                    backoff = self._backoff
+                except (asyncio.CancelledError, KeyboardInterrupt):
+                    raise
+                except Exception as exc:  # Kafka down or slow: keep the rows, try again
+                    await self._land_all()
+                    self._serial = True
+                    metrics.OUTBOX_PUBLISH_ERRORS.labels(self.schema).inc()
+                    log.warning("outbox publish failed, will retry: %s", exc, extra={"schema": self.schema})
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, self._max_backoff)
+                    continue
+                if sent < self._batch:
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
+                    # arrives as the event fires, and the relay would then outlive its service's shutdown
+                    try:
+                        async with asyncio.timeout(self._poll):
+                            await self._wake.wait()
+                        if self._coalesce:
+                            await asyncio.sleep(self._coalesce)  # let a burst of commits share one batch
+                    except TimeoutError:
+                        pass
+        finally:  # leadership lost or stopping: what is in flight is not marked; the next leader republishes it
+            for _, task in self._flights:
+                task.cancel()
+            await asyncio.gather(*(task for _, task in self._flights), return_exceptions=True)
+            self._flights.clear()
+            self._flying.clear()
+
+    async def _relay_pipelined(self, driver: Any) -> int:
+        """Hand the next batch of unsent rows not in flight to the producer; a task marks it once acknowledged."""
+        self._reap()
+        if len(self._flights) >= self._max_flights:
+            await asyncio.wait([self._flights[0][1]])
+            self._reap()
+        async with self._on_leader, asyncio.timeout(30.0):
+            found = await driver.fetch(self._select, list(self._flying), self._batch)
+        rows = [_Row(r["id"], r["topic"], r["key"], r["value"], _json(r["headers"]), r["attempts"]) for r in found]
+        if not rows:
+            if not self._flights:
+                metrics.OUTBOX_BACKLOG.labels(self.schema).set(0)
+                metrics.OUTBOX_OLDEST_AGE.labels(self.schema).set(0)
+            return 0
+        if {r.topic for r in rows} - self._known_topics:  # a topic seen first (or again): does it exist?
+            self._known_topics = await self._producer.topics()  # raises while Kafka is away: rows wait
+            if {r.topic for r in rows} - self._known_topics:
+                raise RowNotPublished("a row's topic is not in the cluster")  # relay_once finds and counts it
+        spans = contextlib.ExitStack()
+        headers = spans.enter_context(publish_spans(rows, self.schema))
+        try:
+            futures = await self._producer.enqueue_many_raw((r.topic, r.key.encode(), r.value, headers(r))
+                                                            for r in rows)
+        except BaseException as exc:
+            spans.__exit__(type(exc), exc, exc.__traceback__)
+            if is_transient(exc):
+                self._known_topics = set()  # a topic deleted meanwhile looks like a timeout: look again
+            raise
+        ids = [r.id for r in rows]
+        task = asyncio.create_task(self._land(driver, ids, futures, spans), name=f"outbox-flight-{self.schema}")
+        task.add_done_callback(self._on_landed)
+        self._flights.append((ids, task))
+        self._flying.update(ids)
+        return len(rows)
+
+    def _on_landed(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._wake.set()  # the loop reaps it at once and goes serial
+
+    async def _land(self, driver: Any, ids: list[int], futures: list[asyncio.Future[Any]],
+                    spans: contextlib.ExitStack) -> None:
+        """A batch in flight: await its acknowledgements, then mark it sent (one round trip on the leader session,
+        its commit not waiting for the WAL flush: a mark lost in a crash only republishes rows, deduped)."""
+        try:
+            await acknowledged(futures)
+        except BaseException as exc:
+            spans.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        spans.close()
+        ids_literal = "'{" + ",".join(str(int(i)) for i in ids) + "}'"  # ints only: safe to inline
+        async with self._on_leader, asyncio.timeout(30.0):  # one simple query, so SET LOCAL holds for the UPDATE
+            await driver.execute(f"SET LOCAL synchronous_commit = off; UPDATE {self._outbox.fullname} "
+                                 f"SET sent_at = now() WHERE id = ANY({ids_literal}::bigint[])")
+        metrics.OUTBOX_PUBLISHED.labels(self.schema).inc(len(ids))
+
+    def _reap(self) -> None:
+        """Forget the batches landed (in order); raise the failure of one that did not (its rows wait)."""
+        while self._flights and self._flights[0][1].done():
+            ids, task = self._flights.popleft()
+            self._flying.difference_update(ids)
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                raise exc
+
+    async def _land_all(self) -> None:
+        """Let every batch in flight land (marked, or left unsent on failure) before a serial pass."""
+        await asyncio.gather(*(task for _, task in self._flights), return_exceptions=True)
+        self._flights.clear()
+        self._flying.clear()
 
     async def relay_once(self) -> int:
         """Publish one batch of unsent rows in id order; returns how many rows it is done with.
@@ -295,6 +392,8 @@ class OutboxRelay:
         if not ids:
             return
         async with self._engine.begin() as conn:
+            # no wait for the WAL flush: a mark lost in a crash only republishes rows the broker has (deduped)
+            await conn.execute(text("SET LOCAL synchronous_commit = off"))
             await conn.execute(update(self._outbox).where(self._outbox.c.id.in_(ids)).values(sent_at=func.now()))
         metrics.OUTBOX_PUBLISHED.labels(self.schema).inc(len(ids))
 
@@ -311,6 +410,19 @@ class OutboxRelay:
         metrics.OUTBOX_BACKLOG.labels(self.schema).set(count)
         metrics.OUTBOX_OLDEST_AGE.labels(self.schema).set(float(age or 0))
         metrics.OUTBOX_PARKED.labels(self.schema).set(parked)
+
+
+class _Row(NamedTuple):
+    id: int
+    topic: str
+    key: str
+    value: bytes
+    headers: dict[str, str]
+    attempts: int
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str | bytes) else value
 
 
 class RowNotPublished(Exception):

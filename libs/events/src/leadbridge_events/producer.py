@@ -23,7 +23,9 @@ class EventProducer:
             client_id=client_id,
             enable_idempotence=True,
             acks="all",
-            linger_ms=kafka_options.pop("linger_ms", 2),
+            # 0: a lone record goes out at once; records sent while a request is in flight (one per broker)
+            # are batched anyway, so lingering only adds latency at low load
+            linger_ms=kafka_options.pop("linger_ms", 0),
             # a relay batch of 500 events fits in a few requests per partition, not one per 16 KiB
             max_batch_size=kafka_options.pop("max_batch_size", 256 * 1024),
             request_timeout_ms=request_timeout_ms,
@@ -71,7 +73,17 @@ class EventProducer:
 
         Order per partition is kept by the idempotent producer; the call fails if any send fails.
         """
-        futures = []
+        return await acknowledged(await self.enqueue_many_raw(records))
+
+    async def enqueue_many_raw(self, records: Iterable[tuple[str, bytes | None, bytes | None, Sequence[tuple[str, bytes]]]]
+                               ) -> list[asyncio.Future[RecordMetadata]]:
+        """Hand (topic, key, value, headers) records to the producer in order, without awaiting the broker.
+
+        Returns one future per record (``acknowledged`` awaits them). Records enqueued by later calls go out
+        after these on each partition (the idempotent producer keeps the order). Raises at once for a record
+        the producer refuses (e.g. larger than ``max_request_size``); the records before it are on their way.
+        """
+        futures: list[asyncio.Future[RecordMetadata]] = []
         for topic, key, value, headers in records:
             await self._slots.acquire()
             try:
@@ -81,4 +93,13 @@ class EventProducer:
                 raise
             fut.add_done_callback(lambda _f: self._slots.release())
             futures.append(fut)
-        return list(await asyncio.gather(*futures))
+        return futures
+
+
+async def acknowledged(futures: Sequence[asyncio.Future[RecordMetadata]]) -> list[RecordMetadata]:
+    """Await every record's acknowledgement (all of them, even when one fails); raise the first failure."""
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return list(results)

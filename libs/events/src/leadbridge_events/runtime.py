@@ -82,8 +82,9 @@ class ServiceRuntime:
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(self.engine)
         self.outbox: Table = metadata.tables[f"{metadata.schema}.outbox"]
         self.processed: Table = metadata.tables[f"{metadata.schema}.processed_events"]
-        self.producer = EventProducer(settings.kafka_bootstrap_servers, client_id=name)
-        self.relay = OutboxRelay(self.engine, self.outbox, self.producer)
+        self.producer = self._new_producer()
+        self.relay = OutboxRelay(self.engine, self.outbox, self.producer,
+                                 max_in_flight_batches=settings.outbox_max_in_flight_batches)
         self.runner: ConsumerRunner | None = None
         self.migrations = migrations
         self._runner_options = runner_options
@@ -122,7 +123,7 @@ class ServiceRuntime:
                 log.warning("kafka not reachable yet: %s", exc)
                 with contextlib.suppress(Exception):
                     await self.producer.stop()
-                self.producer = EventProducer(self.settings.kafka_bootstrap_servers, client_id=self.name)
+                self.producer = self._new_producer()
                 self.relay.use_producer(self.producer)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -133,6 +134,10 @@ class ServiceRuntime:
         if len(self.handlers):
             self._consumer_task = asyncio.create_task(self._consume_forever(), name=f"{self.name}-consumer")
             self._tasks.append(self._consumer_task)
+
+    def _new_producer(self) -> EventProducer:
+        return EventProducer(self.settings.kafka_bootstrap_servers, client_id=self.name,
+                             linger_ms=self.settings.kafka_producer_linger_ms)
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         """Run a service's own background loop (a timer, a fetcher, a scheduler) for the runtime's lifetime.

@@ -32,6 +32,11 @@ class BackboneSettings(BaseSettings):
     # batch consumption: a partition's fetched records handled in one transaction (1 = one per record)
     consumer_batch_size: int = Field(default=500, ge=1, le=10000, validation_alias="CONSUMER_BATCH_SIZE")
     consumer_batch_wait_ms: int = Field(default=200, ge=1, le=10000, validation_alias="CONSUMER_BATCH_WAIT_MS")
+    # the outbox relay: batches handed to the producer while earlier ones await their acknowledgements, and the
+    # producer's linger (0: a lone record goes out at once; records sent while a request is in flight are
+    # batched anyway) -- see docs/backbone.md
+    outbox_max_in_flight_batches: int = Field(default=4, ge=1, le=64, validation_alias="OUTBOX_MAX_IN_FLIGHT_BATCHES")
+    kafka_producer_linger_ms: int = Field(default=0, ge=0, le=1000, validation_alias="KAFKA_PRODUCER_LINGER_MS")
     # every pooled connection: how long a statement may wait for a lock, and run, before it is cancelled (0: no limit)
     db_lock_timeout_ms: int = Field(default=10_000, ge=0, validation_alias="DB_LOCK_TIMEOUT_MS")
     db_statement_timeout_ms: int = Field(default=30_000, ge=0, validation_alias="DB_STATEMENT_TIMEOUT_MS")
