@@ -180,8 +180,9 @@ async def relay_alone(pg_url: str, bootstrap: str, rates: list[float], seconds: 
     from leadbridge_contracts.events import LeadCaptured
     from leadbridge_events.admin import ensure_topics
     from leadbridge_events.db import add_backbone_tables, create_schema, make_engine
-    from leadbridge_events.outbox import OutboxRelay, stage_events
+    from leadbridge_events.outbox import stage_events
     from leadbridge_events.producer import EventProducer
+    from leadbridge_events.relay import OutboxRelay
     from leadbridge_intake.submission import LeadSubmission
     from sqlalchemy import MetaData
 

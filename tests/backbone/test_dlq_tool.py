@@ -12,7 +12,8 @@ from leadbridge_events.admin import ensure_topics
 from leadbridge_events.consumer import PoisonEvent
 from leadbridge_events.dlq import DLQ_ACTIONS
 from leadbridge_events.dlq_cli import run
-from leadbridge_events.outbox import OutboxRelay, add_to_outbox
+from leadbridge_events.outbox import add_to_outbox
+from leadbridge_events.relay import OutboxRelay
 from leadbridge_events.settings import BackboneSettings
 from leadbridge_events.testing import collect_records
 from sqlalchemy import select

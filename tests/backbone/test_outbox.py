@@ -12,8 +12,9 @@ from leadbridge_devstack.pytest_plugin import start_local_broker
 from leadbridge_events import metrics
 from leadbridge_events.admin import ensure_topics
 from leadbridge_events.consumer import ConsumerRunner
-from leadbridge_events.outbox import OutboxRelay, add_to_outbox
+from leadbridge_events.outbox import add_to_outbox
 from leadbridge_events.producer import EventProducer
+from leadbridge_events.relay import OutboxRelay
 from sqlalchemy import func, select
 
 from .samples import activity_handlers

@@ -7,7 +7,8 @@ import uuid
 
 import pytest
 from leadbridge_events import metrics
-from leadbridge_events.outbox import OutboxRelay, add_to_outbox
+from leadbridge_events.outbox import add_to_outbox
+from leadbridge_events.relay import OutboxRelay
 from leadbridge_events.testing import collect_records
 from sqlalchemy import func, select
 

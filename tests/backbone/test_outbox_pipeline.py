@@ -6,8 +6,9 @@ import asyncio
 import uuid
 
 import pytest
-from leadbridge_events.outbox import OutboxRelay, add_to_outbox
+from leadbridge_events.outbox import add_to_outbox
 from leadbridge_events.producer import EventProducer
+from leadbridge_events.relay import OutboxRelay
 from leadbridge_events.testing import collect_records
 
 from .test_consumer_runner import activity, wait_for

@@ -6,7 +6,7 @@ import asyncio
 import uuid
 
 import pytest
-from leadbridge_events.outbox import OutboxRelay
+from leadbridge_events.relay import OutboxRelay
 from sqlalchemy import text
 
 from .test_consumer_runner import wait_for

@@ -13,7 +13,8 @@ import pytest
 from leadbridge_contracts.envelope import Envelope
 from leadbridge_events import tracing
 from leadbridge_events.logs import configure_logging
-from leadbridge_events.outbox import OutboxRelay, add_to_outbox, stage_events
+from leadbridge_events.outbox import add_to_outbox, stage_events
+from leadbridge_events.relay import OutboxRelay
 from leadbridge_events.testing import recorded_spans
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind

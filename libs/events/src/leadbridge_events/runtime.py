@@ -26,9 +26,9 @@ from .clock import Clock, utcnow
 from .consumer import ConsumerRunner
 from .db import create_schema, make_engine, session_factory
 from .migrations import migrate
-from .outbox import OutboxRelay
 from .producer import EventProducer
 from .registry import EventHandlers
+from .relay import OutboxRelay
 from .settings import BackboneSettings
 from .shutdown import run_to_completion, stop_on_signals
 from .transaction import Transaction, UndeclaredEmit, open_transaction
