@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .express import ExpressSettings
 from .tokens import AuthSettings
 
 
@@ -32,6 +33,8 @@ class BackboneSettings(BaseSettings):
     # batch consumption: a partition's fetched records handled in one transaction (1 = one per record)
     consumer_batch_size: int = Field(default=500, ge=1, le=10000, validation_alias="CONSUMER_BATCH_SIZE")
     consumer_batch_wait_ms: int = Field(default=200, ge=1, le=10000, validation_alias="CONSUMER_BATCH_WAIT_MS")
+    # the express lane: a new lead's first event ahead of a backlog (EXPRESS_* variables, see leadbridge_events.express)
+    express: ExpressSettings = Field(default_factory=ExpressSettings)
     # every pooled connection: how long a statement may wait for a lock, and run, before it is cancelled (0: no limit)
     db_lock_timeout_ms: int = Field(default=10_000, ge=0, validation_alias="DB_LOCK_TIMEOUT_MS")
     db_statement_timeout_ms: int = Field(default=30_000, ge=0, validation_alias="DB_STATEMENT_TIMEOUT_MS")
