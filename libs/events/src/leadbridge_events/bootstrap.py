@@ -34,11 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from leadbridge_contracts.events import EventData
 from sqlalchemy import MetaData
 
 from .auth import protected_app
 from .clock import Clock, utcnow
 from .db import make_engine
+from .express import run_express_lane
 from .http import add_operational_routes
 from .logs import configure_logging
 from .migrations import Migrations, migrations_dir
@@ -111,6 +113,8 @@ class Service:
     startup_errors: tuple[type[Exception], ...] = ()  # a bad file: main prints it and exits 2
     operational_routes: bool = True  # /healthz, /readyz, /metrics and the 503 error handlers (http.py)
     clock: Clock = utcnow
+    # event types whose first-of-lead records an express lane handles ahead of a backlog (express.py)
+    express: Sequence[type[EventData]] = ()
 
     def with_(self, **changes: Any) -> Service:
         return dataclasses.replace(self, **changes)
@@ -159,6 +163,8 @@ class Service:
                     tune_gc_for_serving()
                 for task in self.tasks:
                     runtime.spawn(task(runtime, wiring.deps), name=f"{self.name}-{task.__name__}")
+                if self.express and self.handlers is not None and wiring.settings.express.enabled:
+                    runtime.spawn(run_express_lane(runtime, self.express), name=f"{self.name}-express")
                 yield runtime
         finally:
             for hook in self.on_stop:

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .express import ExpressSettings
 from .tokens import AuthSettings
 
 
@@ -37,6 +38,8 @@ class BackboneSettings(BaseSettings):
     # batched anyway) -- see docs/backbone.md
     outbox_max_in_flight_batches: int = Field(default=4, ge=1, le=64, validation_alias="OUTBOX_MAX_IN_FLIGHT_BATCHES")
     kafka_producer_linger_ms: int = Field(default=0, ge=0, le=1000, validation_alias="KAFKA_PRODUCER_LINGER_MS")
+    # the express lane: a new lead's first event ahead of a backlog (EXPRESS_* variables, see leadbridge_events.express)
+    express: ExpressSettings = Field(default_factory=ExpressSettings)
     # every pooled connection: how long a statement may wait for a lock, and run, before it is cancelled (0: no limit)
     db_lock_timeout_ms: int = Field(default=10_000, ge=0, validation_alias="DB_LOCK_TIMEOUT_MS")
     db_statement_timeout_ms: int = Field(default=30_000, ge=0, validation_alias="DB_STATEMENT_TIMEOUT_MS")

@@ -15,6 +15,7 @@ from typing import Any
 
 from leadbridge_contracts.envelope import Envelope
 from leadbridge_contracts.events import LeadActivityRecorded, LeadCaptured, LeadProfile
+from leadbridge_events.express import first_of_lead
 from leadbridge_events.locks import LockClass, xact_lock
 from leadbridge_events.transaction import Transaction, Transactions
 from sqlalchemy import and_, literal, or_, select, update
@@ -124,8 +125,9 @@ async def capture_lead(
         channel=profile.channel, is_test=profile.is_test, status="test" if profile.is_test else "captured",
         activity_count=0, profile=profile.model_dump(mode="json"), dedupe_key=dedupe_key, status_detail={},
     )
-    event = Envelope.of(LeadCaptured(lead_id=new_id, captured_at=now, profile=profile, dedupe_key=dedupe_key),
-                        source=SOURCE, lead_id=new_id, time=now)
+    event = first_of_lead(Envelope.of(  # a lead minted here: no earlier event of it exists (express lane)
+        LeadCaptured(lead_id=new_id, captured_at=now, profile=profile, dedupe_key=dedupe_key),
+        source=SOURCE, lead_id=new_id, time=now))
     await _write_with_event(tx, [row], event)
     return CaptureResult(new_id, "captured", event_id=event.id)
 

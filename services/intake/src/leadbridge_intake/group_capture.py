@@ -25,6 +25,7 @@ from typing import Any
 
 from leadbridge_contracts.envelope import Envelope
 from leadbridge_contracts.events import LeadActivityRecorded, LeadCaptured, LeadProfile
+from leadbridge_events.express import first_of_lead
 from leadbridge_events.locks import LockClass, object_key
 from leadbridge_events.outbox import stage_events
 from leadbridge_events.tracing import current_context, staged_as
@@ -139,8 +140,9 @@ async def capture_group(conn: Any, members: list[Member]) -> list[CaptureResult]
             lead_id = new_ids[i]
             leads.append((lead_id, m.now, p.contact.email, p.contact.phone, p.source, p.channel, p.is_test,
                           json.dumps(p.model_dump(mode="json")), m.dedupe_key))
-            event = Envelope.of(LeadCaptured(lead_id=lead_id, captured_at=m.now, profile=p, dedupe_key=m.dedupe_key),
-                                source=SOURCE, lead_id=lead_id, time=m.now)
+            event = first_of_lead(Envelope.of(  # a lead minted here: its first event (express lane)
+                LeadCaptured(lead_id=lead_id, captured_at=m.now, profile=p, dedupe_key=m.dedupe_key),
+                source=SOURCE, lead_id=lead_id, time=m.now))
             results[i] = CaptureResult(lead_id, "captured", event_id=event.id)
         events.append(event)
         traces[event.id] = m.trace

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends
+from leadbridge_contracts.events import LeadScored
 from leadbridge_events.auth import scopes_by_method
 from leadbridge_events.bootstrap import Service, Wiring
 from leadbridge_events.locks import LockClass, xact_lock
@@ -52,5 +53,6 @@ SERVICE = Service(
     name="router", settings=RouterSettings, metadata=db.metadata, migrations=db.MIGRATIONS,
     handlers=handlers.HANDLERS,
     on_start=(roster_at_start,), tasks=(hold_scheduler,), routers=(roster_api,),
+    express=(LeadScored,),  # a new lead's first score is routed at once, even behind a backlog (express lane)
 )
 create_app = SERVICE.create_app

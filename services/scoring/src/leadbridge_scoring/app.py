@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
+from leadbridge_contracts.events import LeadCaptured
 from leadbridge_events.auth import require_scopes
 from leadbridge_events.bootstrap import Service, Wiring
 from leadbridge_events.runtime import ServiceRuntime
@@ -34,6 +35,7 @@ SERVICE = Service(
     # the handlers reach the model as ctx.deps (a Rescorer); a bad model file: ModelError, nothing starts
     deps=lambda settings: Rescorer(load_model(settings.model_path)),
     routers=(model_routes,), startup_errors=(ModelError,),
+    express=(LeadCaptured,),  # a new lead's capture is scored at once, even behind a backlog (express lane)
 )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from leadbridge_contracts.envelope import Envelope
 from leadbridge_contracts.events import FollowUpLogged, LeadActivityRecorded, LeadCaptured, LeadScored
+from leadbridge_events.express import first_of_lead
 from leadbridge_events.registry import EventHandlers, on
 from leadbridge_events.transaction import BatchContext, HandlerContext
 
@@ -36,9 +37,15 @@ def recorded_activity(data: LeadActivityRecorded) -> Activity:
                     form_type=data.form_type, channel=data.channel, campaign=data.campaign, asset=data.asset)
 
 
+def scored_event(scored: LeadScored, cause: Envelope[Any]) -> Envelope[LeadScored]:
+    """The lead-scored envelope; a lead's first score (no previous stage) is marked first-of-lead (express lane)."""
+    event = Envelope.of(scored, source=SOURCE, lead_id=scored.lead_id, caused_by=cause)
+    return first_of_lead(event) if scored.previous_stage is None else event
+
+
 async def _emit_scored(ctx: HandlerContext[Rescorer], scored: LeadScored | None, cause: Envelope[Any]) -> None:
     if scored is not None:
-        await ctx.emit(Envelope.of(scored, source=SOURCE, lead_id=scored.lead_id, caused_by=cause))
+        await ctx.emit(scored_event(scored, cause))
 
 
 async def on_lead_captured(event: Envelope[LeadCaptured], ctx: HandlerContext[Rescorer]) -> None:
@@ -75,7 +82,7 @@ async def on_lead_events(events: list[Envelope[Any]], ctx: BatchContext[Rescorer
             if data.lead_id not in scored:  # scoring knew it already (a replayed capture): the usual path
                 await one(event)
             elif (result := scored[data.lead_id]) is not None:
-                await ctx.emit(Envelope.of(result, source=SOURCE, lead_id=result.lead_id, caused_by=event))
+                await ctx.emit(scored_event(result, event))
         waiting.clear()
 
     for event in events:

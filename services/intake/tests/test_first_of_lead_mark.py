@@ -1,0 +1,31 @@
+"""Intake marks the lead-captured of a newly minted lead as first-of-lead (the express lane's header), on both
+capture paths; a repeat person's lead-activity-recorded (an existing lead) is never marked."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from leadbridge_intake.tables import outbox
+from leadbridge_intake.testing import make_settings, new_key, running
+from sqlalchemy import select
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("group_commit_max", [256, 0])  # group commit, and one transaction per capture
+async def test_new_leads_are_marked_first_of_lead_and_repeat_activity_is_not(
+        fresh_database_url, kafka_bootstrap, group_commit_max):
+    settings = make_settings(fresh_database_url, kafka_bootstrap, group_commit_max=group_commit_max)
+    async with running(settings) as (client, app):
+        h = {"X-API-Key": await new_key(client)}
+        email = f"mark.{uuid.uuid4().hex[:8]}@example.com"
+        first = await client.post("/v1/leads", headers=h, json={"email": email, "form_type": "demo_request"})
+        again = await client.post("/v1/leads", headers=h, json={"email": email, "form_type": "pricing"})
+        assert (first.json()["status"], again.json()["status"]) == ("accepted", "activity_recorded")
+        lead_id = first.json()["lead_id"]
+        async with app.state.runtime.sessions() as s:
+            rows = (await s.execute(select(outbox.c.headers).where(outbox.c.key == lead_id)
+                                    .order_by(outbox.c.id))).scalars().all()
+    assert [(r["ce_type"], r.get("ce_firstoflead")) for r in rows] == [
+        ("io.leadbridge.lead-captured", "true"), ("io.leadbridge.lead-activity-recorded", None)]

@@ -1,0 +1,214 @@
+"""The express lane, against the real broker and database: a fresh first-of-lead event is handled while the
+main group is far behind, the main runner later skips it (one effect, one outbox row); an unmarked, stale or
+not-behind event is left to the main runner; an express failure leaves the event to the main runner."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from aiokafka.partitioner import murmur2
+from leadbridge_contracts.envelope import Envelope
+from leadbridge_contracts.events import LeadActivityRecorded, LeadCaptured, LeadProfile
+from leadbridge_events.consumer import ConsumerRunner
+from leadbridge_events.express import ExpressLane, ExpressSettings, first_of_lead, is_first_of_lead
+from leadbridge_events.outbox import outbox_row
+from leadbridge_events.registry import EventHandlers, on
+from prometheus_client import REGISTRY
+from sqlalchemy import func, select
+
+from .test_consumer_runner import _ge, count_effects, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def capture(lead_id: str, *, marked: bool = True, age: float = 0.0) -> Envelope:
+    at = datetime.now(UTC) - timedelta(seconds=age)
+    event = Envelope.of(LeadCaptured(lead_id=lead_id, captured_at=at, profile=LeadProfile()), source="intake",
+                        lead_id=lead_id, time=at)
+    return first_of_lead(event) if marked else event
+
+
+def partition_of(lead_id: str, partitions: int) -> int:
+    return (murmur2(lead_id.encode()) & 0x7FFFFFFF) % partitions  # the producer's default partitioner
+
+
+def leads_on(partition: int, partitions: int, n: int) -> list[str]:
+    found: list[str] = []
+    while len(found) < n:
+        lead = f"lead-{uuid.uuid4()}"
+        if partition_of(lead, partitions) == partition:
+            found.append(lead)
+    return found
+
+
+def skipped(group: str, topic: str, reason: str) -> float:
+    return REGISTRY.get_sample_value("leadbridge_express_skipped_total",
+                                     {"group": group, "topic": topic, "reason": reason}) or 0.0
+
+
+def handled(group: str, topic: str) -> float:
+    return REGISTRY.get_sample_value("leadbridge_express_handled_total", {"group": group, "topic": topic}) or 0.0
+
+
+async def _reaches(read, n: float) -> bool:
+    return bool(read() >= n)
+
+
+class Stage:
+    """A main runner (not started: the main group is 'far behind') and its express lane, on the test topic."""
+
+    def __init__(self, backbone, producer, kafka_bootstrap, topic, group, *, fail_first: set[str] | None = None,
+                 **settings) -> None:
+        self.backbone, self.topic, self.group = backbone, topic, group
+        self.calls: dict[str, int] = {}
+        fail_first = fail_first if fail_first is not None else set()
+
+        async def handler(event, ctx):
+            self.calls[event.lead_id] = self.calls.get(event.lead_id, 0) + 1
+            if event.lead_id in fail_first and self.calls[event.lead_id] == 1:
+                raise RuntimeError("the first attempt fails")
+            await ctx.session.execute(backbone.effects.insert().values(event_id=event.id, lead_id=event.lead_id))
+            await ctx.emit(Envelope.of(LeadActivityRecorded(lead_id=event.lead_id, activity_id="echo",
+                                                            occurred_at=datetime.now(UTC), kind="echo"),
+                                       source="test", lead_id=event.lead_id), topic=topic.name + "-out")
+
+        self.handlers = EventHandlers(on(LeadCaptured, handler), on(LeadActivityRecorded, handler),
+                                      emits=(LeadActivityRecorded,))
+        self.runner = ConsumerRunner(
+            bootstrap_servers=kafka_bootstrap, group_id=group, handlers=self.handlers, topics=[topic.name],
+            sessions=backbone.sessions, processed=backbone.processed, outbox=backbone.outbox, producer=producer,
+            backoff_seconds=0.01, batch_size=50)
+        self.lane = ExpressLane(bootstrap_servers=kafka_bootstrap, group_id=group, handlers=self.handlers,
+                                types=["lead-captured"], runner=lambda: self.runner, topics=[topic.name],
+                                settings=ExpressSettings(**{"max_age_seconds": 5, "min_lag": 20, **settings}))
+        self._tasks: list[asyncio.Task] = []
+
+    async def start_lane(self) -> None:
+        self._tasks.append(asyncio.create_task(self.lane.run()))
+        await self.lane.wait_assigned()
+
+    async def start_main(self) -> None:
+        self._main = asyncio.create_task(self.runner.run())
+        self._tasks.append(self._main)
+
+    async def stop(self) -> None:
+        if not hasattr(self, "_main"):
+            await self.start_main()  # so that its consumer is closed too
+        self.lane.stop()
+        self.runner.stop()
+        await asyncio.gather(*self._tasks)
+
+    async def effects_of(self, lead_id: str) -> int:
+        return await count_effects(self.backbone, lead_id=lead_id)
+
+    async def outbox_rows(self, lead_id: str) -> int:
+        async with self.backbone.engine.connect() as conn:
+            return (await conn.execute(select(func.count()).select_from(self.backbone.outbox)
+                                       .where(self.backbone.outbox.c.key == lead_id))).scalar_one()
+
+
+async def _backlog(producer, topic, partition: int, n: int) -> list[Envelope]:
+    """``n`` unmarked events of other leads on ``partition``: the main group is at least ``n`` behind there."""
+    events = [capture(lead, marked=False) for lead in leads_on(partition, topic.partitions, n)]
+    await producer.send_many_raw((topic.name, e.lead_id.encode(), e.kafka_value(), e.kafka_headers()) for e in events)
+    return events
+
+
+def test_the_mark_travels_in_the_headers_and_the_outbox_row():
+    event = capture("lead-1", marked=False)
+    marked = first_of_lead(event)
+    assert is_first_of_lead(marked.kafka_headers()) and not is_first_of_lead(event.kafka_headers())
+    assert outbox_row(marked)["headers"]["ce_firstoflead"] == "true"
+    assert "ce_firstoflead" not in outbox_row(event)["headers"]
+    assert (marked.id, marked.type, marked.lead_id, marked.data) == (event.id, event.type, event.lead_id, event.data)
+    assert marked.kafka_value() == event.kafka_value() and first_of_lead(marked) is marked
+    decoded = Envelope.from_kafka(marked.kafka_key(), marked.kafka_value(), marked.kafka_headers())
+    assert decoded.id == event.id  # consumers that do not know the mark ignore it
+
+
+async def test_a_fresh_first_event_is_handled_ahead_of_the_backlog_and_then_skipped_by_the_main_runner(
+        backbone, producer, kafka_bootstrap, topic, unique_name):
+    stage = Stage(backbone, producer, kafka_bootstrap, topic, unique_name)
+    await stage.start_lane()
+    try:
+        fresh = f"lead-{uuid.uuid4()}"
+        partition = partition_of(fresh, topic.partitions)
+        backlog = await _backlog(producer, topic, partition, 30)
+        plain, stale = leads_on(partition, topic.partitions, 2)
+        await producer.send(capture(plain, marked=False), topic=topic.name)  # not marked first-of-lead
+        await producer.send(capture(stale, age=60), topic=topic.name)  # marked, but a minute old
+        await producer.send(capture(fresh), topic=topic.name)
+        await wait_for(lambda: _ge(stage.effects_of(fresh), 1), timeout=20)
+        await asyncio.sleep(0.5)
+        assert await count_effects(backbone) == 1  # nothing else: the main runner has not started
+        assert handled(unique_name, topic.name) == 1
+        assert skipped(unique_name, topic.name, "stale") == 1
+        assert skipped(unique_name, topic.name, "not_first") >= 31
+        async with backbone.engine.connect() as conn:  # claimed under the MAIN group's id
+            consumers = (await conn.execute(select(backbone.processed.c.consumer))).scalars().all()
+        assert consumers == [unique_name]
+
+        await stage.start_main()
+        total = len(backlog) + 3
+        await wait_for(lambda: _ge(count_effects(backbone), total))
+        await asyncio.sleep(1.0)
+        assert await count_effects(backbone) == total
+        assert await stage.effects_of(fresh) == 1 and stage.calls[fresh] == 1  # the main runner skipped it
+        assert await stage.outbox_rows(fresh) == 1  # one emitted event, not two
+    finally:
+        await stage.stop()
+
+
+async def test_the_lane_leaves_events_to_a_main_runner_that_keeps_up(
+        backbone, producer, kafka_bootstrap, topic, unique_name):
+    stage = Stage(backbone, producer, kafka_bootstrap, topic, unique_name)
+    await stage.start_main()
+    await stage.runner.wait_assigned()
+    await stage.start_lane()
+    try:
+        leads = [f"lead-{uuid.uuid4()}" for _ in range(5)]
+        for lead in leads:
+            await producer.send(capture(lead), topic=topic.name)
+        await wait_for(lambda: _ge(count_effects(backbone), len(leads)))
+        await asyncio.sleep(0.5)
+        assert handled(unique_name, topic.name) == 0
+        assert skipped(unique_name, topic.name, "main_not_behind") == len(leads)
+        assert await count_effects(backbone) == len(leads)
+    finally:
+        await stage.stop()
+
+
+async def test_an_express_failure_leaves_the_event_to_the_main_runner(
+        backbone, producer, kafka_bootstrap, topic, unique_name):
+    fresh = f"lead-{uuid.uuid4()}"
+    stage = Stage(backbone, producer, kafka_bootstrap, topic, unique_name, fail_first={fresh})
+    await stage.start_lane()
+    try:
+        backlog = await _backlog(producer, topic, partition_of(fresh, topic.partitions), 30)
+        await producer.send(capture(fresh), topic=topic.name)
+        await wait_for(lambda: _reaches(lambda: skipped(unique_name, topic.name, "failed"), 1), timeout=20)
+        assert await stage.effects_of(fresh) == 0  # rolled back, not retried, not dead-lettered by the lane
+        await stage.start_main()
+        await wait_for(lambda: _ge(count_effects(backbone), len(backlog) + 1))
+        await asyncio.sleep(0.5)
+        assert await stage.effects_of(fresh) == 1 and stage.calls[fresh] == 2
+        assert await stage.outbox_rows(fresh) == 1
+    finally:
+        await stage.stop()
+
+
+async def test_the_rate_limit_caps_the_lane(backbone, producer, kafka_bootstrap, topic, unique_name):
+    stage = Stage(backbone, producer, kafka_bootstrap, topic, unique_name, max_per_second=2, min_lag=0)
+    await stage.start_lane()
+    try:
+        leads = [f"lead-{uuid.uuid4()}" for _ in range(10)]
+        await producer.send_many_raw((topic.name, e.lead_id.encode(), e.kafka_value(), e.kafka_headers())
+                                     for e in (capture(lead) for lead in leads))
+        await wait_for(lambda: _reaches(lambda: handled(unique_name, topic.name)
+                                        + skipped(unique_name, topic.name, "rate_limited"), 10))
+        assert 2 <= handled(unique_name, topic.name) <= 4  # a burst of 2, plus what refilled meanwhile
+    finally:
+        await stage.stop()
