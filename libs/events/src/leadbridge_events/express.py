@@ -100,8 +100,8 @@ class ExpressSettings(BaseSettings):
 class _FirstOfLead(Envelope[Any]):
     """An envelope whose Kafka headers (and outbox row) carry the first-of-lead mark; otherwise the same event."""
 
-    def kafka_headers(self) -> list[tuple[str, bytes]]:
-        return [*super().kafka_headers(), (HEADER, _MARK)]
+    def ce_headers(self) -> dict[str, str]:  # kafka_headers and the outbox row's headers both derive from it
+        return {**super().ce_headers(), HEADER: _MARK.decode()}
 
 
 def first_of_lead(event: Envelope[Any]) -> Envelope[Any]:
