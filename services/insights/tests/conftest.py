@@ -62,8 +62,10 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 45.0
 
 # The story is dated tomorrow, and the app under test is given a clock two hours later. Other services
 # may be live on the shared topics and react to these events (scoring, routing) at the real time: dating
-# the story later keeps its own stage and assignment the latest ones.
-STORY_START = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+# the story later keeps its own stage and assignment the latest ones. It starts at 06:00 UTC, so its hour of
+# events stays inside one UTC day whatever the time the tests run (dated "now + 1 day", a run after 23:10 UTC
+# put the last leads on the next day, and the day's trends counted 4 of the 6 captured).
+STORY_START = (datetime.now(UTC) + timedelta(days=1)).replace(hour=6, minute=0, second=0, microsecond=0)
 
 
 def frozen_clock(at: datetime) -> Callable[[], datetime]:
