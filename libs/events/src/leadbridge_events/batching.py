@@ -4,7 +4,7 @@ A fetch (``getmany``) returns records of several partitions; ``chunks`` cuts it 
 ``batch_size`` records in all, each partition's records in offset order (its list is only ever split, never
 reordered, and a lead's events are all on one partition). For each batch:
 
-1. one multi-row claim of the event ids (``processed_events``): the ones claimed already (redeliveries)
+1. one multi-row claim of the event ids (``idempotency.claim_events``): the ones claimed already (redeliveries)
    and repeats inside the batch change nothing;
 2. each run of consecutive fresh events whose types share a batch handler (``on(X, h, batch=...)``) goes to
    that batch handler (multi-row statements where it can, per-lead order kept); any other event to its
@@ -19,19 +19,16 @@ once, after its last batch (``RunnerStats`` counts fetches, batch transactions a
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
-from sqlalchemy import Table, TextClause, text
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from .registry import BatchHandler
 from .transaction import BatchContext
 
-__all__ = ["BatchContext", "BatchHandler", "Chunk", "RunnerStats", "chunks", "claim_events", "topics_of"]
+__all__ = ["BatchContext", "BatchHandler", "Chunk", "RunnerStats", "chunks", "topics_of"]
 
 Chunk = list[tuple[TopicPartition, list[ConsumerRecord]]]
 """One batch: consecutive records of one or more partitions, per partition in offset order."""
@@ -70,19 +67,3 @@ def topics_of(chunk: Chunk) -> dict[str, int]:
     for tp, part in chunk:
         counts[tp.topic] = counts.get(tp.topic, 0) + len(part)
     return counts
-
-
-async def claim_events(session: AsyncSession, processed: Table, consumer: str, event_ids: list[str]) -> set[str]:
-    """The ids of ``event_ids`` this consumer had not processed yet (now claimed in this transaction)."""
-    if not event_ids:
-        return set()
-    rows = await session.execute(_claim_statement(processed.fullname),
-                                 {"consumer": consumer, "ids": list(dict.fromkeys(event_ids))})
-    return set(rows.scalars())
-
-
-@functools.lru_cache(maxsize=256)
-def _claim_statement(table: str) -> TextClause:
-    """The multi-row claim of a ``processed_events`` table, parsed once (``text()`` parses it each time)."""
-    return text(f"INSERT INTO {table} (consumer, event_id) SELECT :consumer, e "
-                "FROM unnest(CAST(:ids AS text[])) AS e ON CONFLICT DO NOTHING RETURNING event_id")

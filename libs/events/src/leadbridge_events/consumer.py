@@ -47,11 +47,11 @@ from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import metrics
-from .batching import Chunk, RunnerStats, chunks, claim_events, topics_of
+from .batching import Chunk, RunnerStats, chunks, topics_of
 from .clock import Clock, utcnow
 from .dlq import dead_letter_headers
 from .failures import OutageBackoff, describe, is_transient
-from .idempotency import claim_event
+from .idempotency import claim_event, claim_events
 from .producer import EventProducer
 from .registry import EventHandlers, Handler, Handles
 from .shutdown import run_to_completion

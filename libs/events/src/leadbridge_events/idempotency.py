@@ -3,23 +3,9 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
 
-from sqlalchemy import Table, bindparam
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Table, TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.dml import ReturningInsert
-
-
-@functools.lru_cache(maxsize=256)
-def _claim(processed: Table) -> ReturningInsert[Any]:
-    """The claim statement of a ``processed_events`` table, built once (building it costs more than running it)."""
-    return (
-        insert(processed)
-        .values(consumer=bindparam("claim_consumer"), event_id=bindparam("claim_event_id"))
-        .on_conflict_do_nothing()
-        .returning(processed.c.event_id)
-    )
 
 
 async def claim_event(session: AsyncSession, processed: Table, consumer: str, event_id: str) -> bool:
@@ -28,5 +14,20 @@ async def claim_event(session: AsyncSession, processed: Table, consumer: str, ev
     A concurrent duplicate blocks on the primary key until the first transaction ends, then sees the
     conflict: so a redelivered event changes nothing, even under races.
     """
-    result = await session.execute(_claim(processed), {"claim_consumer": consumer, "claim_event_id": event_id})
-    return result.first() is not None
+    return bool(await claim_events(session, processed, consumer, [event_id]))
+
+
+async def claim_events(session: AsyncSession, processed: Table, consumer: str, event_ids: list[str]) -> set[str]:
+    """The ids of ``event_ids`` this consumer had not processed yet (now claimed in this transaction)."""
+    if not event_ids:
+        return set()
+    rows = await session.execute(_claim_statement(processed.fullname),
+                                 {"consumer": consumer, "ids": list(dict.fromkeys(event_ids))})
+    return set(rows.scalars())
+
+
+@functools.lru_cache(maxsize=256)
+def _claim_statement(table: str) -> TextClause:
+    """The multi-row claim of a ``processed_events`` table, parsed once (``text()`` parses it each time)."""
+    return text(f"INSERT INTO {table} (consumer, event_id) SELECT :consumer, e "
+                "FROM unnest(CAST(:ids AS text[])) AS e ON CONFLICT DO NOTHING RETURNING event_id")
