@@ -91,3 +91,26 @@ async def test_one_bad_lead_fails_only_itself(intake):
     assert await _count(app, select(func.count()).select_from(leads)
                         .where(leads.c.id.in_([o.lead_id for o in fine]))) == 12
     assert committer.groups_committed == groups_before  # the failed group was stored one by one instead
+
+
+async def test_a_group_plans_its_statements_per_execution(intake, monkeypatch):
+    """A cached generic plan made while ``leads`` was small scanned the whole table per member once it grew
+    (group_commit.BEGIN): the group's transaction plans each statement with the table as it is."""
+    import leadbridge_intake.group_commit as group_commit
+
+    seen: list[tuple[str, bool]] = []
+    real = group_commit.capture_group
+
+    async def spy(conn, members):
+        seen.append((await conn.fetchval("SELECT current_setting('plan_cache_mode')"), conn.is_in_transaction()))
+        return await real(conn, members)
+
+    monkeypatch.setattr(group_commit, "capture_group", spy)
+    client, _app, key = intake
+    answers = await asyncio.gather(*(client.post("/v1/leads", headers={"X-API-Key": key}, json={"email": _email()})
+                                     for _ in range(5)))
+    assert [a.status_code for a in answers] == [202] * 5
+    assert seen and set(seen) == {("force_custom_plan", True)}
+    async with _app.state.runtime.engine.connect() as conn:  # only inside the group's transaction (SET LOCAL)
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert await raw.fetchval("SELECT current_setting('plan_cache_mode')") == "auto"
