@@ -36,12 +36,6 @@ from .group_capture import Member, capture_group
 
 log = logging.getLogger("leadbridge.intake.group_commit")
 
-# The group's statements are prepared (asyncpg caches them per connection), and after five executions
-# PostgreSQL may keep a generic plan made while the tables were small: at a new service's start, the
-# repeat-person look-up became a sequential scan of ``leads`` per member, which grew with the table until
-# autovacuum analyzed it (at 15,000 leads, 32 members took 70 ms instead of 1). Planned per execution,
-# the look-ups use the indexes however old the statistics (a fraction of a millisecond per group).
-BEGIN = "BEGIN; SET LOCAL plan_cache_mode = force_custom_plan"
 
 
 @dataclass
@@ -131,11 +125,10 @@ class GroupCommitter:
                 raw = await sa_conn.get_raw_connection()
                 conn = raw.driver_connection
                 try:
-                    await conn.execute(BEGIN)
                     try:
                         results = await capture_group(conn, [w.member for w in group])
                     except BaseException:
-                        await conn.execute("ROLLBACK")
+                        await conn.execute("ROLLBACK")  # capture_group began the transaction
                         raise
                     committing = True
                     await conn.execute("COMMIT")
