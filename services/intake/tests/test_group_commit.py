@@ -179,3 +179,17 @@ async def test_a_mixed_group_in_few_round_trips(intake, monkeypatch):
     assert await _count(app, select(func.count()).select_from(leads)
                         .where(leads.c.email.in_(fresh))) == 5
     assert (1, 3) in trips  # a lone new lead: BEGIN + locks, look-up + insert, outbox (then the COMMIT)
+
+
+async def test_the_one_lead_path_plans_its_look_up_per_execution(intake):
+    """The one-lead path (group commit off, a failed group's members, the fetcher) has the same cached
+    look-up: its lock statement sets plan_cache_mode for the rest of its transaction."""
+    from leadbridge_intake.capture import capture_lead
+    from sqlalchemy import text
+
+    _client, app, _key = intake
+    profile = LeadSubmission.model_validate({"email": _email()}).profile(source="test")
+    async with app.state.runtime.transaction() as tx:
+        result = await capture_lead(tx, profile, now=datetime.now(UTC), repeat_window=timedelta(days=30))
+        setting = (await tx.session.execute(text("SELECT current_setting('plan_cache_mode')"))).scalar()
+    assert result.outcome == "captured" and setting == "force_custom_plan"
