@@ -91,3 +91,105 @@ async def test_one_bad_lead_fails_only_itself(intake):
     assert await _count(app, select(func.count()).select_from(leads)
                         .where(leads.c.id.in_([o.lead_id for o in fine]))) == 12
     assert committer.groups_committed == groups_before  # the failed group was stored one by one instead
+
+
+async def test_a_group_plans_its_statements_per_execution(intake, monkeypatch):
+    """A cached generic plan made while ``leads`` was small scanned the whole table per member once it grew
+    (group_capture.BEGIN): the group's transaction plans each statement with the table as it is."""
+    import leadbridge_intake.group_commit as group_commit
+
+    seen: list[tuple[str, bool]] = []
+    real = group_commit.capture_group
+
+    async def spy(conn, members):
+        results = await real(conn, members)  # the group's transaction, not committed yet
+        seen.append((await conn.fetchval("SELECT current_setting('plan_cache_mode')"), conn.is_in_transaction()))
+        return results
+
+    monkeypatch.setattr(group_commit, "capture_group", spy)
+    client, _app, key = intake
+    answers = await asyncio.gather(*(client.post("/v1/leads", headers={"X-API-Key": key}, json={"email": _email()})
+                                     for _ in range(5)))
+    assert [a.status_code for a in answers] == [202] * 5
+    assert seen and set(seen) == {("force_custom_plan", True)}
+    async with _app.state.runtime.engine.connect() as conn:  # only inside the group's transaction (SET LOCAL)
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert await raw.fetchval("SELECT current_setting('plan_cache_mode')") == "auto"
+
+
+class _Counting:
+    """An asyncpg connection that counts the round trips made through it."""
+
+    def __init__(self, conn) -> None:
+        self.conn, self.trips = conn, 0
+
+    def __getattr__(self, name):
+        method = getattr(self.conn, name)
+        if name not in ("execute", "fetch", "fetchval", "fetchrow"):
+            return method
+
+        async def counted(*args):
+            self.trips += 1
+            return await method(*args)
+        return counted
+
+
+async def test_a_mixed_group_in_few_round_trips(intake, monkeypatch):
+    """New leads, a test lead (no person locks), a repeat person and a retried Idempotency-Key in one group:
+    each gets its answer, the repeat is an activity (no second lead row), and a group of new leads costs
+    three round trips before its COMMIT (BEGIN with the locks, look-up with the inserts, the outbox)."""
+    import leadbridge_intake.group_commit as group_commit
+
+    trips: list[tuple[int, int]] = []
+    real = group_commit.capture_group
+
+    async def spy(conn, members):
+        counting = _Counting(conn)
+        results = await real(counting, members)
+        trips.append((len(members), counting.trips))
+        return results
+
+    monkeypatch.setattr(group_commit, "capture_group", spy)
+    _client, app, _key = intake
+    committer = app.state.ctx.captures
+    now, window = datetime.now(UTC), timedelta(days=30)
+
+    def profile(email: str, **update) -> object:
+        return LeadSubmission.model_validate({"email": email}).profile(source="test").model_copy(update=update)
+
+    known, idem = _email(), f"idem-{uuid.uuid4().hex}"
+    first = await committer.capture(profile(known), now=now, repeat_window=window)
+    keyed = await committer.capture(profile(_email()), now=now, repeat_window=window, dedupe_scope="key:t",
+                                    dedupe_key=idem, fingerprint="f1")
+    fresh = [_email() for _ in range(5)]
+    outcomes = await asyncio.gather(
+        *(committer.capture(profile(e), now=now, repeat_window=window) for e in fresh),
+        committer.capture(profile(known), now=now, repeat_window=window),  # a repeat person
+        committer.capture(profile(_email(), is_test=True), now=now, repeat_window=window),
+        committer.capture(profile(_email()), now=now, repeat_window=window, dedupe_scope="key:t", dedupe_key=idem,
+                          fingerprint="f1"))
+    *new, repeat, test_lead, retried = outcomes
+    assert [o.outcome for o in new] == ["captured"] * 5 and len({o.lead_id for o in new}) == 5
+    assert (repeat.outcome, repeat.lead_id) == ("activity", first.lead_id)
+    assert test_lead.outcome == "captured"
+    assert (retried.outcome, retried.lead_id) == ("duplicate", keyed.lead_id)
+    assert await _count(app, select(func.count()).select_from(leads).where(leads.c.email == known)) == 1
+    assert await _count(app, select(leads.c.activity_count).where(leads.c.email == known)) == 1
+    assert await _count(app, select(leads.c.status).where(leads.c.id == test_lead.lead_id)) == "test"
+    assert await _count(app, select(func.count()).select_from(leads)
+                        .where(leads.c.email.in_(fresh))) == 5
+    assert (1, 3) in trips  # a lone new lead: BEGIN + locks, look-up + insert, outbox (then the COMMIT)
+
+
+async def test_the_one_lead_path_plans_its_look_up_per_execution(intake):
+    """The one-lead path (group commit off, a failed group's members, the fetcher) has the same cached
+    look-up: its lock statement sets plan_cache_mode for the rest of its transaction."""
+    from leadbridge_intake.capture import capture_lead
+    from sqlalchemy import text
+
+    _client, app, _key = intake
+    profile = LeadSubmission.model_validate({"email": _email()}).profile(source="test")
+    async with app.state.runtime.transaction() as tx:
+        result = await capture_lead(tx, profile, now=datetime.now(UTC), repeat_window=timedelta(days=30))
+        setting = (await tx.session.execute(text("SELECT current_setting('plan_cache_mode')"))).scalar()
+    assert result.outcome == "captured" and setting == "force_custom_plan"

@@ -8,6 +8,7 @@ phone) is serialized by transaction-scoped advisory locks, so a double click bec
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,9 +17,9 @@ from typing import Any
 from leadbridge_contracts.envelope import Envelope
 from leadbridge_contracts.events import LeadActivityRecorded, LeadCaptured, LeadProfile
 from leadbridge_events.express import first_of_lead
-from leadbridge_events.locks import LockClass, xact_lock
+from leadbridge_events.locks import LockClass, xact_lock_params
 from leadbridge_events.transaction import Transaction, Transactions
-from sqlalchemy import and_, literal, or_, select, update
+from sqlalchemy import TextClause, and_, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -67,9 +68,22 @@ def person_lock_names(email: str | None, phone: str | None) -> list[str]:
     return sorted({*([f"e:{email}"] if email else []), *([f"p:{phone}"] if phone else [])})
 
 
+@functools.cache
+def _lock_statement(count: int) -> TextClause:
+    # the select list is evaluated left to right: the setting first, then the locks in the order given
+    return text("SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
+                + ", ".join(f"pg_advisory_xact_lock(:c, :k{i})" for i in range(count)))
+
+
 async def _lock_identities(session: AsyncSession, identities: list[str]) -> None:
-    """One statement, the locks in a fixed (sorted) order: no deadlocks. Their own lock class (``locks.py``)."""
-    await xact_lock(session, LockClass.INTAKE_PERSON, *identities)
+    """One statement, the locks in a fixed (sorted) order: no deadlocks. Their own lock class (``locks.py``).
+
+    The same statement makes the rest of the transaction plan per execution: the repeat look-up is a cached
+    prepared statement, and a generic plan made while ``leads`` was small scans the table (group_capture.BEGIN).
+    """
+    if identities:
+        params = xact_lock_params(LockClass.INTAKE_PERSON, identities)[1]
+        await session.execute(_lock_statement(len(params) - 1), params)
 
 
 async def _write_with_event(tx: Transaction, writes: list[Any], event: Envelope[Any]) -> None:

@@ -37,6 +37,7 @@ from .group_capture import Member, capture_group
 log = logging.getLogger("leadbridge.intake.group_commit")
 
 
+
 @dataclass
 class _Waiting:
     member: Member
@@ -124,15 +125,13 @@ class GroupCommitter:
                 raw = await sa_conn.get_raw_connection()
                 conn = raw.driver_connection
                 try:
-                    tx = conn.transaction()
-                    await tx.start()
                     try:
                         results = await capture_group(conn, [w.member for w in group])
                     except BaseException:
-                        await tx.rollback()
+                        await conn.execute("ROLLBACK")  # capture_group began the transaction
                         raise
                     committing = True
-                    await tx.commit()
+                    await conn.execute("COMMIT")
                     self._committed(group, results)  # answered at once, not after the pool took the connection
                 except BaseException:
                     await sa_conn.invalidate()  # never hand a connection in an unknown state back to the pool
