@@ -101,8 +101,8 @@ async def test_a_group_plans_its_statements_per_execution(intake, monkeypatch):
     seen: list[tuple[str, bool]] = []
     real = group_commit.capture_group
 
-    async def spy(conn, members):
-        results = await real(conn, members)  # the group's transaction, not committed yet
+    async def spy(conn, members, engine=None):
+        results = await real(conn, members, engine)  # the group's transaction, not committed yet
         seen.append((await conn.fetchval("SELECT current_setting('plan_cache_mode')"), conn.is_in_transaction()))
         return results
 
@@ -143,9 +143,9 @@ async def test_a_mixed_group_in_few_round_trips(intake, monkeypatch):
     trips: list[tuple[int, int]] = []
     real = group_commit.capture_group
 
-    async def spy(conn, members):
+    async def spy(conn, members, engine=None):
         counting = _Counting(conn)
-        results = await real(counting, members)
+        results = await real(counting, members, engine)
         trips.append((len(members), counting.trips))
         return results
 

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from . import metrics
 from .failures import describe, is_transient
 from .locks import LockClass, try_session_lock
-from .outbox import notify_channel
+from .outbox import lead_here, not_leading_here, notify_channel
 from .producer import EventProducer, acknowledged
 from .tracing import publish_spans
 
@@ -58,6 +58,7 @@ class OutboxRelay:
         self._backoff = retry_backoff
         self._max_backoff = max_backoff
         self._wake = asyncio.Event()
+        self._wake_here = self._wake.set  # how this process's writers wake it while it leads (outbox.lead_here)
         self.schema = outbox.schema or "public"
         self.is_leader = False
         self._coalesce = coalesce_seconds  # a pause after a NOTIFY, for a burst to share a batch (0: none)
@@ -99,8 +100,10 @@ class OutboxRelay:
                     try:
                         if await self._become_leader(leader):
                             driver = await self._listen(leader)
+                            lead_here(self._engine, self.schema, self._wake_here)
                             await self._relay_forever(driver)
                     finally:
+                        not_leading_here(self._engine, self.schema, self._wake_here)
                         if self.is_leader:
                             # The lock and the LISTEN belong to this session: close it rather than hand it
                             # back to the pool still holding them (or half dead).

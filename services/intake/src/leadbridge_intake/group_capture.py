@@ -8,7 +8,7 @@ The same rules as ``capture.capture_lead`` (its behaviour is the reference; this
   ``INTAKE_PERSON`` of ``leadbridge_events.locks``), taken for the whole group in one statement in the one
   sorted order every capture path uses (no deadlocks);
 - a person seen within the repeat window (and not closed) gets an activity, not a new lead;
-- every new lead or activity gets its event in the outbox, in the same transaction, and one NOTIFY.
+- every new lead or activity gets its event in the outbox, in the same transaction (and the relay's wake-up).
 
 The caller (``group_commit``) never puts two members of the same person or the same dedupe key in one
 group, so members are independent of each other. One round trip per step, whatever the group's size.
@@ -30,6 +30,7 @@ from leadbridge_events.locks import LockClass, object_key
 from leadbridge_events.outbox import stage_events
 from leadbridge_events.tracing import current_context, staged_as
 from leadbridge_events.transaction import refuse_undeclared
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .capture import SOURCE, CaptureResult, person_lock_names
 from .handlers import HANDLERS
@@ -109,7 +110,7 @@ def _cols(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
     return [list(c) for c in zip(*rows, strict=False)] if rows else [[] for _ in range(width)]
 
 
-async def capture_group(conn: Any, members: list[Member]) -> list[CaptureResult]:
+async def capture_group(conn: Any, members: list[Member], engine: AsyncEngine | None = None) -> list[CaptureResult]:
     """Each member's CaptureResult, in order, in ONE transaction on asyncpg connection ``conn``: begun here
     (``BEGIN``), committed or rolled back by the caller. Four round trips without Idempotency-Keys: the BEGIN
     with the person locks, the look-up with the new leads, the activities (repeats only), the outbox."""
@@ -180,5 +181,6 @@ async def capture_group(conn: Any, members: list[Member]) -> list[CaptureResult]
     for event in events:  # what ctx.emit / tx.emit check on the other paths
         refuse_undeclared(event, HANDLERS.emitted_types, SOURCE)
     with staged_as(traces):  # each row with its own request's traceparent
-        await stage_events(conn, outbox, events)  # the one outbox insert of every path, on this plain connection
+        # the one outbox insert of every path, on this plain connection (``engine``: see outbox.wake_after_commit)
+        await stage_events(conn, outbox, events, local=engine)
     return [r for r in results if r is not None]

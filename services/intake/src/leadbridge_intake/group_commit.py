@@ -27,12 +27,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from leadbridge_contracts.events import LeadProfile
+from leadbridge_events.outbox import wake_after_commit
 from leadbridge_events.tracing import resumed
 from leadbridge_events.transaction import Transactions
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .capture import CaptureResult, capture_in_transaction
 from .group_capture import Member, capture_group
+from .tables import SCHEMA
 
 log = logging.getLogger("leadbridge.intake.group_commit")
 
@@ -126,12 +128,13 @@ class GroupCommitter:
                 conn = raw.driver_connection
                 try:
                     try:
-                        results = await capture_group(conn, [w.member for w in group])
+                        results = await capture_group(conn, [w.member for w in group], self._engine)
                     except BaseException:
                         await conn.execute("ROLLBACK")  # capture_group began the transaction
                         raise
                     committing = True
                     await conn.execute("COMMIT")
+                    wake_after_commit(self._engine, SCHEMA)
                     self._committed(group, results)  # answered at once, not after the pool took the connection
                 except BaseException:
                     await sa_conn.invalidate()  # never hand a connection in an unknown state back to the pool
