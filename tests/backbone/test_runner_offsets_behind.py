@@ -108,3 +108,33 @@ async def test_a_failed_offset_commit_still_stops_the_runner(backbone, producer,
 
 async def _len(items: list) -> int:
     return len(items)
+
+
+async def test_offset_commits_are_spaced_by_the_commit_interval_and_the_first_goes_at_once(
+        backbone, producer, kafka_bootstrap, topic, unique_name):
+    runner = make_runner(backbone, producer, kafka_bootstrap, topic, unique_name, await _handler(backbone),
+                         batch_size=500, batch_wait_ms=20, commit_interval_ms=1000)
+    gate, asked = _gate_commits(runner)
+    gate.set()  # commits go through; only counted
+    asked_at: list[float] = []
+    counted = runner._consumer.commit
+
+    async def timed(offsets=None):
+        asked_at.append(asyncio.get_running_loop().time())
+        return await counted(offsets)
+
+    runner._consumer.commit = timed
+    task = asyncio.create_task(runner.run())
+    await runner.wait_assigned()
+    for i in range(6):  # six fetches of one record each, 0.1 s apart: well within one interval
+        await _publish(producer, topic, activity(f"lead-{i}", i))
+        handled_at = asyncio.get_running_loop().time()
+        await wait_for(lambda i=i: _ge(count_effects(backbone), i + 1))
+        if i == 0:
+            await wait_for(lambda: _ge(_len(asked_at), 1))
+            assert asked_at[0] - handled_at < 0.9  # the first commit after a quiet spell is not held back
+        await asyncio.sleep(0.1)
+    assert len(asked) <= 2  # one at once, the next one an interval later: not one per fetch
+    runner.stop()
+    await task
+    assert await _committed(kafka_bootstrap, unique_name, topic) == 6  # the close commits the rest at once

@@ -99,6 +99,7 @@ class ConsumerRunner:
         on_committed: Callable[[ConsumerRecord], None] | None = None,
         batch_size: int = 1,
         batch_wait_ms: int = 200,
+        commit_interval_ms: int = 0,
         deps: Any = None,
         clock: Clock = utcnow,
         topics: Sequence[str] | None = None,
@@ -141,7 +142,8 @@ class ConsumerRunner:
         self._started = asyncio.Event()
         self._last_lag = 0.0
         self._outages: OutageBackoff[TopicPartition] = OutageBackoff(backoff_seconds, max_backoff_seconds)
-        self._behind = CommitBehind(self._commit_pending, self._pending, group_id)  # offsets off the critical path
+        # offsets committed off the critical path, at most one commit per ``commit_interval_ms`` (``offsets``)
+        self._behind = CommitBehind(self._commit_pending, self._pending, group_id, interval=commit_interval_ms / 1000)
         self.stats = RunnerStats()  # fetches, batch transactions, offset commits (tests, benchmarks)
 
     # -- lifecycle -------------------------------------------------------------------------------
