@@ -8,7 +8,7 @@ all six services) and posts leads at each ``--rates`` rate for ``--seconds``. Fo
   timestamp (CreateTime: when intake's relay handed it to the producer);
 - scoring's outbox row ``created_at`` (its batch transaction) and the lead-scored record's timestamp;
 - router's outbox row ``created_at`` and the lead-routed record's timestamp; the moment a consumer of
-  lead-routed saw it.
+  lead-routed saw it (a consumer in a process of its own, not the poster's: ``RecordTimesProcess``).
 
 All on the one machine's wall clock (PostgreSQL's ``now()`` is its transaction's start). Printed per rate
 as ``bench: hop_<hop>_at_<rate>_p50=<ms> ms`` (and ``_p99``), the hops being:
@@ -91,6 +91,49 @@ class RecordTimes:
                         self.seen[key] = now
 
 
+class RecordTimesProcess:
+    """``RecordTimes`` in a process of its own: the poster's event loop (httpx at 200 requests/s) is busy enough
+    to delay its own consumer by hundreds of ms on a loaded machine, which the ``seen`` hop then counted as the
+    pipeline's. Same interface for ``measure``: ``stamp``, ``seen`` and ``wait_routed(leads, timeout)``."""
+
+    def __init__(self, bootstrap: str) -> None:
+        import multiprocessing
+
+        self._ctx = multiprocessing.get_context("spawn")
+        self._bootstrap = bootstrap
+        self.stamp: dict[tuple[str, str], float] = {}
+        self.seen: dict[tuple[str, str], float] = {}
+
+    async def __aenter__(self) -> RecordTimesProcess:
+        self._parent, child = self._ctx.Pipe()
+        self._proc = self._ctx.Process(target=_record_times_child, args=(self._bootstrap, child), daemon=True)
+        self._proc.start()
+        await asyncio.to_thread(self._parent.recv)  # "ready": positioned at the end of every partition
+        return self
+
+    async def wait_routed(self, leads: list[str], timeout: float) -> None:
+        self._parent.send((leads, timeout))
+        self.stamp, self.seen = await asyncio.to_thread(self._parent.recv)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._proc.join(10)
+        if self._proc.is_alive():
+            self._proc.kill()
+
+
+def _record_times_child(bootstrap: str, conn: Any) -> None:
+    async def main() -> None:
+        async with RecordTimes(bootstrap) as rec:
+            conn.send("ready")
+            leads, timeout = await asyncio.to_thread(conn.recv)
+            deadline = time.time() + timeout
+            while time.time() < deadline and sum(("lead-routed", lead) in rec.seen for lead in leads) < len(leads):
+                await asyncio.sleep(0.1)
+            conn.send((rec.stamp, rec.seen))
+
+    asyncio.run(main())
+
+
 async def outbox_times(dsn: str, leads: list[str]) -> dict[tuple[str, str], float]:
     """(schema, lead) -> created_at of the lead's outbox row of the pipeline's topic, in epoch seconds."""
     wanted = {"intake": "lead-captured", "scoring": "lead-scored", "router": "lead-routed"}
@@ -130,7 +173,7 @@ async def post_at(url: str, key: str, rate: float, seconds: float) -> dict[str, 
     return posted
 
 
-def hops_of(lead: str, posted: tuple[float, float], rec: RecordTimes,
+def hops_of(lead: str, posted: tuple[float, float], rec: RecordTimes | RecordTimesProcess,
             ob: dict[tuple[str, str], float]) -> dict[str, float] | None:
     try:
         t = [posted[0], ob["intake", lead], rec.stamp["lead-captured", lead], ob["scoring", lead],
@@ -146,11 +189,9 @@ async def measure(url: str, key: str, bootstrap: str, dsn: str, rate: float, sec
                   pids: dict[str, int]) -> None:
     load = os.getloadavg()[0]
     meter = CpuMeter(pids).start()
-    async with RecordTimes(bootstrap) as rec:
+    async with RecordTimesProcess(bootstrap) as rec:
         posted = await post_at(url, key, rate, seconds)
-        deadline = time.time() + 30
-        while time.time() < deadline and sum(("lead-routed", lead) in rec.seen for lead in posted) < len(posted):
-            await asyncio.sleep(0.1)
+        await rec.wait_routed(list(posted), 30)
     used = meter.stop()
     ob = await outbox_times(dsn, list(posted))
     per: dict[str, list[float]] = defaultdict(list)
@@ -171,6 +212,15 @@ async def measure(url: str, key: str, bootstrap: str, dsn: str, rate: float, sec
     for name, cpu in used.items():  # CPU per lead: what the neighbours on the machine change least
         print(f"bench: hop_cpu_per_lead_{name.replace('-', '_')}_at_{tag}={cpu * 1000 / max(len(posted), 1):.2f} ms",
               flush=True)
+
+
+async def idle_cpu(pids: dict[str, int], seconds: float) -> None:
+    """Each service's CPU with no lead posted: what polling costs the cores every other hop shares."""
+    await asyncio.sleep(1.0)  # the warm-up's last batches and marks
+    meter = CpuMeter(pids).start()
+    await asyncio.sleep(seconds)
+    for name, cpu in meter.stop().items():
+        print(f"bench: idle_cpu_{name.replace('-', '_')}={cpu * 1000 / seconds:.1f} ms/s", flush=True)
 
 
 async def relay_alone(pg_url: str, bootstrap: str, rates: list[float], seconds: float, repeat: int) -> None:
@@ -253,6 +303,8 @@ async def run(args: argparse.Namespace) -> None:
             url = system.url("intake")
             pids = {name: svc.process.pid for name, svc in system.services.items()}
             await measure(url, key, bootstrap, plain_dsn(database_url), 5, 2, pids)  # warm-up of every hop
+            if args.idle:
+                await idle_cpu(pids, args.idle)
             for _ in range(args.repeat):
                 for rate in (float(r) for r in args.rates.split(",")):
                     await measure(url, key, bootstrap, plain_dsn(database_url), rate, args.seconds, pids)
@@ -285,6 +337,8 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(ALL), help="the services to start (default: all, as make bench)")
     parser.add_argument("--relay-alone", action="store_true",
                         help="time one OutboxRelay by itself (rows committed at each rate), not the services")
+    parser.add_argument("--idle", type=float, default=0,
+                        help="first measure each service's CPU for this many seconds with no lead posted")
     parser.add_argument("--repeat", type=int, default=1, help="run the rates this many times")
     args = parser.parse_args()
     signal.signal(signal.SIGINT, signal.default_int_handler)

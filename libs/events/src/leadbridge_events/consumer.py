@@ -16,7 +16,8 @@ in partition order:
    with exponential backoff; after ``max_attempts`` the record goes to the DLQ with the error (type and
    SQLSTATE only: no values), and the next record is processed;
 4. offsets are committed only after the record's transaction committed (or it was dead-lettered), and
-   never for partitions revoked in a rebalance.
+   never for partitions revoked in a rebalance; the commit runs beside the next fetch's handling, not before
+   it (``offsets.CommitBehind``), so a fresh record never waits for a broker round trip of an earlier one.
 
 With ``batch_size`` > 1 (services: ``CONSUMER_BATCH_SIZE``, 500 by default) steps 1 and 2 take up to that
 many fetched records at once, of every partition the fetch returned (each partition's in offset order): one
@@ -52,6 +53,7 @@ from .clock import Clock, utcnow
 from .dlq import dead_letter_headers
 from .failures import OutageBackoff, describe, is_transient
 from .idempotency import claim_event, claim_events
+from .offsets import CommitBehind
 from .producer import EventProducer
 from .registry import EventHandlers, Handler, Handles
 from .shutdown import run_to_completion
@@ -97,6 +99,7 @@ class ConsumerRunner:
         on_committed: Callable[[ConsumerRecord], None] | None = None,
         batch_size: int = 1,
         batch_wait_ms: int = 200,
+        commit_interval_ms: int = 0,
         deps: Any = None,
         clock: Clock = utcnow,
         topics: Sequence[str] | None = None,
@@ -139,6 +142,8 @@ class ConsumerRunner:
         self._started = asyncio.Event()
         self._last_lag = 0.0
         self._outages: OutageBackoff[TopicPartition] = OutageBackoff(backoff_seconds, max_backoff_seconds)
+        # offsets committed off the critical path, at most one commit per ``commit_interval_ms`` (``offsets``)
+        self._behind = CommitBehind(self._commit_pending, self._pending, group_id, interval=commit_interval_ms / 1000)
         self.stats = RunnerStats()  # fetches, batch transactions, offset commits (tests, benchmarks)
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -161,13 +166,14 @@ class ConsumerRunner:
                 else:
                     for tp, records in fetched.items():
                         await self._run_records(tp, records, fetched_in)
-                await self._commit_pending()  # once per fetch, for every partition it advanced
+                self._behind.kick()  # once per fetch, for every partition it advanced; not awaited (``offsets``)
                 await self._report_lag()
         finally:  # also when cancelled (again): commit what was handled, then leave the group
             await run_to_completion(self._close())
 
     async def _close(self) -> None:
         try:
+            await self._behind.landed()
             await self._commit_pending()
         except Exception as exc:  # the broker is away: the next owner redelivers, handlers dedupe
             log.warning("final offset commit failed: %s", exc, extra={"group": self.group_id})
@@ -435,6 +441,7 @@ class ConsumerRunner:
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         self._revocations += 1  # before waiting: the loop must not start another record of a revoked batch
         async with self._lock:  # let the record in flight finish, then commit what we still own
+            await self._behind.landed()  # the commit in flight first: offsets reach the coordinator in order
             try:
                 await self._commit_pending(only=set(revoked))
             except Exception as exc:  # the group moved on already: the new owner redelivers, we dedupe

@@ -162,7 +162,8 @@ class ServiceRuntime:
             **{"max_attempts": self.settings.handler_max_attempts,
                "backoff_seconds": self.settings.handler_backoff_seconds,
                "batch_size": self.settings.consumer_batch_size,
-               "batch_wait_ms": self.settings.consumer_batch_wait_ms, **self._runner_options},
+               "batch_wait_ms": self.settings.consumer_batch_wait_ms,
+               "commit_interval_ms": self.settings.consumer_commit_interval_ms, **self._runner_options},
         )
 
     async def _consume_forever(self) -> None:

@@ -33,6 +33,10 @@ class BackboneSettings(BaseSettings):
     # batch consumption: a partition's fetched records handled in one transaction (1 = one per record)
     consumer_batch_size: int = Field(default=500, ge=1, le=10000, validation_alias="CONSUMER_BATCH_SIZE")
     consumer_batch_wait_ms: int = Field(default=200, ge=1, le=10000, validation_alias="CONSUMER_BATCH_WAIT_MS")
+    # offsets are committed beside the next fetch's handling, at most once per this interval (0: after every
+    # fetch); only offsets of committed transactions, so never sooner than durable -- see docs/backbone.md
+    consumer_commit_interval_ms: int = Field(default=100, ge=0, le=60000,
+                                             validation_alias="CONSUMER_COMMIT_INTERVAL_MS")
     # the outbox relay: batches handed to the producer while earlier ones await their acknowledgements, and the
     # producer's linger (0: a lone record goes out at once; records sent while a request is in flight are
     # batched anyway) -- see docs/backbone.md
