@@ -111,3 +111,15 @@ def test_asyncapi_lists_every_topic_and_message():
 def test_lead_captured_requires_a_profile():
     with pytest.raises(Exception):  # noqa: B017 -- any refusal will do: pydantic's or the model's own
         LeadCaptured.model_validate({"lead_id": "l", "captured_at": "2026-01-01T00:00:00Z"})
+
+
+def test_event_ids_are_random_uuids():
+    import uuid
+
+    from leadbridge_contracts.envelope import new_event_id
+
+    ids = {new_event_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for text in list(ids)[:50]:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
