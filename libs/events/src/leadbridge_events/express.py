@@ -34,7 +34,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -48,6 +48,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .clock import Clock, utcnow
+from .express_pace import Bucket, ahead_of
 from .failures import describe
 from .first_of_lead import HEADER, first_of_lead, first_of_lead_since, is_first_of_lead
 from .producer import EventProducer
@@ -68,7 +69,6 @@ log = logging.getLogger("leadbridge.express")
 
 OFFSETS_REFRESH_SECONDS = 0.5
 REMEMBERED = 1000  # event ids of recent express events (``_remember``)
-LOCK_WAIT_SECONDS = 2.0  # the longest the lane waits for the main runner's batch in flight (``_ahead_of``)
 
 EXPRESS_HANDLED = Counter("leadbridge_express_handled_total",
                           "First events of new leads handled by the express lane ahead of the main consumer",
@@ -93,24 +93,6 @@ class ExpressSettings(BaseSettings):
 
 
 # -- consuming: the lane ------------------------------------------------------------------------------
-
-
-class _Bucket:
-    """A token bucket: ``rate`` per second, bursts of up to ``rate``."""
-
-    def __init__(self, rate: float) -> None:
-        self._rate = rate
-        self._tokens = rate
-        self._at = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self._tokens = min(self._rate, self._tokens + (now - self._at) * self._rate)
-        self._at = now
-        if self._tokens < 1:
-            return False
-        self._tokens -= 1
-        return True
 
 
 class ExpressLane:
@@ -139,7 +121,7 @@ class ExpressLane:
         self._main_offsets: dict[TopicPartition, int] = {}
         self._offsets_at = self._read_at = float("-inf")  # last attempt, last success
         self._rates: dict[TopicPartition, float] = {}  # records/s the main group commits, per partition
-        self._bucket = _Bucket(self.settings.max_per_second)
+        self._bucket = Bucket(self.settings.max_per_second)
         self._handled: dict[bytes, None] = {}  # ids of the events the lane handled lately (insertion order)
         self._stopping = asyncio.Event()
         self._started = asyncio.Event()
@@ -254,7 +236,7 @@ class ExpressLane:
             emitted.extend(ctx.staged)  # what it emits: published at once too, below
 
         try:
-            async with _ahead_of(runner):  # the main runner's next batch waits for it
+            async with ahead_of(runner):  # the main runner's next batch waits for it
                 with handling(record, event, self.group_id):  # a span, child of the record's traceparent
                     duplicate = await runner._apply(handler, event, record)  # claimed as the main group
         except Exception as exc:  # any fault: the main runner handles it, in order, with retries and the DLQ
@@ -324,27 +306,6 @@ class ExpressLane:
                 self._rates[p] = pace if p not in self._rates else (self._rates[p] + pace) / 2
         self._main_offsets, self._offsets_at, self._read_at = offsets, now, now
         return True
-
-
-@contextlib.asynccontextmanager
-async def _ahead_of(runner: ConsumerRunner) -> AsyncIterator[None]:
-    """Hold the main runner's lock (held for each of its batches): the express transaction runs between two
-    batches, not interleaved with one. In the router it waits for the batch in flight anyway (the pools' row
-    locks); elsewhere each of its round trips would wait behind the batch's CPU between two of its awaits (one
-    event loop; tens of ms each, more on a loaded machine). At most ``LOCK_WAIT_SECONDS`` (a main runner
-    retrying a failing record holds it between attempts), then without it; at most ``EXPRESS_MAX_PER_SECOND``
-    such pauses of the main runner."""
-    lock: asyncio.Lock = runner._lock
-    try:
-        async with asyncio.timeout(LOCK_WAIT_SECONDS):
-            await lock.acquire()
-    except TimeoutError:
-        yield
-        return
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 class _FromRecentRecords(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
