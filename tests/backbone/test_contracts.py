@@ -38,6 +38,25 @@ def test_values_validate_against_the_published_json_schema(data):
     jsonschema.validate(json.loads(Envelope.of(data, source="t", lead_id="x").kafka_value()), schema)
 
 
+@pytest.mark.parametrize("data", samples("lead-1"), ids=lambda d: d.event_type)
+@pytest.mark.parametrize("ce_time", ["2026-12-01T17:00:00.123456Z", "2026-12-01T18:00:00+01:00",
+                                     "2026-12-01T17:00:00Z", "2026-12-01 17:00:00Z", "2026-12-01T17:00Z"])
+def test_a_decoded_envelope_is_the_one_pydantic_validates(data, ce_time):
+    """``from_kafka`` builds the envelope from checked values without pydantic when ce_time is RFC 3339: the
+    same object as validating the same attributes (the other spellings take pydantic's path)."""
+    event = Envelope.of(data, source="test", lead_id="lead-1",
+                        caused_by=Envelope.of(samples("lead-1")[0], source="intake", lead_id="lead-1"))
+    headers = [(k, ce_time.encode() if k == "ce_time" else v) for k, v in event.kafka_headers()]
+    decoded = Envelope.from_kafka(event.kafka_key(), event.kafka_value(), headers)
+    validated = type(decoded).model_validate({**event.model_dump(), "time": ce_time})
+    assert decoded == validated and decoded.time == validated.time and decoded.time.utcoffset() is not None
+    assert decoded.model_fields_set == validated.model_fields_set
+    assert decoded.model_dump() == validated.model_dump() and decoded.kafka_headers() == validated.kafka_headers()
+    assert decoded.kafka_value() == event.kafka_value()
+    with pytest.raises(Exception):  # noqa: B017 -- frozen, like any envelope
+        decoded.id = "other"  # type: ignore[misc]
+
+
 def test_consumers_ignore_unknown_fields_and_headers():
     event = Envelope.of(samples("l")[0], source="intake", lead_id="l")
     value = json.loads(event.kafka_value())
@@ -92,3 +111,15 @@ def test_asyncapi_lists_every_topic_and_message():
 def test_lead_captured_requires_a_profile():
     with pytest.raises(Exception):  # noqa: B017 -- any refusal will do: pydantic's or the model's own
         LeadCaptured.model_validate({"lead_id": "l", "captured_at": "2026-01-01T00:00:00Z"})
+
+
+def test_event_ids_are_random_uuids():
+    import uuid
+
+    from leadbridge_contracts.envelope import new_event_id
+
+    ids = {new_event_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for text in list(ids)[:50]:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122

@@ -5,15 +5,24 @@ not-behind event is left to the main runner; an express failure leaves the event
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from aiokafka import TopicPartition
 from aiokafka.partitioner import murmur2
+from aiokafka.structs import OffsetAndMetadata
 from leadbridge_contracts.envelope import Envelope
 from leadbridge_contracts.events import LeadActivityRecorded, LeadCaptured, LeadProfile
 from leadbridge_events.consumer import ConsumerRunner
-from leadbridge_events.express import ExpressLane, ExpressSettings, first_of_lead, is_first_of_lead
+from leadbridge_events.express import (
+    ExpressLane,
+    ExpressSettings,
+    first_of_lead,
+    first_of_lead_since,
+    is_first_of_lead,
+)
 from leadbridge_events.outbox import outbox_row
 from leadbridge_events.registry import EventHandlers, on
 from prometheus_client import REGISTRY
@@ -121,10 +130,14 @@ def test_the_mark_travels_in_the_headers_and_the_outbox_row():
     event = capture("lead-1", marked=False)
     marked = first_of_lead(event)
     assert is_first_of_lead(marked.kafka_headers()) and not is_first_of_lead(event.kafka_headers())
-    assert outbox_row(marked)["headers"]["ce_firstoflead"] == "true"
+    assert datetime.fromisoformat(outbox_row(marked)["headers"]["ce_firstoflead"]) == event.time
+    assert first_of_lead_since(marked.kafka_headers()) == event.time  # when the lead was captured
+    scored_later = first_of_lead(capture("lead-1", marked=False), since=event.time - timedelta(minutes=5))
+    assert first_of_lead_since(scored_later.kafka_headers()) == event.time - timedelta(minutes=5)
     assert "ce_firstoflead" not in outbox_row(event)["headers"]
     assert (marked.id, marked.type, marked.lead_id, marked.data) == (event.id, event.type, event.lead_id, event.data)
-    assert marked.kafka_value() == event.kafka_value() and first_of_lead(marked) is marked
+    assert marked.kafka_value() == event.kafka_value()
+    assert first_of_lead_since(first_of_lead(scored_later).kafka_headers()) == event.time - timedelta(minutes=5)
     decoded = Envelope.from_kafka(marked.kafka_key(), marked.kafka_value(), marked.kafka_headers())
     assert decoded.id == event.id  # consumers that do not know the mark ignore it
 
@@ -158,6 +171,28 @@ async def test_a_fresh_first_event_is_handled_ahead_of_the_backlog_and_then_skip
         assert await count_effects(backbone) == total
         assert await stage.effects_of(fresh) == 1 and stage.calls[fresh] == 1  # the main runner skipped it
         assert await stage.outbox_rows(fresh) == 1  # one emitted event, not two
+    finally:
+        await stage.stop()
+
+
+async def test_the_lane_runs_between_the_main_runners_batches_and_skips_its_own_events_copies(
+        backbone, producer, kafka_bootstrap, topic, unique_name):
+    stage = Stage(backbone, producer, kafka_bootstrap, topic, unique_name, min_wait_seconds=0)
+    await stage.start_lane()
+    try:
+        fresh = f"lead-{uuid.uuid4()}"
+        await _backlog(producer, topic, partition_of(fresh, topic.partitions), 30)
+        event = capture(fresh)
+        async with stage.runner._lock:  # the main runner has a batch in flight
+            await producer.send(event, topic=topic.name)
+            await asyncio.sleep(1.0)
+            assert await stage.effects_of(fresh) == 0  # the lane waits for that batch's end...
+        await wait_for(lambda: _ge(stage.effects_of(fresh), 1), timeout=10)  # ...then goes ahead of the next
+        assert handled(unique_name, topic.name) == 1
+        async with stage.runner._lock:
+            await producer.send(event, topic=topic.name)  # the relay's copy of it, a moment later
+            await wait_for(lambda: _reaches(lambda: skipped(unique_name, topic.name, "duplicate"), 1), timeout=1.5)
+        assert stage.calls[fresh] == 1  # known by its id: no transaction, no wait for the main runner
     finally:
         await stage.stop()
 
@@ -201,7 +236,8 @@ async def test_an_express_failure_leaves_the_event_to_the_main_runner(
 
 
 async def test_the_rate_limit_caps_the_lane(backbone, producer, kafka_bootstrap, topic, unique_name):
-    stage = Stage(backbone, producer, kafka_bootstrap, topic, unique_name, max_per_second=2, min_lag=0)
+    stage = Stage(backbone, producer, kafka_bootstrap, topic, unique_name, max_per_second=2, min_lag=0,
+                  min_wait_seconds=0)  # always behind
     await stage.start_lane()
     try:
         leads = [f"lead-{uuid.uuid4()}" for _ in range(10)]
@@ -212,3 +248,40 @@ async def test_the_rate_limit_caps_the_lane(backbone, producer, kafka_bootstrap,
         assert 2 <= handled(unique_name, topic.name) <= 4  # a burst of 2, plus what refilled meanwhile
     finally:
         await stage.stop()
+
+
+class _Offsets:
+    """The admin client's committed offsets of the main group, as the test sets them."""
+
+    def __init__(self) -> None:
+        self.committed: dict = {}
+
+    async def list_consumer_group_offsets(self, group):
+        return {tp: OffsetAndMetadata(o, "") for tp, o in self.committed.items()}
+
+
+async def test_behind_means_records_that_would_wait_at_the_main_groups_pace():
+    async def nothing(event, ctx):
+        return None
+
+    lane = ExpressLane(bootstrap_servers="127.0.0.1:9", group_id="g", handlers=EventHandlers(on(LeadCaptured, nothing)),
+                       types=["lead-captured"], runner=lambda: None, topics=["t"],
+                       settings=ExpressSettings(min_lag=10, min_wait_seconds=0.5))
+    tp = TopicPartition("t", 0)
+    admin = lane._admin = _Offsets()
+
+    async def behind(offset: int, committed: int | None = None, seconds_since_last_read: float = 1.0) -> bool:
+        if committed is not None:
+            admin.committed[tp] = committed
+            lane._offsets_at = float("-inf")  # read again now, one "second" after the last read
+            lane._read_at = time.monotonic() - seconds_since_last_read
+        return await lane._main_behind(tp, offset)
+
+    try:
+        assert await behind(1030, committed=1000)  # 30 ahead, pace unknown yet: the records decide
+        assert not await behind(1005)  # fewer than EXPRESS_MIN_LAG
+        assert not await behind(1130, committed=1100)  # 100 records/s: 30 ahead is 0.3 s of waiting
+        assert await behind(1160)  # 60 ahead: 0.6 s
+        assert await behind(1130, committed=1100)  # stalled: the pace halves (moving average), 30 is 0.6 s
+    finally:
+        await lane._consumer.stop()

@@ -226,3 +226,35 @@ def test_funnel_window_is_by_capture_time_and_limbo_follows_the_clock():
 def test_unknown_dimension_is_refused():
     with pytest.raises(ValueError):
         funnel([], by="color", now=NOW, limbo_after=LIMBO)
+
+
+def test_the_folds_copies_are_dataclass_copies():
+    """``facts._replace`` (the fold's copy, faster than ``dataclasses.replace``) gives the same facts and refuses
+    what is not a field."""
+    import dataclasses
+
+    from leadbridge_insights.facts import LeadFacts, _replace
+
+    base = LeadFacts(lead_id="l", channel="web", touch_ids=("a",))
+    changed = _replace(base, channel="ads", mql=True)
+    assert changed == dataclasses.replace(base, channel="ads", mql=True) and base.channel == "web"
+    assert hash(changed) == hash(dataclasses.replace(base, channel="ads", mql=True))
+    with pytest.raises(TypeError):
+        _replace(base, not_a_field=1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        changed.channel = "x"  # type: ignore[misc]
+
+
+def test_stored_facts_load_as_the_dataclass_would_build_them():
+    from leadbridge_insights.facts import LeadFacts
+
+    at = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    facts = LeadFacts(lead_id="l", captured=True, captured_at=at, touch_ids=("a", "b"), sla_alerts=(("d", "k"),))
+    raw = facts.to_json()
+    assert list(raw) == [f for f in LeadFacts.__dataclass_fields__]  # every field, in order
+    loaded = LeadFacts.from_json({**raw, "a_field_of_a_later_version": 1})
+    assert loaded == facts and list(loaded.__dict__) == list(facts.__dict__)
+    old_row = {k: v for k, v in raw.items() if k not in ("route_pool", "resolved_deadlines")}  # an older version
+    assert LeadFacts.from_json(old_row) == facts  # missing fields take their defaults
+    with pytest.raises(TypeError):
+        LeadFacts.from_json({"captured": True})

@@ -27,5 +27,5 @@ async def test_new_leads_are_marked_first_of_lead_and_repeat_activity_is_not(
         async with app.state.runtime.sessions() as s:
             rows = (await s.execute(select(outbox.c.headers).where(outbox.c.key == lead_id)
                                     .order_by(outbox.c.id))).scalars().all()
-    assert [(r["ce_type"], r.get("ce_firstoflead")) for r in rows] == [
-        ("io.leadbridge.lead-captured", "true"), ("io.leadbridge.lead-activity-recorded", None)]
+    assert [(r["ce_type"], r.get("ce_firstoflead")) for r in rows] == [  # marked with the capture's time
+        ("io.leadbridge.lead-captured", rows[0]["ce_time"]), ("io.leadbridge.lead-activity-recorded", None)]

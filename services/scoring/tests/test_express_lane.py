@@ -49,7 +49,7 @@ async def _scored_rows(engine, lead_id: str) -> list[tuple[str | None, str]]:
     async with engine.connect() as conn:
         rows = (await conn.execute(select(outbox.c.headers, outbox.c.value).where(outbox.c.key == lead_id)
                                    .order_by(outbox.c.id))).all()
-    return [(h.get("ce_firstoflead"), h["ce_type"]) for h, _ in rows]
+    return [("marked" if "ce_firstoflead" in h else None, h["ce_type"]) for h, _ in rows]
 
 
 async def _until(predicate, timeout: float = 30.0) -> None:
@@ -88,7 +88,7 @@ async def test_a_new_lead_is_scored_in_the_express_lane_once(fresh_database_url,
                                          for e in backlog)
             await producer.send(first_of_lead(_capture(fresh)))
             await _until(lambda: _has(engine, fresh, 1))
-            assert await _scored_rows(engine, fresh) == [("true", "io.leadbridge.lead-scored")]  # its first score
+            assert await _scored_rows(engine, fresh) == [("marked", "io.leadbridge.lead-scored")]  # its first score
             assert all(await asyncio.gather(*(_has(engine, e.lead_id, 0, exactly=True) for e in backlog)))
 
             demo = LeadActivityRecorded(lead_id=fresh, activity_id="demo-1", occurred_at=datetime.now(UTC)
@@ -99,7 +99,7 @@ async def test_a_new_lead_is_scored_in_the_express_lane_once(fresh_database_url,
             await _until(lambda: _has(engine, backlog[-1].lead_id, 1))
             await asyncio.sleep(0.5)
             # the capture once (the main runner found it claimed), then the demo request's rescore: not marked
-            assert await _scored_rows(engine, fresh) == [("true", "io.leadbridge.lead-scored"),
+            assert await _scored_rows(engine, fresh) == [("marked", "io.leadbridge.lead-scored"),
                                                          (None, "io.leadbridge.lead-scored")]
             assert all(await asyncio.gather(*(_has(engine, e.lead_id, 1, exactly=True) for e in backlog)))
         finally:

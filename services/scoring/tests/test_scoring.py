@@ -163,3 +163,14 @@ def test_default_model_seed_examples() -> None:
     assert demo.stage is Stage.MQL and demo.grade == "A"
     student = LeadProfile(job_title="Student", contact=Contact(email="s@gmail.com"))
     assert score(student, [act("c", kind="download", asset="whitepaper")], model, NOW).total < 0
+
+
+def test_a_new_model_object_is_scored_by_its_own_rules() -> None:
+    """The rules are compiled once per model object (``scoring._plan``): an edited model, even one built from
+    the same text, scores by what it says."""
+    lead = LeadProfile(job_title="VP of Sales", industry="SaaS")
+    assert rules(score(lead, [], MODEL, NOW)) == {"exec": 20, "saas": 10}
+    edited = MODEL.model_copy(update={"fit": [MODEL.fit[0].model_copy(update={"contains": ["director"]})]})
+    assert rules(score(lead, [], edited, NOW)) == {}
+    assert rules(score(LeadProfile(job_title="Sales Director"), [], edited, NOW)) == {"exec": 20}
+    assert rules(score(lead, [], MODEL, NOW)) == {"exec": 20, "saas": 10}  # the first model's plan still holds

@@ -75,3 +75,13 @@ def test_team_calendar_and_assignee_zone():
 def test_bad_config_fails_at_load(bad):
     with pytest.raises(ValidationError):
         SlaConfig.model_validate(bad)
+
+
+def test_calendars_are_built_once_and_a_changed_config_gets_its_own():
+    cfg = SlaConfig.model_validate(CONFIG)
+    assert cfg.calendar_for("enterprise") is cfg.calendar_for("enterprise")  # cached: one per distinct calendar
+    assert cfg.calendar_for("enterprise", "Asia/Tokyo") is cfg.calendar_for("enterprise", "Asia/Tokyo")
+    changed = SlaConfig.model_validate({**CONFIG, "calendars": {
+        **CONFIG["calendars"], "emea": {**CONFIG["calendars"]["emea"], "hours": ["10:00-12:00"]}}})
+    assert changed.calendar_for("enterprise").windows == ((600, 720),)
+    assert cfg.calendar_for("enterprise").windows != ((600, 720),)

@@ -38,9 +38,10 @@ def recorded_activity(data: LeadActivityRecorded) -> Activity:
 
 
 def scored_event(scored: LeadScored, cause: Envelope[Any]) -> Envelope[LeadScored]:
-    """The lead-scored envelope; a lead's first score (no previous stage) is marked first-of-lead (express lane)."""
+    """The lead-scored envelope; a lead's first score (no previous stage) is marked first-of-lead, with the time
+    of the capture that caused it (express lane)."""
     event = Envelope.of(scored, source=SOURCE, lead_id=scored.lead_id, caused_by=cause)
-    return first_of_lead(event) if scored.previous_stage is None else event
+    return first_of_lead(event, since=cause.time) if scored.previous_stage is None else event
 
 
 async def _emit_scored(ctx: HandlerContext[Rescorer], scored: LeadScored | None, cause: Envelope[Any]) -> None:

@@ -7,6 +7,7 @@ row locked, so handling is ordered and idempotent per lead.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections import Counter
@@ -23,6 +24,7 @@ from .model import ScoringModel
 from .scoring import Activity, Breakdown, score
 
 log = logging.getLogger("leadbridge.scoring")
+YIELD_EVERY = 50  # leads: scoring a batch of 500 is tens of ms of CPU on the one event loop
 
 
 def merge_profile(old: LeadProfile, new: LeadProfile | None) -> LeadProfile:
@@ -112,7 +114,9 @@ class Rescorer:
         batch here (each lead at DEBUG)."""
         new: list[store.NewLead] = []
         decided: dict[str, tuple[LeadProfile, Breakdown, Transition, datetime]] = {}
-        for lead_id, activity, profile in captures:
+        for i, (lead_id, activity, profile) in enumerate(captures):
+            if i and i % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # let the express lane and the fetchers run between chunks of a long batch
             breakdown = score(profile, [activity], self.model, activity.occurred_at)
             transition = after_scoring(None, breakdown, threshold=self.model.mql_threshold, is_test=profile.is_test)
             state = transition.state

@@ -12,9 +12,10 @@ that cut points is listed too, so the listed points always add up to the total.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
+from typing import Any
 
 from leadbridge_contracts.events import LeadProfile, Stage
 
@@ -64,12 +65,14 @@ def score(profile: LeadProfile, activities: list[Activity], model: ScoringModel,
     hits: list[RuleHit] = []
     totals: dict[str, float] = {}
     ordered = sorted(activities, key=lambda a: (a.occurred_at, a.activity_id)) if len(activities) > 1 else activities
+    plan = _plan(model)
     for category in CATEGORIES:
         if category in ("fit", "negative"):
-            found = [h for r in getattr(model, category) if (h := _profile_hit(r, category, profile)) is not None]
+            found = [hit for field, test, hit in plan.profile[category]
+                     if (value := profile_value(profile, field)) is not None and value != "" and test(value)]
         else:
-            found = [h for r in getattr(model, category)
-                     if (h := _activity_hit(r, category, ordered, model, now)) is not None]
+            found = [h for rule, selects in plan.activity[category]
+                     if (h := _activity_hit(rule, selects, category, ordered, plan, model, now)) is not None]
         raw = round(sum(h.points for h in found), 2)
         capped = _cap(category, raw, model)
         if capped != raw:
@@ -103,50 +106,77 @@ def profile_value(profile: LeadProfile, field: str) -> str | int | None:
     return getattr(profile, field, None)
 
 
-@lru_cache(maxsize=1024)
-def _word(term: str) -> re.Pattern[str]:
-    return re.compile(r"(?<![a-z0-9])" + re.escape(term) + r"(?![a-z0-9])")
+def _words(terms: list[str]) -> re.Pattern[str]:
+    """Any of ``terms`` as a whole word or phrase (lower case; not inside a longer word)."""
+    return re.compile(r"(?<![a-z0-9])(?:" + "|".join(map(re.escape, terms)) + r")(?![a-z0-9])")
 
 
-def _matches_words(value: str, terms: list[str]) -> str | None:
-    text = value.lower()
-    return next((t for t in terms if _word(t).search(text)), None)
+_Test = Callable[[Any], bool]
 
 
-def _profile_hit(rule: ProfileRule, category: str, profile: LeadProfile) -> RuleHit | None:
-    value = profile_value(profile, rule.field)
-    if value is None or value == "":
-        return None
+def _value_test(rule: ProfileRule) -> _Test:
+    """The rule's test of a (non-empty) profile value, built once per rule (``_plan``)."""
     if rule.equals is not None:
-        if str(value).strip().lower() not in rule.equals:
-            return None
-    elif rule.contains is not None:
-        if _matches_words(str(value), rule.contains) is None:
-            return None
-    else:
+        allowed = frozenset(rule.equals)
+        return lambda value: str(value).strip().lower() in allowed
+    if rule.contains is not None:
+        search = _words(rule.contains).search
+        return lambda value: search(str(value).lower()) is not None
+
+    def in_range(value: Any) -> bool:
         try:
             number = float(value)
         except (TypeError, ValueError):
-            return None
-        if (rule.min is not None and number < rule.min) or (rule.max is not None and number > rule.max):
-            return None
-    return RuleHit(rule.id, category, rule.points, rule.explanation or f"{rule.field} matches {rule.id}")
+            return False
+        return not ((rule.min is not None and number < rule.min) or (rule.max is not None and number > rule.max))
+    return in_range
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A model's rules as ready-made tests, built once per model object (``_plan``), not on every score: the
+    profile rules' (field, test, the hit it gives), the activity rules with their selectors (also by id, for
+    ``after``)."""
+
+    profile: dict[str, list[tuple[str, _Test, RuleHit]]]
+    activity: dict[str, list[tuple[ActivityRule, Callable[[Activity], bool]]]]
+    selectors: dict[str, Callable[[Activity], bool]]
+
+
+_PLANS: dict[int, tuple[ScoringModel, _Plan]] = {}
+
+
+def _plan(model: ScoringModel) -> _Plan:
+    found = _PLANS.get(id(model))
+    if found is None or found[0] is not model:  # an id reused by a newer model object: build again
+        if len(_PLANS) > 64:  # models live for the process; what-if runs build a few more
+            _PLANS.clear()
+        selectors = {r.id: _selector(r) for r in (*model.engagement, *model.intent)}
+        found = _PLANS[id(model)] = (model, _Plan(
+            profile={c: [(r.field, _value_test(r), RuleHit(r.id, c, r.points,
+                                                            r.explanation or f"{r.field} matches {r.id}"))
+                         for r in getattr(model, c)] for c in ("fit", "negative")},
+            activity={c: [(r, selectors[r.id]) for r in getattr(model, c)] for c in ("engagement", "intent")},
+            selectors=selectors))
+    return found[1]
 
 
 # -- activity rules (engagement, intent) ---------------------------------------------------------
 
 
-def _among(value: str | None, allowed: list[str] | None) -> bool:
-    return allowed is None or (value is not None and value.lower() in allowed)
+def _selector(rule: ActivityRule) -> Callable[[Activity], bool]:
+    """``rule``'s test of an activity: every selector given matches (one of the values; a word of the asset)."""
+    kinds, forms, channels = (None if v is None else frozenset(v) for v in (rule.kind, rule.form_type, rule.channel))
+    asset = None if rule.asset_contains is None else _words(rule.asset_contains).search
 
+    def among(value: str | None, allowed: frozenset[str] | None) -> bool:
+        return allowed is None or (value is not None and value.lower() in allowed)
 
-def _selects(rule: ActivityRule, activity: Activity) -> bool:
-    if not (_among(activity.kind, rule.kind) and _among(activity.form_type, rule.form_type)
-            and _among(activity.channel, rule.channel)):
-        return False
-    if rule.asset_contains is not None:
-        return activity.asset is not None and _matches_words(activity.asset, rule.asset_contains) is not None
-    return True
+    def selects(a: Activity) -> bool:
+        if not (among(a.kind, kinds) and among(a.form_type, forms) and among(a.channel, channels)):
+            return False
+        return asset is None or (a.asset is not None and asset(a.asset.lower()) is not None)
+    return selects
 
 
 def decay_factor(age_days: float, model: ScoringModel) -> float:
@@ -159,10 +189,9 @@ def decay_factor(age_days: float, model: ScoringModel) -> float:
     return float(0.5 ** (age_days / model.decay.half_life_days))
 
 
-def _activity_hit(rule: ActivityRule, category: str, ordered: list[Activity], model: ScoringModel,
-                  now: datetime) -> RuleHit | None:
-    matching = [a for i, a in enumerate(ordered)
-                if _selects(rule, a) and (not rule.after or _after_ok(rule, ordered[:i], model))]
+def _activity_hit(rule: ActivityRule, selects: Callable[[Activity], bool], category: str, ordered: list[Activity],
+                  plan: _Plan, model: ScoringModel, now: datetime) -> RuleHit | None:
+    matching = [a for i, a in enumerate(ordered) if selects(a) and (not rule.after or _after_ok(rule, ordered[:i], plan))]
     if not matching:
         return None
     counted = matching[-rule.max_times:]  # the most recent ones
@@ -182,10 +211,9 @@ def _activity_hit(rule: ActivityRule, category: str, ordered: list[Activity], mo
     return RuleHit(rule.id, category, points, text)
 
 
-def _after_ok(rule: ActivityRule, earlier: list[Activity], model: ScoringModel) -> bool:
+def _after_ok(rule: ActivityRule, earlier: list[Activity], plan: _Plan) -> bool:
     if not rule.after:
         return True
     if not earlier:
         return False
-    rules = {r.id: r for r in (*model.engagement, *model.intent)}
-    return any(_selects(rules[rid], a) for rid in rule.after for a in earlier)
+    return any(plan.selectors[rid](a) for rid in rule.after for a in earlier)

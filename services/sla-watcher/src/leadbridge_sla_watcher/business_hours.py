@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 UTC = UTC
@@ -48,15 +49,21 @@ class Calendar:
     def is_working_day(self, day: date) -> bool:
         return day.weekday() in self.working_days and day not in self.holidays
 
-    def windows_on(self, day: date) -> list[tuple[datetime, datetime]]:
-        """The working windows of a local date, as UTC instants."""
-        if not self.is_working_day(day):
-            return []
-        return [(self._instant(day, start), self._instant(day, end)) for start, end in self.windows]
+    def windows_on(self, day: date) -> tuple[tuple[datetime, datetime], ...]:
+        """The working windows of a local date, as UTC instants (computed once per calendar and date: every
+        deadline of a drain asks for the same few days)."""
+        return _windows_on(self, day)
 
     def _instant(self, day: date, minute_of_day: int) -> datetime:
         local = datetime.combine(day, time()) + timedelta(minutes=minute_of_day)  # naive local wall time
         return local.replace(tzinfo=self.tz).astimezone(UTC)
+
+
+@lru_cache(maxsize=16384)
+def _windows_on(calendar: Calendar, day: date) -> tuple[tuple[datetime, datetime], ...]:
+    if not calendar.is_working_day(day):
+        return ()
+    return tuple((calendar._instant(day, start), calendar._instant(day, end)) for start, end in calendar.windows)
 
 
 def parse_window(text: str) -> tuple[int, int]:

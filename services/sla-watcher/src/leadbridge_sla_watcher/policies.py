@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import date
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -73,7 +74,7 @@ class CalendarConfig(_Model):
         return value
 
     def calendar(self) -> Calendar:
-        return Calendar.of(self.timezone, self.working_days, self.hours, self.holidays)
+        return _calendar(self.timezone, tuple(self.working_days), tuple(self.hours), tuple(self.holidays))
 
 
 class Match(_Model):
@@ -130,9 +131,22 @@ class SlaConfig(_Model):
         """The team's calendar (or the default one), in the assignee's time zone when it is a valid one."""
         name = self.team_calendars.get(team or "", "default")
         calendar = self.calendars[name].calendar()
-        return calendar.with_tz(timezone) if timezone and _known_zone(timezone) else calendar
+        return _with_tz(calendar, timezone) if timezone and _known_zone(timezone) else calendar
 
 
+# Built once per distinct calendar (and zone), not once per routed lead: equal calendars are then one object,
+# whose working windows per date are cached too (``business_hours``).
+@lru_cache(maxsize=256)
+def _calendar(tz: str, days: tuple[str, ...], hours: tuple[str, ...], holidays: tuple[date, ...]) -> Calendar:
+    return Calendar.of(tz, days, hours, holidays)
+
+
+@lru_cache(maxsize=1024)
+def _with_tz(calendar: Calendar, tz: str) -> Calendar:
+    return calendar.with_tz(tz)
+
+
+@lru_cache(maxsize=1024)
 def _known_zone(name: str) -> bool:
     try:
         ZoneInfo(name)
