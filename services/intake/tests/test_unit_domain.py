@@ -31,7 +31,7 @@ from leadbridge_intake.signatures import (
     verify_linkedin_signature,
     verify_meta_signature,
 )
-from leadbridge_intake.submission import LeadSubmission, channel_label, from_flat_fields
+from leadbridge_intake.submission import NUL_FREE, LeadSubmission, channel_label, from_flat_fields, nul_free
 from pydantic import ValidationError
 
 
@@ -236,3 +236,29 @@ def test_the_contract_refuses_what_intake_would_refuse():
     with pytest.raises(ValidationError):
         FollowUpLogged.model_validate({"lead_id": "l", "follow_up_id": "f", "touch_type": "call", "reason": "x" * 1001,
                                        "occurred_at": "2026-01-01T00:00:00Z", "logged_at": "2026-01-01T00:00:00Z"})
+
+
+@pytest.mark.parametrize("raw", [
+    '{"email": "a@b.co", "company": "A\\u0000B"}'.encode(),
+    '{"email": "a@b.co", "custom": {"k\\u0000": "v\\u0000"}, "utm": {"utm_source": "\\u0000x"}}'.encode(),
+    '{"email": "a@b.co", "company": "A\\u0000B"}'.encode("utf-16"),  # json.loads reads UTF-16 and -32 too
+    '{"email": "a@b.co", "company": "A\\u0000B"}'.encode("utf-32-le"),
+    '{"email": "a@b.co", "company": "Café"}'.encode("utf-16-le"),
+])
+def test_a_body_that_may_hold_a_nul_is_stripped(raw):
+    import json
+
+    assert not nul_free(raw)
+    stripped = LeadSubmission.model_validate(json.loads(raw), context={NUL_FREE: nul_free(raw)})
+    assert "\x00" not in stripped.model_dump_json().replace("\\u0000", "\x00")
+    assert stripped == LeadSubmission.model_validate(json.loads(raw))
+
+
+@pytest.mark.parametrize("raw", [b'{"email": "a@b.co", "company": "A\\\\u0000B"}',  # an escaped backslash
+                                 '{"email": "a@b.co", "company": "Zoë \\u2603"}'.encode()])
+def test_a_nul_free_body_skips_the_strip_and_validates_the_same(raw):
+    import json
+
+    assert nul_free(raw) or b"\\\\u0000" in raw
+    data = json.loads(raw)
+    assert LeadSubmission.model_validate(data, context={NUL_FREE: nul_free(raw)}) == LeadSubmission.model_validate(data)

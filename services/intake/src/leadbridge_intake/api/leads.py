@@ -25,7 +25,7 @@ from ..followups import FollowUpConflict, FollowUpRequest, check_can_follow_up, 
 from ..keys import ApiKey
 from ..normalize import is_uuid
 from ..reporting import ANSWER, record_result
-from ..submission import FORM_CONTROL_FIELDS, LeadSubmission, from_flat_fields
+from ..submission import FORM_CONTROL_FIELDS, NUL_FREE, LeadSubmission, from_flat_fields, nul_free
 from ..tables import follow_ups, leads
 from .auth import require
 from .context import IntakeContext, get_ctx
@@ -125,7 +125,8 @@ async def accept_lead(request: Request, ctx: IntakeContext, key: ApiKey, raw: by
         log.info("honeypot filled; dropped", extra={"api_key": key.id})
         return _answer(ctx, form, CaptureResult(str(uuid.uuid4()), "captured"))
     try:
-        submission = LeadSubmission.model_validate(data, context={"region": ctx.settings.default_phone_region})
+        context = {"region": ctx.settings.default_phone_region, NUL_FREE: form is None and nul_free(raw)}
+        submission = LeadSubmission.model_validate(data, context=context)
     except ValidationError as exc:
         return validation_problem(exc)
     profile = submission.profile(source=key.source)
