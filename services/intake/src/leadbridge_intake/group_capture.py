@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from leadbridge_contracts.envelope import Envelope, new_event_id
@@ -97,7 +98,7 @@ class Member:
     def claim(self) -> tuple[str, str] | None:
         return (self.dedupe_scope, self.dedupe_key) if self.dedupe_scope and self.dedupe_key else None
 
-    @property
+    @cached_property  # asked for by the gathering loop and the group (the profile is frozen)
     def lock_keys(self) -> list[str]:
         if self.profile.is_test:
             return []
