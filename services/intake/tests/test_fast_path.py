@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 import pytest
-from leadbridge_intake.fast_path import LeadFastPath
+from leadbridge_intake.fast_path import LeadFastPath, fast_path_of
 from leadbridge_intake.ratelimit import RateLimiter
 from leadbridge_intake.testing import new_key
 
@@ -60,7 +60,7 @@ async def test_the_fast_path_and_the_full_stack_answer_alike(intake):
                             {h: r.headers.get(h) for h in HEADERS if h != "location"},
                             (r.headers.get("location") or "").rsplit("/", 1)[0]))
         assert answers[0] == answers[1], name
-    fast = app.middleware_stack
+    fast = fast_path_of(app)
     assert isinstance(fast, LeadFastPath) and fast.handled >= len(cases) - 1  # "too large" is refused unread
 
     # an Idempotency-Key replayed, reused with another body; a rate limit, on either path
@@ -86,7 +86,7 @@ async def test_the_fast_path_and_the_full_stack_answer_alike(intake):
 async def test_other_requests_take_the_full_stack(intake):
     client, app, key = intake
     await client.post("/v1/leads", headers={"X-API-Key": key}, json={"email": _email()})
-    fast = app.middleware_stack
+    fast = fast_path_of(app)
     assert isinstance(fast, LeadFastPath)
     before = fast.handled
     allowed = await client.post("/v1/leads", json={"email": _email()},
@@ -96,3 +96,28 @@ async def test_other_requests_take_the_full_stack(intake):
     assert form.status_code == 202
     assert (await client.get("/v1/leads")).status_code == 405
     assert fast.handled == before  # a browser's request (CORS), a form post, another method
+
+
+async def test_an_unexpected_error_is_the_same_500_on_both_paths(intake, monkeypatch):
+    """A bug (not an outage) in a capture: the server's 500, and the error raised on to the server (which logs
+    its traceback), on the fast path as on the full stack."""
+    import httpx
+
+    _client, app, key = intake
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(app.state.ctx.captures, "capture", broken)
+    fast = fast_path_of(app)
+    answers = []
+    for extra in ({}, FULL_STACK):
+        before = fast.handled
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
+                                     base_url="http://intake") as quiet:
+            r = await quiet.post("/v1/leads", json={"email": _email()}, headers={"X-API-Key": key, **extra})
+        answers.append((r.status_code, r.text, r.headers.get("content-type")))
+        assert fast.handled == before + (0 if extra else 1)
+        with pytest.raises(RuntimeError, match="a bug"):  # raised on to the server
+            await _client.post("/v1/leads", json={"email": _email()}, headers={"X-API-Key": key, **extra})
+    assert answers[0] == answers[1] and answers[0][0] == 500

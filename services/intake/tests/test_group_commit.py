@@ -193,3 +193,46 @@ async def test_the_one_lead_path_plans_its_look_up_per_execution(intake):
         result = await capture_lead(tx, profile, now=datetime.now(UTC), repeat_window=timedelta(days=30))
         setting = (await tx.session.execute(text("SELECT current_setting('plan_cache_mode')"))).scalar()
     assert result.outcome == "captured" and setting == "force_custom_plan"
+
+
+async def test_a_group_stores_what_the_one_lead_path_stores(intake):
+    """The group's rows are built its own way (the profile's JSON by pydantic's encoder, the marked event at
+    once: group_capture): the same lead row and outbox row as the one-lead path (``capture_lead``) writes."""
+    import json
+
+    from leadbridge_intake.capture import capture_lead
+
+    _client, app, _key = intake
+    now, window = datetime.now(UTC), timedelta(days=30)
+    body = {"name": "Zoë Ørsted \u2603 \"quoted\"", "company": "Café <&> Co", "company_size": "51-200",
+            "country": "DE", "consent": True, "channel": "Paid", "form_type": "Demo Request",
+            "utm": {"utm_source": "ü\\n"}, "custom": {"seats": "40", "note": "line\nbreak \t tab"}}
+
+    def profile(email: str) -> object:
+        return LeadSubmission.model_validate({**body, "email": email}).profile(source="test")
+
+    grouped = await app.state.ctx.captures.capture(profile(_email()), now=now, repeat_window=window)
+    async with app.state.runtime.transaction() as tx:
+        single = await capture_lead(tx, profile(_email()), now=now, repeat_window=window)
+    rows = {}
+    async with app.state.runtime.sessions() as session:
+        for result in (grouped, single):
+            lead = (await session.execute(select(leads).where(leads.c.id == result.lead_id))).mappings().one()
+            event = (await session.execute(select(outbox).where(outbox.c.key == result.lead_id))).mappings().one()
+            rows[result.lead_id] = (dict(lead), dict(event))
+
+    def same_shape(lead_id: str) -> tuple[object, ...]:
+        lead, event = rows[lead_id]
+        profile = {**lead["profile"], "contact": {**lead["profile"]["contact"], "email": None}}
+        value = json.loads(event["value"])
+        value = {**value, "lead_id": None, "profile": {**value["profile"], "contact": None}}
+        ids = ("ce_id", "ce_subject", "ce_leadid", "ce_correlationid")
+        headers = {k: (None if k in ids else v) for k, v in event["headers"].items()}
+        assert lead["profile"] == json.loads(event["value"])["profile"]  # the row's profile is the event's
+        assert event["headers"]["ce_firstoflead"] == event["headers"]["ce_time"]
+        return (profile, {k: v for k, v in lead.items() if k not in ("id", "email", "profile")}, event["topic"],
+                value, headers)
+
+    assert grouped.outcome == single.outcome == "captured"
+    assert same_shape(grouped.lead_id) == same_shape(single.lead_id)
+    assert rows[grouped.lead_id][0]["profile"]["contact"]["name"] == body["name"]

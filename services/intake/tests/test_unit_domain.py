@@ -31,7 +31,7 @@ from leadbridge_intake.signatures import (
     verify_linkedin_signature,
     verify_meta_signature,
 )
-from leadbridge_intake.submission import LeadSubmission, channel_label, from_flat_fields
+from leadbridge_intake.submission import NUL_FREE, LeadSubmission, channel_label, from_flat_fields, nul_free
 from pydantic import ValidationError
 
 
@@ -236,3 +236,47 @@ def test_the_contract_refuses_what_intake_would_refuse():
     with pytest.raises(ValidationError):
         FollowUpLogged.model_validate({"lead_id": "l", "follow_up_id": "f", "touch_type": "call", "reason": "x" * 1001,
                                        "occurred_at": "2026-01-01T00:00:00Z", "logged_at": "2026-01-01T00:00:00Z"})
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"email": "a@b.co", "company": "A\\u0000B"}',
+    b'{"email": "a@b.co", "custom": {"k\\u0000": "v\\u0000"}, "utm": {"utm_source": "\\u0000x"}}',
+    '{"email": "a@b.co", "company": "A\\u0000B"}'.encode("utf-16"),  # json.loads reads UTF-16 and -32 too
+    '{"email": "a@b.co", "company": "A\\u0000B"}'.encode("utf-32-le"),
+    '{"email": "a@b.co", "company": "Café"}'.encode("utf-16-le"),
+])
+def test_a_body_that_may_hold_a_nul_is_stripped(raw):
+    import json
+
+    assert not nul_free(raw)
+    stripped = LeadSubmission.model_validate(json.loads(raw), context={NUL_FREE: nul_free(raw)})
+    assert "\x00" not in stripped.model_dump_json().replace("\\u0000", "\x00")
+    assert stripped == LeadSubmission.model_validate(json.loads(raw))
+
+
+@pytest.mark.parametrize("raw", [b'{"email": "a@b.co", "company": "A\\\\u0000B"}',  # an escaped backslash
+                                 '{"email": "a@b.co", "company": "Zoë \\u2603"}'.encode()])
+def test_a_nul_free_body_skips_the_strip_and_validates_the_same(raw):
+    import json
+
+    assert nul_free(raw) or b"\\\\u0000" in raw
+    data = json.loads(raw)
+    assert LeadSubmission.model_validate(data, context={NUL_FREE: nul_free(raw)}) == LeadSubmission.model_validate(data)
+
+
+@pytest.mark.parametrize("outcome", ["captured", "activity", "duplicate"])
+def test_the_202_answer_is_the_json_response_it_stands_for(outcome):
+    import uuid
+
+    from fastapi.responses import JSONResponse
+    from leadbridge_intake.api.leads import Accepted202
+    from leadbridge_intake.reporting import ANSWER
+
+    lead_id = str(uuid.uuid4())
+    headers = {"Location": f"/v1/leads/{lead_id}", **({"Idempotent-Replayed": "true"} if outcome == "duplicate" else {})}
+    reference = JSONResponse({"lead_id": lead_id, "status": ANSWER[outcome]}, status_code=202, headers=headers)
+    answer = Accepted202(lead_id, ANSWER[outcome], replayed=outcome == "duplicate")
+    assert (answer.status_code, answer.body, answer.raw_headers, answer.background) == (
+        reference.status_code, reference.body, reference.raw_headers, reference.background)
+    odd = Accepted202('x"\\é\n', "accepted")  # any text (lead ids are UUIDs) is JSON-escaped as json.dumps does
+    assert odd.body == JSONResponse({"lead_id": 'x"\\é\n', "status": "accepted"}).body

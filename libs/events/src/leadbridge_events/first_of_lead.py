@@ -8,10 +8,11 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from leadbridge_contracts.envelope import Envelope
+from leadbridge_contracts.envelope import Envelope, new_event_id
+from leadbridge_contracts.events import EventData
 from pydantic import PrivateAttr
 
-__all__ = ["HEADER", "first_of_lead", "first_of_lead_since", "is_first_of_lead"]
+__all__ = ["HEADER", "first_event", "first_of_lead", "first_of_lead_since", "is_first_of_lead"]
 
 HEADER = "ce_firstoflead"  # CloudEvents extension ``firstoflead`` (Kafka binding): when the lead was captured
 
@@ -37,6 +38,16 @@ def first_of_lead(event: Envelope[Any], since: datetime | None = None) -> Envelo
                                           **{name: getattr(event, name) for name in Envelope.model_fields})
     marked._since = since or (event._since if isinstance(event, _FirstOfLead) else None)
     return marked
+
+
+def first_event(data: EventData, *, source: str, lead_id: str, time: datetime) -> Envelope[Any]:
+    """``first_of_lead(Envelope.of(data, source=source, lead_id=lead_id, time=time))`` built at once, for a lead
+    minted with it: ``data`` is a validated event model and the other attributes are of their types already,
+    so neither the envelope's validation nor the copy (~16 of intake's ~350 us of CPU per lead)."""
+    eid = new_event_id()
+    return _FirstOfLead.model_construct(  # the attributes Envelope.of sets, so the same fields_set
+        id=eid, type=data.event_type, source=source, time=time, lead_id=lead_id,
+        schema_version=data.schema_version, correlation_id=eid, causation_id=None, data=data)
 
 
 def first_of_lead_since(headers: Iterable[tuple[str, bytes]] | None) -> datetime | None:

@@ -16,16 +16,15 @@ group, so members are independent of each other. One round trip per step, whatev
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
-from leadbridge_contracts.envelope import Envelope
+from leadbridge_contracts.envelope import Envelope, new_event_id
 from leadbridge_contracts.events import LeadActivityRecorded, LeadCaptured, LeadProfile
-from leadbridge_events.express import first_of_lead
+from leadbridge_events.first_of_lead import first_event
 from leadbridge_events.locks import LockClass, object_key
 from leadbridge_events.outbox import stage_events
 from leadbridge_events.tracing import current_context, staged_as
@@ -99,11 +98,17 @@ class Member:
     def claim(self) -> tuple[str, str] | None:
         return (self.dedupe_scope, self.dedupe_key) if self.dedupe_scope and self.dedupe_key else None
 
-    @property
+    @cached_property  # asked for by the gathering loop and the group (the profile is frozen)
     def lock_keys(self) -> list[str]:
         if self.profile.is_test:
             return []
         return person_lock_names(self.profile.contact.email, self.profile.contact.phone)
+
+
+def _json(profile: LeadProfile) -> str:
+    """The profile column's JSON: ``json.dumps(profile.model_dump(mode="json"))`` by pydantic's own encoder
+    (9 -> 1.7 us; the jsonb stored is the same value: test_group_commit)."""
+    return profile.__pydantic_serializer__.to_json(profile).decode()
 
 
 def _cols(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
@@ -115,7 +120,7 @@ async def capture_group(conn: Any, members: list[Member], engine: AsyncEngine | 
     (``BEGIN``), committed or rolled back by the caller. Four round trips without Idempotency-Keys: the BEGIN
     with the person locks, the look-up with the new leads, the activities (repeats only), the outbox."""
     results: list[CaptureResult | None] = [None] * len(members)
-    new_ids = [str(uuid.uuid4()) for _ in members]
+    new_ids = [new_event_id() for _ in members]  # random (version 4) UUIDs, as text
     claims = sorted((m.claim + (new_ids[i], m.fingerprint or ""), i)  # fixed order
                     for i, m in enumerate(members) if m.claim)
     if claims:  # claimed before the locks, as on every path (a duplicate waits on the first's claim)
@@ -142,7 +147,7 @@ async def capture_group(conn: Any, members: list[Member], engine: AsyncEngine | 
         looked = [(i, members[i].profile.contact.email, members[i].profile.contact.phone,
                    members[i].now - members[i].repeat_window) for i in live if members[i].lock_keys]
         candidates = [(i, new_ids[i], m.now, p.contact.email, p.contact.phone, p.source, p.channel, p.is_test,
-                       json.dumps(p.model_dump(mode="json")), m.dedupe_key)
+                       _json(p), m.dedupe_key)
                       for i in live for m in (members[i],) for p in (m.profile,)]
         repeat_of = {r[0]: r[1] for r in await conn.fetch(CAPTURE, *_cols(looked, 4), *_cols(candidates, 10))}
     reclaims: list[tuple[Any, ...]] = []
@@ -154,7 +159,7 @@ async def capture_group(conn: Any, members: list[Member], engine: AsyncEngine | 
     for i in live:
         m, p = members[i], members[i].profile
         if i in repeat_of:
-            lead_id, activity_id = repeat_of[i], str(uuid.uuid4())
+            lead_id, activity_id = repeat_of[i], new_event_id()
             if m.claim:
                 reclaims.append((*m.claim, lead_id))
             activities.append((activity_id, lead_id, m.now, m.activity_kind, p.form_type, p.channel, p.source))
@@ -167,9 +172,9 @@ async def capture_group(conn: Any, members: list[Member], engine: AsyncEngine | 
             results[i] = CaptureResult(lead_id, "activity", event_id=event.id, activity_id=activity_id)
         else:
             lead_id = new_ids[i]
-            event = first_of_lead(Envelope.of(  # a lead minted here: its first event (express lane)
+            event = first_event(  # a lead minted here: its first event, marked so (express lane)
                 LeadCaptured(lead_id=lead_id, captured_at=m.now, profile=p, dedupe_key=m.dedupe_key),
-                source=SOURCE, lead_id=lead_id, time=m.now))
+                source=SOURCE, lead_id=lead_id, time=m.now)
             results[i] = CaptureResult(lead_id, "captured", event_id=event.id)
         events.append(event)
         traces[event.id] = m.trace

@@ -68,7 +68,9 @@ class GroupCommitter:
         waiting = _Waiting(Member(profile, **options))
         self._queue.append(waiting)
         self._queued.set()
-        return await asyncio.shield(waiting.answer)  # a client gone away does not unpick its group
+        # awaited as it is (a shield cost a future and a turn of the loop per request): a request cancelled
+        # while it waits cancels its answer only, never its group, and a cancelled answer counts as unanswered
+        return await waiting.answer
 
     async def run(self) -> None:
         """The gathering loop; run it as a background task for the service's lifetime, cancel to stop."""
@@ -165,7 +167,7 @@ class GroupCommitter:
 
     @staticmethod
     def _answered(group: list[_Waiting]) -> bool:
-        return all(w.answer.done() for w in group)
+        return all(w.answer.done() and not w.answer.cancelled() for w in group)
 
     def _committed(self, group: list[_Waiting], results: list[CaptureResult]) -> None:
         self.groups_committed += 1

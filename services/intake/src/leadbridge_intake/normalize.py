@@ -89,11 +89,14 @@ def parse_company_size(raw: str | int | None) -> int | None:
     return int(digits)
 
 
+_COUNTRY, _LANGUAGE, _NOT_TOKEN = re.compile(r"[A-Z]{2}"), re.compile(r"[a-z]{2}"), re.compile(r"[^a-z0-9]+")
+
+
 def normalize_country(raw: str | None) -> str | None:
     if raw is None or not raw.strip():
         return None
     value = raw.strip().upper()
-    if not re.fullmatch(r"[A-Z]{2}", value):
+    if not _COUNTRY.fullmatch(value):
         raise InvalidValue("country must be an ISO 3166-1 alpha-2 code such as DE or US")
     return value
 
@@ -102,7 +105,7 @@ def normalize_language(raw: str | None) -> str | None:
     if raw is None or not raw.strip():
         return None
     value = raw.strip().lower().replace("_", "-").split("-")[0]
-    if not re.fullmatch(r"[a-z]{2}", value):
+    if not _LANGUAGE.fullmatch(value):
         raise InvalidValue("language must be an ISO 639-1 code such as en or de")
     return value
 
@@ -111,7 +114,7 @@ def normalize_token(raw: str | None) -> str | None:
     """Lower-case snake-ish token for enumerations like channel and form type ('Demo Request' -> demo_request)."""
     if raw is None or not raw.strip():
         return None
-    return re.sub(r"[^a-z0-9]+", "_", raw.strip().lower()).strip("_") or None
+    return _NOT_TOKEN.sub("_", raw.strip().lower()).strip("_") or None
 
 
 TRUTHY = {"1", "true", "yes", "on", "y", "checked"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from . import metrics
 from .capture import CaptureResult
@@ -17,10 +18,23 @@ ANSWER = {"captured": "accepted", "activity": "activity_recorded", "duplicate": 
 def record_result(result: CaptureResult, *, source: str, channel: str | None, dedupe_kind: str) -> None:
     label = channel_label(channel)
     if result.outcome == "captured":
-        metrics.ACCEPTED.labels(source, label).inc()
+        _child(metrics.ACCEPTED, source, label).inc()
     elif result.outcome == "activity":
-        metrics.ACTIVITIES.labels(source, label).inc()
+        _child(metrics.ACTIVITIES, source, label).inc()
     else:
-        metrics.DUPLICATES.labels(dedupe_kind).inc()
-    log.info("lead %s", result.outcome, extra={"lead_id": result.lead_id, "event_id": result.event_id,
-                                               "activity_id": result.activity_id, "source": source})
+        _child(metrics.DUPLICATES, dedupe_kind).inc()
+    if log.isEnabledFor(logging.INFO):
+        log.info("lead %s", result.outcome, extra={"lead_id": result.lead_id, "event_id": result.event_id,
+                                                   "activity_id": result.activity_id, "source": source})
+
+
+_CHILDREN: dict[tuple[Any, ...], Any] = {}  # bounded: sources are API keys' and labels are bounded
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, looked up once (prometheus_client checks and joins the labels each time)."""
+    key = (metric, *labels)
+    child = _CHILDREN.get(key)
+    if child is None:
+        child = _CHILDREN[key] = metric.labels(*labels)
+    return child
