@@ -3,6 +3,7 @@ hold the locks the separate statements held (a second transaction cannot take th
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import asyncpg
@@ -77,3 +78,24 @@ async def test_pools_are_locked_with_their_counters_and_created_when_missing(ses
         assert states["p1"].counters == {"ann": RepCounter(1.5, 3, NOW)}
         assert await _locked(fresh_database_url, "SELECT 1 FROM router.pool_state WHERE pool = $1", "p2")
         assert not await _locked(fresh_database_url, "SELECT 1 FROM router.rep_counters WHERE pool = $1", "p1")
+
+
+async def test_a_batch_that_waited_for_a_pool_reads_the_counters_committed_meanwhile(sessions):
+    """Locking the pools and reading their counters in ONE statement read the counters of the statement's
+    start: a batch that waited for another's pool lock saw its counters from before that one's routings
+    (unfair picks, and lost counter updates when it wrote them back). Fails with the combined statement."""
+    async with sessions() as s, s.begin():
+        await store.lock_pool_states(s, ["p1"])  # creates the pool's row
+    async with sessions() as first:
+        await first.begin()
+        await store.lock_pool_states(first, ["p1"])
+        async with sessions() as second, second.begin():
+            waiting = asyncio.create_task(store.lock_pool_states(second, ["p1"]))
+            await asyncio.sleep(0.5)
+            assert not waiting.done()  # waits for the first one's lock
+            await batch_store.write_routings(first, {"p1": 1.0}, [
+                {"pool": "p1", "rep_id": "ann", "pass": 1.0, "assigned": 1, "last_assigned_at": NOW}], [], [])
+            await first.commit()
+            vtimes, states = await asyncio.wait_for(waiting, 10)
+    assert vtimes == {"p1": 1.0}
+    assert states["p1"].counters == {"ann": RepCounter(1.0, 1, NOW)}

@@ -1,11 +1,11 @@
 """lead-scored in batches: a batch's routings decided in memory, written with a handful of multi-row statements.
 
-In the batch's one transaction (the consumer runner's), three statements whatever its size (``batch_store``,
+In the batch's one transaction (the consumer runner's), four statements whatever its size (``batch_store``,
 constant SQL on the driver):
 
 1. every lead row of the batch is read and locked in one statement (lead id order), with the roster's
    version (the roster itself is parsed once per version), then every pool the batch's routings may need
-   is locked in one statement (name order) that also reads the pools' states (their reps' counters): the
+   is locked in one statement (name order), and the pools' states (their reps' counters) read after it: the
    one fixed order every path takes (lead, then pools by name), so replicas never deadlock however many
    leads and pools a batch holds;
 2. the capped reps' loads are read once (none without caps); then each event is decided in order by the

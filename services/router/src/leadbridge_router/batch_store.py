@@ -4,10 +4,10 @@ Each statement's text is the same whatever the batch holds (the rows travel as o
 ``unnest``-ed by PostgreSQL), so it is compiled and prepared once per connection instead of once per batch:
 a multi-row ``VALUES`` list built with SQLAlchemy costs more CPU to compile than the whole routing decision
 of its rows. They run on the driver itself (``db.driver_connection``): SQLAlchemy's per-execution work
-(cache keys, parameter and result processing) cost more than PostgreSQL's. A batch takes three of them:
+(cache keys, parameter and result processing) cost more than PostgreSQL's. A batch takes four of them:
 
 - ``lock_and_read_leads``: the lead rows, locked in lead id order, and the roster's version;
-- ``lock_pool_states``: the pools locked in name order, with their reps' counters;
+- ``lock_pool_states``: the pools locked in name order, then their reps' counters (two statements);
 - ``write_routings``: every write of the batch.
 
 Adapter: no routing decisions here.
@@ -131,29 +131,26 @@ async def lock_and_read_leads(session: AsyncSession, lead_ids: list[str]) -> tup
     return version, leads
 
 
-_LOCK_POOL_STATES = f"""
-WITH locked AS (
-    SELECT pool, vtime FROM {db.pool_state.fullname} WHERE pool = ANY($1::text[]) ORDER BY pool FOR UPDATE
-)
-SELECT locked.pool, locked.vtime, c.rep_id, c."pass", c.assigned, c.last_assigned_at
-FROM locked LEFT JOIN {db.rep_counters.fullname} AS c ON c.pool = locked.pool
-"""
+_LOCK_POOLS = (f"SELECT pool, vtime FROM {db.pool_state.fullname} WHERE pool = ANY($1::text[]) ORDER BY pool "
+               "FOR UPDATE")
+# A statement of its own, after the lock: in READ COMMITTED a statement reads the rows committed when it
+# started, and the one that took the locks may have waited for a transaction that changed the counters.
+_COUNTERS = (f'SELECT pool, rep_id, "pass", assigned, last_assigned_at FROM {db.rep_counters.fullname} '
+             "WHERE pool = ANY($1::text[])")
 
 
 async def lock_pool_states(session: AsyncSession, pools: list[str]) -> dict[str, PoolState] | None:
-    """``store.lock_pools`` then ``store.load_pool_states`` in one statement: the pools row-locked in name
-    order, with their reps' counters. None when a pool has no row yet (``store.lock_pools`` creates it)."""
+    """``store.lock_pools`` then ``store.load_pool_states``: the pools row-locked in name order, then their
+    reps' counters read (two statements: see ``_COUNTERS``). None when a pool has no row yet
+    (``store.lock_pools`` creates it)."""
     wanted = sorted(set(pools))
     if not wanted:
         return {}
-    vtimes: dict[str, float] = {}
-    counters: dict[str, dict[str, RepCounter]] = {}
-    for pool, vtime, rep_id, pass_, assigned, last in await (await driver_connection(session)).fetch(
-            _LOCK_POOL_STATES, wanted):
-        vtimes[pool] = vtime
-        of_pool = counters.setdefault(pool, {})
-        if rep_id is not None:
-            of_pool[rep_id] = RepCounter(pass_, assigned, last)
+    conn = await driver_connection(session)
+    vtimes: dict[str, float] = {pool: vtime for pool, vtime in await conn.fetch(_LOCK_POOLS, wanted)}
     if len(vtimes) < len(wanted):
         return None
+    counters: dict[str, dict[str, RepCounter]] = {p: {} for p in wanted}
+    for pool, rep_id, pass_, assigned, last in await conn.fetch(_COUNTERS, wanted):
+        counters[pool][rep_id] = RepCounter(pass_, assigned, last)
     return {p: PoolState(vtime=vtimes[p], counters=counters[p]) for p in wanted}
