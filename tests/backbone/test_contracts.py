@@ -57,6 +57,22 @@ def test_a_decoded_envelope_is_the_one_pydantic_validates(data, ce_time):
         decoded.id = "other"  # type: ignore[misc]
 
 
+@pytest.mark.parametrize("data", samples("lead-1"), ids=lambda d: d.event_type)
+def test_an_envelope_of_checked_values_is_the_one_pydantic_validates(data):
+    """``Envelope.of`` skips validation for values already of their fields' types: the same object as
+    validating them; a value of another type still takes pydantic's path (and its errors)."""
+    cause = Envelope.of(samples("lead-1")[0], source="intake", lead_id="lead-1")
+    event = Envelope.of(data, source="test", lead_id="lead-1", caused_by=cause)
+    validated = type(event).model_validate(event.model_dump())
+    assert event == validated and event.model_fields_set == validated.model_fields_set
+    assert event.model_dump() == validated.model_dump() and event.kafka_headers() == validated.kafka_headers()
+    assert event.kafka_value() == validated.kafka_value() and type(event.data) is type(data)
+    with pytest.raises(Exception):  # noqa: B017 -- frozen, like any envelope
+        event.id = "other"  # type: ignore[misc]
+    with pytest.raises(ValueError):  # pydantic's ValidationError: not text
+        Envelope.of(data, source="test", lead_id=None)  # type: ignore[arg-type]
+
+
 def test_consumers_ignore_unknown_fields_and_headers():
     event = Envelope.of(samples("l")[0], source="intake", lead_id="l")
     value = json.loads(event.kafka_value())

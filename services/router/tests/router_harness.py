@@ -45,9 +45,11 @@ def always_on_roster(caps: dict[str, int | None], tag: str, *, overflow: dict | 
 
 
 @contextlib.asynccontextmanager
-async def running_router(database_url: str, kafka: str, group: str,
+async def running_router(database_url: str, kafka: str, group: str, *, settings: RouterSettings | None = None,
                          **runner_options: Any) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
-    settings = RouterSettings(DATABASE_URL=database_url, KAFKA_BOOTSTRAP_SERVERS=kafka, ROUTER_HOLD_POLL_SECONDS=3600)
+    """The router app over the real stack, its consumer assigned; ``settings`` replaces the harness's own."""
+    settings = settings or RouterSettings(DATABASE_URL=database_url, KAFKA_BOOTSTRAP_SERVERS=kafka,
+                                          ROUTER_HOLD_POLL_SECONDS=3600)
     app = create_app(settings, group_id=group, auto_offset_reset="latest", **runner_options)
     async with app.router.lifespan_context(app):
         runtime = app.state.runtime

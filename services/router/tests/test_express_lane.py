@@ -11,19 +11,16 @@ import json
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from leadbridge_contracts import Stage
 from leadbridge_events.express import ExpressSettings, first_of_lead
-from leadbridge_events.testing import auth_headers
 from leadbridge_router import db
-from leadbridge_router.app import create_app
 from leadbridge_router.settings import RouterSettings
 from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the harness importable
-from router_harness import always_on_roster, lead_ids, publish, routed, scored  # noqa: E402
+from router_harness import always_on_roster, lead_ids, publish, routed, running_router, scored  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -55,15 +52,9 @@ async def test_a_new_leads_first_score_is_routed_while_the_main_consumer_is_paus
     settings = RouterSettings(DATABASE_URL=fresh_database_url, KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
                               ROUTER_HOLD_POLL_SECONDS=3600,  # the lane always takes a fresh first score:
                               express=ExpressSettings(min_lag=0, min_wait_seconds=0, max_age_seconds=10))
-    app = create_app(settings, group_id=unique_name, auto_offset_reset="latest")
-    async with app.router.lifespan_context(app):
-        runtime = app.state.runtime
-        await runtime.kafka_ready.wait()
-        await runtime.runner.wait_assigned()
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://router", headers=auth_headers()) as client:
-            roster = always_on_roster({"ann": None, "bob": None}, unique_name)
-            assert (await client.post("/roster/import", content=json.dumps(roster))).status_code == 200
+    async with running_router(fresh_database_url, kafka_bootstrap, unique_name, settings=settings) as (runtime, client):
+        roster = always_on_roster({"ann": None, "bob": None}, unique_name)
+        assert (await client.post("/roster/import", content=json.dumps(roster))).status_code == 200
         await _lane_assigned(kafka_bootstrap, f"{unique_name}-express")
         main = runtime.runner._consumer
         paused = main.assignment()

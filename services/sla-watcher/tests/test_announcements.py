@@ -108,3 +108,14 @@ def test_a_touch_before_the_routing_meets_the_new_deadline():
 def test_event_ids_are_derived_from_what_happened():
     assert set_event_id("L1", 1) == set_event_id("L1", 1) != set_event_id("L1", 2)
     assert met_event_id("d1") == met_event_id("d1") != met_event_id("d2")
+
+
+def test_event_ids_are_the_uuid5s_they_always_were():
+    """The ids are computed without ``uuid.UUID``: the same text as ``uuid5`` (a replay across versions keeps them)."""
+    import uuid
+
+    from leadbridge_sla_watcher.announcements import _NS
+
+    for lead, attempt in itertools.product(["L1", "lead-ü-2", "x" * 200], [1, 2, 17]):
+        assert set_event_id(lead, attempt) == str(uuid.uuid5(_NS, f"{lead}:{attempt}:deadlines-set"))
+        assert met_event_id(f"{lead}-d{attempt}") == str(uuid.uuid5(_NS, f"{lead}-d{attempt}:met"))

@@ -49,14 +49,14 @@ async def _until(read, expected, timeout: float = 30.0) -> None:
 async def test_batches_keep_order_and_survive_a_connection_lost_mid_batch(fresh_database_url, kafka_bootstrap,
                                                                           unique_name, monkeypatch):
     killed: list[int] = []
-    save = batch_handlers._save_routing
+    save = batch_handlers._save
 
-    async def save_after_losing_the_connection(session, routing):
+    async def save_after_losing_the_connection(session, saved, routing):
         if not killed and routing:  # every routing of the batch decided, nothing of it committed
             killed.append(await lose_connection(session, fresh_database_url))
-        await save(session, routing)
+        await save(session, saved, routing)
 
-    monkeypatch.setattr(batch_handlers, "_save_routing", save_after_losing_the_connection)
+    monkeypatch.setattr(batch_handlers, "_save", save_after_losing_the_connection)
     settings = WatcherSettings(KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, DATABASE_URL=fresh_database_url,
                                SLA_TIMER_POLL_SECONDS=0.5, CONSUMER_BATCH_SIZE=200)
     async with SERVICE.running(settings, deps=fast_config(3600.0, at_risk=None), group_id=unique_name,

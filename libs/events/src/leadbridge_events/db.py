@@ -12,6 +12,8 @@ lock not had within it raises 55P03) and ``statement_timeout`` (57014); both are
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -89,3 +91,16 @@ async def create_schema(engine: AsyncEngine, metadata: MetaData) -> None:
         await xact_lock(conn, LockClass.SCHEMA_MIGRATION, metadata.schema or "public")
         await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{metadata.schema}"'))
         await conn.run_sync(metadata.create_all)
+
+
+async def driver_connection(session: AsyncSession) -> Any:
+    """The asyncpg connection under ``session``, inside its transaction: for constant statements of a hot path
+    run on the driver itself (``$1``-style parameters), without SQLAlchemy's per-execution work. Its errors
+    are asyncpg's own (``failures.classify`` reads both). SQLAlchemy begins the transaction at its first
+    statement; if none ran yet, one trivial statement does it, so nothing here ever runs outside it."""
+    conn = await session.connection()
+    driver = (await conn.get_raw_connection()).driver_connection
+    assert driver is not None  # an open connection always has its asyncpg connection
+    if not driver.is_in_transaction():
+        await conn.execute(text("SELECT 1"))
+    return driver

@@ -82,10 +82,10 @@ async def roster_changed_many(events: list[Envelope[RosterChanged]], ctx: BatchC
 
 
 async def project_many(events: list[Envelope[Any]], ctx: BatchContext[None]) -> None:
-    """``project`` for a batch, in five statements whatever its size: the timeline rows; the leads' facts and
+    """``project`` for a batch, in three statements whatever its size: the timeline rows; the leads' facts and
     contact, locked in lead id order (concurrent replicas cannot deadlock); then each new event folded in
     the batch's order (the lead's) into that state in memory (``facts.apply_event``, as ``project`` does);
-    then one row per lead into ``lead_facts`` and ``lead_views``, and the batch's breach and overflow rows."""
+    then one row per lead into ``lead_facts`` and ``lead_views``, with the batch's breach and overflow rows."""
     fresh = await batch_store.append_timeline(ctx.session, [(e, explain(e.data)) for e in events])
     first: dict[str, Envelope[Any]] = {}
     for e in events:
@@ -105,9 +105,7 @@ async def project_many(events: list[Envelope[Any]], ctx: BatchContext[None]) -> 
             breaches.append((event.id, event.lead_id, data))
         elif isinstance(data, LeadRouted):
             overflows.append((event.id, event.lead_id, _overflowed(data), data.outcome, data.routed_at))
-    await batch_store.save(ctx.session, list(state.values()))
-    await batch_store.record_breaches(ctx.session, breaches)
-    await batch_store.record_overflows(ctx.session, overflows)
+    await batch_store.save(ctx.session, list(state.values()), breaches, overflows)
     for event_type, n in Counter(e.type for e in todo).items():
         EVENTS_PROJECTED.labels(event_type).inc(n)
 

@@ -61,8 +61,7 @@ async def route(
     roster = await store.load_roster(session)
     start = pool or entry_point(roster, facts)[1]
     chain = pool_chain(roster, start) if start else []
-    vtimes = await store.lock_pools(session, sorted(chain))
-    states = await store.load_pool_states(session, vtimes)
+    _, states = await store.lock_pool_states(session, sorted(chain))
     members = [r for p in chain for r in roster.members(p)]
     loads = await store.open_loads(session, members, now)
     decision = decide(roster, facts, states, loads, now, exclude=exclude, pool=pool, rule_id=rule_id, why=why)

@@ -1,15 +1,17 @@
 """lead-scored in batches: a batch's routings decided in memory, written with a handful of multi-row statements.
 
-In the batch's one transaction (the consumer runner's):
+In the batch's one transaction (the consumer runner's), four statements whatever its size (``batch_store``,
+constant SQL on the driver):
 
-1. every lead row of the batch is read and locked in one statement (lead id order), the roster read once,
-   then every pool the batch's routings may need is locked in one statement (name order): the one fixed
-   order every path takes (lead, then pools by name), so replicas never deadlock however many leads and
-   pools a batch holds;
-2. the pools' states and their reps' loads are read once (two statements); then each event is decided in
-   order by the same pure ``routing.decide`` as on its own, and its effect (``assigner.plan``) is applied
-   to the in-memory states and loads and lead rows, so each routing sees the ones before it: caps hold
-   exactly, per-lead order is kept;
+1. every lead row of the batch is read and locked in one statement (lead id order), with the roster's
+   version (the roster itself is parsed once per version), then every pool the batch's routings may need
+   is locked in one statement (name order), and the pools' states (their reps' counters) read after it: the
+   one fixed order every path takes (lead, then pools by name), so replicas never deadlock however many
+   leads and pools a batch holds;
+2. the capped reps' loads are read once (none without caps); then each event is decided in order by the
+   same pure ``routing.decide`` as on its own, and its effect (``assigner.plan``) is applied to the
+   in-memory states and loads and lead rows, so each routing sees the ones before it: caps hold exactly,
+   per-lead order is kept;
 3. the writes go out in one round trip: one multi-row upsert of the leads, one multi-row insert of the
    assignments, one of the reps' counters, one update of the pools' virtual times. The lead-routed events
    are emitted in order (the runner's one outbox insert).
@@ -30,14 +32,13 @@ from typing import Any
 
 from leadbridge_contracts import Envelope, LeadScored, Stage
 from leadbridge_events.transaction import BatchContext
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from . import assigner, batch_store, db, handlers, metrics, store
+from . import assigner, batch_store, handlers, metrics, store
 from .availability import RepLoad
 from .batch_store import JsonText
 from .fairness import PoolState
-from .roster import Roster
+from .roster import Roster, Rule
 from .routing import decide, entry_point, pool_chain
 from .rules import LeadFacts
 
@@ -46,23 +47,20 @@ log = logging.getLogger("leadbridge.router")
 
 async def lock_and_read_leads(session: AsyncSession, lead_ids: list[str]) -> dict[str, Any]:
     """The batch's lead rows (those that exist), locked in lead id order, in one statement."""
-    if not lead_ids:
-        return {}
-    rows = await session.execute(select(db.leads).where(db.leads.c.lead_id.in_(sorted(set(lead_ids))))
-                                 .order_by(db.leads.c.lead_id).with_for_update())
-    return {r.lead_id: SimpleNamespace(**r._mapping) for r in rows}
+    return (await batch_store.lock_and_read_leads(session, lead_ids))[1]
 
 
 class BatchRouting:
     """The routings of one batch, decided in memory over its locked pools, written in one round trip."""
 
-    def __init__(self, session: AsyncSession, roster: Roster, vtimes: dict[str, float], now: datetime) -> None:
+    def __init__(self, session: AsyncSession, roster: Roster, pools: tuple[dict[str, float], dict[str, PoolState]],
+                 now: datetime) -> None:
         self._session = session
         self._roster = roster
-        self._vtimes = vtimes
+        self._vtimes, states = pools  # locked, read: ``lock_pool_states``
         self._now = now
-        self._states: dict[str, PoolState] | None = None
-        self._flushed = False
+        self._states: dict[str, PoolState] | None = states
+        self._fresh = True  # the states are as read (their reps' loads not read yet)
         self._loads: dict[str, RepLoad] = {}
         self._leads: dict[str, dict[str, Any]] = {}
         self._assignments: list[dict[str, Any]] = []
@@ -70,20 +68,22 @@ class BatchRouting:
         self.outcomes: Counter[str] = Counter()  # the batch's routings by outcome (its INFO log line)
 
     async def _load(self) -> dict[str, PoolState]:
-        if self._states is None:
-            if self._flushed:  # written meanwhile (by this batch, or a one-event path): the vtimes again
-                self._vtimes = await store.lock_pools(self._session, sorted(self._vtimes))
-            self._states = await store.load_pool_states(self._session, self._vtimes)
+        if self._states is None:  # written meanwhile (by this batch, or a one-event path): read again
+            self._vtimes, self._states = await store.lock_pool_states(self._session, sorted(self._vtimes))
+            self._fresh = True
+        if self._fresh:
             members = [r for p in self._vtimes for r in self._roster.members(p)]
             self._loads = await store.open_loads(self._session, members, self._now)
+            self._fresh = False
         return self._states
 
     async def route(self, lead_row: Any, data: LeadScored, caused_by: Envelope[Any], facts: LeadFacts,
-                    start: str | None) -> tuple[Any, Any]:
+                    entry: tuple[Rule | None, str | None]) -> tuple[Any, Any]:
         """Decide one lead (as ``assigner.route`` does) and apply it in memory: (the lead's new row, event).
-        ``facts`` and ``start`` are ``assigner.facts_of(data)`` and its entry pool."""
+        ``facts`` and ``entry`` are ``assigner.facts_of(data)`` and its ``entry_point``."""
         states = await self._load()
-        decision = decide(self._roster, facts, states, self._loads, self._now)
+        start = entry[1]
+        decision = decide(self._roster, facts, states, self._loads, self._now, entry=entry)
         snapshot = JsonText(data.model_dump_json())  # stored as the lead's event: the JSON of model_dump
         applied = assigner.plan(self._roster, decision, states, data.lead_id, self._now, lead_row=lead_row,
                                 facts=facts, event=snapshot, caused_by=caused_by, start=start, scored=data,
@@ -112,7 +112,6 @@ class BatchRouting:
             await batch_store.write_routings(self._session, self._pool_vtimes(), list(self._counters.values()),
                                        self._assignments, list(self._leads.values()))
         self._states, self._loads, self._leads, self._assignments, self._counters = None, {}, {}, [], {}
-        self._flushed = True
 
     def _pool_vtimes(self) -> dict[str, float]:
         if self._states is None:
@@ -132,17 +131,17 @@ async def on_lead_scored_batch(events: list[Envelope[LeadScored]], ctx: BatchCon
     """lead-scored, a batch in one transaction: the same effects, in the same order, as ``handlers.on_lead_scored``
     for each event (see the module's docstring)."""
     session = ctx.session
-    rows = await lock_and_read_leads(session, [e.lead_id for e in events])
-    roster = await store.load_roster(session)
+    version, rows = await batch_store.lock_and_read_leads(session, [e.lead_id for e in events])
+    roster = await store.roster_at(session, version)
     pools: set[str] = set()
-    entries: dict[str, tuple[LeadFacts, str | None]] = {}  # event id -> its facts and entry pool
+    entries: dict[str, tuple[LeadFacts, tuple[Rule | None, str | None]]] = {}  # event id -> facts, entry point
     for event in events:
         if handlers.wants_routing(event.data):
             facts = assigner.facts_of(event.data)
-            start = entry_point(roster, facts)[1]
-            entries[event.id] = facts, start
-            pools.update(pool_chain(roster, start) if start else ())
-    batch = BatchRouting(session, roster, await store.lock_pools(session, sorted(pools)), ctx.now())
+            entry = entry_point(roster, facts)
+            entries[event.id] = facts, entry
+            pools.update(pool_chain(roster, entry[1]) if entry[1] else ())
+    batch = BatchRouting(session, roster, await store.lock_pool_states(session, sorted(pools)), ctx.now())
     for i, event in enumerate(events):
         if i and i % YIELD_EVERY == 0:
             await asyncio.sleep(0)  # let the express lane and the fetchers run between chunks of a long batch

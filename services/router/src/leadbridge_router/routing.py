@@ -72,12 +72,13 @@ def decide(
     pool: str | None = None,
     rule_id: str | None = None,
     why: str | None = None,
+    entry: tuple[Rule | None, str | None] | None = None,
 ) -> Decision:
-    """Route ``lead``. ``open_leads`` holds each rep's load (``RepLoad``; a plain list of datetimes means
+    """Route ``lead``. ``entry``: its ``entry_point``, when the caller has it already. ``open_leads`` holds each rep's load (``RepLoad``; a plain list of datetimes means
     open leads assigned at those times). ``pool``/``rule_id`` re-route within a known pool (escalation); ``exclude`` lists
     reps who must not get it (previous assignees); ``why`` prefixes the reason (e.g. 'escalation')."""
     if pool is None:
-        rule, pool = entry_point(roster, lead)
+        rule, pool = entry or entry_point(roster, lead)
         rule_id = rule.id if rule else "fallback"
         matched = f"rule '{rule.id}' matched" if rule else "no rule matched, fallback pool"
     else:

@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from . import db
+from . import batch_store, db
 from .availability import RepLoad
 from .fairness import PoolState, RepCounter
 from .roster import Rep, Roster, Rule, Team
@@ -26,9 +26,14 @@ _roster_cache: tuple[str, Roster] | None = None  # (version, roster): rosters ar
 async def load_roster(session: AsyncSession) -> Roster:
     """The roster as this transaction sees it. Parsed once per roster version: the version row changes with
     every write to teams, reps or config (trigger), atomically, so a cached roster is never stale."""
-    global _roster_cache
     version = (await session.execute(select(db.roster_version.c.version)
                                      .where(db.roster_version.c.id == 1))).scalar()
+    return await roster_at(session, version)
+
+
+async def roster_at(session: AsyncSession, version: str | None) -> Roster:
+    """The roster of ``version`` (the version row as this transaction read it; None: no row yet)."""
+    global _roster_cache
     if version is not None and _roster_cache is not None and _roster_cache[0] == version:
         return _roster_cache[1]
     roster = await _read_roster(session)
@@ -96,6 +101,17 @@ async def lock_pools(session: AsyncSession, pools: list[str]) -> dict[str, float
     await session.execute(insert(db.pool_state).values([{"pool": p, "vtime": 0.0} for p in pools])
                           .on_conflict_do_nothing())
     return await _lock_existing_pools(session, pools)
+
+
+async def lock_pool_states(session: AsyncSession, pools: list[str]) -> tuple[dict[str, float], dict[str, PoolState]]:
+    """The pools row-locked in name order and their states (``vtimes`` and ``states``): one statement, or a few
+    the first time a pool is used (its row is created)."""
+    states = await batch_store.lock_pool_states(session, pools)
+    if states is None:
+        await lock_pools(session, sorted(set(pools)))  # creates the missing rows, locks every one
+        states = await batch_store.lock_pool_states(session, pools)
+        assert states is not None  # every pool has its row now, locked by this transaction
+    return {p: s.vtime for p, s in states.items()}, states
 
 
 async def _lock_existing_pools(session: AsyncSession, pools: list[str]) -> dict[str, float]:

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from leadbridge_contracts.events import LeadProfile, Stage
-from leadbridge_events.db import add_backbone_tables
+from leadbridge_events.db import add_backbone_tables, driver_connection
 from leadbridge_events.migrations import Migrations
 from sqlalchemy import (
     Boolean,
@@ -30,7 +30,6 @@ from sqlalchemy import (
     func,
     literal,
     select,
-    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -144,8 +143,9 @@ _ACTIVITY_COLUMNS = (("lead_id", "text"), ("activity_id", "text"), ("occurred_at
                      ("form_type", "text"), ("channel", "text"), ("campaign", "text"), ("asset", "text"))
 
 
-def _unnest(prefix: str, columns: tuple[tuple[str, str], ...]) -> str:
-    arrays = ", ".join(f"CAST(:{prefix}{name} AS {'text' if kind == 'jsonb' else kind}[])" for name, kind in columns)
+def _unnest(prefix: str, columns: tuple[tuple[str, str], ...], first: int) -> str:
+    """``unnest($first, ...)``: parameter ``$first + i`` is the array of ``columns[i]`` (JSON as text)."""
+    arrays = ", ".join(f"${first + i}::{'text' if kind == 'jsonb' else kind}[]" for i, (_, kind) in enumerate(columns))
     return f"unnest({arrays}) WITH ORDINALITY AS {prefix}({', '.join(n for n, _ in columns)}, ord)"
 
 
@@ -153,22 +153,23 @@ def _select(prefix: str, columns: tuple[tuple[str, str], ...]) -> str:
     return ", ".join(f"CAST({prefix}.{n} AS jsonb)" if k == "jsonb" else f"{prefix}.{n}" for n, k in columns)
 
 
-# One constant statement (prepared once per connection, whatever the batch's size): the new leads, then the
-# first activity of each lead actually inserted (the activities' foreign key is checked at the statement's end).
-_INSERT_SCORED_LEADS = text(f"""
+# One constant statement (prepared once per connection, whatever the batch's size; run on the driver itself,
+# without SQLAlchemy's per-execution work): the new leads, then the first activity of each lead actually
+# inserted (the activities' foreign key is checked at the statement's end).
+_INSERT_SCORED_LEADS = f"""
 WITH new AS (
     INSERT INTO {leads.fullname} ({", ".join(n for n, _ in _LEAD_COLUMNS)})
-    SELECT {_select("l", _LEAD_COLUMNS)} FROM {_unnest("l", _LEAD_COLUMNS)} ORDER BY l.ord
+    SELECT {_select("l", _LEAD_COLUMNS)} FROM {_unnest("l", _LEAD_COLUMNS, 1)} ORDER BY l.ord
     ON CONFLICT (lead_id) DO NOTHING
     RETURNING lead_id
 ), first_activities AS (
     INSERT INTO {activities.fullname} ({", ".join(n for n, _ in _ACTIVITY_COLUMNS)})
-    SELECT {_select("a", _ACTIVITY_COLUMNS)} FROM {_unnest("a", _ACTIVITY_COLUMNS)}
+    SELECT {_select("a", _ACTIVITY_COLUMNS)} FROM {_unnest("a", _ACTIVITY_COLUMNS, len(_LEAD_COLUMNS) + 1)}
     JOIN new ON new.lead_id = a.lead_id ORDER BY a.ord
     ON CONFLICT DO NOTHING
 )
 SELECT lead_id FROM new
-""")
+"""
 
 
 @dataclass(frozen=True)
@@ -194,18 +195,15 @@ async def insert_scored_leads(session: AsyncSession, new: list[NewLead]) -> set[
     a lead that exists already is left alone (its caller takes the locking path), as is its activity."""
     if not new:
         return set()
-    params: dict[str, list[Any]] = {
-        "llead_id": [n.lead_id for n in new], "lprofile": [n.profile_json for n in new],
-        "lchannel": [n.channel for n in new], "lcampaign": [n.campaign for n in new],
-        "lcaptured_at": [n.captured_at for n in new], "lstage": [n.state.stage.value for n in new],
-        "lmql_emitted": [n.state.mql_emitted for n in new], "lreason": [n.state.reason for n in new],
-        "lrecycled_at": [n.state.recycled_at for n in new], "lscore": [n.score for n in new],
-        "lgrade": [n.grade for n in new], "lmodel_version": [n.model_version for n in new],
-        "llast_signature": [n.signature_json for n in new], "alead_id": [n.lead_id for n in new],
-    }
-    for name, _ in _ACTIVITY_COLUMNS[1:]:
-        params[f"a{name}"] = [getattr(n.activity, name) for n in new]
-    return set((await session.execute(_INSERT_SCORED_LEADS, params)).scalars())
+    arrays: list[list[Any]] = [
+        [n.lead_id for n in new], [n.profile_json for n in new], [n.channel for n in new],
+        [n.campaign for n in new], [n.captured_at for n in new], [n.state.stage.value for n in new],
+        [n.state.mql_emitted for n in new], [n.state.reason for n in new], [n.state.recycled_at for n in new],
+        [n.score for n in new], [n.grade for n in new], [n.model_version for n in new],
+        [n.signature_json for n in new], [n.lead_id for n in new],
+    ]
+    arrays += [[getattr(n.activity, name) for n in new] for name, _ in _ACTIVITY_COLUMNS[1:]]
+    return {r[0] for r in await (await driver_connection(session)).fetch(_INSERT_SCORED_LEADS, *arrays)}
 
 
 async def update_profile(session: AsyncSession, lead_id: str, profile: LeadProfile) -> None:

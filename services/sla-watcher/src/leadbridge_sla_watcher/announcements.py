@@ -11,6 +11,7 @@ could never announce the same thing under two ids.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import datetime
 
@@ -19,6 +20,7 @@ from leadbridge_contracts.events import SlaDeadline, SlaDeadlineMet, SlaDeadline
 from .deadlines import Deadline, Route, RouteResult, Status
 
 _NS = uuid.UUID("0f6a3c52-7b1e-4f7d-8a9e-3d2c1b0a9e87")
+_NS_BYTES = _NS.bytes
 MET = frozenset({Status.MET, Status.MET_LATE})
 
 
@@ -43,12 +45,21 @@ def deadline_met(before: Deadline | None, after: Deadline) -> SlaDeadlineMet | N
                           late=after.status == Status.MET_LATE, due_at=after.due_at, routing_attempt=after.attempt)
 
 
+def _uuid5(name: str) -> str:
+    """``str(uuid.uuid5(_NS, name))`` without building a ``UUID``: SHA-1 of namespace + name, version 5, the
+    RFC 4122 variant."""
+    h = bytearray(hashlib.sha1(_NS_BYTES + name.encode()).digest()[:16])
+    h[6], h[8] = (h[6] & 0x0F) | 0x50, (h[8] & 0x3F) | 0x80
+    x = h.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+
+
 def set_event_id(lead_id: str, attempt: int) -> str:
-    return str(uuid.uuid5(_NS, f"{lead_id}:{attempt}:deadlines-set"))
+    return _uuid5(f"{lead_id}:{attempt}:deadlines-set")
 
 
 def met_event_id(deadline_id: str) -> str:
-    return str(uuid.uuid5(_NS, f"{deadline_id}:met"))
+    return _uuid5(f"{deadline_id}:met")
 
 
 def event_time(data: SlaDeadlinesSet | SlaDeadlineMet, fallback: datetime) -> datetime:

@@ -76,9 +76,9 @@ async def on_lead_routed(event: Envelope[LeadRouted], ctx: HandlerContext[SlaCon
     if not result.accepted:
         log.info("stale or repeated routing ignored", extra={**extra, "current_attempt": lead.attempt})
         return
-    await store.save(ctx.session, result.changed + result.created)
-    await store.set_routing(ctx.session, r.lead_id, attempt=r.attempt, assignee_id=r.assignee_id, team=r.team,
-                            policy=policy.name, routed_at=r.routed_at, updated_at=ctx.now())
+    await store.save(ctx.session, result.changed + result.created, {r.lead_id: dict(
+        attempt=r.attempt, assignee_id=r.assignee_id, team=r.team, policy=policy.name, routed_at=r.routed_at,
+        updated_at=ctx.now())})
     await announce_started(ctx, event, route, policy.name, result, extra)
 
 

@@ -1,4 +1,7 @@
-"""Adapter between the pure deadline model and PostgreSQL (inside the caller's transaction)."""
+"""Adapter between the pure deadline model and PostgreSQL (inside the caller's transaction).
+
+``save`` is one constant statement on the driver (``db.driver_connection``): the deadlines as one array per
+column, upserted, with the leads' new routing; the batch path's reads are in ``batch_store``."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from leadbridge_contracts.events import FollowUpOutcome, SlaKind, TouchType
+from leadbridge_events.db import driver_connection
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -48,14 +52,44 @@ def from_claimed(row: Sequence[Any]) -> Deadline:
     return Deadline(*values)
 
 
+# every column of ``deadlines`` in table order, with the array type its values travel as
+_DEADLINE_TYPES = {"id": "text", "lead_id": "text", "kind": "text", "policy": "text", "attempt": "int",
+                   "assignee_id": "text", "team": "text", "starts_at": "timestamptz", "due_at": "timestamptz",
+                   "at_risk_at": "timestamptz", "next_fire_at": "timestamptz", "required": "int", "count": "int",
+                   "late_count": "int", "escalate": "boolean", "status": "text", "at_risk_fired_at": "timestamptz",
+                   "breach_fired_at": "timestamptz", "met_at": "timestamptz"}
+DEADLINE_COLUMNS = tuple(c.name for c in deadlines.columns)
+assert set(DEADLINE_COLUMNS) == set(_DEADLINE_TYPES), "a deadlines column is missing from _DEADLINE_TYPES"
+_ROUTING = (("lead_id", "text"), ("attempt", "int"), ("assignee_id", "text"), ("team", "text"),
+            ("policy", "text"), ("routed_at", "timestamptz"), ("updated_at", "timestamptz"))
+
+
+def quoted(name: str) -> str:
+    return f'"{name}"'
+
+
+_D_ARRAYS = ", ".join(f"${i}::{_DEADLINE_TYPES[c]}[]" for i, c in enumerate(DEADLINE_COLUMNS, 1))
+_N = len(DEADLINE_COLUMNS)
+_R_ARRAYS = ", ".join(f"${_N + i}::{kind}[]" for i, (_, kind) in enumerate(_ROUTING, 1))
+
+# the deadlines upserted (each id once per batch), then the leads' routing: one round trip
+SAVE = f"""
+WITH saved AS (
+    INSERT INTO {deadlines.fullname} ({", ".join(map(quoted, DEADLINE_COLUMNS))})
+    SELECT * FROM unnest({_D_ARRAYS})
+    ON CONFLICT (id) DO UPDATE SET {", ".join(f"{quoted(c)} = EXCLUDED.{quoted(c)}" for c in DEADLINE_COLUMNS if c != "id")}
+)
+UPDATE {leads.fullname} AS l SET attempt = r.attempt, assignee_id = r.assignee_id, team = r.team,
+    policy = r.policy, routed_at = r.routed_at, updated_at = r.updated_at
+FROM unnest({_R_ARRAYS}) AS r({", ".join(n for n, _ in _ROUTING)})
+WHERE l.lead_id = r.lead_id
+"""
+
+
 async def lock_lead(session: AsyncSession, lead_id: str, now: datetime) -> Any:
     """The lead's row, created if missing and locked: handlers of one lead run one at a time."""
     await session.execute(insert(leads).values(lead_id=lead_id, updated_at=now).on_conflict_do_nothing())
     return (await session.execute(select(leads).where(leads.c.lead_id == lead_id).with_for_update())).one()
-
-
-async def set_routing(session: AsyncSession, lead_id: str, **values: Any) -> None:
-    await session.execute(leads.update().where(leads.c.lead_id == lead_id).values(**values))
 
 
 async def live_deadlines(session: AsyncSession, lead_id: str) -> list[Deadline]:
@@ -67,14 +101,28 @@ async def live_deadlines(session: AsyncSession, lead_id: str) -> list[Deadline]:
     return [from_row(r) for r in rows]
 
 
-async def save(session: AsyncSession, items: Iterable[Deadline]) -> None:
-    rows = [to_row(d) for d in items]
-    if not rows:
+def _deadline_arrays(items: list[Deadline]) -> list[list[Any]]:
+    arrays: list[list[Any]] = []
+    for c in DEADLINE_COLUMNS:
+        if c in ("kind", "status"):
+            arrays.append([getattr(d, c).value for d in items])
+        else:
+            arrays.append([getattr(d, c) for d in items])
+    return arrays
+
+
+async def save(session: AsyncSession, items: Iterable[Deadline], routing: dict[str, dict[str, Any]] | None = None) -> None:
+    """Upsert the deadlines (one row per id: give each once) and set the leads' routing (lead id -> attempt,
+    assignee_id, team, policy, routed_at, updated_at), in one statement."""
+    rows = list(items)
+    routes = routing or {}
+    if not rows and not routes:
         return
-    stmt = insert(deadlines)
-    stmt = stmt.on_conflict_do_update(index_elements=[deadlines.c.id],
-                                      set_={c: stmt.excluded[c] for c in rows[0] if c != "id"})
-    await session.execute(stmt, rows)
+    params = _deadline_arrays(rows)
+    params.append(list(routes))
+    for name, _ in _ROUTING[1:]:
+        params.append([r[name] for r in routes.values()])
+    await (await driver_connection(session)).execute(SAVE, *params)
 
 
 async def add_touch(session: AsyncSession, lead_id: str, touch: Touch, logged_at: datetime | None) -> bool:
