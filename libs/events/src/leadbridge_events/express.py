@@ -39,7 +39,6 @@ from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import IllegalStateError
 from aiokafka.structs import ConsumerRecord
 from leadbridge_contracts.envelope import TYPE_PREFIX, Envelope, UndecodableEvent
 from leadbridge_contracts.events import EventData
@@ -49,7 +48,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .clock import Clock, utcnow
-from .express_pace import Bucket, ahead_of
+from .express_pace import Bucket, ahead_of, pause_while_main_keeps_up
 from .failures import describe
 from .first_of_lead import HEADER, first_of_lead, first_of_lead_since, is_first_of_lead
 from .producer import EventProducer
@@ -136,7 +135,7 @@ class ExpressLane:
         try:
             await self._admin.start()
             self._started.set()
-            watch = asyncio.create_task(self._pause_while_main_keeps_up(), name=f"express-watch-{self.group_id}")
+            watch = asyncio.create_task(pause_while_main_keeps_up(self), name=f"express-watch-{self.group_id}")
             while not self._stopping.is_set():
                 batches = await self._consumer.getmany(timeout_ms=100, max_records=1000)
                 for records in batches.values():
@@ -147,38 +146,6 @@ class ExpressLane:
                 watch.cancel()
                 await asyncio.gather(watch, return_exceptions=True)
             await run_to_completion(self._close())
-
-    async def _pause_while_main_keeps_up(self) -> None:
-        """Fetch nothing from a partition the main group keeps up with (fewer than ``EXPRESS_MIN_LAG`` records
-        between its committed offset and the partition's end): nothing there could be taken, and fetching every
-        record a second time was a fetch request and a response per relayed batch (~7% of scoring's and the
-        router's CPU at 200 leads/s). Looked at every ``OFFSETS_REFRESH_SECONDS``: once the main group falls
-        behind, the partition is fetched again from the main group's committed offset (or where the lane
-        stopped, if later), so no record the main group has not handled yet is missed."""
-        if self.settings.min_lag == 0 and self.settings.min_wait_seconds == 0:
-            return  # always behind
-        while True:
-            await asyncio.sleep(OFFSETS_REFRESH_SECONDS)
-            with contextlib.suppress(IllegalStateError):  # rebalanced meanwhile: looked at again next time
-                await self._pause_or_resume()
-
-    async def _pause_or_resume(self) -> None:
-        assigned = set(self._consumer.assignment())
-        if not assigned or not await self._refresh():
-            return
-        try:
-            ends = await self._consumer.end_offsets(list(assigned))
-        except Exception as exc:  # noqa: BLE001 - the broker is away: leave things as they are
-            log.debug("end offsets not readable: %s", exc)
-            return
-        paused = self._consumer.paused()
-        for tp, end in ends.items():
-            behind = end - self._main_offsets.get(tp, 0) >= max(self.settings.min_lag, 1)
-            if not behind and tp not in paused:
-                self._consumer.pause(tp)
-            elif behind and tp in paused:
-                self._consumer.seek(tp, max(await self._consumer.position(tp), self._main_offsets.get(tp, 0)))
-                self._consumer.resume(tp)
 
     async def _close(self) -> None:
         if self._admin is not None:
