@@ -10,7 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 from leadbridge_events.db import make_engine, session_factory
-from leadbridge_events.idempotency import claim_events
+from leadbridge_events.failures import is_transient
+from leadbridge_events.idempotency import ClaimNotPrepared, claim_events
 from sqlalchemy import Column, MetaData, String, Table, event, select, text
 
 from .conftest import Backbone
@@ -56,7 +57,7 @@ async def test_every_fresh_id_is_claimed_in_the_round_trip_that_begins_the_trans
             assert (await session.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = pg_backend_pid() "
                                                "AND state = 'active' AND xact_start IS NOT NULL"))).scalar_one() == 1
         assert [b.split(";")[0] for b in logged.begins()] == ["BEGIN"]  # one BEGIN, and it carried the claim
-        assert "INSERT INTO" in logged.begins()[0]
+        assert "EXECUTE leadbridge_claim_" in logged.begins()[0]
         assert await _claimed(backbone, unique_name) == set(wanted)  # committed
     finally:
         await logged.engine.dispose()
@@ -154,8 +155,27 @@ async def test_the_runners_batches_send_no_begin_of_their_own(backbone, producer
         assert await count_effects(backbone) == 20
         assert runner.stats.transactions >= 2
         assert len(logged.begins()) == runner.stats.transactions  # one per batch transaction...
-        assert all("processed_events" in b for b in logged.begins())  # ...and each carried the batch's claim
+        assert all("EXECUTE leadbridge_claim_" in b for b in logged.begins())  # ...and each carried the claim
     finally:
         runner.stop()
         await task
+        await logged.engine.dispose()
+
+
+async def test_a_claim_whose_prepared_statement_was_dropped_is_transient_and_prepared_again(backbone, unique_name):
+    logged = Logged(backbone, pool_size=1)
+    try:
+        async with logged.sessions() as session, session.begin():
+            await claim_events(session, backbone.processed, unique_name, ids(1), first=True)
+        async with logged.sessions() as session:
+            await session.execute(text("DEALLOCATE ALL"))  # e.g. a DISCARD ALL by some pooler
+            await session.commit()
+        wanted = ids(2)
+        with pytest.raises(ClaimNotPrepared) as raised:
+            async with logged.sessions() as session, session.begin():
+                await claim_events(session, backbone.processed, unique_name, wanted, first=True)
+        assert is_transient(raised.value)  # waited out and retried, never a dead letter
+        async with logged.sessions() as session, session.begin():  # the retry prepares it again
+            assert await claim_events(session, backbone.processed, unique_name, wanted, first=True) == set(wanted)
+    finally:
         await logged.engine.dispose()
