@@ -277,7 +277,7 @@ class ConsumerRunner:
     async def _apply(self, handler: Handler, event: Envelope[Any], record: ConsumerRecord) -> bool:
         """Run the handler in one transaction with the event-id claim. Returns True for a duplicate."""
         async with self._sessions() as session, session.begin():
-            if not await claim_event(session, self._processed, self.group_id, event.id):
+            if not await claim_event(session, self._processed, self.group_id, event.id, first=True):
                 return True
             ctx = self._context(HandlerContext, session, record=record)
             await handler(event, ctx)
@@ -370,7 +370,8 @@ class ConsumerRunner:
             return {}
         duplicates: dict[str, int] = {}
         async with self._sessions() as session, session.begin():
-            fresh = await claim_events(session, self._processed, self.group_id, [e.id for e, _, _ in known])
+            fresh = await claim_events(session, self._processed, self.group_id, [e.id for e, _, _ in known],
+                                         first=True)  # with its BEGIN, in one round trip
             todo: list[tuple[Envelope[Any], Handles]] = []
             for event, handles, record in known:
                 if event.id in fresh:

@@ -48,7 +48,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .clock import Clock, utcnow
-from .express_pace import Bucket, ahead_of
+from .express_pace import Bucket, ahead_of, pause_while_main_keeps_up
 from .failures import describe
 from .first_of_lead import HEADER, first_of_lead, first_of_lead_since, is_first_of_lead
 from .producer import EventProducer
@@ -131,15 +131,20 @@ class ExpressLane:
         self._consumer.subscribe(list(self.topics), listener=_FromRecentRecords(self))
         await self._consumer.start()
         self._admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, client_id=self.group_id)
+        watch: asyncio.Task[None] | None = None
         try:
             await self._admin.start()
             self._started.set()
+            watch = asyncio.create_task(pause_while_main_keeps_up(self), name=f"express-watch-{self.group_id}")
             while not self._stopping.is_set():
                 batches = await self._consumer.getmany(timeout_ms=100, max_records=1000)
                 for records in batches.values():
                     for record in records:
                         await self.consider(record)
         finally:  # also when cancelled: leave the group and close the connections
+            if watch is not None:
+                watch.cancel()
+                await asyncio.gather(watch, return_exceptions=True)
             await run_to_completion(self._close())
 
     async def _close(self) -> None:

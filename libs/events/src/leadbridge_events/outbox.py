@@ -88,8 +88,9 @@ def _forget_wakes(session: Session) -> None:
     session.info.pop(_WAKES, None)
 
 
-def _engine_of(db: AsyncSession | AsyncConnection) -> AsyncEngine | None:
-    bind = db.bind if isinstance(db, AsyncSession) else db
+def _engine_of(session: AsyncSession) -> AsyncEngine | None:
+    """The engine of a session bound to an engine or to a connection (tests); a connection always NOTIFYs."""
+    bind = session.bind
     return bind.engine if isinstance(bind, AsyncConnection) else bind if isinstance(bind, AsyncEngine) else None
 
 
