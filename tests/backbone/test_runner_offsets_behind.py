@@ -49,14 +49,21 @@ async def _publish(producer, topic, event) -> None:
     await producer.send_many_raw([(topic.name, event.lead_id.encode(), event.kafka_value(), event.kafka_headers())])
 
 
-async def test_the_next_fetch_is_handled_while_an_offset_commit_is_in_flight(
-        backbone, producer, kafka_bootstrap, topic, unique_name):
+async def _running_with_gated_commits(backbone, producer, kafka_bootstrap, topic, unique_name):
+    """A batching runner whose offset commits wait for the gate, running, and lead-a's event published."""
     runner = make_runner(backbone, producer, kafka_bootstrap, topic, unique_name, await _handler(backbone),
                          batch_size=500, batch_wait_ms=50)
     gate, asked = _gate_commits(runner)
     task = asyncio.create_task(runner.run())
     await runner.wait_assigned()
     await _publish(producer, topic, activity("lead-a", 1))
+    return runner, gate, asked, task
+
+
+async def test_the_next_fetch_is_handled_while_an_offset_commit_is_in_flight(
+        backbone, producer, kafka_bootstrap, topic, unique_name):
+    runner, gate, asked, task = await _running_with_gated_commits(backbone, producer, kafka_bootstrap, topic,
+                                                                  unique_name)
     await wait_for(lambda: _ge(count_effects(backbone), 1))
     await wait_for(lambda: _ge(_len(asked), 1))  # its offset commit is in flight, held
     await _publish(producer, topic, activity("lead-b", 2))
@@ -73,12 +80,8 @@ async def test_the_next_fetch_is_handled_while_an_offset_commit_is_in_flight(
 
 async def test_stop_waits_for_the_commit_in_flight_and_commits_the_rest(
         backbone, producer, kafka_bootstrap, topic, unique_name):
-    runner = make_runner(backbone, producer, kafka_bootstrap, topic, unique_name, await _handler(backbone),
-                         batch_size=500, batch_wait_ms=50)
-    gate, asked = _gate_commits(runner)
-    task = asyncio.create_task(runner.run())
-    await runner.wait_assigned()
-    await _publish(producer, topic, activity("lead-a", 1))
+    runner, gate, asked, task = await _running_with_gated_commits(backbone, producer, kafka_bootstrap, topic,
+                                                                  unique_name)
     await wait_for(lambda: _ge(_len(asked), 1))
     await _publish(producer, topic, activity("lead-b", 2))
     await wait_for(lambda: _ge(count_effects(backbone), 2))
