@@ -29,14 +29,16 @@ import asyncpg
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
+from leadbridge_devstack.kafka import KafkaBroker  # noqa: E402
 from leadbridge_devstack.ports import free_port  # noqa: E402
+from leadbridge_devstack.postgres import PostgresCluster  # noqa: E402
 from leadbridge_devstack.system import SERVICES, System, start_system  # noqa: E402
 from leadbridge_events.admin import ensure_topics  # noqa: E402
 from leadbridge_events.auth import AuthSettings, mint_dev_token  # noqa: E402
 from loadgen import CpuMeter, peak_rss_mb, wrk_post_leads  # noqa: E402
 from probes import RoutedCounter, RoutedWatcher, lead_body, publish_backlog, routed_latency  # noqa: E402
 from raw_rates import kafka_batched_rate, plain_dsn, postgres_commit_rate  # noqa: E402
-from stack import DURABLE, durable_postgres, kafka_broker  # noqa: E402
+from stack import DURABLE, durable_postgres, kafka_broker, postmaster_pid  # noqa: E402
 
 HERE = Path(__file__).parent
 DEV_SECRET = "bench-dev-secret-only-for-this-benchmark-run"
@@ -90,6 +92,22 @@ def print_cpu(meter: CpuMeter, leads: int, prefix: str) -> None:
         figure(f"{prefix}_cpu_per_lead_{name.replace('-', '_')}", used * 1000 / max(leads, 1), "ms", ".2f")
 
 
+def everything(system: System, pg: PostgresCluster, broker: KafkaBroker) -> CpuMeter:
+    """The services' CPU, and what they share the cores with: PostgreSQL (its backends), the broker, and this
+    process alone (the load's counters and consumers; ``wrk`` is ``loadgen_wrk_cpu_pipeline``)."""
+    return CpuMeter({**pids(system), "postgres": postmaster_pid(pg), "kafka": broker.pid or 0,
+                     "bench": os.getpid()}, alone={"bench"})
+
+
+async def wal_bytes(database_url: str) -> int:
+    """The cluster's WAL position: every write of every service, in bytes (``pg_current_wal_lsn``)."""
+    conn = await asyncpg.connect(plain_dsn(database_url))
+    try:
+        return int(await conn.fetchval("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn"))
+    finally:
+        await conn.close()
+
+
 async def raw_baselines(args: argparse.Namespace, database_url: str, bootstrap: str) -> dict[str, float]:
     raw = {"kafka": await kafka_batched_rate(bootstrap, n=args.raw_messages),
            "pg_single": await postgres_commit_rate(database_url, concurrency=args.concurrency,
@@ -123,7 +141,8 @@ async def intake_alone(args: argparse.Namespace, database_url: str, raw: dict[st
             system.stop()
 
 
-async def whole_pipeline(args: argparse.Namespace, database_url: str, raw: dict[str, float]) -> None:
+async def whole_pipeline(args: argparse.Namespace, pg: PostgresCluster, raw: dict[str, float]) -> None:
+    database_url = pg.url
     with kafka_broker() as broker:
         bootstrap = broker.bootstrap_servers
         system, key = await start(database_url, bootstrap, ALL)
@@ -143,7 +162,8 @@ async def whole_pipeline(args: argparse.Namespace, database_url: str, raw: dict[
                 # the latency run's leads first: a backlog left by it would be counted as sustained throughput
                 before, _ = await counter.wait_for(posted, timeout=args.drain_timeout)
                 figure("capture_routed_backlog_left", posted - before, "leads")
-                meter = CpuMeter(pids(system)).start()
+                meter = everything(system, pg, broker).start()
+                wal = await wal_bytes(database_url)
                 started = time.perf_counter()
                 r = await asyncio.to_thread(wrk_post_leads, url, key, seconds=args.seconds,
                                             connections=args.concurrency)
@@ -156,11 +176,13 @@ async def whole_pipeline(args: argparse.Namespace, database_url: str, raw: dict[
             figure("pipeline_unrouted_after_wait", r.accepted - routed, "leads")
             figure("loadgen_wrk_cpu_pipeline", r.cpu_cores, "cores", ".2f")
             print_cpu(meter, r.accepted, "pipeline")
+            figure("pipeline_wal_per_lead", (await wal_bytes(database_url) - wal) / 1024 / max(r.accepted, 1), "KiB", ".1f")
         finally:
             system.stop()
 
 
-async def backlog_drain(args: argparse.Namespace, database_url: str) -> None:
+async def backlog_drain(args: argparse.Namespace, pg: PostgresCluster) -> None:
+    database_url = pg.url
     with kafka_broker() as broker:
         bootstrap = broker.bootstrap_servers
         await ensure_topics(bootstrap)
@@ -170,7 +192,8 @@ async def backlog_drain(args: argparse.Namespace, database_url: str) -> None:
         system, key = await start(database_url, bootstrap, ALL)
         started = time.perf_counter()  # every service answers /readyz: the drain is under way
         try:
-            meter = CpuMeter(pids(system)).start()
+            meter = everything(system, pg, broker).start()
+            wal = await wal_bytes(database_url)
             rss_start = {n: peak_rss_mb(p) for n, p in pids(system).items()}
             async with RoutedCounter(bootstrap) as counter, RoutedWatcher(bootstrap) as watcher:
                 await asyncio.sleep(2)
@@ -187,6 +210,7 @@ async def backlog_drain(args: argparse.Namespace, database_url: str) -> None:
             figure("backlog_drain_seconds", elapsed, "s", ".1f")
             figure("backlog_fresh_lead_routed_after", watcher.latencies.get(fresh, float("nan")) * 1000, "ms")
             print_cpu(meter, routed, "backlog")
+            figure("backlog_wal_per_lead", (await wal_bytes(database_url) - wal) / 1024 / max(routed, 1), "KiB", ".1f")
             for name, pid in pids(system).items():
                 n = name.replace("-", "_")
                 figure(f"backlog_rss_at_start_{n}", rss_start[name], "MB")
@@ -201,8 +225,8 @@ async def run(args: argparse.Namespace) -> None:
         raw = await raw_baselines(args, pg.url, broker.bootstrap_servers)
     with durable_postgres() as pg:  # a fresh cluster: the raw tables' WAL and bloat do not weigh on the rest
         phases = {"intake": lambda: intake_alone(args, pg.url, raw),
-                  "pipeline": lambda: whole_pipeline(args, pg.url, raw),
-                  "backlog": lambda: backlog_drain(args, pg.url)}
+                  "pipeline": lambda: whole_pipeline(args, pg, raw),
+                  "backlog": lambda: backlog_drain(args, pg)}
         for unbatched in ([True, False] if args.compare else [args.unbatched]):
             MODE.clear()
             MODE.update(UNBATCHED if unbatched else {})

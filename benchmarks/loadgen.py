@@ -13,6 +13,7 @@ import resource
 import shutil
 import subprocess
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,13 +53,13 @@ def wrk_post_leads(url: str, api_key: str, *, seconds: float, connections: int, 
     return WrkResult(r["requests"] - bad, bad, r["seconds"], r["p50_ms"], r["p99_ms"], cpu / wall)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process and its waited-for children so far."""
+def cpu_seconds(pid: int, *, children: bool = True) -> float:
+    """User + system CPU seconds of a process and (``children``) its waited-for children so far."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except FileNotFoundError:
         return 0.0
-    return sum(int(f) for f in fields[11:15]) / TICKS  # utime stime cutime cstime
+    return sum(int(f) for f in fields[11:15 if children else 13]) / TICKS  # utime stime cutime cstime
 
 
 def descendants(pid: int) -> list[int]:
@@ -95,17 +96,24 @@ def peak_rss_mb(pid: int) -> float:
 
 
 class CpuMeter:
-    """CPU seconds each of some processes used between ``start()`` and ``stop()``."""
+    """CPU seconds each of some processes used between ``start()`` and ``stop()``: with the processes under it,
+    except for the names in ``alone`` (the benchmark's own process: every service, broker and cluster it
+    started is under it)."""
 
-    def __init__(self, pids: dict[str, int]) -> None:
+    def __init__(self, pids: dict[str, int], alone: Collection[str] = ()) -> None:
         self.pids = pids
+        self._alone = frozenset(alone)
         self._start: dict[str, float] = {}
         self.used: dict[str, float] = {}
 
+    def _seconds(self, name: str) -> float:
+        pid = self.pids[name]
+        return cpu_seconds(pid, children=False) if name in self._alone else tree_cpu_seconds(pid)
+
     def start(self) -> CpuMeter:
-        self._start = {name: tree_cpu_seconds(pid) for name, pid in self.pids.items()}
+        self._start = {name: self._seconds(name) for name in self.pids}
         return self
 
     def stop(self) -> dict[str, float]:
-        self.used = {name: tree_cpu_seconds(pid) - self._start[name] for name, pid in self.pids.items()}
+        self.used = {name: self._seconds(name) - self._start[name] for name in self.pids}
         return self.used

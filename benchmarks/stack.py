@@ -33,6 +33,11 @@ def durable_postgres() -> Iterator[PostgresCluster]:
         pg.remove()
 
 
+def postmaster_pid(pg: PostgresCluster) -> int:
+    """The cluster's postmaster: its backends are its children (``loadgen.tree_cpu_seconds`` counts them)."""
+    return int((pg.data_dir / "pgdata" / "postmaster.pid").read_text().split()[0])
+
+
 @contextlib.contextmanager
 def kafka_broker() -> Iterator[KafkaBroker]:
     broker = KafkaBroker.throwaway()
