@@ -92,20 +92,32 @@ def print_cpu(meter: CpuMeter, leads: int, prefix: str) -> None:
         figure(f"{prefix}_cpu_per_lead_{name.replace('-', '_')}", used * 1000 / max(leads, 1), "ms", ".2f")
 
 
-def everything(system: System, pg: PostgresCluster, broker: KafkaBroker) -> CpuMeter:
-    """The services' CPU, and what they share the cores with: PostgreSQL (its backends), the broker, and this
-    process alone (the load's counters and consumers; ``wrk`` is ``loadgen_wrk_cpu_pipeline``)."""
-    return CpuMeter({**pids(system), "postgres": postmaster_pid(pg), "kafka": broker.pid or 0,
-                     "bench": os.getpid()}, alone={"bench"})
+class Costs:
+    """What a phase costs per lead: each service's CPU, and what they share the cores with -- PostgreSQL (its
+    backends), the broker, this process alone (the load's counters and consumers; ``wrk`` is
+    ``loadgen_wrk_cpu_pipeline``) -- and the WAL the cluster wrote (every write of every service)."""
 
+    def __init__(self, system: System, pg: PostgresCluster, broker: KafkaBroker) -> None:
+        self._meter = CpuMeter({**pids(system), "postgres": postmaster_pid(pg), "kafka": broker.pid or 0,
+                                "bench": os.getpid()}, alone={"bench"})
+        self._dsn = plain_dsn(pg.url)
+        self._wal = 0
 
-async def wal_bytes(database_url: str) -> int:
-    """The cluster's WAL position: every write of every service, in bytes (``pg_current_wal_lsn``)."""
-    conn = await asyncpg.connect(plain_dsn(database_url))
-    try:
-        return int(await conn.fetchval("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn"))
-    finally:
-        await conn.close()
+    async def start(self) -> Costs:
+        self._meter.start()
+        self._wal = await self._wal_position()
+        return self
+
+    async def report(self, leads: int, prefix: str) -> None:
+        print_cpu(self._meter, leads, prefix)
+        figure(f"{prefix}_wal_per_lead", (await self._wal_position() - self._wal) / 1024 / max(leads, 1), "KiB", ".1f")
+
+    async def _wal_position(self) -> int:
+        conn = await asyncpg.connect(self._dsn)
+        try:
+            return int(await conn.fetchval("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn"))
+        finally:
+            await conn.close()
 
 
 async def raw_baselines(args: argparse.Namespace, database_url: str, bootstrap: str) -> dict[str, float]:
@@ -162,8 +174,7 @@ async def whole_pipeline(args: argparse.Namespace, pg: PostgresCluster, raw: dic
                 # the latency run's leads first: a backlog left by it would be counted as sustained throughput
                 before, _ = await counter.wait_for(posted, timeout=args.drain_timeout)
                 figure("capture_routed_backlog_left", posted - before, "leads")
-                meter = everything(system, pg, broker).start()
-                wal = await wal_bytes(database_url)
+                costs = await Costs(system, pg, broker).start()
                 started = time.perf_counter()
                 r = await asyncio.to_thread(wrk_post_leads, url, key, seconds=args.seconds,
                                             connections=args.concurrency)
@@ -175,8 +186,7 @@ async def whole_pipeline(args: argparse.Namespace, pg: PostgresCluster, raw: dic
             figure("pipeline_sustained_vs_raw_pg", routed / elapsed / raw["pg_single"], fmt=".3f")
             figure("pipeline_unrouted_after_wait", r.accepted - routed, "leads")
             figure("loadgen_wrk_cpu_pipeline", r.cpu_cores, "cores", ".2f")
-            print_cpu(meter, r.accepted, "pipeline")
-            figure("pipeline_wal_per_lead", (await wal_bytes(database_url) - wal) / 1024 / max(r.accepted, 1), "KiB", ".1f")
+            await costs.report(r.accepted, "pipeline")
         finally:
             system.stop()
 
@@ -192,8 +202,7 @@ async def backlog_drain(args: argparse.Namespace, pg: PostgresCluster) -> None:
         system, key = await start(database_url, bootstrap, ALL)
         started = time.perf_counter()  # every service answers /readyz: the drain is under way
         try:
-            meter = everything(system, pg, broker).start()
-            wal = await wal_bytes(database_url)
+            costs = await Costs(system, pg, broker).start()
             rss_start = {n: peak_rss_mb(p) for n, p in pids(system).items()}
             async with RoutedCounter(bootstrap) as counter, RoutedWatcher(bootstrap) as watcher:
                 await asyncio.sleep(2)
@@ -209,8 +218,7 @@ async def backlog_drain(args: argparse.Namespace, pg: PostgresCluster) -> None:
             figure("backlog_drained", routed, "leads")
             figure("backlog_drain_seconds", elapsed, "s", ".1f")
             figure("backlog_fresh_lead_routed_after", watcher.latencies.get(fresh, float("nan")) * 1000, "ms")
-            print_cpu(meter, routed, "backlog")
-            figure("backlog_wal_per_lead", (await wal_bytes(database_url) - wal) / 1024 / max(routed, 1), "KiB", ".1f")
+            await costs.report(routed, "backlog")
             for name, pid in pids(system).items():
                 n = name.replace("-", "_")
                 figure(f"backlog_rss_at_start_{n}", rss_start[name], "MB")
