@@ -8,4 +8,8 @@ from leadbridge_events.testing import TEST_DEV_SECRET
 os.environ["AUTH_DEV_SECRET"] = TEST_DEV_SECRET
 os.environ.pop("AUTH_ISSUER", None)
 
+# many tests read what a service emitted from its outbox rows, after its relay published them: keep them
+# (marked sent). The default, deleting them, is tested in tests/backbone/test_outbox_done.py and by `make chaos`.
+os.environ["OUTBOX_KEEP_SENT"] = "true"
+
 pytest_plugins = ["leadbridge_devstack.pytest_plugin"]

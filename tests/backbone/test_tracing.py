@@ -66,7 +66,7 @@ async def test_relay_and_handler_continue_the_trace(backbone, producer, kafka_bo
                 await add_to_outbox(session, backbone.outbox, activity("lead-t", 1), topic=topic.name)
         trace_id = request.get_span_context().trace_id
         runner = make_runner(backbone, producer, kafka_bootstrap, topic, unique_name, handler, batch_size=batch_size)
-        relay = OutboxRelay(backbone.engine, backbone.outbox, producer)
+        relay = OutboxRelay(backbone.engine, backbone.outbox, producer, keep_sent=True)  # rows read below
         tasks = [asyncio.create_task(runner.run()), asyncio.create_task(relay.run())]
         try:
             async def emitted_row():

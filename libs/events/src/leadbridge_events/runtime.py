@@ -84,7 +84,8 @@ class ServiceRuntime:
         self.processed: Table = metadata.tables[f"{metadata.schema}.processed_events"]
         self.producer = self._new_producer()
         self.relay = OutboxRelay(self.engine, self.outbox, self.producer,
-                                 max_in_flight_batches=settings.outbox_max_in_flight_batches)
+                                 max_in_flight_batches=settings.outbox_max_in_flight_batches,
+                                 keep_sent=settings.outbox_keep_sent)
         self.runner: ConsumerRunner | None = None
         self.migrations = migrations
         self._runner_options = runner_options

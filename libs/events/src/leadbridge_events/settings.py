@@ -42,6 +42,9 @@ class BackboneSettings(BaseSettings):
     # batched anyway) -- see docs/backbone.md
     outbox_max_in_flight_batches: int = Field(default=4, ge=1, le=64, validation_alias="OUTBOX_MAX_IN_FLIGHT_BATCHES")
     kafka_producer_linger_ms: int = Field(default=0, ge=0, le=1000, validation_alias="KAFKA_PRODUCER_LINGER_MS")
+    # published rows are deleted once the broker acknowledged them; true: kept, marked sent_at (an audit of what
+    # was published, at the cost of a rewritten row each and a table that grows until you purge it)
+    outbox_keep_sent: bool = Field(default=False, validation_alias="OUTBOX_KEEP_SENT")
     # the express lane: a new lead's first event ahead of a backlog (EXPRESS_* variables, see leadbridge_events.express)
     express: ExpressSettings = Field(default_factory=ExpressSettings)
     # every pooled connection: how long a statement may wait for a lock, and run, before it is cancelled (0: no limit)
