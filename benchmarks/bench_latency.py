@@ -37,12 +37,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 from leadbridge_contracts.topics import LEAD_CAPTURED
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_system import ALL, start  # noqa: E402
 from loadgen import CpuMeter  # noqa: E402
+from poster import post_leads  # noqa: E402
 from probes import lead_body, pct  # noqa: E402
 from raw_rates import plain_dsn  # noqa: E402
 from record_times import RecordTimes, RecordTimesProcess  # noqa: E402
@@ -68,26 +68,8 @@ async def outbox_times(dsn: str, leads: list[str]) -> dict[tuple[str, str], floa
 
 
 async def post_at(url: str, key: str, rate: float, seconds: float) -> dict[str, tuple[float, float]]:
-    """Post leads at ``rate`` for ``seconds``; lead id -> (sent, answered), epoch seconds."""
-    posted: dict[str, tuple[float, float]] = {}
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}, timeout=30, limits=limits) as client:
-
-        async def post(i: int) -> None:
-            sent = time.time()
-            try:
-                resp = await client.post("/v1/leads", json=lead_body(i))
-            except httpx.HTTPError:
-                return
-            if resp.status_code == 202:
-                posted[resp.json()["lead_id"]] = (sent, time.time())
-
-        started = time.perf_counter()
-        tasks = []
-        for i in range(int(rate * seconds)):
-            await asyncio.sleep(max(started + i / rate - time.perf_counter(), 0))
-            tasks.append(asyncio.create_task(post(i)))
-        await asyncio.gather(*tasks)
+    """Post leads at ``rate`` for ``seconds``; lead id -> (sent, answered), epoch seconds (``poster``)."""
+    posted, _ = await post_leads(url, key, rate, seconds, lead_body)
     return posted
 
 

@@ -15,12 +15,12 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from leadbridge_contracts.envelope import Envelope
 from leadbridge_contracts.events import LeadCaptured
 from leadbridge_contracts.topics import LEAD_ROUTED
 from leadbridge_intake.submission import LeadSubmission
+from poster import post_leads
 from record_times import RecordTimesProcess
 
 ROUTED = "lead-routed"
@@ -116,31 +116,12 @@ class RoutedWatcher:
 async def routed_latency(url: str, key: str, bootstrap: str, rate: float, seconds: float) -> dict[str, float]:
     """Posted at ``rate``; each lead's latency from its POST to its lead-routed record seen by a consumer in a
     process of its own (``RecordTimesProcess``: this process's loop, busy posting, would delay a consumer of its
-    own and count that as the pipeline's time). Both ends on the machine's wall clock."""
+    own and count that as the pipeline's time). Both ends on the machine's wall clock; the poster is
+    ``poster.post_leads`` (plain asyncio streams: httpx used 0.41 cores at 200 leads/s)."""
     total = int(rate * seconds)
-    cpu_before = time.process_time()
-    posted: dict[str, float] = {}
     async with RecordTimesProcess(bootstrap, (LEAD_ROUTED,)) as rec:
-        limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-        async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}, timeout=30, limits=limits) as client:
-
-            async def post(i: int) -> None:
-                sent = time.time()
-                try:
-                    resp = await client.post("/v1/leads", json=lead_body(i))
-                except httpx.HTTPError:
-                    return  # counted as not accepted
-                if resp.status_code == 202:
-                    posted[resp.json()["lead_id"]] = sent
-
-            started = time.perf_counter()
-            tasks = []
-            for i in range(total):
-                await asyncio.sleep(max(started + i / rate - time.perf_counter(), 0))
-                tasks.append(asyncio.create_task(post(i)))
-            await asyncio.gather(*tasks)
-            wall = time.perf_counter() - started
-        generator_cpu = (time.process_time() - cpu_before) / wall
+        answered, generator_cpu = await post_leads(url, key, rate, seconds, lead_body)
+        posted = {lead: sent for lead, (sent, _) in answered.items()}
         await rec.wait_routed(list(posted), 30)
     lat = [rec.seen[ROUTED, lead] - sent for lead, sent in posted.items() if (ROUTED, lead) in rec.seen]
     return {
