@@ -16,8 +16,9 @@ most ``EXPRESS_MAX_AGE_SECONDS`` ago: an outbox backlog relayed after an outage 
 so are the first scores of a drained backlog's leads, though just scored); the main
 group is behind, by ``EXPRESS_MIN_LAG`` records or more AND by more than ``EXPRESS_MIN_WAIT_SECONDS`` at its
 pace, counting its backlog on the lane's other partitions too (its one loop handles them all; committed offsets
-and partition ends, read at most every 0.5 s: a main runner that keeps up is left alone, batches stay batches); and within ``EXPRESS_MAX_PER_SECOND`` (under
-sustained overload every new lead is fresh: the lane must not turn batches back into one transaction each).
+and partition ends, read at most every 0.5 s: a main runner that keeps up is left alone, batches stay
+batches); and within ``EXPRESS_MAX_PER_SECOND`` and ``EXPRESS_MAX_SHARE`` of the time holding the main runner (under sustained overload every new lead is fresh:
+the lane must not turn batches back into one transaction each, nor keep the main runner waiting).
 
 It applies the event exactly as the main runner does (``ConsumerRunner._apply``): one transaction with the
 event-id claim **under the main group's id**, so the main runner later finds it claimed and skips it (one
@@ -48,7 +49,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .clock import Clock, utcnow
-from .express_pace import Bucket, ahead_of, pause_while_main_keeps_up
+from .express_pace import Bucket, TimeBudget, ahead_of, pause_while_main_keeps_up
 from .failures import describe
 from .first_of_lead import HEADER, first_of_lead, first_of_lead_since, is_first_of_lead
 from .producer import EventProducer
@@ -75,7 +76,7 @@ EXPRESS_HANDLED = Counter("leadbridge_express_handled_total",
                           ["group", "topic"])
 EXPRESS_SKIPPED = Counter(
     "leadbridge_express_skipped_total", "Records the express lane left to the main consumer, by reason "
-    "(not_first, stale, main_not_behind, rate_limited, duplicate, failed, ...)", ["group", "topic", "reason"])
+    "(not_first, stale, main_not_behind, time_budget, rate_limited, duplicate, failed, ...)", ["group", "topic", "reason"])
 
 
 class ExpressSettings(BaseSettings):
@@ -90,6 +91,8 @@ class ExpressSettings(BaseSettings):
     min_wait_seconds: float = Field(default=0.5, ge=0, description="... and that many records would take it longer "
                                                                    "than this, at its pace on that partition.")
     max_per_second: float = Field(default=50.0, gt=0, description="At most this many events per second (and burst).")
+    max_share: float = Field(default=0.1, gt=0, le=1, description="At most this share of the time holding the main "
+                                                                 "runner (over 10 s), whatever a transaction takes.")
 
 
 # -- consuming: the lane ------------------------------------------------------------------------------
@@ -123,6 +126,7 @@ class ExpressLane:
         self._rates: dict[TopicPartition, float] = {}  # records/s the main group commits, per partition
         self._ends: dict[TopicPartition, int] = {}  # the assigned partitions' end offsets (``express_pace``)
         self._bucket = Bucket(self.settings.max_per_second)
+        self._budget = TimeBudget(self.settings.max_share)
         self._handled: dict[bytes, None] = {}  # ids of the events the lane handled lately (insertion order)
         self._stopping = asyncio.Event()
         self._started = asyncio.Event()
@@ -222,6 +226,8 @@ class ExpressLane:
         runner = self._runner()
         if runner is None:
             return "no_runner"
+        if not self._budget.available():
+            return "time_budget"
         if not self._bucket.take():
             return "rate_limited"
         return await self._apply(runner, record, event_type.removeprefix(TYPE_PREFIX))
@@ -244,8 +250,11 @@ class ExpressLane:
         try:
             async with ahead_of(runner):  # the main runner's next batch waits for it
                 locked = time.perf_counter()
-                with handling(record, event, self.group_id):  # a span, child of the record's traceparent
-                    duplicate = await runner._apply(handler, event, record)  # claimed as the main group
+                try:
+                    with handling(record, event, self.group_id):  # a span, child of the record's traceparent
+                        duplicate = await runner._apply(handler, event, record)  # claimed as the main group
+                finally:
+                    self._budget.spend(time.perf_counter() - locked)
         except Exception as exc:  # any fault: the main runner handles it, in order, with retries and the DLQ
             log.info("express lane left an event to the main consumer: %s", describe(exc),
                      extra={"event_id": event.id, "lead_id": event.lead_id, "topic": record.topic,
