@@ -49,8 +49,8 @@ class TimeBudget:
 
     Each express transaction pauses the main runner for as long as it takes: on two shared cores 0.1-0.4 s, its
     every round trip waiting to be scheduled. Under sustained overload every new lead is fresh, and 50 such
-    transactions a second cut the whole pipeline's throughput by a fifth (601 -> 475-489 leads/s); a share of
-    the time bounds that cost whatever a transaction takes. A transaction may overdraw it (it is spent after)."""
+    transactions a second cut the whole pipeline's throughput by a fifth in a probe (601 -> 475-489 leads/s;
+    docs/backbone.md); a share of the time bounds that cost whatever a transaction takes. A transaction may overdraw it (it is spent after)."""
 
     def __init__(self, share: float, window: float = BUDGET_WINDOW_SECONDS) -> None:
         self._share = share
