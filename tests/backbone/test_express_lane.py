@@ -299,13 +299,18 @@ class _Offsets:
         return {tp: OffsetAndMetadata(o, "") for tp, o in self.committed.items()}
 
 
-async def test_behind_means_records_that_would_wait_at_the_main_groups_pace():
+def _unstarted_lane() -> ExpressLane:
+    """A lane never started (no broker): its ``_main_behind`` over offsets the test sets (``_Offsets``)."""
     async def nothing(event, ctx):
         return None
 
-    lane = ExpressLane(bootstrap_servers="127.0.0.1:9", group_id="g", handlers=EventHandlers(on(LeadCaptured, nothing)),
+    return ExpressLane(bootstrap_servers="127.0.0.1:9", group_id="g", handlers=EventHandlers(on(LeadCaptured, nothing)),
                        types=["lead-captured"], runner=lambda: None, topics=["t"],
                        settings=ExpressSettings(min_lag=10, min_wait_seconds=0.5))
+
+
+async def test_behind_means_records_that_would_wait_at_the_main_groups_pace():
+    lane = _unstarted_lane()
     tp = TopicPartition("t", 0)
     admin = lane._admin = _Offsets()
 
@@ -327,12 +332,7 @@ async def test_behind_means_records_that_would_wait_at_the_main_groups_pace():
 
 
 async def test_behind_counts_the_main_groups_backlog_on_the_lanes_other_partitions():
-    async def nothing(event, ctx):
-        return None
-
-    lane = ExpressLane(bootstrap_servers="127.0.0.1:9", group_id="g", handlers=EventHandlers(on(LeadCaptured, nothing)),
-                       types=["lead-captured"], runner=lambda: None, topics=["t"],
-                       settings=ExpressSettings(min_lag=10, min_wait_seconds=0.5))
+    lane = _unstarted_lane()
     here, there = TopicPartition("t", 0), TopicPartition("t", 1)
     admin = lane._admin = _Offsets()
     admin.committed = {here: 500, there: 1000}
