@@ -17,8 +17,9 @@ so are the first scores of a drained backlog's leads, though just scored); the m
 group is behind, by ``EXPRESS_MIN_LAG`` records or more AND by more than ``EXPRESS_MIN_WAIT_SECONDS`` at its
 pace, counting its backlog on the lane's other partitions too (its one loop handles them all; committed offsets
 and partition ends, read at most every 0.5 s: a main runner that keeps up is left alone, batches stay
-batches); and within ``EXPRESS_MAX_PER_SECOND`` and ``EXPRESS_MAX_SHARE`` of the time holding the main runner (under sustained overload every new lead is fresh:
-the lane must not turn batches back into one transaction each, nor keep the main runner waiting).
+batches); and within ``EXPRESS_MAX_PER_SECOND`` and ``EXPRESS_MAX_SHARE`` of the time holding the main runner
+(under sustained overload every new lead is fresh: the lane must not turn batches back into one transaction
+each, nor keep the main runner waiting).
 
 It applies the event exactly as the main runner does (``ConsumerRunner._apply``): one transaction with the
 event-id claim **under the main group's id**, so the main runner later finds it claimed and skips it (one
@@ -76,7 +77,8 @@ EXPRESS_HANDLED = Counter("leadbridge_express_handled_total",
                           ["group", "topic"])
 EXPRESS_SKIPPED = Counter(
     "leadbridge_express_skipped_total", "Records the express lane left to the main consumer, by reason "
-    "(not_first, stale, main_not_behind, time_budget, rate_limited, duplicate, failed, ...)", ["group", "topic", "reason"])
+    "(not_first, stale, main_not_behind, time_budget, rate_limited, duplicate, failed, ...)",
+    ["group", "topic", "reason"])
 
 
 class ExpressSettings(BaseSettings):

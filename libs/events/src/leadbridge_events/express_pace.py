@@ -50,7 +50,8 @@ class TimeBudget:
     Each express transaction pauses the main runner for as long as it takes: on two shared cores 0.1-0.4 s, its
     every round trip waiting to be scheduled. Under sustained overload every new lead is fresh, and 50 such
     transactions a second cut the whole pipeline's throughput by a fifth in a probe (601 -> 475-489 leads/s;
-    docs/backbone.md); a share of the time bounds that cost whatever a transaction takes. A transaction may overdraw it (it is spent after)."""
+    docs/backbone.md); a share of the time bounds that cost whatever a transaction takes. A transaction may
+    overdraw it (it is spent after)."""
 
     def __init__(self, share: float, window: float = BUDGET_WINDOW_SECONDS) -> None:
         self._share = share
@@ -94,9 +95,9 @@ async def ahead_of(runner: ConsumerRunner) -> AsyncIterator[None]:
 
 async def pause_while_main_keeps_up(lane: ExpressLane) -> None:
     """Fetch nothing while the main group keeps up (fewer than ``EXPRESS_MIN_LAG`` records between its committed
-    offsets and the ends of the lane's partitions, all of them: one loop handles them all): nothing could be taken, and fetching every
-    record a second time was a fetch request and a response per relayed batch (~7% of scoring's and the
-    router's CPU at 200 leads/s). Looked at every ``WATCH_SECONDS``: once the main group falls
+    offsets and the ends of the lane's partitions, all of them: one loop handles them all): nothing could be
+    taken, and fetching every record a second time was a fetch request and a response per relayed batch (~7% of
+    scoring's and the router's CPU at 200 leads/s). Looked at every ``WATCH_SECONDS``: once the main group falls
     behind, the partitions are fetched again from the main group's committed offset (or where the lane
     stopped, if later), so no record the main group has not handled yet is missed."""
     if lane.settings.min_lag == 0 and lane.settings.min_wait_seconds == 0:
@@ -118,7 +119,8 @@ async def _pause_or_resume(lane: ExpressLane) -> None:
     lane._ends = dict(ends)
     paused = lane._consumer.paused()
     # one main runner handles every partition in one loop: behind on one, it is late on all (``_main_behind``)
-    behind = sum(max(end - lane._main_offsets.get(tp, 0), 0) for tp, end in ends.items()) >= max(lane.settings.min_lag, 1)
+    left = sum(max(end - lane._main_offsets.get(tp, 0), 0) for tp, end in ends.items())
+    behind = left >= max(lane.settings.min_lag, 1)
     for tp in ends:
         if not behind and tp not in paused:
             lane._consumer.pause(tp)
