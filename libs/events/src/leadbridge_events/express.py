@@ -302,16 +302,22 @@ class ExpressLane:
             return True
         if time.monotonic() - self._offsets_at > OFFSETS_REFRESH_SECONDS and not await self._refresh():
             return False  # unknown: the main runner keeps the record
-        # no committed offset yet: a new group, from the start. The main runner handles all its partitions in one
-        # loop, a fetch's records partition after partition: a record of a partition it has caught up on still
-        # waits behind the others' backlog already fetched (4.4 s seen in a drain), so theirs count too.
-        behind = {p: max(end - self._main_offsets.get(p, 0), 0) for p, end in self._ends.items() if p != tp}
-        behind = {p: n for p, n in behind.items() if n} | {tp: max(offset - self._main_offsets.get(tp, 0), 0)}
+        # The main runner handles all its partitions in one loop, a fetch's records partition after partition: a
+        # record of a partition it has caught up on still waits behind the others' backlog already fetched (4.4 s
+        # seen in a drain), so theirs count too.
+        behind = self.left_to_main({p: end for p, end in self._ends.items() if p != tp})
+        behind[tp] = max(offset - self._main_offsets.get(tp, 0), 0)
         lag = sum(behind.values())
         if lag < max(self.settings.min_lag, 1):
             return False
         rates = [self._rates[p] for p in behind if p in self._rates]
         return not rates or lag >= sum(rates) * self.settings.min_wait_seconds
+
+    def left_to_main(self, ends: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+        """The records the main group has yet to handle before ``ends``, per partition where there are any (no
+        committed offset yet: a new group, from the start)."""
+        left = {p: end - self._main_offsets.get(p, 0) for p, end in ends.items()}
+        return {p: n for p, n in left.items() if n > 0}
 
     async def _refresh(self) -> bool:
         """The main group's committed offsets, and how fast they advance (a moving average per partition)."""

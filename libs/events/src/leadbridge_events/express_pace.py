@@ -119,8 +119,7 @@ async def _pause_or_resume(lane: ExpressLane) -> None:
     lane._ends = dict(ends)
     paused = lane._consumer.paused()
     # one main runner handles every partition in one loop: behind on one, it is late on all (``_main_behind``)
-    left = sum(max(end - lane._main_offsets.get(tp, 0), 0) for tp, end in ends.items())
-    behind = left >= max(lane.settings.min_lag, 1)
+    behind = sum(lane.left_to_main(ends).values()) >= max(lane.settings.min_lag, 1)
     for tp in ends:
         if not behind and tp not in paused:
             lane._consumer.pause(tp)
