@@ -132,13 +132,13 @@ async def raw_baselines(args: argparse.Namespace, database_url: str, bootstrap: 
     return raw
 
 
-async def intake_alone(args: argparse.Namespace, database_url: str, raw: dict[str, float]) -> None:
+async def intake_alone(args: argparse.Namespace, pg: PostgresCluster, raw: dict[str, float]) -> None:
     with kafka_broker() as broker:
-        system, key = await start(database_url, broker.bootstrap_servers, ("intake",))
+        system, key = await start(pg.url, broker.bootstrap_servers, ("intake",))
         try:
             url = system.url("intake")
             wrk_post_leads(url, key, seconds=2, connections=8)  # warm-up
-            meter = CpuMeter(pids(system)).start()
+            costs = await Costs(system, pg, broker).start()
             r = wrk_post_leads(url, key, seconds=args.seconds, connections=args.concurrency)
             figure("intake_alone", r.rate, "leads/s")
             figure("intake_alone_rejected", r.rejected, "requests")
@@ -148,7 +148,7 @@ async def intake_alone(args: argparse.Namespace, database_url: str, raw: dict[st
             figure("intake_vs_raw_pg_multi", r.rate / raw["pg_multi"], fmt=".3f")
             figure("intake_vs_raw_kafka", r.rate / raw["kafka"], fmt=".4f")
             figure("loadgen_wrk_cpu", r.cpu_cores, "cores", ".2f")
-            print_cpu(meter, r.accepted, "intake_alone")
+            await costs.report(r.accepted, "intake_alone")
         finally:
             system.stop()
 
@@ -232,7 +232,7 @@ async def run(args: argparse.Namespace) -> None:
     with durable_postgres() as pg, kafka_broker() as broker:
         raw = await raw_baselines(args, pg.url, broker.bootstrap_servers)
     with durable_postgres() as pg:  # a fresh cluster: the raw tables' WAL and bloat do not weigh on the rest
-        phases = {"intake": lambda: intake_alone(args, pg.url, raw),
+        phases = {"intake": lambda: intake_alone(args, pg, raw),
                   "pipeline": lambda: whole_pipeline(args, pg, raw),
                   "backlog": lambda: backlog_drain(args, pg)}
         for unbatched in ([True, False] if args.compare else [args.unbatched]):

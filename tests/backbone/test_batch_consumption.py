@@ -14,6 +14,7 @@ from aiokafka.partitioner import murmur2
 from leadbridge_events.consumer import PoisonEvent
 from leadbridge_events.db import create_schema
 from leadbridge_events.testing import collect_records
+from prometheus_client import REGISTRY
 from sqlalchemy import select, text
 
 from .conftest import Backbone
@@ -154,6 +155,10 @@ async def test_a_fetch_across_partitions_is_one_transaction_and_one_offset_commi
     # a fetch (at most 1,000 records here) is one batch transaction and one offset commit, whatever its partitions
     assert stats.transactions == len(seen) <= stats.fetches
     assert 1 <= stats.commits <= stats.fetches
+    # and /metrics shows them: one observation per batch transaction, of its size
+    sample = REGISTRY.get_sample_value
+    assert sample("leadbridge_consumer_batch_events_count", {"group": unique_name}) == len(seen)
+    assert sample("leadbridge_consumer_batch_events_sum", {"group": unique_name}) == len(events)
     committed = await _committed_offsets(kafka_bootstrap, unique_name, topic)
     assert sum(committed.values()) == len(events)  # every partition's offset committed, to its end
     assert {p for p, off in committed.items() if off} == {partition_of(topic, lead) for lead in leads}

@@ -345,6 +345,7 @@ class ConsumerRunner:
                 raise _TransientAt({tp: part[0].offset for tp, part in chunk}) from exc
             return await self._one_by_one(chunk)  # so that only the faulty record is dead-lettered
         self.stats.transactions += 1
+        metrics.child(metrics.BATCH_EVENTS, self.group_id).observe(len(records))
         per_event = (time.perf_counter() - started) / len(records)
         for topic, n in topics_of(chunk).items():
             metrics.observe_many(metrics.child(metrics.HANDLER_SECONDS, self.group_id, topic), per_event, n)

@@ -53,6 +53,10 @@ HANDLER_SECONDS = Histogram(
     "leadbridge_handler_seconds", "Handler latency including its database transaction", ["group", "topic"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+BATCH_EVENTS = Histogram(
+    "leadbridge_consumer_batch_events", "Events per consumer transaction (one batch of a fetch)", ["group"],
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+)
 CONSUMER_LAG = Gauge(
     "leadbridge_consumer_lag", "Records behind the partition's high watermark", ["group", "topic", "partition"]
 )
