@@ -5,13 +5,14 @@ connection clean, and ids that cannot be inlined taking the parameterised path."
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from types import SimpleNamespace
 
 import pytest
 from leadbridge_events.db import make_engine, session_factory
 from leadbridge_events.failures import is_transient
-from leadbridge_events.idempotency import ClaimNotPrepared, claim_events
+from leadbridge_events.idempotency import ClaimNotPrepared, _ours_statement, claim_events
 from sqlalchemy import Column, MetaData, String, Table, event, select, text
 
 from .conftest import Backbone
@@ -177,5 +178,50 @@ async def test_a_claim_whose_prepared_statement_was_dropped_is_transient_and_pre
         assert is_transient(raised.value)  # waited out and retried, never a dead letter
         async with logged.sessions() as session, session.begin():  # the retry prepares it again
             assert await claim_events(session, backbone.processed, unique_name, wanted, first=True) == set(wanted)
+    finally:
+        await logged.engine.dispose()
+
+
+async def test_a_partial_claim_is_read_back_by_primary_key_however_much_the_table_grew(backbone, unique_name):
+    """The read-back after a partial claim (the express lane took some of a batch's events first) probes the
+    primary key, even with a plan made while the table was empty and kept as it grew, statistics never taken:
+    a plain ``event_id = ANY(...)`` filter was a sequential scan of the whole table there (78 ms a batch)."""
+    table = backbone.processed.fullname
+    ours = _ours_statement(table).text.replace(":consumer", "$1").replace(":ids", "$2")
+    wanted = ",".join(f"'old-{i}'" for i in range(1, 101))
+    async with backbone.engine.connect() as conn:
+        await conn.execute(text(f"ALTER TABLE {table} SET (autovacuum_enabled = false)"))  # no ANALYZE meanwhile
+        await conn.commit()
+        await conn.execute(text("SET plan_cache_mode = force_generic_plan"))  # cached at its first execution
+        await conn.execute(text(f"PREPARE ours (text, text[]) AS {ours}"))
+        await conn.execute(text(f"EXECUTE ours('{unique_name}', ARRAY[{wanted}])"))  # planned now: table empty
+        async with backbone.engine.begin() as other:
+            await other.execute(text(f"INSERT INTO {table} (consumer, event_id) "
+                                     "SELECT :c, 'old-' || g FROM generate_series(1, 20000) AS g"), {"c": unique_name})
+        plans = {}
+        for mode in ("force_generic_plan", "force_custom_plan"):
+            await conn.execute(text(f"SET plan_cache_mode = {mode}"))
+            plans[mode] = "\n".join((await conn.execute(text(
+                f"EXPLAIN EXECUTE ours('{unique_name}', ARRAY[{wanted}])"))).scalars())
+        await conn.rollback()
+    for mode, plan in plans.items():  # both columns of the key in the index condition: one row per id, not all
+        assert "Seq Scan" not in plan and "Bitmap" not in plan, f"{mode}:\n{plan}"
+        assert f"Index Scan using {backbone.processed.name}_pkey" in plan, f"{mode}:\n{plan}"
+        assert re.search(r"Index Cond: \(\(\(consumer\)::text = .*\) AND \(\(event_id\)::text = ", plan), plan
+
+
+@pytest.mark.parametrize("wanted", [ids(2), ["it's", "é"]], ids=["inlined", "parameterised"])
+async def test_a_batch_is_planned_per_execution_and_the_connection_goes_back_as_it_was(backbone, unique_name,
+                                                                                       wanted):
+    """Cached generic plans made while a table was small stayed sequential scans as it grew: a consumer's batch
+    transaction plans its statements per execution instead, and only it (SET LOCAL)."""
+    logged = Logged(backbone, pool_size=1)
+    try:
+        async with logged.sessions() as session, session.begin():
+            await claim_events(session, backbone.processed, unique_name, wanted, first=True)
+            inside = (await session.execute(text("SELECT current_setting('plan_cache_mode')"))).scalar()
+        async with logged.sessions() as session, session.begin():  # the pool's one connection, next transaction
+            after = (await session.execute(text("SELECT current_setting('plan_cache_mode')"))).scalar()
+        assert (inside, after) == ("force_custom_plan", "auto")
     finally:
         await logged.engine.dispose()

@@ -154,3 +154,23 @@ async def test_the_claim_walks_the_due_index_even_when_the_statistics_know_nothi
         plan = "\n".join((await s.execute(text("EXPLAIN " + loop._claim.text), {"now": datetime.now(UTC)})).scalars())
     assert "Index Scan using ix_sla_deadlines_due" in plan and "Sort" not in plan and "Seq Scan" not in plan, plan
     assert await loop.fire_due() == 50
+
+
+async def test_the_next_due_look_up_walks_the_due_index_under_a_generic_plan(sessions):
+    """The timer asks for the next fire time several times a second. A generic plan (the driver's prepared
+    statements get one after five executions) must still use the due index, which only covers open rows."""
+    from leadbridge_sla_watcher.bench import _LOAD
+    from sqlalchemy.dialects.postgresql.asyncpg import dialect
+
+    async with sessions() as s, s.begin():
+        await s.execute(_LOAD, {"prefix": "far-", "n": 30000, "offset": 86400, "spread": 30 * 86400})
+        await s.execute(text("ANALYZE sla_watcher.deadlines"))
+    compiled = timer_module._NEXT.compile(dialect=dialect())
+    values = [compiled.params[name] for name in compiled.positiontup or []]
+    types = ", ".join("text" for _ in values)
+    async with sessions() as s, s.begin():
+        await s.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
+        await s.execute(text(f"PREPARE next_due {f'({types})' if values else ''} AS {compiled.string}"))
+        arguments = f"({', '.join(repr(v) for v in values)})" if values else ""
+        plan = "\n".join((await s.execute(text(f"EXPLAIN EXECUTE next_due{arguments}"))).scalars())
+    assert "ix_sla_deadlines_due" in plan and "Seq Scan" not in plan, plan

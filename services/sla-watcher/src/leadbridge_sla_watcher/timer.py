@@ -51,7 +51,7 @@ from leadbridge_contracts.events import SlaAtRisk, SlaBreached
 from leadbridge_events.clock import Clock, utcnow
 from leadbridge_events.failures import describe
 from leadbridge_events.transaction import Transactions
-from sqlalchemy import Table, TextClause, func, select, text
+from sqlalchemy import Table, TextClause, func, literal_column, select, text
 
 from . import metrics, store
 from .deadlines import Deadline, Firing, Status, due_firing
@@ -133,7 +133,9 @@ _PARK = _park_sql()
 # by bitmap and sorted them, per batch (O(due) per batch: 200 us of its CPU per firing instead of ~40). Without
 # sort and bitmap the only plan left walks the due index in order and stops after ``limit`` rows.
 _PLAN = text("SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true)")  # SET LOCAL
-_NEXT = select(func.min(deadlines.c.next_fire_at)).where(deadlines.c.status == Status.OPEN.value)
+# 'open' inline, not a parameter: a generic plan cannot tell that a parameter matches the due index's predicate,
+# and read every deadline instead (21 ms a look-up at 45,000 rows, several look-ups a second)
+_NEXT = select(func.min(deadlines.c.next_fire_at)).where(deadlines.c.status == literal_column(f"'{Status.OPEN.value}'"))
 _NEXT_AT = len(store.CLAIMED) - 1  # the claimed row's stored next_fire_at
 
 
