@@ -156,21 +156,31 @@ async def test_the_claim_walks_the_due_index_even_when_the_statistics_know_nothi
     assert await loop.fire_due() == 50
 
 
-async def test_the_next_due_look_up_walks_the_due_index_under_a_generic_plan(sessions):
-    """The timer asks for the next fire time several times a second. A generic plan (the driver's prepared
-    statements get one after five executions) must still use the due index, which only covers open rows."""
+async def test_the_next_due_look_up_reads_one_entry_of_the_due_index(sessions):
+    """The timer asks for the next fire time several times a second. It must read the due index's first entry
+    only: under a generic plan (the driver's prepared statements get one after five executions) and with
+    statistics taken while nothing was open (min() was then an aggregate over all 30,000 open entries)."""
+    import re
+
     from leadbridge_sla_watcher.bench import _LOAD
     from sqlalchemy.dialects.postgresql.asyncpg import dialect
 
+    async with sessions() as s, s.begin():  # 200 deadlines, all met: the statistics know of no open row
+        await s.execute(_LOAD, {"prefix": "met-", "n": 200, "offset": -86400, "spread": 3600})
+        await s.execute(text("UPDATE sla_watcher.deadlines SET status = 'met', next_fire_at = NULL"))
+    async with sessions() as s, s.begin():
+        await s.execute(text("ANALYZE sla_watcher.deadlines"))
     async with sessions() as s, s.begin():
         await s.execute(_LOAD, {"prefix": "far-", "n": 30000, "offset": 86400, "spread": 30 * 86400})
-        await s.execute(text("ANALYZE sla_watcher.deadlines"))
     compiled = timer_module._NEXT.compile(dialect=dialect())
     values = [compiled.params[name] for name in compiled.positiontup or []]
-    types = ", ".join("text" for _ in values)
+    types = ", ".join("text" if isinstance(v, str) else "int" for v in values)
     async with sessions() as s, s.begin():
         await s.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
         await s.execute(text(f"PREPARE next_due {f'({types})' if values else ''} AS {compiled.string}"))
         arguments = f"({', '.join(repr(v) for v in values)})" if values else ""
-        plan = "\n".join((await s.execute(text(f"EXPLAIN EXECUTE next_due{arguments}"))).scalars())
-    assert "ix_sla_deadlines_due" in plan and "Seq Scan" not in plan, plan
+        plan = "\n".join((await s.execute(text(f"EXPLAIN (ANALYZE, TIMING OFF) EXECUTE next_due{arguments}")))
+                         .scalars())
+        assert (await s.execute(timer_module._NEXT)).scalar() is not None
+    read = re.search(r"Index (?:Only )?Scan using ix_sla_deadlines_due .*actual rows=(\d+)", plan)
+    assert read and int(read[1]) == 1 and "Seq Scan" not in plan, plan
