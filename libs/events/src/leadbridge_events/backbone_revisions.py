@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from .db import ROOM_FOR_UPDATES
+
 
 def add_outbox_parking(schema: str) -> None:
     """``attempts``, ``parked_at``, ``park_reason``: a row failing for its own sake is counted, then parked."""
@@ -21,3 +23,13 @@ def add_outbox_parking(schema: str) -> None:
 def drop_outbox_parking(schema: str) -> None:
     for column in ("park_reason", "parked_at", "attempts"):
         op.drop_column("outbox", column, schema=schema)
+
+
+def leave_room_for_updates(schema: str, table: str) -> None:
+    """``db.ROOM_FOR_UPDATES`` on an existing table: pages written from now on keep room for updated rows."""
+    options = ", ".join(f"{k} = {v}" for k, v in ROOM_FOR_UPDATES.items())
+    op.execute(f'ALTER TABLE "{schema}"."{table}" SET ({options})')
+
+
+def pack_pages_full(schema: str, table: str) -> None:
+    op.execute(f'ALTER TABLE "{schema}"."{table}" RESET ({", ".join(ROOM_FOR_UPDATES)})')

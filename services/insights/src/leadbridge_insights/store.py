@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from leadbridge_contracts.envelope import Envelope
-from leadbridge_events.db import add_backbone_tables
+from leadbridge_events.db import ROOM_FOR_UPDATES, add_backbone_tables
 from leadbridge_events.migrations import Migrations
 from sqlalchemy import (
     BigInteger,
@@ -71,6 +71,7 @@ lead_facts = Table(
     Column("is_test", Boolean, nullable=False, default=False),
     Column("facts", JSONB, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now()),
+    postgresql_with=ROOM_FOR_UPDATES,  # updated in place: HOT updates
 )
 Index(f"ix_{SCHEMA}_lead_facts_cohort", lead_facts.c.cohort_at)
 

@@ -3,7 +3,7 @@ pending platform fetches, quarantined platform leads, plus the backbone's outbox
 
 from __future__ import annotations
 
-from leadbridge_events.db import add_backbone_tables
+from leadbridge_events.db import ROOM_FOR_UPDATES, add_backbone_tables
 from leadbridge_events.migrations import Migrations
 from sqlalchemy import (
                         Boolean,
@@ -41,6 +41,7 @@ leads = Table(
     Column("profile", JSONB, nullable=False),
     Column("dedupe_key", String(300)),
     Column("status_detail", JSONB, nullable=False, default=dict),
+    postgresql_with=ROOM_FOR_UPDATES,  # updated in place: HOT updates
 )
 Index("ix_intake_leads_email", leads.c.email, leads.c.last_activity_at)
 Index("ix_intake_leads_phone", leads.c.phone, leads.c.last_activity_at)

@@ -7,7 +7,7 @@ are open, and memory stays flat: nothing is held in process memory between polls
 
 from __future__ import annotations
 
-from leadbridge_events.db import add_backbone_tables
+from leadbridge_events.db import ROOM_FOR_UPDATES, add_backbone_tables
 from leadbridge_events.migrations import Migrations
 from sqlalchemy import Boolean, Column, DateTime, Index, Integer, MetaData, String, Table, text
 
@@ -28,6 +28,7 @@ leads = Table(
     Column("policy", String(100)),
     _ts("routed_at"),
     _ts("updated_at", nullable=False),
+    postgresql_with=ROOM_FOR_UPDATES,  # updated in place: HOT updates
 )
 
 deadlines = Table(
