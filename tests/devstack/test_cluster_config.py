@@ -49,3 +49,11 @@ def test_make_up_brokers_3_uses_fixed_ports_and_remembers_the_count(tmp_path, mo
     assert cli.broker_count() == 3 and cli.env_lines().count(",") == 2
     monkeypatch.setenv("LEADBRIDGE_KAFKA_BROKERS", "1")
     assert cli.broker_count() == 1
+
+
+def test_the_local_broker_runs_the_client_compiler_only(tmp_path):
+    """A fresh broker's optimising JIT cost more CPU than its request handling for its first minutes."""
+    [node] = KafkaCluster(tmp_path, brokers=1, ports=[1001], controller_ports=[1002]).nodes
+    options = node.jvm_options()
+    assert "-XX:TieredStopAtLevel=1" in options
+    assert f"-Xmx{node.heap}" in options and "-XX:+UseG1GC" in options

@@ -180,6 +180,14 @@ class KafkaBroker:
         self.await_started(log, timeout)
         return self
 
+    def jvm_options(self) -> list[str]:
+        """The JVM's heap, collector and compiler. The client compiler only (``TieredStopAtLevel=1``): a fresh
+        broker's optimising (C2) compilation took 0.15-0.35 of the machine's two cores for the first minutes
+        under load, more than the broker's request handling (0.12-0.17), and every test run, benchmark phase
+        and ``make run`` starts a fresh broker; with C1 alone the request handling cost the same, and the
+        broker's CPU per lead in the pipeline fell from 1.27-1.53 ms to 0.48-0.60 ms (docs/benchmarks.md)."""
+        return ["-Xms256m", f"-Xmx{self.heap}", "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true"]
+
     def launch(self, log: Log = print) -> None:
         """Format the storage (first start only) and start the JVM, without waiting for it to serve.
 
@@ -192,8 +200,7 @@ class KafkaBroker:
         props.write_text(self._properties())
         log4j = repo_root() / "deploy" / "kafka" / "log4j2.yaml"
         classpath = f"{libs}/*"
-        jvm = [java, "-Xms256m", f"-Xmx{self.heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-               f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={self.data_dir}"]
+        jvm = [java, *self.jvm_options(), f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={self.data_dir}"]
         if not (self.data_dir / "logs" / "meta.properties").exists():
             cluster_id = self.cluster_id or new_cluster_id()
             formatted = subprocess.run(
