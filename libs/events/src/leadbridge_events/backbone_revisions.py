@@ -1,7 +1,9 @@
-"""Alembic operations for changes to the backbone tables (``db.add_backbone_tables``) every service has.
+"""Alembic operations the services' revisions share: changes to the backbone tables (``db.add_backbone_tables``)
+every service has, and the backbone's storage option for tables updated in place (``db.ROOM_FOR_UPDATES``).
 
 The outbox and processed-event tables live in each service's own schema, so each change to them is one
-revision in *every* service's ``migrations/`` folder; the revision files only call these functions.
+revision in *every* service's ``migrations/`` folder; a table given ``ROOM_FOR_UPDATES`` gets one revision in
+its own service's. The revision files only call these functions.
 """
 
 from __future__ import annotations
