@@ -1,7 +1,8 @@
 """`make bench-insights`: the managers' views API with 100,000 leads in insights' read model.
 
 Starts a throwaway PostgreSQL, migrates insights' schema, writes 100,000 synthetic leads (90 days, 6
-channels, 20 campaigns, 4 teams, 40 reps; the row each gets is the service's own ``lead_row.row_of``),
+channels, 20 campaigns, 4 teams, 40 reps; the row each gets is the service's own ``lead_row.row_of``, its
+search text ``lead_row.search_text``),
 breaches, overflows, a roster, their ``lead_facts`` (the JSON facts) and ~2 timeline entries each, then calls every view's endpoint in-process (FastAPI over ASGI, so the
 figures include routing, validation, SQL and JSON, not a network hop) and prints p50/p95 per view:
 
@@ -32,7 +33,7 @@ from leadbridge_events.migrations import migrate, migrations_dir
 from leadbridge_insights import store
 from leadbridge_insights.app import create_app
 from leadbridge_insights.facts import LeadFacts
-from leadbridge_insights.lead_row import row_of
+from leadbridge_insights.lead_row import row_of, search_text
 from leadbridge_insights.settings import InsightsSettings
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -46,7 +47,7 @@ except ImportError:  # before authentication
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 CHANNELS = ("paid", "organic", "social", "seo", "referral", "event")
 REASONS = ("no budget", "wrong person", "no need", "timing", "competitor")
-COLUMNS = ["lead_id", "cohort_at", "is_test", *row_of(LeadFacts(lead_id="x")), "name", "email", "company", "search"]
+COLUMNS = ["lead_id", "cohort_at", "is_test", *row_of(LeadFacts(lead_id="x")), "name", "email", "company"]
 
 
 def synthetic_lead(i: int, rng: random.Random) -> tuple[LeadFacts, dict]:
@@ -107,7 +108,6 @@ def timeline_rows(facts: list[LeadFacts]) -> list[tuple]:
 
 def record(f: LeadFacts, contact: dict) -> tuple:
     row = {"lead_id": f.lead_id, "cohort_at": f.captured_at, "is_test": False, **row_of(f), **contact}
-    row["search"] = " ".join(x for x in (f.lead_id, *contact.values(), f.rep, f.rep_name) if x).lower()
     return tuple(row[c] for c in COLUMNS)
 
 
@@ -119,6 +119,8 @@ async def load_data(url: str, n: int) -> None:
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
     try:
         await conn.copy_records_to_table("lead_views", schema_name="insights", columns=COLUMNS, records=records)
+        await conn.copy_records_to_table("lead_search", schema_name="insights", columns=["lead_id", "search"],
+                                         records=[(f.lead_id, search_text(f, contact)) for f, contact in leads])
         await conn.copy_records_to_table("lead_facts", schema_name="insights", columns=FACT_COLUMNS,
                                          records=[(f.lead_id, f.captured_at, False, json.dumps(f.to_json()))
                                                   for f in facts])

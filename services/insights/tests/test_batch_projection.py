@@ -29,7 +29,7 @@ from leadbridge_events.db import make_engine, session_factory
 from leadbridge_events.migrations import migrate, migrations_dir
 from leadbridge_insights import store
 from leadbridge_insights.handlers import HANDLERS, project_many
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 pytestmark = pytest.mark.integration
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
@@ -98,7 +98,8 @@ async def _snapshot(engine) -> dict[str, list]:
     out: dict[str, list] = {}
     async with engine.connect() as conn:
         for table, order in ((store.timeline, "seq"), (store.lead_facts, "lead_id"), (store.lead_views, "lead_id"),
-                             (store.sla_breaches, "event_id"), (store.pool_overflows, "event_id")):
+                             (store.lead_search, "lead_id"), (store.sla_breaches, "event_id"),
+                             (store.pool_overflows, "event_id")):
             columns = [c for c in table.columns if c.name not in ("seq", "recorded_at", "updated_at")]
             out[table.name] = [tuple(r) for r in (await conn.execute(select(*columns).order_by(table.c[order])))]
     return out
@@ -124,9 +125,44 @@ async def test_batch_projection_equals_one_by_one(fresh_database_url, second_dat
         finally:
             await engine.dispose()
     expected, got = snapshots
-    assert len(expected["lead_views"]) == 6 and len(expected["timeline"]) == len({e.id for b in plan for e in b})
+    assert len(expected["lead_views"]) == len(expected["lead_search"]) == 6 and len(expected["timeline"]) == len({e.id for b in plan for e in b})
     assert expected["sla_breaches"] and len(expected["pool_overflows"]) == 6  # 2 x 2 pools, 2 x "spare"
     statuses = {r[[c.name for c in store.lead_views.columns].index("status")] for r in expected["lead_views"]}
     assert statuses >= {"won", "waiting"}
     for table in expected:
         assert got[table] == expected[table], table
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["one-by-one", "batched"])
+async def test_the_search_text_is_written_only_when_it_changes(fresh_database_url, batched):
+    """A lead's ``lead_search`` row (the trigram-indexed text) gets a new version at capture and when its owner
+    changes, not for events that leave the text as it is: each new version put all its trigrams into the index
+    again. Its ``lead_views`` row is rewritten for every one of those events all the same."""
+    outbox = store.metadata.tables["insights.outbox"]
+    events = _story(1)  # captured, activity, scored, routed to rep-1, ... re-routed to rep-9, won
+    engine = make_engine(fresh_database_url)
+    sessions = session_factory(engine)
+    lead = events[0].lead_id
+    try:
+        await migrate(engine, store.metadata, migrations_dir("leadbridge_insights"))
+        versions: list[tuple[str, str, str]] = []
+        for e in events:
+            async with sessions() as session, session.begin():
+                ctx = BatchContext(session=session, outbox=outbox)
+                if batched:
+                    await project_many([e], ctx)
+                else:
+                    await HANDLERS[e.type].handler(e, ctx.for_event(e))
+            async with engine.connect() as conn:
+                search, search_version = (await conn.execute(text(
+                    "SELECT search, xmin::text FROM insights.lead_search WHERE lead_id = :l"), {"l": lead})).one()
+                view_version = (await conn.execute(text(
+                    "SELECT xmin::text FROM insights.lead_views WHERE lead_id = :l"), {"l": lead})).scalar_one()
+            versions.append((search, search_version, view_version))
+    finally:
+        await engine.dispose()
+    texts = list(dict.fromkeys(s for s, _, _ in versions))
+    assert texts == [f"{lead} zoe 1 p1@x.example co 1", f"{lead} zoe 1 p1@x.example co 1 rep-1 rep 1",
+                     f"{lead} zoe 1 p1@x.example co 1 rep-9"]
+    assert len({v for _, v, _ in versions}) == len(texts)  # one row version per text, not per event
+    assert len({v for _, _, v in versions}) > 2 * len(texts)  # the views' row: rewritten event after event

@@ -8,8 +8,9 @@ one round trip and one query plan for any number of rows, and no SQL compiled pe
 
 - ``append_timeline``: the timeline entries, in the batch's order (``seq``), skipping event ids already there;
 - ``load_for_update``: the leads' facts and contact, their ``lead_facts`` rows locked in lead id order;
-- ``save``: each lead's facts and its ``lead_views`` row, one row per lead (its state after the batch), and
-  the batch's breach and overflow rows: one statement.
+- ``save``: each lead's facts, its ``lead_views`` row and its search text (``lead_search``, rewritten only
+  when the text changed), one row per lead (its state after the batch), and the batch's breach and overflow
+  rows: one statement.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .facts import LeadFacts
-from .lead_row import row_of
-from .store import CONTACT, lead_facts, lead_views, pool_overflows, sla_breaches, timeline
+from .lead_row import row_of, search_text
+from .store import CONTACT, lead_facts, lead_search, lead_views, pool_overflows, sla_breaches, timeline
 
 Contact = dict[str, str | None]
 _PG = postgresql.dialect()
@@ -94,6 +95,7 @@ _FACTS = ("lead_id", "cohort_at", "is_test", "facts")
 _VIEW = tuple(c.name for c in lead_views.columns)
 _BREACH = tuple(c.name for c in sla_breaches.columns)
 _OVERFLOW = tuple(c.name for c in pool_overflows.columns)
+_SEARCH = ("lead_id", "search")
 _SAVE = f"""
 WITH facts AS (
     {_unnest_insert(lead_facts, _FACTS, "ON CONFLICT (lead_id) DO UPDATE SET cohort_at = EXCLUDED.cohort_at, "
@@ -102,19 +104,21 @@ WITH facts AS (
     {_unnest_insert(sla_breaches, _BREACH, "ON CONFLICT DO NOTHING", first=len(_FACTS) + 1)}
 ), overflows AS (
     {_unnest_insert(pool_overflows, _OVERFLOW, "ON CONFLICT DO NOTHING", first=len(_FACTS) + len(_BREACH) + 1)}
+), search AS (
+    {_unnest_insert(lead_search, _SEARCH, "ON CONFLICT (lead_id) DO UPDATE SET search = EXCLUDED.search "
+                    f"WHERE {lead_search.fullname}.search IS DISTINCT FROM EXCLUDED.search",
+                    first=len(_FACTS) + len(_BREACH) + len(_OVERFLOW) + 1)}
 )
 {_unnest_insert(lead_views, _VIEW, "ON CONFLICT (lead_id) DO UPDATE SET "
                 + ", ".join(f"{c} = EXCLUDED.{c}" for c in _VIEW if c != "lead_id"),
-                first=len(_FACTS) + len(_BREACH) + len(_OVERFLOW) + 1)}
+                first=len(_FACTS) + len(_BREACH) + len(_OVERFLOW) + len(_SEARCH) + 1)}
 """
 
 
 def view_row(facts: LeadFacts, contact: Contact) -> dict[str, Any]:
-    """The lead's ``lead_views`` row: the flat row of its facts, its contact, what the search matches."""
-    owner = (facts.rep, facts.rep_name)
-    search = " ".join(x for x in (facts.lead_id, *contact.values(), *owner) if x).lower()
+    """The lead's ``lead_views`` row: the flat row of its facts and its contact."""
     return {"lead_id": facts.lead_id, "cohort_at": facts.captured_at or facts.first_seen_at,
-            "is_test": facts.is_test, **row_of(facts), **contact, "search": search}
+            "is_test": facts.is_test, **row_of(facts), **contact}
 
 
 Breach = tuple[str, str, Any]  # event id, lead id, the sla-breached data
@@ -137,5 +141,6 @@ async def save(session: AsyncSession, leads: list[tuple[LeadFacts, Contact]], br
     arrays += _columns([{"event_id": event_id, "pool": pool, "lead_id": lead_id, "outcome": outcome, "occurred_at": at}
                         for event_id, lead_id, pools, outcome, at in overflows for pool in dict.fromkeys(pools)],
                        _OVERFLOW)
+    arrays += [[f.lead_id for f in facts], [search_text(f, contact) for f, contact in leads]]
     arrays += _columns([view_row(f, contact) for f, contact in leads], _VIEW)
     await (await driver_connection(session)).execute(_SAVE, *arrays)

@@ -8,6 +8,7 @@ its live SLA warning (at risk or breached, not yet met, superseded or followed b
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -107,3 +108,9 @@ def row_of(f: LeadFacts) -> dict[str, Any]:
         "alert_state": alert[0] if alert else None, "alert_kind": alert[1] if alert else None,
         "alert_due_at": alert[2] if alert else None, "alert_owner": (alert[3] or f.rep) if alert else None,
     }
+
+
+def search_text(f: LeadFacts, contact: Mapping[str, str | None]) -> str:
+    """What the lead search matches (``lead_search``): the lower-cased id, contact (name, email, company) and
+    owner (rep id and name), whichever the lead has."""
+    return " ".join(x for x in (f.lead_id, *contact.values(), f.rep, f.rep_name) if x).lower()

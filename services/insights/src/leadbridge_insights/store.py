@@ -5,7 +5,11 @@
 - ``lead_facts``: the per-lead projection the funnel is computed from (``facts.LeadFacts`` as JSON), with
   the cohort time and the test flag as columns to filter on;
 - ``lead_views``: the same lead as the flat row of ``lead_row.row_of``, which the managers' views filter
-  and aggregate in SQL, and the lead's name, email and company for the search (nowhere else);
+  and aggregate in SQL, and the lead's name, email and company (nowhere else);
+- ``lead_search``: the text the lead search matches (``lead_row.search_text``), under a trigram index, in a
+  table of its own: ``lead_views`` is rewritten several times per lead, mostly not as HOT updates (its ten
+  indexes), and each new row version put every trigram of the text into the index again; here the row is
+  written only when the text changes (at capture, when the owner or the contact changes);
 - ``sla_breaches`` and ``pool_overflows``: one row per breach / per pool a routing overflowed from, for
   the per-rep and per-pool counts of a week;
 - ``roster``: the latest roster the router announced (``roster-changed``), for the rep-load view.
@@ -41,7 +45,7 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from .facts import LeadFacts
-from .lead_row import row_of
+from .lead_row import row_of, search_text
 
 SCHEMA = "insights"
 
@@ -94,7 +98,6 @@ lead_views = Table(
                                          "won", "lost", "is_open", "unowned")),
     # free text from CRMs and forms: TEXT, so no value the contracts accept can fail the projection
     *(Column(name, Text) for name in ("rep_name", "rejected_reason", "lost_reason", "name", "email", "company")),
-    Column("search", Text, doc="lower-cased id, name, email, company and owner: what the lead search matches"),
 )
 Index(f"ix_{SCHEMA}_lead_views_cohort", lead_views.c.cohort_at)
 Index(f"ix_{SCHEMA}_lead_views_open", lead_views.c.rep, postgresql_where=text("is_open"))
@@ -110,7 +113,14 @@ for _duration in ("touch_secs", "route_secs"):
 # the closed-loop funnel's reasons: an index-only scan of the rejected and lost leads
 Index(f"ix_{SCHEMA}_lead_views_closed", lead_views.c.rejected_reason, lead_views.c.lost_reason,
       postgresql_include=FILTERED_BY, postgresql_where=text("rejected IS true OR lost IS true"))
-Index(f"ix_{SCHEMA}_lead_views_search", lead_views.c.search, postgresql_using="gin",
+
+lead_search = Table(
+    "lead_search", metadata,
+    Column("lead_id", String(200), primary_key=True),
+    Column("search", Text, nullable=False,
+           doc="lower-cased id, name, email, company and owner: what the lead search matches"),
+)
+Index(f"ix_{SCHEMA}_lead_search_search", lead_search.c.search, postgresql_using="gin",
       postgresql_ops={"search": "gin_trgm_ops"})
 
 sla_breaches = Table(
@@ -177,15 +187,17 @@ async def load_facts_for_update(session: AsyncSession, lead_id: str) -> tuple[Le
 async def save_facts(session: AsyncSession, facts: LeadFacts, contact: dict[str, str | None] | None = None) -> None:
     """Write the facts, their flat row, and the contact (name, email, company) the search matches."""
     contact = contact or dict.fromkeys(CONTACT)
-    owner = (facts.rep, facts.rep_name)
-    search = " ".join(x for x in (facts.lead_id, *contact.values(), *owner) if x).lower()
     base = {"cohort_at": facts.captured_at or facts.first_seen_at, "is_test": facts.is_test}
     values = {**base, "facts": facts.to_json()}
     await session.execute(insert(lead_facts).values(lead_id=facts.lead_id, **values).on_conflict_do_update(
         index_elements=[lead_facts.c.lead_id], set_={**values, "updated_at": func.now()}))
-    view = {**base, **row_of(facts), **contact, "search": search}
+    view = {**base, **row_of(facts), **contact}
     await session.execute(insert(lead_views).values(lead_id=facts.lead_id, **view).on_conflict_do_update(
         index_elements=[lead_views.c.lead_id], set_=view))
+    search = insert(lead_search).values(lead_id=facts.lead_id, search=search_text(facts, contact))
+    await session.execute(search.on_conflict_do_update(  # an unchanged text writes no row version
+        index_elements=[lead_search.c.lead_id], set_={"search": search.excluded.search},
+        where=lead_search.c.search.is_distinct_from(search.excluded.search)))
 
 
 async def record_breach(session: AsyncSession, event_id: str, lead_id: str, data: Any) -> None:

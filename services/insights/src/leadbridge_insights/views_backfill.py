@@ -1,9 +1,10 @@
 """Rebuild every lead's ``lead_views`` row from its stored facts (``lead_facts``). An adapter, run by
 migration 0004 on the migration's connection.
 
-A lead without a row gets one (searchable by its id and owner at once; its name, email and company were
-never stored before 0003, so they come with its next event); a lead with a row gets its derived columns
-recomputed by ``lead_row.row_of`` and keeps its contact and search text. Idempotent: the rows depend on
+A lead without a row gets one (no contact: its name, email and company were never stored before 0003, so
+they come with its next event); a lead with a row gets its derived columns recomputed by ``lead_row.row_of``
+and keeps its contact. The search text is not written here: migration 0006 gives every row its
+``lead_search`` row (a row without a text, as this one's, is searchable by its id and owner). Idempotent: the rows depend on
 the facts alone, so running it again writes the same rows.
 """
 
@@ -23,10 +24,8 @@ BATCH = 2000
 
 
 def view_row(facts: LeadFacts, cohort_at: Any, is_test: bool) -> dict[str, Any]:
-    """A new row for a lead known only by its facts: no contact yet, so the search has its id and owner."""
-    search = " ".join(x for x in (facts.lead_id, facts.rep, facts.rep_name) if x).lower()
-    return {"lead_id": facts.lead_id, "cohort_at": cohort_at, "is_test": is_test, **row_of(facts),
-            "search": search}
+    """A new row for a lead known only by its facts: no contact yet."""
+    return {"lead_id": facts.lead_id, "cohort_at": cohort_at, "is_test": is_test, **row_of(facts)}
 
 
 def backfill_sync(conn: Connection, batch: int = BATCH) -> int:
@@ -40,7 +39,7 @@ def backfill_sync(conn: Connection, batch: int = BATCH) -> int:
             return done
         values = [view_row(LeadFacts.from_json(r.facts), r.cohort_at, r.is_test) for r in rows]
         stmt = insert(lead_views)
-        derived = [c for c in values[0] if c not in ("lead_id", "search")]
+        derived = [c for c in values[0] if c != "lead_id"]
         conn.execute(stmt.on_conflict_do_update(index_elements=[lead_views.c.lead_id],
                                                 set_={c: stmt.excluded[c] for c in derived}), values)
         after, done = rows[-1].lead_id, done + len(rows)

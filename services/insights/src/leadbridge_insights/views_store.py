@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import and_, func, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from .store import lead_search, pool_overflows, roster, sla_breaches
 from .store import lead_views as lf
-from .store import pool_overflows, roster, sla_breaches
 
 DIMENSIONS = ("channel", "campaign", "source", "team", "rep")
 NONE_KEY = "(none)"
@@ -157,8 +157,9 @@ def _like(q: str) -> str:
 async def search(conn: AsyncConnection, f: Filters, *, q: str | None, status: str | None, limit: int,
                  offset: int) -> tuple[int, list]:
     """Leads matching ``q`` (id, name, email, company or owner, any part) and ``status``, newest first."""
-    cond = and_(f.where(), lf.c.search.like(_like(q)) if q else true(),
-                lf.c.status == status if status else true())
+    cond = and_(f.where(), lf.c.status == status if status else true())
+    if q:  # the text in its own table, under a trigram index (``store.lead_search``)
+        cond = and_(cond, lf.c.lead_id.in_(select(lead_search.c.lead_id).where(lead_search.c.search.like(_like(q)))))
     total = (await conn.execute(select(func.count()).where(cond))).scalar_one()
     rows = (await conn.execute(select(*(lf.c[c] for c in STATUS_COLUMNS)).where(cond)
                                .order_by(lf.c.cohort_at.desc(), lf.c.lead_id).limit(limit).offset(offset))).all()
