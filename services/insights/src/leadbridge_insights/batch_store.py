@@ -134,13 +134,14 @@ async def save(session: AsyncSession, leads: list[tuple[LeadFacts, Contact]], br
         return
     leads = sorted(leads, key=lambda lead: lead[0].lead_id)
     facts = [f for f, _ in leads]
-    arrays: list[list[Any]] = [[f.lead_id for f in facts], [f.captured_at or f.first_seen_at for f in facts],
+    ids = [f.lead_id for f in facts]
+    arrays: list[list[Any]] = [ids, [f.captured_at or f.first_seen_at for f in facts],
                                [f.is_test for f in facts], [json.dumps(f.to_json()) for f in facts]]
     arrays += _columns([{"event_id": event_id, "lead_id": lead_id, "assignee_id": d.assignee_id, "team": d.team,
                          "kind": d.kind.value, "fired_at": d.fired_at} for event_id, lead_id, d in breaches], _BREACH)
     arrays += _columns([{"event_id": event_id, "pool": pool, "lead_id": lead_id, "outcome": outcome, "occurred_at": at}
                         for event_id, lead_id, pools, outcome, at in overflows for pool in dict.fromkeys(pools)],
                        _OVERFLOW)
-    arrays += [[f.lead_id for f in facts], [search_text(f, contact) for f, contact in leads]]
+    arrays += [ids, [search_text(f, contact) for f, contact in leads]]
     arrays += _columns([view_row(f, contact) for f, contact in leads], _VIEW)
     await (await driver_connection(session)).execute(_SAVE, *arrays)
