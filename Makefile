@@ -25,8 +25,10 @@ $(UV):
 	@command -v python3 >/dev/null || { echo "error: Python 3.11+ is required"; exit 1; }
 	python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv
 
+# --compile-bytecode: every service process imports ~800 modules; from source (no __pycache__, e.g. under
+# PYTHONDONTWRITEBYTECODE) that took 2.2 s of CPU per start, from bytecode 1.1 s (once ~10 s, then ~0.3 s a sync)
 install: $(UV)
-	$(UV) sync --all-packages --frozen
+	$(UV) sync --all-packages --frozen --compile-bytecode
 
 up: install
 	$(UV) run leadbridge-devstack up $(if $(BROKERS),--brokers $(BROKERS))

@@ -10,9 +10,12 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from leadbridge_contracts.envelope import Envelope
+from leadbridge_contracts.events import LeadCaptured, LeadProfile
 from leadbridge_devstack.ports import free_port
 from leadbridge_events.testing import auth_headers
 from leadbridge_insights.app import create_app
+from leadbridge_insights.settings import InsightsSettings
 
 pytestmark = pytest.mark.integration
 
@@ -85,6 +88,39 @@ async def test_timeline_and_funnel_from_events_on_the_real_topics(settings, prod
             assert (await client.get("/healthz")).status_code == 200
             assert (await client.get("/readyz")).json() == {"database": "ok", "kafka": "ok"}
             assert "leadbridge_insights_events_projected_total" in (await client.get("/metrics")).text
+
+
+@pytest.mark.parametrize("linger_ms", [1000, 0])
+async def test_insights_lingers_so_a_trickle_of_events_is_projected_in_few_batches(settings, producer, unique_name,
+                                                                                   kit, linger_ms):
+    """A read model may be a second behind: insights' broker holds its fetches for up to a second (its
+    ``consumer_linger_ms``), so events trickling in one by one are projected a handful per transaction, and a
+    lead's events that come close together write its views row once. Without the linger (0, as every other
+    service consumes) each event of the trickle is a transaction of its own."""
+    assert InsightsSettings().consumer_linger_ms == 1000  # the default
+    app = create_app(settings.model_copy(update={"consumer_linger_ms": linger_ms}), group_id=unique_name,
+                     auto_offset_reset="latest")
+    leads = [f"{unique_name}-{i}" for i in range(40)]
+    async with app.router.lifespan_context(app):
+        runtime = app.state.runtime
+        await kit.wait_consuming(runtime)
+        before = runtime.runner.stats.transactions
+        for lead in leads:  # one every 25 ms: a fetch that does not wait returns each on its own
+            at = kit.start + timedelta(minutes=1)
+            await producer.send(Envelope.of(LeadCaptured(lead_id=lead, captured_at=at, profile=LeadProfile(
+                channel="paid", source="google")), source="test", lead_id=lead, time=at))
+            await asyncio.sleep(0.025)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://insights", headers=auth_headers()) as c:
+            async def all_projected() -> bool:
+                return [(await c.get(f"/v1/leads/{lead}/timeline")).status_code for lead in leads] == [200] * 40
+
+            await kit.eventually(all_projected)
+        batches = runtime.runner.stats.transactions - before
+    if linger_ms:
+        assert batches <= 4, f"{batches} transactions for 40 events published over 1 s"
+    else:
+        assert batches >= 15, f"only {batches} transactions without a linger: the control shows nothing"
 
 
 async def test_python_dash_m_starts_the_service_and_stops_cleanly(settings, unique_name):

@@ -35,6 +35,7 @@ from .transaction import Transaction, UndeclaredEmit, open_transaction
 
 STOP_GRACE_SECONDS = 15.0  # for the consumer's record in flight, its commit and leaving the group
 TASK_STOP_SECONDS = 10.0  # for every other task once cancelled
+LINGER_BYTES = 1 << 20  # a lingering consumer's fetch returns at once when this much is there (``consumer_linger_ms``)
 
 
 def serve_metrics_separately(settings: BackboneSettings) -> Any:
@@ -164,8 +165,16 @@ class ServiceRuntime:
                "backoff_seconds": self.settings.handler_backoff_seconds,
                "batch_size": self.settings.consumer_batch_size,
                "batch_wait_ms": self.settings.consumer_batch_wait_ms,
-               "commit_interval_ms": self.settings.consumer_commit_interval_ms, **self._runner_options},
+               "commit_interval_ms": self.settings.consumer_commit_interval_ms, **self._lingering(),
+               **self._runner_options},
         )
+
+    def _lingering(self) -> dict[str, int]:
+        """The consumer's fetch options for ``consumer_linger_ms``: the broker answers a fetch once it has
+        ``LINGER_BYTES`` or the linger has passed, whichever comes first (Kafka's fetch.min.bytes and
+        fetch.max.wait.ms); a backlog has the bytes at once, so only a trickle waits."""
+        linger = self.settings.consumer_linger_ms
+        return {"fetch_max_wait_ms": linger, "fetch_min_bytes": LINGER_BYTES} if linger else {}
 
     async def _consume_forever(self) -> None:
         """Run the consumer; if it dies (Kafka gone at the wrong moment, a client bug), rebuild and restart it."""

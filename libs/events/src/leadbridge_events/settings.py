@@ -33,6 +33,10 @@ class BackboneSettings(BaseSettings):
     # batch consumption: a partition's fetched records handled in one transaction (1 = one per record)
     consumer_batch_size: int = Field(default=500, ge=1, le=10000, validation_alias="CONSUMER_BATCH_SIZE")
     consumer_batch_wait_ms: int = Field(default=200, ge=1, le=10000, validation_alias="CONSUMER_BATCH_WAIT_MS")
+    # the consumer's linger: the broker holds a fetch until this long has passed or LINGER_BYTES have gathered,
+    # so a read model's batch holds several events of each lead, written once (0: a fetch returns as soon as a
+    # record is there; insights lingers by default) -- see docs/backbone.md
+    consumer_linger_ms: int = Field(default=0, ge=0, le=10000, validation_alias="CONSUMER_LINGER_MS")
     # offsets are committed beside the next fetch's handling, at most once per this interval (0: after every
     # fetch); only offsets of committed transactions, so never sooner than durable -- see docs/backbone.md
     consumer_commit_interval_ms: int = Field(default=100, ge=0, le=60000,

@@ -11,6 +11,9 @@ class InsightsSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="INSIGHTS_")  # INSIGHTS_PORT, INSIGHTS_GROUP_ID, ...
 
     port: int = Field(default=8005, ge=1, le=65535)
+    # a read model may be a second behind: the broker holds insights' fetches for up to this long, so one batch
+    # holds several events of each lead and its views row is written once for them (0: as soon as there)
+    consumer_linger_ms: int = Field(default=1000, ge=0, le=10000)
     limbo_after_minutes: float = Field(
         default=60, gt=0,
         description="A lead captured this long ago and neither routed nor nurtured counts as lead limbo.",
