@@ -36,8 +36,9 @@ from leadbridge_devstack.postgres import PostgresCluster  # noqa: E402
 from leadbridge_devstack.system import SERVICES, System, start_system  # noqa: E402
 from leadbridge_events.admin import ensure_topics  # noqa: E402
 from leadbridge_events.auth import AuthSettings, mint_dev_token  # noqa: E402
+from leadbridge_insights.handlers import HANDLERS as INSIGHTS_HANDLERS  # noqa: E402
 from loadgen import CpuMeter, peak_rss_mb, wrk_post_leads  # noqa: E402
-from probes import RoutedCounter, RoutedWatcher, lead_body, publish_backlog, routed_latency  # noqa: E402
+from probes import RoutedCounter, RoutedWatcher, caught_up, lead_body, publish_backlog, routed_latency  # noqa: E402
 from raw_rates import kafka_batched_rate, plain_dsn, postgres_commit_rate  # noqa: E402
 from stack import DURABLE, durable_postgres, kafka_broker, postmaster_pid  # noqa: E402
 
@@ -68,8 +69,8 @@ UNBATCHED = {"INTAKE_GROUP_COMMIT_MAX": "0", "CONSUMER_BATCH_SIZE": "1"}  # one 
 MODE: dict[str, str] = {}  # the environment of the current pass (`--compare`: unbatched first)
 
 
-async def start(database_url: str, bootstrap: str, only: tuple[str, ...]) -> tuple[System, str]:
-    suffix = uuid.uuid4().hex[:6]
+async def start(database_url: str, bootstrap: str, only: tuple[str, ...], suffix: str = "") -> tuple[System, str]:
+    suffix = suffix or uuid.uuid4().hex[:6]
     env = {**MODE,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": await create_database(database_url),
         "AUTH_DEV_SECRET": DEV_SECRET, "AUTH_ISSUER": "", "INTAKE_RATE_LIMIT_PER_MINUTE": "100000000",
@@ -131,6 +132,14 @@ class Costs:
             await conn.close()
 
 
+async def insights_catch_up(bootstrap: str, suffix: str, args: argparse.Namespace, prefix: str) -> None:
+    """insights yields the cores to the routing path (INSIGHTS_CPU_NICENESS): how many events it still had to
+    project when the last lead was routed, and how long it then took (its CPU above stops at routed too)."""
+    behind, seconds = await caught_up(bootstrap, f"insights-{suffix}", INSIGHTS_HANDLERS.topics, args.drain_timeout)
+    figure(f"{prefix}_insights_behind_at_routed", behind, "events")
+    figure(f"{prefix}_insights_caught_up_after", seconds, "s", ".1f")
+
+
 async def post_fresh_leads(url: str, key: str, watcher: RoutedWatcher, args: argparse.Namespace) -> list[str]:
     """``--fresh-leads`` new leads, one every ``--fresh-every`` seconds from 2 s into the drain: how long each
     waits behind the backlog to be routed (the express lane's work) is ``backlog_fresh_lead_routed_after``."""
@@ -182,7 +191,8 @@ async def whole_pipeline(args: argparse.Namespace, pg: PostgresCluster, raw: dic
     database_url = pg.url
     with kafka_broker() as broker:
         bootstrap = broker.bootstrap_servers
-        system, key = await start(database_url, bootstrap, ALL)
+        suffix = uuid.uuid4().hex[:6]
+        system, key = await start(database_url, bootstrap, ALL, suffix)
         try:
             url = system.url("intake")
             warm = await routed_latency(url, key, bootstrap, 5, 2)  # warm-up of every hop
@@ -212,6 +222,7 @@ async def whole_pipeline(args: argparse.Namespace, pg: PostgresCluster, raw: dic
             figure("pipeline_unrouted_after_wait", r.accepted - routed, "leads")
             figure("loadgen_wrk_cpu_pipeline", r.cpu_cores, "cores", ".2f")
             await costs.report(r.accepted, "pipeline")
+            await insights_catch_up(bootstrap, suffix, args, "pipeline")
         finally:
             system.stop()
 
@@ -224,7 +235,8 @@ async def backlog_drain(args: argparse.Namespace, pg: PostgresCluster) -> None:
         await asyncio.sleep(3)  # let the new topics' leaders settle
         put = await publish_backlog(bootstrap, args.backlog)
         figure("backlog_published", args.backlog / put, "events/s")
-        system, key = await start(database_url, bootstrap, ALL)
+        suffix = uuid.uuid4().hex[:6]
+        system, key = await start(database_url, bootstrap, ALL, suffix)
         started = time.perf_counter()  # every service answers /readyz: the drain is under way
         try:
             costs = await Costs(system, pg, broker).start()
@@ -245,6 +257,7 @@ async def backlog_drain(args: argparse.Namespace, pg: PostgresCluster) -> None:
                 figure("backlog_fresh_lead_routed_after", statistics.median_low(waited), "ms")
                 figure("backlog_fresh_lead_routed_after_max", waited[-1], "ms")
             await costs.report(routed, "backlog")
+            await insights_catch_up(bootstrap, suffix, args, "backlog")
             for name, pid in pids(system).items():
                 n = name.replace("-", "_")
                 figure(f"backlog_rss_at_start_{n}", rss_start[name], "MB")

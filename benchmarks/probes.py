@@ -5,7 +5,9 @@
   record seen by a consumer of ``lead-routed`` in a process of its own), with the poster's own CPU use;
 - ``RoutedWatcher``: the moment one given lead's routed record appears (the fresh lead during a drain);
 - ``publish_backlog``: N LeadCaptured events written straight to ``lead-captured``, as intake's relay
-  would have published them when the broker came back.
+  would have published them when the broker came back;
+- ``caught_up``: how far behind a consumer group (insights, which yields the cores to the routing path) is,
+  and how long it takes to have handled everything.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import uuid
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from leadbridge_contracts.envelope import Envelope
 from leadbridge_contracts.events import LeadCaptured
-from leadbridge_contracts.topics import LEAD_ROUTED
+from leadbridge_contracts.topics import ALL_TOPICS, LEAD_ROUTED
 from leadbridge_intake.submission import LeadSubmission
 from poster import post_leads
 from record_times import RecordTimesProcess
@@ -64,6 +67,30 @@ class RoutedCounter:
             if n >= target or now > deadline:
                 return n, now
             await asyncio.sleep(interval)
+
+
+async def caught_up(bootstrap: str, group: str, topics: tuple[str, ...], timeout: float) -> tuple[int, float]:
+    """``group``'s lag now (records on ``topics`` it has yet to handle and commit), and the seconds until it is
+    0 (``timeout`` if it never gets there: then nan)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    try:
+        parts = [TopicPartition(t.name, p) for t in ALL_TOPICS if t.name in topics for p in range(t.partitions)]
+        started, first = time.perf_counter(), None
+        while True:
+            committed = await admin.list_consumer_group_offsets(group)
+            ends = await consumer.end_offsets(parts)
+            lag = sum(max(end - max(committed[tp].offset if tp in committed else 0, 0), 0) for tp, end in ends.items())
+            first = lag if first is None else first
+            waited = time.perf_counter() - started
+            if lag == 0 or waited > timeout:
+                return first, waited if lag == 0 else float("nan")
+            await asyncio.sleep(0.25)
+    finally:
+        await consumer.stop()
+        await admin.close()
 
 
 async def _latest_consumer(bootstrap: str) -> AIOKafkaConsumer:

@@ -18,6 +18,7 @@ import pytest
 from leadbridge_devstack.kafka import KafkaBroker, MissingJavaError
 from leadbridge_devstack.ports import free_port
 from leadbridge_devstack.system import SERVICES, start_system
+from leadbridge_events.priority import niceness_of
 from leadbridge_events.testing import auth_headers, collect_events, test_token
 
 pytestmark = pytest.mark.integration
@@ -140,6 +141,14 @@ async def timeline(system, lead_id, want: set[str], timeout=30.0) -> list[dict]:
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"timeline of {lead_id} lacks {want}: {resp.text[:2000]}")
             await asyncio.sleep(0.3)
+
+
+def test_the_read_model_yields_the_cores_to_the_routing_path(system):
+    """insights (INSIGHTS_CPU_NICENESS=10 by default) runs after the routing path when the cores are all busy;
+    the others run as started (priority.py)."""
+    base = niceness_of()
+    nice = {name: niceness_of(svc.process.pid) for name, svc in system.services.items()}
+    assert nice == {name: max(10, base) if name == "insights" else base for name in system.services}
 
 
 async def test_an_idle_keep_alive_connection_outlives_the_clients_own_expiry(system):

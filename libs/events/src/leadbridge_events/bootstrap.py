@@ -44,6 +44,7 @@ from .express import run_express_lane
 from .http import add_operational_routes
 from .logs import configure_logging
 from .migrations import Migrations, migrations_dir
+from .priority import yield_cpu
 from .registry import EventHandlers
 from .runtime import ServiceRuntime
 from .settings import ServiceSettings
@@ -228,6 +229,7 @@ class Service:
         except cannot_start as exc:  # bad settings or files: say which, exit 2
             print(f"{self.name} cannot start: {exc}", file=sys.stderr)
             return 2
+        yield_cpu(settings.cpu_niceness)  # a read model yields the cores to the routing path (priority.py)
         options: dict[str, Any] = {"host": settings.host, "port": settings.port, "log_config": None,
                                    "timeout_keep_alive": settings.http_keep_alive_seconds,
                                    **(self.serve_options(settings) if callable(self.serve_options)

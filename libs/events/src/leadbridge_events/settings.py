@@ -37,6 +37,9 @@ class BackboneSettings(BaseSettings):
     # so a read model's batch holds several events of each lead, written once (0: a fetch returns as soon as a
     # record is there; insights lingers by default) -- see docs/backbone.md
     consumer_linger_ms: int = Field(default=0, ge=0, le=10000, validation_alias="CONSUMER_LINGER_MS")
+    # where services share a machine's cores, one that may fall behind (a read model) lowers its own scheduling
+    # priority to this niceness, so a backlog is routed first (0: as started; insights 10) -- see priority.py
+    cpu_niceness: int = Field(default=0, ge=0, le=19, validation_alias="CPU_NICENESS")
     # offsets are committed beside the next fetch's handling, at most once per this interval (0: after every
     # fetch); only offsets of committed transactions, so never sooner than durable -- see docs/backbone.md
     consumer_commit_interval_ms: int = Field(default=100, ge=0, le=60000,

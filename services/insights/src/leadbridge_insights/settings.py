@@ -14,6 +14,8 @@ class InsightsSettings(ServiceSettings):
     # a read model may be a second behind: the broker holds insights' fetches for up to this long, so one batch
     # holds several events of each lead and its views row is written once for them (0: as soon as there)
     consumer_linger_ms: int = Field(default=1000, ge=0, le=10000)
+    # ... and may fall behind while the cores are busy: it yields them to the routing path (``priority.py``)
+    cpu_niceness: int = Field(default=10, ge=0, le=19)
     limbo_after_minutes: float = Field(
         default=60, gt=0,
         description="A lead captured this long ago and neither routed nor nurtured counts as lead limbo.",
