@@ -20,6 +20,9 @@ class CrmSyncSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="CRM_SYNC_")  # CRM_SYNC_PORT, CRM_SYNC_CONFIG_FILE, ...
 
     port: int = Field(default=8006, ge=1, le=65535)
+    # a CRM call takes longer than this: the broker holds crm-sync's fetches up to 200 ms, so a trickle of
+    # routings is queued a handful per transaction, not one each (0: as soon as there; docs/backbone.md)
+    consumer_linger_ms: int = Field(default=200, ge=0, le=10000)
     config_file: Path | None = Field(
         default=None,
         description="YAML with the HubSpot portals, Salesforce orgs and which teams deliver where; "
