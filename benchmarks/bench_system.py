@@ -76,9 +76,11 @@ async def start(database_url: str, bootstrap: str, only: tuple[str, ...], suffix
         "AUTH_DEV_SECRET": DEV_SECRET, "AUTH_ISSUER": "", "INTAKE_RATE_LIMIT_PER_MINUTE": "100000000",
         "INTAKE_RATE_LIMIT_BURST": "10000000", "ROUTER_ROSTER_FILE": str(HERE / "roster.yaml"),
         "SCORING_GROUP_ID": f"scoring-{suffix}", "ROUTER_GROUP_ID": f"router-{suffix}",
-        "INSIGHTS_GROUP_ID": f"insights-{suffix}", "LOG_LEVEL": "WARNING",
+        "INSIGHTS_GROUP_ID": f"insights-{suffix}", "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
     }
-    system = start_system(env, {s.name: free_port() for s in SERVICES}, only=only)
+    logs = os.environ.get("BENCH_LOG_DIR")  # the services' logs kept there (with BENCH_LOG_LEVEL=INFO: each express
+    system = start_system(env, {s.name: free_port() for s in SERVICES}, only=only,  # lead's lock wait, say)
+                          log_dir=Path(logs) if logs else None)
     url = system.url("intake")
     key = httpx.post(f"{url}/v1/admin/keys", headers={"Authorization": f"Bearer {ADMIN}"},
                      json={"source": "bench", "scopes": ["leads:write"]}).json()["api_key"]
@@ -147,10 +149,10 @@ async def post_fresh_leads(url: str, key: str, watcher: RoutedWatcher, args: arg
     async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}) as client:
         for i in range(args.fresh_leads):
             await asyncio.sleep(2 if i == 0 else args.fresh_every)
-            sent = time.perf_counter()
+            sent, wall = time.perf_counter(), time.time()
             resp = await client.post("/v1/leads", json=lead_body(i))
             fresh.append(resp.json()["lead_id"])
-            watcher.posted[fresh[-1]] = sent
+            watcher.sent(fresh[-1], sent, wall)
     return fresh
 
 
@@ -256,6 +258,9 @@ async def backlog_drain(args: argparse.Namespace, pg: PostgresCluster) -> None:
             if waited:  # the median, and the slowest (never routed: inf)
                 figure("backlog_fresh_lead_routed_after", statistics.median_low(waited), "ms")
                 figure("backlog_fresh_lead_routed_after_max", waited[-1], "ms")
+            for lead in fresh:  # where each one's time went
+                print("fresh lead hops (ms): " + ", ".join(f"{k} {v:.0f}" for k, v in watcher.hops(lead).items()),
+                      flush=True)
             await costs.report(routed, "backlog")
             await insights_catch_up(bootstrap, suffix, args, "backlog")
             for name, pid in pids(system).items():

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from leadbridge_contracts.envelope import Envelope
 from leadbridge_contracts.events import LeadCaptured
-from leadbridge_contracts.topics import ALL_TOPICS, LEAD_ROUTED
+from leadbridge_contracts.topics import ALL_TOPICS, LEAD_CAPTURED, LEAD_ROUTED, LEAD_SCORED, Topic
 from leadbridge_intake.submission import LeadSubmission
 from poster import post_leads
 from record_times import RecordTimesProcess
@@ -93,10 +93,10 @@ async def caught_up(bootstrap: str, group: str, topics: tuple[str, ...], timeout
         await admin.close()
 
 
-async def _latest_consumer(bootstrap: str) -> AIOKafkaConsumer:
+async def _latest_consumer(bootstrap: str, topics: tuple[Topic, ...] = (LEAD_ROUTED,)) -> AIOKafkaConsumer:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
-    parts = [TopicPartition(ROUTED, p) for p in range(LEAD_ROUTED.partitions)]
+    parts = [TopicPartition(t.name, p) for t in topics for p in range(t.partitions)]
     consumer.assign(parts)
     await consumer.seek_to_end(*parts)
     for tp in parts:
@@ -104,17 +104,23 @@ async def _latest_consumer(bootstrap: str) -> AIOKafkaConsumer:
     return consumer
 
 
+HOPS = (LEAD_CAPTURED.name, LEAD_SCORED.name, ROUTED)  # the topics a fresh lead crosses, in order
+
+
 class RoutedWatcher:
-    """Records when each posted lead's first lead-routed record arrives."""
+    """Records when each posted lead's first lead-routed record arrives, and when (the records' CreateTime,
+    set by the producer that sent them) its first lead-captured, lead-scored and lead-routed were published."""
 
     def __init__(self, bootstrap: str) -> None:
         self._bootstrap = bootstrap
         self.posted: dict[str, float] = {}
+        self.posted_at: dict[str, float] = {}  # wall clock (s), to set beside the records' CreateTime
         self.latencies: dict[str, float] = {}
+        self.published: dict[tuple[str, str], float] = {}  # (lead, topic) -> CreateTime (s)
         self._task: asyncio.Task | None = None
 
     async def __aenter__(self) -> RoutedWatcher:
-        self._consumer = await _latest_consumer(self._bootstrap)
+        self._consumer = await _latest_consumer(self._bootstrap, (LEAD_CAPTURED, LEAD_SCORED, LEAD_ROUTED))
         self._task = asyncio.create_task(self._read())
         return self
 
@@ -124,15 +130,30 @@ class RoutedWatcher:
         await asyncio.gather(self._task, return_exceptions=True)
         await self._consumer.stop()
 
+    def sent(self, lead: str, perf: float, wall: float) -> None:
+        self.posted[lead], self.posted_at[lead] = perf, wall
+
     async def _read(self) -> None:
         while True:
             batches = await self._consumer.getmany(timeout_ms=50, max_records=5000)
             now = time.perf_counter()
-            for records in batches.values():
+            for tp, records in batches.items():
                 for r in records:
                     lead = r.key.decode() if r.key else ""
-                    if lead in self.posted and lead not in self.latencies:
+                    if lead not in self.posted:
+                        continue
+                    self.published.setdefault((lead, tp.topic), r.timestamp / 1000)
+                    if tp.topic == ROUTED and lead not in self.latencies:
                         self.latencies[lead] = now - self.posted[lead]
+
+    def hops(self, lead: str) -> dict[str, float]:
+        """ms per hop: POST sent -> lead-captured published -> lead-scored -> lead-routed -> seen here."""
+        times = [self.posted_at.get(lead)] + [self.published.get((lead, t)) for t in HOPS]
+        if lead in self.latencies:
+            times.append(self.posted_at[lead] + self.latencies[lead])
+        names = ("captured", "scored", "routed", "seen")
+        pairs = zip(names, times, times[1:], strict=False)
+        return {n: (b - a) * 1000 for n, a, b in pairs if a is not None and b is not None}
 
     async def wait(self, timeout: float) -> None:
         deadline = time.perf_counter() + timeout

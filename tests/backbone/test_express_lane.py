@@ -255,6 +255,28 @@ async def test_the_lane_leaves_events_to_a_main_runner_that_keeps_up(
         await stage.stop()
 
 
+@pytest.mark.parametrize("cap", [10, 0])
+async def test_while_the_main_group_is_behind_its_transactions_are_short(
+        backbone, producer, kafka_bootstrap, topic, unique_name, cap):
+    """A fresh lead waits for the main runner's transaction in flight: while the lane goes ahead of it, those hold
+    at most EXPRESS_MAIN_BATCH_SIZE records (0: the runner's own batch size, 50 here); caught up, no cap."""
+    stage = Stage(backbone, producer, kafka_bootstrap, topic, unique_name, main_batch_size=cap)
+    await stage.start_lane()
+    try:
+        backlog = await _backlog(producer, topic, 0, 120)
+        if cap:
+            await wait_for(lambda: _reaches(lambda: stage.runner.batch_cap or 0, cap), timeout=10)
+        await stage.start_main()
+        await wait_for(lambda: _ge(count_effects(backbone), len(backlog)))
+        if cap:
+            assert stage.runner.stats.largest == cap and stage.runner.stats.transactions >= len(backlog) // cap
+            await wait_for(lambda: _reaches(lambda: stage.runner.batch_cap is None, True), timeout=10)  # caught up
+        else:
+            assert stage.runner.batch_cap is None and stage.runner.stats.largest > 10
+    finally:
+        await stage.stop()
+
+
 async def test_an_express_failure_leaves_the_event_to_the_main_runner(
         backbone, producer, kafka_bootstrap, topic, unique_name):
     fresh = f"lead-{uuid.uuid4()}"

@@ -36,10 +36,12 @@ Chunk = list[tuple[TopicPartition, list[ConsumerRecord]]]
 
 @dataclass
 class RunnerStats:
-    """What a consumer runner did so far: non-empty fetches, batch transactions committed, offset commits."""
+    """What a consumer runner did so far: non-empty fetches, batch transactions committed (and the most records
+    one held), offset commits."""
 
     fetches: int = 0
     transactions: int = 0
+    largest: int = 0
     commits: int = 0
 
 

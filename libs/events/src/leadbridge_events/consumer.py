@@ -119,6 +119,9 @@ class ConsumerRunner:
         self._max_backoff = max_backoff_seconds
         self._on_committed = on_committed
         self._batch_size = max(1, batch_size)  # 1: one transaction per record
+        # while set, a transaction holds at most this many records: the express lane sets it while it takes fresh
+        # leads ahead of this runner, so one waits for a short transaction, not a long one (``express_pace``)
+        self.batch_cap: int | None = None
         self._batch_wait_ms = batch_wait_ms
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap_servers,
@@ -300,9 +303,10 @@ class ConsumerRunner:
     # -- a fetch, in batches across its partitions -------------------------------------------------------
 
     async def _run_fetch(self, fetched: dict[TopicPartition, list[ConsumerRecord]], fetched_in: int) -> None:
-        """Every partition's records of one fetch, ``batch_size`` at most per transaction (``batching.chunks``)."""
+        """Every partition's records of one fetch, ``batch_size`` (or ``batch_cap``) at most per transaction
+        (``batching.chunks``)."""
         stalled: set[TopicPartition] = set()  # paused by an outage in this fetch: their later records wait too
-        for chunk in chunks(fetched, self._batch_size):
+        for chunk in chunks(fetched, min(self._batch_size, self.batch_cap or self._batch_size)):
             if self._stopping.is_set():
                 return
             async with self._lock:
@@ -345,6 +349,7 @@ class ConsumerRunner:
                 raise _TransientAt({tp: part[0].offset for tp, part in chunk}) from exc
             return await self._one_by_one(chunk)  # so that only the faulty record is dead-lettered
         self.stats.transactions += 1
+        self.stats.largest = max(self.stats.largest, len(records))
         metrics.child(metrics.BATCH_EVENTS, self.group_id).observe(len(records))
         per_event = (time.perf_counter() - started) / len(records)
         for topic, n in topics_of(chunk).items():

@@ -17,7 +17,8 @@ so are the first scores of a drained backlog's leads, though just scored); the m
 group is behind, by ``EXPRESS_MIN_LAG`` records or more AND by more than ``EXPRESS_MIN_WAIT_SECONDS`` at its
 pace, counting its backlog on the lane's other partitions too (its one loop handles them all; committed offsets
 and partition ends, read at most every 0.5 s: a main runner that keeps up is left alone, batches stay
-batches); and within ``EXPRESS_MAX_PER_SECOND`` and ``EXPRESS_MAX_SHARE`` of the time holding the main runner
+batches; while it is behind, its transactions hold at most ``EXPRESS_MAIN_BATCH_SIZE`` records, since the lane
+waits for the one in flight); and within ``EXPRESS_MAX_PER_SECOND`` and ``EXPRESS_MAX_SHARE`` of the time holding the main runner
 (under sustained overload every new lead is fresh: the lane must not turn batches back into one transaction
 each, nor keep the main runner waiting).
 
@@ -50,7 +51,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .clock import Clock, utcnow
-from .express_pace import Bucket, TimeBudget, ahead_of, pause_while_main_keeps_up
+from .express_pace import Bucket, TimeBudget, ahead_of, cap_main_batches, pause_while_main_keeps_up
 from .failures import describe
 from .first_of_lead import HEADER, first_of_lead, first_of_lead_since, is_first_of_lead
 from .producer import EventProducer
@@ -95,6 +96,10 @@ class ExpressSettings(BaseSettings):
     max_per_second: float = Field(default=50.0, gt=0, description="At most this many events per second (and burst).")
     max_share: float = Field(default=0.1, gt=0, le=1, description="At most this share of the time holding the main "
                                                                  "runner (over 10 s), whatever a transaction takes.")
+    main_batch_size: int = Field(default=200, ge=0, le=10000,
+                                 description="While the main group is behind (the lane takes fresh leads ahead of "
+                                             "it), its transactions hold at most this many records, so a fresh lead "
+                                             "waits for a short one (0: CONSUMER_BATCH_SIZE throughout).")
 
 
 # -- consuming: the lane ------------------------------------------------------------------------------
@@ -149,6 +154,7 @@ class ExpressLane:
                     for record in records:
                         await self.consider(record)
         finally:  # also when cancelled: leave the group and close the connections
+            cap_main_batches(self, behind=False)
             if watch is not None:
                 watch.cancel()
                 await asyncio.gather(watch, return_exceptions=True)
