@@ -152,7 +152,7 @@ async def post_fresh_leads(url: str, key: str, watcher: RoutedWatcher, args: arg
             sent, wall = time.perf_counter(), time.time()
             resp = await client.post("/v1/leads", json=lead_body(i))
             fresh.append(resp.json()["lead_id"])
-            watcher.sent(fresh[-1], sent, wall)
+            watcher.sent(fresh[-1], sent, wall, time.perf_counter() - sent)
     return fresh
 
 

@@ -115,6 +115,7 @@ class RoutedWatcher:
         self._bootstrap = bootstrap
         self.posted: dict[str, float] = {}
         self.posted_at: dict[str, float] = {}  # wall clock (s), to set beside the records' CreateTime
+        self.answered: dict[str, float] = {}  # s from the POST to its 202
         self.latencies: dict[str, float] = {}
         self.published: dict[tuple[str, str], float] = {}  # (lead, topic) -> CreateTime (s)
         self._task: asyncio.Task | None = None
@@ -130,8 +131,9 @@ class RoutedWatcher:
         await asyncio.gather(self._task, return_exceptions=True)
         await self._consumer.stop()
 
-    def sent(self, lead: str, perf: float, wall: float) -> None:
-        self.posted[lead], self.posted_at[lead] = perf, wall
+    def sent(self, lead: str, perf: float, wall: float, answered: float) -> None:
+        """``lead`` was POSTed at ``perf`` (perf_counter) = ``wall`` (time.time), its 202 received ``answered`` s later."""
+        self.posted[lead], self.posted_at[lead], self.answered[lead] = perf, wall, answered
 
     async def _read(self) -> None:
         while True:
@@ -147,13 +149,15 @@ class RoutedWatcher:
                         self.latencies[lead] = now - self.posted[lead]
 
     def hops(self, lead: str) -> dict[str, float]:
-        """ms per hop: POST sent -> lead-captured published -> lead-scored -> lead-routed -> seen here."""
+        """ms per hop: POST sent -> lead-captured published -> lead-scored -> lead-routed -> seen here (and the
+        POST's own time, ``answered``)."""
         times = [self.posted_at.get(lead)] + [self.published.get((lead, t)) for t in HOPS]
         if lead in self.latencies:
             times.append(self.posted_at[lead] + self.latencies[lead])
         names = ("captured", "scored", "routed", "seen")
         pairs = zip(names, times, times[1:], strict=False)
-        return {n: (b - a) * 1000 for n, a, b in pairs if a is not None and b is not None}
+        hops = {"answered": self.answered.get(lead, float("nan")) * 1000}
+        return hops | {n: (b - a) * 1000 for n, a, b in pairs if a is not None and b is not None}
 
     async def wait(self, timeout: float) -> None:
         deadline = time.perf_counter() + timeout
