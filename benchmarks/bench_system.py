@@ -78,9 +78,9 @@ async def start(database_url: str, bootstrap: str, only: tuple[str, ...], suffix
         "SCORING_GROUP_ID": f"scoring-{suffix}", "ROUTER_GROUP_ID": f"router-{suffix}",
         "INSIGHTS_GROUP_ID": f"insights-{suffix}", "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
     }
-    logs = os.environ.get("BENCH_LOG_DIR")  # the services' logs kept there (with BENCH_LOG_LEVEL=INFO: each express
-    system = start_system(env, {s.name: free_port() for s in SERVICES}, only=only,  # lead's lock wait, say)
-                          log_dir=Path(logs) if logs else None)
+    # the services' logs kept there (with BENCH_LOG_LEVEL=INFO: each express lead's lock wait, say)
+    logs = os.environ.get("BENCH_LOG_DIR")
+    system = start_system(env, {s.name: free_port() for s in SERVICES}, only=only, log_dir=Path(logs) if logs else None)
     url = system.url("intake")
     key = httpx.post(f"{url}/v1/admin/keys", headers={"Authorization": f"Bearer {ADMIN}"},
                      json={"source": "bench", "scopes": ["leads:write"]}).json()["api_key"]

@@ -93,7 +93,7 @@ async def caught_up(bootstrap: str, group: str, topics: tuple[str, ...], timeout
         await admin.close()
 
 
-async def _latest_consumer(bootstrap: str, topics: tuple[Topic, ...] = (LEAD_ROUTED,)) -> AIOKafkaConsumer:
+async def _latest_consumer(bootstrap: str, topics: tuple[Topic, ...]) -> AIOKafkaConsumer:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     parts = [TopicPartition(t.name, p) for t in topics for p in range(t.partitions)]
@@ -104,7 +104,7 @@ async def _latest_consumer(bootstrap: str, topics: tuple[Topic, ...] = (LEAD_ROU
     return consumer
 
 
-HOPS = (LEAD_CAPTURED.name, LEAD_SCORED.name, ROUTED)  # the topics a fresh lead crosses, in order
+HOPS = (LEAD_CAPTURED, LEAD_SCORED, LEAD_ROUTED)  # the topics a fresh lead crosses, in order
 
 
 class RoutedWatcher:
@@ -121,7 +121,7 @@ class RoutedWatcher:
         self._task: asyncio.Task | None = None
 
     async def __aenter__(self) -> RoutedWatcher:
-        self._consumer = await _latest_consumer(self._bootstrap, (LEAD_CAPTURED, LEAD_SCORED, LEAD_ROUTED))
+        self._consumer = await _latest_consumer(self._bootstrap, HOPS)
         self._task = asyncio.create_task(self._read())
         return self
 
@@ -151,7 +151,7 @@ class RoutedWatcher:
     def hops(self, lead: str) -> dict[str, float]:
         """ms per hop: POST sent -> lead-captured published -> lead-scored -> lead-routed -> seen here (and the
         POST's own time, ``answered``)."""
-        times = [self.posted_at.get(lead)] + [self.published.get((lead, t)) for t in HOPS]
+        times = [self.posted_at.get(lead)] + [self.published.get((lead, t.name)) for t in HOPS]
         if lead in self.latencies:
             times.append(self.posted_at[lead] + self.latencies[lead])
         names = ("captured", "scored", "routed", "seen")
